@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub mod codes;
+pub mod nmt;
+pub mod tx;
+
+/// Generated prost messages and tonic services (package `seqnet.v1`).
+#[allow(clippy::all, missing_docs, clippy::unwrap_used)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/seqnet.v1.rs"));
+
+    /// Encoded `FileDescriptorSet` of every seqnet `.proto` file, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/seqnet_descriptor.bin"));
+}
+
+pub use codes::Code;
+pub use nmt::{NamespaceProof, NmtError, NmtNode, NmtRoot};
+pub use tx::{Action, Address, RollupId, Transaction, TransactionBody, TxError};
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}

@@ -1,0 +1,585 @@
+//! Transactions: validated domain types, canonical sign bytes and ed25519
+//! signing. Nothing outside this module takes a raw `pb::SignedTransaction`:
+//! [`Transaction::decode`] is the one door from bytes to a transaction, and it
+//! enforces size caps, canonical encoding and per-action structure.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use prost::Message;
+
+use crate::codes::Code;
+use crate::pb;
+
+/// Domain separator of transaction signatures.
+pub const TX_SIGN_DOMAIN: &[u8] = b"seqnet/tx/v1";
+/// No transaction is ever larger than this, whatever the chain parameters say.
+pub const HARD_MAX_TX_BYTES: usize = 1 << 20;
+/// No transaction carries more actions than this.
+pub const HARD_MAX_ACTIONS: usize = 256;
+pub const MAX_CHAIN_ID_LEN: usize = 64;
+pub const MAX_ROLLUP_NAME_LEN: usize = 64;
+pub const MAX_VERIFYING_KEY_BYTES: usize = 64 * 1024;
+
+/// A rollup's id; also its namespace in the block's namespaced Merkle tree.
+/// Zero is reserved.
+pub type RollupId = u64;
+
+/// Everything that can be wrong with a transaction, with the offending value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error("transaction does not decode: {0}")]
+    Malformed(String),
+    #[error("{what} is not canonically encoded")]
+    NonCanonical { what: &'static str },
+    #[error("signer is not a valid ed25519 public key: {0}")]
+    BadSigner(String),
+    #[error("signature does not verify for signer {signer}")]
+    BadSignature { signer: Address },
+    #[error("transaction is for chain {got:?}, this chain is {expected:?}")]
+    WrongChainId { expected: String, got: String },
+    #[error("action {index}: {reason}")]
+    InvalidAction { index: usize, reason: String },
+    #[error("transaction has {count} actions; allowed 1..={limit}")]
+    ActionCount { count: usize, limit: usize },
+    #[error("chain id of {len} bytes; allowed 1..={MAX_CHAIN_ID_LEN}")]
+    ChainIdLength { len: usize },
+}
+
+impl TxError {
+    pub fn code(&self) -> Code {
+        match self {
+            TxError::TooLarge { .. } => Code::TooLarge,
+            TxError::Malformed(_) => Code::Malformed,
+            TxError::NonCanonical { .. } => Code::NonCanonical,
+            TxError::BadSigner(_) | TxError::BadSignature { .. } => Code::BadSignature,
+            TxError::WrongChainId { .. } => Code::WrongChainId,
+            TxError::InvalidAction { .. }
+            | TxError::ActionCount { .. }
+            | TxError::ChainIdLength { .. } => Code::InvalidAction,
+        }
+    }
+}
+
+/// An account address: the account's ed25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Address(pub [u8; 32]);
+
+impl Address {
+    pub fn from_slice(bytes: &[u8]) -> Option<Address> {
+        <[u8; 32]>::try_from(bytes).ok().map(Address)
+    }
+
+    /// Parses 64 hex characters (an optional `0x` prefix is allowed).
+    pub fn from_hex(text: &str) -> Result<Address, String> {
+        let text = text.strip_prefix("0x").unwrap_or(text);
+        let bytes = hex::decode(text).map_err(|e| format!("address {text:?} is not hex: {e}"))?;
+        Address::from_slice(&bytes)
+            .ok_or_else(|| format!("address {text:?} has {} bytes, want 32", bytes.len()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn verifying_key(&self) -> Result<VerifyingKey, TxError> {
+        VerifyingKey::from_bytes(&self.0).map_err(|e| TxError::BadSigner(e.to_string()))
+    }
+}
+
+impl From<&VerifyingKey> for Address {
+    fn from(key: &VerifyingKey) -> Self {
+        Address(key.to_bytes())
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Address({})", hex::encode(self.0))
+    }
+}
+
+/// Parameters a rollup registers with (or replaces with `UpdateRollup`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RollupSettings {
+    pub verifying_key: Vec<u8>,
+    pub proof_window: u64,
+    pub inclusion_window: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    RollupData {
+        rollup_id: RollupId,
+        data: Vec<u8>,
+    },
+    Transfer {
+        to: Address,
+        amount: u64,
+    },
+    RegisterRollup {
+        rollup_id: RollupId,
+        name: String,
+        settings: RollupSettings,
+    },
+    UpdateRollup {
+        rollup_id: RollupId,
+        settings: RollupSettings,
+    },
+}
+
+impl Action {
+    /// Name used in events and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::RollupData { .. } => "rollup_data",
+            Action::Transfer { .. } => "transfer",
+            Action::RegisterRollup { .. } => "register_rollup",
+            Action::UpdateRollup { .. } => "update_rollup",
+        }
+    }
+
+    fn from_pb(index: usize, action: pb::Action) -> Result<Action, TxError> {
+        let invalid = |reason: String| TxError::InvalidAction { index, reason };
+        let kind = action
+            .kind
+            .ok_or_else(|| invalid("action has no kind".into()))?;
+        let action = match kind {
+            pb::action::Kind::RollupData(d) => {
+                if d.rollup_id == 0 {
+                    return Err(invalid("rollup id 0 is reserved".into()));
+                }
+                if d.data.is_empty() {
+                    return Err(invalid(format!("empty data for rollup {}", d.rollup_id)));
+                }
+                Action::RollupData {
+                    rollup_id: d.rollup_id,
+                    data: d.data,
+                }
+            }
+            pb::action::Kind::Transfer(t) => {
+                let to = Address::from_slice(&t.to).ok_or_else(|| {
+                    invalid(format!("recipient has {} bytes, want 32", t.to.len()))
+                })?;
+                to.verifying_key().map_err(|_| {
+                    invalid(format!("recipient {to} is not an ed25519 public key"))
+                })?;
+                if t.amount == 0 {
+                    return Err(invalid("transfer of amount 0".into()));
+                }
+                Action::Transfer {
+                    to,
+                    amount: t.amount,
+                }
+            }
+            pb::action::Kind::RegisterRollup(r) => {
+                if r.rollup_id == 0 {
+                    return Err(invalid("rollup id 0 is reserved".into()));
+                }
+                let name_ok = !r.name.is_empty()
+                    && r.name.len() <= MAX_ROLLUP_NAME_LEN
+                    && r.name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+                if !name_ok {
+                    return Err(invalid(format!(
+                        "rollup name {:?} must be 1..={MAX_ROLLUP_NAME_LEN} characters of [A-Za-z0-9._-]",
+                        r.name
+                    )));
+                }
+                Action::RegisterRollup {
+                    rollup_id: r.rollup_id,
+                    name: r.name,
+                    settings: settings(index, r.verifying_key, r.proof_window, r.inclusion_window)?,
+                }
+            }
+            pb::action::Kind::UpdateRollup(u) => {
+                if u.rollup_id == 0 {
+                    return Err(invalid("rollup id 0 is reserved".into()));
+                }
+                Action::UpdateRollup {
+                    rollup_id: u.rollup_id,
+                    settings: settings(index, u.verifying_key, u.proof_window, u.inclusion_window)?,
+                }
+            }
+        };
+        Ok(action)
+    }
+
+    fn to_pb(&self) -> pb::Action {
+        use pb::action::Kind;
+        let kind = match self {
+            Action::RollupData { rollup_id, data } => Kind::RollupData(pb::RollupData {
+                rollup_id: *rollup_id,
+                data: data.clone(),
+            }),
+            Action::Transfer { to, amount } => Kind::Transfer(pb::Transfer {
+                to: to.0.to_vec(),
+                amount: *amount,
+            }),
+            Action::RegisterRollup {
+                rollup_id,
+                name,
+                settings,
+            } => Kind::RegisterRollup(pb::RegisterRollup {
+                rollup_id: *rollup_id,
+                name: name.clone(),
+                verifying_key: settings.verifying_key.clone(),
+                proof_window: settings.proof_window,
+                inclusion_window: settings.inclusion_window,
+            }),
+            Action::UpdateRollup {
+                rollup_id,
+                settings,
+            } => Kind::UpdateRollup(pb::UpdateRollup {
+                rollup_id: *rollup_id,
+                verifying_key: settings.verifying_key.clone(),
+                proof_window: settings.proof_window,
+                inclusion_window: settings.inclusion_window,
+            }),
+        };
+        pb::Action { kind: Some(kind) }
+    }
+}
+
+fn settings(
+    index: usize,
+    verifying_key: Vec<u8>,
+    proof_window: u64,
+    inclusion_window: u64,
+) -> Result<RollupSettings, TxError> {
+    let invalid = |reason: String| TxError::InvalidAction { index, reason };
+    if verifying_key.len() > MAX_VERIFYING_KEY_BYTES {
+        return Err(invalid(format!(
+            "verifying key of {} bytes exceeds {MAX_VERIFYING_KEY_BYTES}",
+            verifying_key.len()
+        )));
+    }
+    if proof_window == 0 || inclusion_window == 0 {
+        return Err(invalid(format!(
+            "proof_window ({proof_window}) and inclusion_window ({inclusion_window}) must be at least 1"
+        )));
+    }
+    Ok(RollupSettings {
+        verifying_key,
+        proof_window,
+        inclusion_window,
+    })
+}
+
+/// What a transaction's signer asks the chain to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransactionBody {
+    pub chain_id: String,
+    pub nonce: u64,
+    pub fee: u64,
+    pub actions: Vec<Action>,
+}
+
+impl TransactionBody {
+    pub fn encode(&self) -> Vec<u8> {
+        pb::TransactionBody {
+            chain_id: self.chain_id.clone(),
+            nonce: self.nonce,
+            fee: self.fee,
+            actions: self.actions.iter().map(Action::to_pb).collect(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Bytes of rollup data the body carries (what per-byte fees are charged on).
+    pub fn data_bytes(&self) -> u64 {
+        self.actions
+            .iter()
+            .map(|a| match a {
+                Action::RollupData { data, .. } => data.len() as u64,
+                _ => 0,
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    pub fn sign(self, key: &SigningKey) -> Transaction {
+        let body_bytes = self.encode();
+        let signature = key.sign(&sign_bytes(&self.chain_id, &body_bytes));
+        let signer = Address::from(&key.verifying_key());
+        let bytes = pb::SignedTransaction {
+            body: body_bytes.clone(),
+            signer: signer.0.to_vec(),
+            signature: signature.to_bytes().to_vec(),
+        }
+        .encode_to_vec();
+        Transaction {
+            hash: crate::sha256(&bytes),
+            body: self,
+            body_bytes,
+            signer,
+            signature,
+            bytes,
+        }
+    }
+}
+
+/// The bytes an ed25519 signature covers:
+/// `"seqnet/tx/v1" || u32_be(len(chain_id)) || chain_id || body`.
+pub fn sign_bytes(chain_id: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TX_SIGN_DOMAIN.len() + 4 + chain_id.len() + body.len());
+    out.extend_from_slice(TX_SIGN_DOMAIN);
+    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(chain_id.as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A decoded, structurally valid transaction. Its signature is checked by
+/// [`Transaction::verify_signature`] (kept apart so callers can cache it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transaction {
+    pub body: TransactionBody,
+    pub signer: Address,
+    body_bytes: Vec<u8>,
+    signature: Signature,
+    bytes: Vec<u8>,
+    hash: [u8; 32],
+}
+
+impl Transaction {
+    /// Decodes `bytes` (what CometBFT carries) with the size cap `max_bytes`
+    /// (clamped to [`HARD_MAX_TX_BYTES`]) and `max_actions` (clamped to
+    /// [`HARD_MAX_ACTIONS`]), rejecting non-canonical encodings.
+    pub fn decode(bytes: &[u8], max_bytes: usize, max_actions: usize) -> Result<Self, TxError> {
+        let limit = max_bytes.min(HARD_MAX_TX_BYTES);
+        if bytes.len() > limit {
+            return Err(TxError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let envelope = pb::SignedTransaction::decode(bytes)
+            .map_err(|e| TxError::Malformed(format!("envelope: {e}")))?;
+        if envelope.encode_to_vec() != bytes {
+            return Err(TxError::NonCanonical { what: "envelope" });
+        }
+        let signer = Address::from_slice(&envelope.signer).ok_or_else(|| {
+            TxError::BadSigner(format!("{} bytes, want 32", envelope.signer.len()))
+        })?;
+        let signature = Signature::from_slice(&envelope.signature).map_err(|_| {
+            TxError::Malformed(format!(
+                "signature has {} bytes, want 64",
+                envelope.signature.len()
+            ))
+        })?;
+        let raw_body = pb::TransactionBody::decode(envelope.body.as_slice())
+            .map_err(|e| TxError::Malformed(format!("body: {e}")))?;
+        if raw_body.encode_to_vec() != envelope.body {
+            return Err(TxError::NonCanonical { what: "body" });
+        }
+        if raw_body.chain_id.is_empty() || raw_body.chain_id.len() > MAX_CHAIN_ID_LEN {
+            return Err(TxError::ChainIdLength {
+                len: raw_body.chain_id.len(),
+            });
+        }
+        let action_limit = max_actions.min(HARD_MAX_ACTIONS);
+        if raw_body.actions.is_empty() || raw_body.actions.len() > action_limit {
+            return Err(TxError::ActionCount {
+                count: raw_body.actions.len(),
+                limit: action_limit,
+            });
+        }
+        let actions = raw_body
+            .actions
+            .into_iter()
+            .enumerate()
+            .map(|(index, action)| Action::from_pb(index, action))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Transaction {
+            body: TransactionBody {
+                chain_id: raw_body.chain_id,
+                nonce: raw_body.nonce,
+                fee: raw_body.fee,
+                actions,
+            },
+            signer,
+            body_bytes: envelope.body,
+            signature,
+            bytes: bytes.to_vec(),
+            hash: crate::sha256(bytes),
+        })
+    }
+
+    /// Strict ed25519 verification (no weak keys, canonical `S`).
+    pub fn verify_signature(&self) -> Result<(), TxError> {
+        let key = self.signer.verifying_key()?;
+        key.verify_strict(
+            &sign_bytes(&self.body.chain_id, &self.body_bytes),
+            &self.signature,
+        )
+        .map_err(|_| TxError::BadSignature {
+            signer: self.signer,
+        })
+    }
+
+    pub fn check_chain_id(&self, expected: &str) -> Result<(), TxError> {
+        if self.body.chain_id == expected {
+            Ok(())
+        } else {
+            Err(TxError::WrongChainId {
+                expected: expected.to_string(),
+                got: self.body.chain_id.clone(),
+            })
+        }
+    }
+
+    /// SHA-256 of the transaction bytes (as CometBFT computes it).
+    pub fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+
+    pub fn to_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn body(actions: Vec<Action>) -> TransactionBody {
+        TransactionBody {
+            chain_id: "seqnet-test".into(),
+            nonce: 7,
+            fee: 100,
+            actions,
+        }
+    }
+
+    fn data(rollup_id: u64, bytes: &[u8]) -> Action {
+        Action::RollupData {
+            rollup_id,
+            data: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn signed_transaction_round_trips_and_verifies() {
+        let tx = body(vec![data(1, b"hello")]).sign(&key(1));
+        let decoded = Transaction::decode(tx.to_bytes(), 4096, 16).expect("decodes");
+        assert_eq!(decoded, tx);
+        decoded.verify_signature().expect("signature verifies");
+        assert_eq!(decoded.hash(), crate::sha256(tx.to_bytes()));
+    }
+
+    #[test]
+    fn tampered_body_fails_signature() {
+        let tx = body(vec![data(1, b"hello")]).sign(&key(1));
+        let mut envelope = pb::SignedTransaction::decode(tx.to_bytes()).expect("decodes");
+        envelope.body = body(vec![data(1, b"hellp")]).encode();
+        let forged = Transaction::decode(&envelope.encode_to_vec(), 4096, 16).expect("decodes");
+        assert!(matches!(
+            forged.verify_signature(),
+            Err(TxError::BadSignature { .. })
+        ));
+    }
+
+    #[test]
+    fn signature_is_bound_to_the_signer() {
+        let tx = body(vec![data(1, b"x")]).sign(&key(1));
+        let mut envelope = pb::SignedTransaction::decode(tx.to_bytes()).expect("decodes");
+        envelope.signer = key(2).verifying_key().to_bytes().to_vec();
+        let forged = Transaction::decode(&envelope.encode_to_vec(), 4096, 16).expect("decodes");
+        assert_eq!(forged.verify_signature().unwrap_err().code(), Code::BadSignature);
+    }
+
+    #[test]
+    fn limits_and_structure_are_enforced() {
+        let tx = body(vec![data(1, &[0u8; 100])]).sign(&key(1));
+        let err = Transaction::decode(tx.to_bytes(), 50, 16).unwrap_err();
+        assert_eq!(err.code(), Code::TooLarge);
+        let err = Transaction::decode(b"\xff\xff\xff", 4096, 16).unwrap_err();
+        assert_eq!(err.code(), Code::Malformed);
+        let tx = body(vec![]).sign(&key(1));
+        assert!(matches!(
+            Transaction::decode(tx.to_bytes(), 4096, 16),
+            Err(TxError::ActionCount { count: 0, .. })
+        ));
+        let tx = body(vec![data(0, b"x")]).sign(&key(1));
+        assert_eq!(
+            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Code::InvalidAction
+        );
+        let tx = body(vec![data(3, b"")]).sign(&key(1));
+        assert_eq!(
+            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Code::InvalidAction
+        );
+        let tx = body(vec![Action::Transfer {
+            to: Address([0; 32]),
+            amount: 0,
+        }])
+        .sign(&key(1));
+        assert_eq!(
+            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Code::InvalidAction
+        );
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected() {
+        let tx = body(vec![data(1, b"x")]).sign(&key(1));
+        // An explicitly encoded default field (nonce = 0 written out) decodes
+        // to the same message but is not canonical.
+        let mut bytes = tx.to_bytes().to_vec();
+        bytes.extend_from_slice(&[0x20, 0x00]); // unknown field 4, varint 0
+        assert_eq!(
+            Transaction::decode(&bytes, 4096, 16).unwrap_err(),
+            TxError::NonCanonical { what: "envelope" }
+        );
+    }
+
+    #[test]
+    fn sign_bytes_are_domain_separated_and_length_prefixed() {
+        let a = sign_bytes("ab", b"c");
+        let b = sign_bytes("a", b"bc");
+        assert_ne!(a, b);
+        assert!(a.starts_with(TX_SIGN_DOMAIN));
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Transaction::decode(&bytes, 4096, 16);
+        }
+
+        #[test]
+        fn encode_decode_round_trip(
+            nonce in any::<u64>(),
+            fee in any::<u64>(),
+            items in proptest::collection::vec((1u64..1000, proptest::collection::vec(any::<u8>(), 1..64)), 1..8),
+        ) {
+            let tx = TransactionBody {
+                chain_id: "c".into(),
+                nonce,
+                fee,
+                actions: items.into_iter().map(|(id, d)| Action::RollupData { rollup_id: id, data: d }).collect(),
+            }
+            .sign(&key(9));
+            let decoded = Transaction::decode(tx.to_bytes(), HARD_MAX_TX_BYTES, 16).expect("decodes");
+            prop_assert!(decoded.verify_signature().is_ok());
+            prop_assert_eq!(decoded, tx);
+        }
+    }
+}
