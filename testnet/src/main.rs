@@ -1,1 +1,402 @@
-fn main() {}
+//! `seqnet-testnet`: generate, run, watch, break and load a local seqnet network.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use seqnet_testnet::load::{self, LoadOptions, LoadStats};
+use seqnet_testnet::{status, Binaries, InitOptions, Manifest, Testnet};
+
+#[derive(Parser)]
+#[command(
+    name = "seqnet-testnet",
+    version,
+    about = "Local seqnet networks: generate, start, stop, watch, load"
+)]
+struct Cli {
+    /// Log filter for this tool (RUST_LOG syntax).
+    #[arg(
+        long,
+        env = "SEQNET_TESTNET_LOG",
+        default_value = "info",
+        global = true
+    )]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct DirArg {
+    /// Testnet directory.
+    #[arg(long, default_value = ".testnet")]
+    dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Number of validators.
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    #[arg(long, default_value = "seqnet-local")]
+    chain_id: String,
+    /// Node i listens on base + 10*i + {0 p2p, 1 rpc, 2 abci, 3 grpc, 4 metrics}.
+    #[arg(long, default_value_t = 27000)]
+    base_port: u16,
+    /// Demo rollups registered at genesis (ids 1..=K).
+    #[arg(long, default_value_t = 3)]
+    rollups: u64,
+    /// Extra funded accounts (keys/user-J.json).
+    #[arg(long, default_value_t = 2)]
+    users: usize,
+    /// CometBFT consensus.timeout_commit.
+    #[arg(long, default_value = "300ms")]
+    timeout_commit: String,
+    /// CometBFT consensus.timeout_propose.
+    #[arg(long, default_value = "1s")]
+    timeout_propose: String,
+    /// Consensus parameter abci.vote_extensions_enable_height (0: off).
+    #[arg(long, default_value_t = 0)]
+    vote_extensions_height: u64,
+    /// CometBFT log_level.
+    #[arg(long, default_value = "info")]
+    cometbft_log: String,
+    /// Sequencer log filter.
+    #[arg(long, default_value = "info")]
+    sequencer_log: String,
+}
+
+impl InitArgs {
+    fn options(&self, force: bool) -> InitOptions {
+        InitOptions {
+            validators: self.validators,
+            chain_id: self.chain_id.clone(),
+            base_port: self.base_port,
+            rollups: self.rollups,
+            users: self.users,
+            timeout_commit: self.timeout_commit.clone(),
+            timeout_propose: self.timeout_propose.clone(),
+            cometbft_log_level: self.cometbft_log.clone(),
+            sequencer_log_filter: self.sequencer_log.clone(),
+            vote_extensions_enable_height: self.vote_extensions_height,
+            force,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a testnet: CometBFT homes, one genesis, configs, keys, testnet.json.
+    Init {
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        init: InitArgs,
+        /// Replace an existing directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Start every node, wait for height 2, then show live status until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Return once the network runs (stop it with `down`).
+        #[arg(long)]
+        detach: bool,
+        /// Seconds to wait for height 2.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Stop every process (SIGTERM, SIGKILL after a grace period).
+    Down {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// One status table: nodes and rollups.
+    Status {
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// SIGKILL both processes of one node (a crash).
+    Kill {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long)]
+        node: usize,
+    },
+    /// Start one node (after `kill`) and wait until it catches up.
+    Start {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long)]
+        node: usize,
+        /// Seconds to wait for it to catch up.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+    /// Init (if needed), up, and load every demo rollup through its own node.
+    Demo {
+        #[command(flatten)]
+        dir: DirArg,
+        #[command(flatten)]
+        init: InitArgs,
+        /// Transactions per second over all rollups.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Bytes of rollup data per transaction.
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Seconds to wait for height 2.
+        #[arg(long, default_value_t = 180)]
+        timeout: u64,
+    },
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn refresh_interval() -> Duration {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    }
+}
+
+async fn up(dir: &Path, detach: bool, timeout: u64) -> anyhow::Result<()> {
+    let mut net = Testnet::open(dir)?.with_binaries(Binaries::locate()?);
+    println!(
+        "starting {} nodes of {} from {}",
+        net.node_count(),
+        net.manifest().chain_id,
+        dir.display()
+    );
+    net.start(Duration::from_secs(timeout)).await?;
+    println!(
+        "{}",
+        status::render(&status::collect(dir, net.manifest()).await)
+    );
+    if detach {
+        net.detach();
+        println!(
+            "network running; stop it with `seqnet-testnet down --dir {}`",
+            dir.display()
+        );
+        return Ok(());
+    }
+    let manifest = net.manifest().clone();
+    status::watch(
+        dir,
+        &manifest,
+        refresh_interval(),
+        String::new,
+        shutdown_signal(),
+    )
+    .await;
+    println!("stopping the network");
+    net.stop();
+    Ok(())
+}
+
+async fn start_one(dir: &Path, node: usize, timeout: u64) -> anyhow::Result<()> {
+    let mut net = Testnet::open(dir)?.with_binaries(Binaries::locate()?);
+    let target = net
+        .heights()
+        .await
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    net.start_node(node).await?;
+    net.wait_node_height(node, target, Duration::from_secs(timeout))
+        .await
+        .with_context(|| format!("node{node} did not catch up to height {target}"))?;
+    net.detach();
+    println!("node{node} is running and at height >= {target}");
+    Ok(())
+}
+
+async fn demo(
+    dir: &Path,
+    init: &InitArgs,
+    opts: LoadOptions,
+    duration: Option<u64>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let binaries = Binaries::locate()?;
+    if !Manifest::exists(dir) {
+        println!(
+            "generating a {}-validator testnet in {}",
+            init.validators,
+            dir.display()
+        );
+        Testnet::init(dir, &init.options(false), binaries.clone())?.detach();
+    }
+    let mut net = Testnet::open(dir)?.with_binaries(binaries);
+    let already_running = (0..net.node_count()).all(|i| net.is_running(i));
+    if already_running {
+        println!("network already running; loading it (it keeps running afterwards)");
+        net.detach();
+    } else {
+        println!("starting {} nodes", net.node_count());
+        net.start(Duration::from_secs(timeout)).await?;
+    }
+    let manifest = net.manifest().clone();
+    for rollup in &manifest.rollups {
+        println!(
+            "rollup {} ({}) submits through node{} ({})",
+            rollup.id,
+            rollup.name,
+            rollup.submit_node,
+            manifest.node(rollup.submit_node)?.grpc_url()
+        );
+    }
+    let stats = Arc::new(LoadStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load_task = {
+        let dir = dir.to_path_buf();
+        let manifest = manifest.clone();
+        let stats = stats.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move { load::run(&dir, &manifest, &opts, stats, stop_rx).await })
+    };
+    let started = Instant::now();
+    let until = async {
+        match duration {
+            Some(secs) => {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+                }
+            }
+            None => shutdown_signal().await,
+        }
+    };
+    let footer = || stats.summary(started.elapsed());
+    status::watch(dir, &manifest, refresh_interval(), footer, until).await;
+    let _ = stop_tx.send(true);
+    let load_result = load_task.await.context("load task panicked")?;
+    println!("{}", status::render(&status::collect(dir, &manifest).await));
+    println!("{}", stats.summary(started.elapsed()));
+    if !already_running {
+        println!("stopping the network");
+        net.stop();
+    }
+    load_result?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .with_context(|| format!("bad --log filter {:?}", cli.log))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match cli.command {
+        Command::Init { dir, init, force } => {
+            let cometbft = seqnet_testnet::binaries::locate_cometbft()?;
+            let manifest = seqnet_testnet::init::init(&dir.dir, &init.options(force), &cometbft)?;
+            println!(
+                "generated {} validators of chain {} in {}",
+                manifest.nodes.len(),
+                manifest.chain_id,
+                dir.dir.display()
+            );
+            for node in &manifest.nodes {
+                println!(
+                    "  {}: rpc {} grpc {} (p2p {}, abci {}, metrics {})",
+                    node.moniker,
+                    node.rpc_url(),
+                    node.grpc_url(),
+                    node.ports.p2p,
+                    node.ports.abci,
+                    node.ports.metrics
+                );
+            }
+            for key in &manifest.keys {
+                println!(
+                    "  key {}: {} ({})",
+                    key.name,
+                    key.address,
+                    key.path.display()
+                );
+            }
+        }
+        Command::Up {
+            dir,
+            detach,
+            timeout,
+        } => up(&dir.dir, detach, timeout).await?,
+        Command::Down { dir } => {
+            let mut net = Testnet::open(&dir.dir)?;
+            let running = (0..net.node_count()).filter(|&i| net.is_running(i)).count();
+            net.stop();
+            println!(
+                "stopped ({running} of {} nodes were fully running)",
+                net.node_count()
+            );
+        }
+        Command::Status { dir } => {
+            let manifest = Manifest::load(&dir.dir)?;
+            println!(
+                "{}",
+                status::render(&status::collect(&dir.dir, &manifest).await)
+            );
+        }
+        Command::Kill { dir, node } => {
+            let mut net = Testnet::open(&dir.dir)?;
+            net.kill_node(node)?;
+            net.detach();
+            println!("node{node} killed");
+        }
+        Command::Start { dir, node, timeout } => start_one(&dir.dir, node, timeout).await?,
+        Command::Demo {
+            dir,
+            init,
+            rate,
+            duration,
+            payload_bytes,
+            timeout,
+        } => {
+            let opts = LoadOptions {
+                rate,
+                payload_bytes,
+            };
+            demo(&dir.dir, &init, opts, duration, timeout).await?;
+        }
+    }
+    Ok(())
+}

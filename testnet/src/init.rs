@@ -1,0 +1,569 @@
+//! `init`: generates a local network in one directory.
+//!
+//! For each node `cometbft init` creates a home (node key, validator key,
+//! default config); then one shared `genesis.json` (all validators, the chain
+//! id, consensus parameters for a local net and the seqnet `app_state` with
+//! funded accounts and demo rollups) replaces every node's genesis, each
+//! `config.toml` is patched (loopback ports, peers, timeouts), and each node
+//! gets a `sequencer.toml`. `testnet.json` records the layout.
+//!
+//! ```text
+//! D/testnet.json
+//! D/keys/{faucet,rollup-K,user-J}.json
+//! D/node{i}/cometbft/          CometBFT home
+//! D/node{i}/sequencer.toml     seqnet-sequencer config (data in D/node{i}/data)
+//! D/node{i}/{sequencer,cometbft}.{log,pid}
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::error::{Result, TestnetError};
+use crate::keys;
+use crate::manifest::{FeeParams, KeyManifest, Manifest, NodeManifest, Ports, RollupManifest};
+
+/// Balance of the faucet account.
+pub const FAUCET_BALANCE: u64 = 1_000_000_000_000_000;
+/// Balance of each rollup owner and user account.
+pub const ACCOUNT_BALANCE: u64 = 1_000_000_000_000;
+/// Voting power of each validator.
+pub const VALIDATOR_POWER: u64 = 10;
+
+/// What `init` generates.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Number of validators (each a CometBFT node plus a sequencer).
+    pub validators: usize,
+    pub chain_id: String,
+    /// Node `i` uses ports `base_port + 10 * i + {0..4}`.
+    pub base_port: u16,
+    /// Demo rollups registered at genesis, ids `1..=rollups`.
+    pub rollups: u64,
+    /// Extra funded accounts `user-1..=users` (for transfers and fault drills).
+    pub users: usize,
+    /// CometBFT `consensus.timeout_commit`, e.g. `300ms`.
+    pub timeout_commit: String,
+    /// CometBFT `consensus.timeout_propose`, e.g. `1s`.
+    pub timeout_propose: String,
+    /// CometBFT `log_level`.
+    pub cometbft_log_level: String,
+    /// Sequencer `log.filter` (RUST_LOG syntax).
+    pub sequencer_log_filter: String,
+    /// Consensus parameter `abci.vote_extensions_enable_height` (0: disabled).
+    pub vote_extensions_enable_height: u64,
+    /// Replace an existing directory.
+    pub force: bool,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            validators: 4,
+            chain_id: "seqnet-local".into(),
+            base_port: 27000,
+            rollups: 3,
+            users: 2,
+            timeout_commit: "300ms".into(),
+            timeout_propose: "1s".into(),
+            cometbft_log_level: "info".into(),
+            sequencer_log_filter: "info".into(),
+            vote_extensions_enable_height: 0,
+            force: false,
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> TestnetError {
+    TestnetError::InvalidOption {
+        name,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Checks a Go duration of the simple form `<digits><unit>` (`ms`, `s`, `m`).
+fn check_duration(name: &'static str, value: &str) -> Result<()> {
+    let digits = value.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &value[digits.len()..];
+    let ok = !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && matches!(unit, "ms" | "s" | "m");
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(name, value, "want a duration like 300ms, 1s or 1m"))
+    }
+}
+
+impl InitOptions {
+    /// Checks every option before anything is written.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=100).contains(&self.validators) {
+            return Err(invalid("--validators", self.validators, "want 1..=100"));
+        }
+        let id_ok = !self.chain_id.is_empty()
+            && self.chain_id.len() <= seqnet_proto::tx::MAX_CHAIN_ID_LEN
+            && self
+                .chain_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !id_ok {
+            return Err(invalid(
+                "--chain-id",
+                &self.chain_id,
+                format!(
+                    "want 1..={} characters of [A-Za-z0-9._-]",
+                    seqnet_proto::tx::MAX_CHAIN_ID_LEN
+                ),
+            ));
+        }
+        if self.base_port < 1024 || Ports::for_node(self.base_port, self.validators - 1).is_none() {
+            return Err(invalid(
+                "--base-port",
+                self.base_port,
+                format!(
+                    "ports base..base+{} must lie in 1024..=65535",
+                    10 * (self.validators - 1) + 4
+                ),
+            ));
+        }
+        if self.rollups > 1000 {
+            return Err(invalid("--rollups", self.rollups, "want 0..=1000"));
+        }
+        if self.users > 1000 {
+            return Err(invalid("--users", self.users, "want 0..=1000"));
+        }
+        check_duration("--timeout-commit", &self.timeout_commit)?;
+        check_duration("--timeout-propose", &self.timeout_propose)?;
+        Ok(())
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| TestnetError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| TestnetError::parse(path, e))
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| TestnetError::parse(path, e))?;
+    std::fs::write(path, text + "\n").map_err(|e| TestnetError::io(path, e))
+}
+
+fn str_at<'a>(value: &'a Value, pointer: &str, path: &Path) -> Result<&'a str> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| TestnetError::parse(path, format!("missing string at {pointer}")))
+}
+
+/// CometBFT node id from `node_key.json`: hex of the first 20 bytes of
+/// SHA-256 of the ed25519 public key (the last 32 bytes of the private key).
+pub fn node_id_from_key_file(path: &Path) -> Result<String> {
+    let json = read_json(path)?;
+    let value = str_at(&json, "/priv_key/value", path)?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value)
+        .map_err(|e| TestnetError::parse(path, format!("priv_key is not base64: {e}")))?;
+    if bytes.len() != 64 {
+        return Err(TestnetError::parse(
+            path,
+            format!("priv_key has {} bytes, want 64", bytes.len()),
+        ));
+    }
+    let digest = seqnet_proto::sha256(&bytes[32..]);
+    Ok(hex::encode(&digest[..20]))
+}
+
+/// Runs `cometbft init --home <home>`.
+fn cometbft_init(cometbft: &Path, home: &Path) -> Result<()> {
+    let out = Command::new(cometbft)
+        .arg("init")
+        .arg("--home")
+        .arg(home)
+        .output()
+        .map_err(|e| TestnetError::io(cometbft, e))?;
+    if !out.status.success() {
+        return Err(TestnetError::CommandFailed {
+            command: format!("{} init --home {}", cometbft.display(), home.display()),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether any pid file under `dir` names a live process.
+fn running_pid(dir: &Path) -> Option<(usize, &'static str, i32)> {
+    let manifest = Manifest::load(dir).ok()?;
+    manifest.nodes.iter().find_map(|node| {
+        crate::process::PROCESSES.iter().find_map(|process| {
+            let pid = crate::process::read_pid(&dir.join(&node.dir), process)?;
+            crate::process::is_alive(pid).then_some((node.index, *process, pid))
+        })
+    })
+}
+
+fn prepare_dir(dir: &Path, force: bool) -> Result<()> {
+    let non_empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_some(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(TestnetError::io(dir, e)),
+    };
+    if non_empty {
+        if !force {
+            return Err(TestnetError::DirExists(dir.to_path_buf()));
+        }
+        if let Some((node, process, pid)) = running_pid(dir) {
+            return Err(TestnetError::AlreadyRunning { node, process, pid });
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| TestnetError::io(dir, e))?;
+    }
+    std::fs::create_dir_all(dir.join("keys")).map_err(|e| TestnetError::io(dir, e))
+}
+
+struct Account {
+    manifest: KeyManifest,
+}
+
+fn make_account(dir: &Path, name: String, balance: u64) -> Result<Account> {
+    let key = keys::generate();
+    let rel = PathBuf::from("keys").join(format!("{name}.json"));
+    keys::write_key_file(&dir.join(&rel), &key)?;
+    Ok(Account {
+        manifest: KeyManifest {
+            name,
+            path: rel,
+            address: keys::address(&key).to_string(),
+            balance,
+        },
+    })
+}
+
+/// Generates a testnet in `dir` (see the module docs) and returns its manifest.
+pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest> {
+    opts.validate()?;
+    prepare_dir(dir, opts.force)?;
+    tracing::info!(dir = %dir.display(), validators = opts.validators, rollups = opts.rollups, "generating testnet");
+
+    let fees = FeeParams {
+        base_fee: 10,
+        fee_per_byte: 1,
+        max_tx_bytes: 262_144,
+    };
+
+    // 1. CometBFT homes.
+    let mut nodes = Vec::with_capacity(opts.validators);
+    let mut validators = Vec::with_capacity(opts.validators);
+    for index in 0..opts.validators {
+        let node_dir = PathBuf::from(format!("node{index}"));
+        let home_rel = node_dir.join("cometbft");
+        let home = dir.join(&home_rel);
+        cometbft_init(cometbft, &home)?;
+        let pv_path = home.join("config/priv_validator_key.json");
+        let pv = read_json(&pv_path)?;
+        let address = str_at(&pv, "/address", &pv_path)?.to_string();
+        let pub_key = pv
+            .get("pub_key")
+            .cloned()
+            .ok_or_else(|| TestnetError::parse(&pv_path, "missing pub_key"))?;
+        let node_id = node_id_from_key_file(&home.join("config/node_key.json"))?;
+        let moniker = format!("node{index}");
+        validators.push(json!({
+            "address": address,
+            "pub_key": pub_key,
+            "power": VALIDATOR_POWER.to_string(),
+            "name": moniker,
+        }));
+        let ports = Ports::for_node(opts.base_port, index)
+            .ok_or_else(|| invalid("--base-port", opts.base_port, "port out of range"))?;
+        nodes.push(NodeManifest {
+            index,
+            moniker,
+            node_id,
+            validator_address: address,
+            cometbft_home: home_rel,
+            sequencer_config: node_dir.join("sequencer.toml"),
+            dir: node_dir,
+            ports,
+        });
+    }
+
+    // 2. Accounts and rollups.
+    let mut accounts = vec![make_account(dir, "faucet".into(), FAUCET_BALANCE)?];
+    let mut rollups = Vec::new();
+    for id in 1..=opts.rollups {
+        let account = make_account(dir, format!("rollup-{id}"), ACCOUNT_BALANCE)?;
+        rollups.push(RollupManifest {
+            id,
+            name: format!("demo-{id}"),
+            owner_key: account.manifest.name.clone(),
+            submit_node: usize::try_from(id - 1).unwrap_or(0) % opts.validators,
+        });
+        accounts.push(account);
+    }
+    for user in 1..=opts.users {
+        accounts.push(make_account(dir, format!("user-{user}"), ACCOUNT_BALANCE)?);
+    }
+    let keys: Vec<KeyManifest> = accounts.into_iter().map(|a| a.manifest).collect();
+
+    // 3. One genesis for every node.
+    let app_state = json!({
+        "params": {
+            "max_tx_bytes": fees.max_tx_bytes,
+            "max_actions_per_tx": 64,
+            "base_fee": fees.base_fee,
+            "fee_per_byte": fees.fee_per_byte,
+            "rollup_block_share_bps": 5000,
+            "max_inclusion_window": 1000,
+            "max_proof_window": 1000,
+            "register_rollup_fee": 1000,
+        },
+        "accounts": keys.iter().map(|k| json!({"address": k.address, "balance": k.balance})).collect::<Vec<_>>(),
+        "rollups": rollups.iter().map(|r| {
+            let owner = keys.iter().find(|k| k.name == r.owner_key).map(|k| k.address.clone()).unwrap_or_default();
+            json!({
+                "id": r.id,
+                "name": r.name,
+                "owner": owner,
+                "proof_window": 20,
+                "inclusion_window": 10,
+                "verifying_key": "",
+            })
+        }).collect::<Vec<_>>(),
+    });
+    let genesis_path = dir
+        .join(&nodes[0].cometbft_home)
+        .join("config/genesis.json");
+    let mut genesis = read_json(&genesis_path)?;
+    {
+        let obj = genesis
+            .as_object_mut()
+            .ok_or_else(|| TestnetError::parse(&genesis_path, "not a JSON object"))?;
+        obj.insert("chain_id".into(), json!(opts.chain_id));
+        obj.insert("initial_height".into(), json!("1"));
+        obj.insert("validators".into(), Value::Array(validators));
+        obj.insert("app_hash".into(), json!(""));
+        obj.insert("app_state".into(), app_state);
+        obj.insert(
+            "consensus_params".into(),
+            json!({
+                "block": { "max_bytes": "4194304", "max_gas": "-1" },
+                "evidence": {
+                    "max_age_num_blocks": "100000",
+                    "max_age_duration": "172800000000000",
+                    "max_bytes": "1048576"
+                },
+                "validator": { "pub_key_types": ["ed25519"] },
+                "version": { "app": "0" },
+                "abci": {
+                    "vote_extensions_enable_height": opts.vote_extensions_enable_height.to_string()
+                }
+            }),
+        );
+    }
+    for node in &nodes {
+        write_json(
+            &dir.join(&node.cometbft_home).join("config/genesis.json"),
+            &genesis,
+        )?;
+    }
+
+    // 4. config.toml and sequencer.toml per node.
+    for node in &nodes {
+        let peers: Vec<String> = nodes
+            .iter()
+            .filter(|other| other.index != node.index)
+            .map(|other| format!("{}@127.0.0.1:{}", other.node_id, other.ports.p2p))
+            .collect();
+        patch_cometbft_config(dir, node, &peers.join(","), opts)?;
+        write_sequencer_config(dir, node, opts)?;
+    }
+
+    let manifest = Manifest {
+        chain_id: opts.chain_id.clone(),
+        base_port: opts.base_port,
+        nodes,
+        keys,
+        rollups,
+        fees,
+    };
+    manifest.save(dir)?;
+    tracing::info!(manifest = %Manifest::path(dir).display(), "testnet generated");
+    Ok(manifest)
+}
+
+fn set(table: &mut toml::Table, section: Option<&str>, key: &str, value: impl Into<toml::Value>) {
+    let table = match section {
+        None => table,
+        Some(section) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            match entry.as_table_mut() {
+                Some(t) => t,
+                None => return,
+            }
+        }
+    };
+    table.insert(key.to_string(), value.into());
+}
+
+/// Rewrites the node's `config.toml` for a loopback network.
+fn patch_cometbft_config(
+    dir: &Path,
+    node: &NodeManifest,
+    peers: &str,
+    opts: &InitOptions,
+) -> Result<()> {
+    let path = dir.join(&node.cometbft_home).join("config/config.toml");
+    let text = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
+    let mut config: toml::Table = text.parse().map_err(|e| TestnetError::parse(&path, e))?;
+    let p = node.ports;
+    set(&mut config, None, "moniker", node.moniker.clone());
+    set(
+        &mut config,
+        None,
+        "proxy_app",
+        format!("tcp://127.0.0.1:{}", p.abci),
+    );
+    set(
+        &mut config,
+        None,
+        "log_level",
+        opts.cometbft_log_level.clone(),
+    );
+    set(
+        &mut config,
+        Some("rpc"),
+        "laddr",
+        format!("tcp://127.0.0.1:{}", p.rpc),
+    );
+    set(&mut config, Some("rpc"), "pprof_laddr", "");
+    set(&mut config, Some("rpc"), "grpc_laddr", "");
+    set(
+        &mut config,
+        Some("p2p"),
+        "laddr",
+        format!("tcp://127.0.0.1:{}", p.p2p),
+    );
+    set(&mut config, Some("p2p"), "external_address", "");
+    set(&mut config, Some("p2p"), "persistent_peers", peers);
+    set(&mut config, Some("p2p"), "addr_book_strict", false);
+    set(&mut config, Some("p2p"), "allow_duplicate_ip", true);
+    set(&mut config, Some("p2p"), "flush_throttle_timeout", "10ms");
+    set(
+        &mut config,
+        Some("consensus"),
+        "timeout_commit",
+        opts.timeout_commit.clone(),
+    );
+    set(
+        &mut config,
+        Some("consensus"),
+        "timeout_propose",
+        opts.timeout_propose.clone(),
+    );
+    set(&mut config, Some("consensus"), "create_empty_blocks", true);
+    set(
+        &mut config,
+        Some("consensus"),
+        "create_empty_blocks_interval",
+        "0s",
+    );
+    set(&mut config, Some("instrumentation"), "prometheus", false);
+    let text = toml::to_string(&config).map_err(|e| TestnetError::parse(&path, e))?;
+    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))
+}
+
+/// Writes `node{i}/sequencer.toml` (format: docs/configuration.md).
+fn write_sequencer_config(dir: &Path, node: &NodeManifest, opts: &InitOptions) -> Result<()> {
+    let p = node.ports;
+    let text = format!(
+        r#"# seqnet-sequencer config for {moniker} (generated by seqnet-testnet init).
+# Relative paths are resolved against this file's directory.
+
+[abci]
+listen = "127.0.0.1:{abci}"
+
+[grpc]
+listen = "127.0.0.1:{grpc}"
+
+[metrics]
+listen = "127.0.0.1:{metrics}"
+
+[cometbft]
+rpc = "http://127.0.0.1:{rpc}"
+
+[storage]
+path = "data"
+
+[log]
+filter = {filter}
+format = "text"
+"#,
+        moniker = node.moniker,
+        abci = p.abci,
+        grpc = p.grpc,
+        metrics = p.metrics,
+        rpc = p.rpc,
+        filter = toml::Value::String(opts.sequencer_log_filter.clone()),
+    );
+    let path = dir.join(&node.sequencer_config);
+    std::fs::write(&path, text).map_err(|e| TestnetError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_checked() {
+        let ok = InitOptions::default();
+        ok.validate().expect("defaults are valid");
+        let bad = InitOptions {
+            timeout_commit: "fast".into(),
+            ..InitOptions::default()
+        };
+        assert!(bad
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("--timeout-commit"));
+        let bad = InitOptions {
+            base_port: 65530,
+            ..InitOptions::default()
+        };
+        assert!(bad
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("--base-port"));
+        let bad = InitOptions {
+            chain_id: "no spaces".into(),
+            ..InitOptions::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn node_id_matches_cometbft_rule() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node_key.json");
+        // From `cometbft init`; `cometbft show-node-id` printed the id below.
+        std::fs::write(
+            &path,
+            r#"{"priv_key":{"type":"tendermint/PrivKeyEd25519","value":"m68O/ErlLZWXCnzrrN+8QC/Maa45vSH+Ps/5h/eMeleStSXMWUFktv2qkqgHPu5qsIknQqQMX25JKMeJMp9Vug=="}}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            node_id_from_key_file(&path).expect("id"),
+            "c9c29131dad19195a2cffebff2594cfc649d521f"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! Demo load: every demo rollup's owner submits `RollupData` transactions
+//! (signed, sequential nonces) through its own node's gRPC at a steady rate,
+//! until told to stop.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use seqnet_proto::Code;
+use tokio::sync::watch;
+
+use crate::client::{self, Submission, TxSigner};
+use crate::error::{Result, TestnetError};
+use crate::keys;
+use crate::manifest::{Manifest, RollupManifest};
+
+/// How hard to load the network.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Transactions per second over all rollups.
+    pub rate: f64,
+    /// Bytes of rollup data per transaction (at least the header text).
+    pub payload_bytes: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            rate: 20.0,
+            payload_bytes: 256,
+        }
+    }
+}
+
+/// Counters shared between the load tasks and whoever displays them.
+#[derive(Debug, Default)]
+pub struct LoadStats {
+    pub submitted: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub transport_errors: AtomicU64,
+    pub last_problem: Mutex<Option<String>>,
+}
+
+impl LoadStats {
+    fn problem(&self, text: String) {
+        if let Ok(mut last) = self.last_problem.lock() {
+            *last = Some(text);
+        }
+    }
+
+    /// One line: counts, the achieved rate and the last problem seen.
+    pub fn summary(&self, elapsed: Duration) -> String {
+        let accepted = self.accepted.load(Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let mut line = format!(
+            "load: submitted {} accepted {} rejected {} errors {} ({:.1} accepted tx/s over {:.0}s)",
+            self.submitted.load(Ordering::Relaxed),
+            accepted,
+            self.rejected.load(Ordering::Relaxed),
+            self.transport_errors.load(Ordering::Relaxed),
+            accepted as f64 / secs,
+            secs,
+        );
+        if let Ok(last) = self.last_problem.lock() {
+            if let Some(problem) = last.as_ref() {
+                let short: String = problem.chars().take(100).collect();
+                line.push_str(&format!("\n  last problem: {short}"));
+            }
+        }
+        line
+    }
+}
+
+/// Rollup data of about `size` bytes that names its rollup, nonce and send time.
+pub fn payload(rollup_id: u64, nonce: u64, size: usize) -> Vec<u8> {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let mut data = format!("rollup={rollup_id} nonce={nonce} sent_ms={millis} ").into_bytes();
+    while data.len() < size {
+        data.push(b'.');
+    }
+    data
+}
+
+/// Runs the load until `stop` turns true; returns when every task has ended.
+pub async fn run(
+    dir: &Path,
+    manifest: &Manifest,
+    opts: &LoadOptions,
+    stats: Arc<LoadStats>,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    if manifest.rollups.is_empty() {
+        return Err(TestnetError::InvalidOption {
+            name: "rollups",
+            value: "0".into(),
+            reason: "the testnet has no demo rollups to load".into(),
+        });
+    }
+    if !(opts.rate > 0.0 && opts.rate.is_finite()) {
+        return Err(TestnetError::InvalidOption {
+            name: "--rate",
+            value: opts.rate.to_string(),
+            reason: "want a positive number of transactions per second".into(),
+        });
+    }
+    let per_rollup = opts.rate / manifest.rollups.len() as f64;
+    let period = Duration::from_secs_f64(1.0 / per_rollup);
+    let mut tasks = tokio::task::JoinSet::new();
+    for rollup in &manifest.rollups {
+        let key_manifest =
+            manifest
+                .key(&rollup.owner_key)
+                .ok_or_else(|| TestnetError::KeyFile {
+                    path: dir.join("keys"),
+                    reason: format!("no key named {:?} in the manifest", rollup.owner_key),
+                })?;
+        let key = keys::read_key_file(&dir.join(&key_manifest.path))?;
+        let url = manifest.node(rollup.submit_node)?.grpc_url();
+        let signer = TxSigner::new(key, manifest.chain_id.clone(), manifest.fees, 0);
+        tasks.spawn(rollup_task(
+            rollup.clone(),
+            url,
+            signer,
+            period,
+            opts.payload_bytes,
+            stats.clone(),
+            stop.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = stop.wait_for(|s| *s) => true,
+    };
+    stopped || *stop.borrow()
+}
+
+async fn rollup_task(
+    rollup: RollupManifest,
+    url: String,
+    mut signer: TxSigner,
+    period: Duration,
+    payload_bytes: usize,
+    stats: Arc<LoadStats>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut client: Option<client::RollupClient> = None;
+    let mut resync = true;
+    let mut next = Instant::now();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let c = match client.as_mut() {
+            Some(c) => c,
+            None => match client::connect(&url).await {
+                Ok(c) => client.insert(c),
+                Err(e) => {
+                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.problem(format!("rollup {}: {e}", rollup.id));
+                    if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        if resync {
+            match client::account(c, &url, &signer.address()).await {
+                Ok(account) => {
+                    signer.next_nonce = account.map_or(0, |a| a.nonce);
+                    resync = false;
+                }
+                Err(e) => {
+                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                    stats.problem(format!("rollup {}: {e}", rollup.id));
+                    client = None;
+                    if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let data = payload(rollup.id, signer.next_nonce, payload_bytes);
+        let tx = signer.rollup_data(rollup.id, data);
+        stats.submitted.fetch_add(1, Ordering::Relaxed);
+        match client::submit(c, &url, tx.to_bytes()).await {
+            Ok(Submission::Accepted { .. }) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(rejected) => {
+                stats.rejected.fetch_add(1, Ordering::Relaxed);
+                stats.problem(format!("rollup {}: {rejected}", rollup.id));
+                if matches!(rejected.code(), Some(Code::NonceGap | Code::NonceReplayed)) {
+                    // Let pending transactions commit, then start from the
+                    // committed nonce.
+                    resync = true;
+                    if sleep_or_stop(Duration::from_secs(2), &mut stop).await {
+                        return;
+                    }
+                    next = Instant::now();
+                    continue;
+                }
+                signer.next_nonce -= 1;
+            }
+            Err(e) => {
+                stats.transport_errors.fetch_add(1, Ordering::Relaxed);
+                stats.problem(format!("rollup {}: {e}", rollup.id));
+                client = None;
+                resync = true;
+                if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
+                    return;
+                }
+                next = Instant::now();
+                continue;
+            }
+        }
+        next += period;
+        let now = Instant::now();
+        if next < now {
+            // Behind schedule (slow node): do not burst to catch up.
+            next = now;
+        }
+        if sleep_or_stop(next - now, &mut stop).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `testnet.json`: the layout of a generated testnet (nodes, ports, keys,
+//! rollups, chain id). `init` writes it; every other command reads it. Paths
+//! inside are relative to the testnet directory so the directory can move.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TestnetError};
+
+/// File name of the manifest inside a testnet directory.
+pub const MANIFEST_FILE: &str = "testnet.json";
+
+/// Loopback ports of one node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ports {
+    pub p2p: u16,
+    pub rpc: u16,
+    pub abci: u16,
+    pub grpc: u16,
+    pub metrics: u16,
+}
+
+impl Ports {
+    /// Ports a node uses: `base + 10 * index + {0 p2p, 1 rpc, 2 abci, 3 grpc, 4 metrics}`.
+    pub fn for_node(base: u16, index: usize) -> Option<Ports> {
+        let first = u32::from(base) + 10 * u32::try_from(index).ok()?;
+        let port = |offset: u32| u16::try_from(first + offset).ok();
+        Some(Ports {
+            p2p: port(0)?,
+            rpc: port(1)?,
+            abci: port(2)?,
+            grpc: port(3)?,
+            metrics: port(4)?,
+        })
+    }
+
+    pub fn all(&self) -> [u16; 5] {
+        [self.p2p, self.rpc, self.abci, self.grpc, self.metrics]
+    }
+}
+
+/// One validator: a CometBFT home plus a sequencer config.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeManifest {
+    pub index: usize,
+    pub moniker: String,
+    /// CometBFT node id (hex of the first 20 bytes of SHA-256 of the node key).
+    pub node_id: String,
+    /// CometBFT validator address (hex).
+    pub validator_address: String,
+    /// CometBFT home, relative to the testnet directory.
+    pub cometbft_home: PathBuf,
+    /// The node's own directory (logs, pid files, sequencer config and data).
+    pub dir: PathBuf,
+    /// `seqnet-sequencer` config file, relative to the testnet directory.
+    pub sequencer_config: PathBuf,
+    pub ports: Ports,
+}
+
+impl NodeManifest {
+    /// `http://127.0.0.1:<grpc>`: the node's `RollupService`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.grpc)
+    }
+
+    /// `http://127.0.0.1:<rpc>`: the node's CometBFT RPC.
+    pub fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.rpc)
+    }
+
+    /// `127.0.0.1:<rpc>`, for the JSON-RPC client.
+    pub fn rpc_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.rpc)
+    }
+
+    pub fn abci_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.abci)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
+    }
+}
+
+/// A funded account whose key file `init` wrote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyManifest {
+    /// Short name: `faucet`, `rollup-1`, `user-1`, ...
+    pub name: String,
+    /// Key file (`{"secret_key", "address"}`), relative to the testnet directory.
+    pub path: PathBuf,
+    /// Hex ed25519 public key.
+    pub address: String,
+    pub balance: u64,
+}
+
+/// A demo rollup registered at genesis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RollupManifest {
+    pub id: u64,
+    pub name: String,
+    /// Name of the key (in `keys`) that owns the rollup and submits its data.
+    pub owner_key: String,
+    /// Node whose gRPC the demo load submits this rollup's data through.
+    pub submit_node: usize,
+}
+
+/// The fee rules written into genesis, so load generators can pay exactly.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct FeeParams {
+    pub base_fee: u64,
+    pub fee_per_byte: u64,
+    pub max_tx_bytes: u64,
+}
+
+impl FeeParams {
+    /// The fee a transaction carrying `data_bytes` bytes of rollup data needs.
+    pub fn fee_for(&self, data_bytes: u64) -> u64 {
+        self.base_fee
+            .saturating_add(self.fee_per_byte.saturating_mul(data_bytes))
+    }
+}
+
+/// Contents of `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub chain_id: String,
+    pub base_port: u16,
+    pub nodes: Vec<NodeManifest>,
+    pub keys: Vec<KeyManifest>,
+    pub rollups: Vec<RollupManifest>,
+    pub fees: FeeParams,
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST_FILE)
+    }
+
+    /// Whether `dir` holds a testnet.
+    pub fn exists(dir: &Path) -> bool {
+        Manifest::path(dir).is_file()
+    }
+
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = Manifest::path(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TestnetError::NoTestnet {
+                    dir: dir.to_path_buf(),
+                    manifest: path,
+                })
+            }
+            Err(e) => return Err(TestnetError::io(path, e)),
+        };
+        serde_json::from_str(&text).map_err(|e| TestnetError::parse(&path, e))
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let path = Manifest::path(dir);
+        let text = serde_json::to_string_pretty(self).map_err(|e| TestnetError::parse(&path, e))?;
+        std::fs::write(&path, text + "\n").map_err(|e| TestnetError::io(path, e))
+    }
+
+    pub fn node(&self, index: usize) -> Result<&NodeManifest> {
+        self.nodes.get(index).ok_or(TestnetError::NoSuchNode {
+            node: index,
+            count: self.nodes.len(),
+        })
+    }
+
+    pub fn key(&self, name: &str) -> Option<&KeyManifest> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+}

@@ -1,0 +1,505 @@
+//! [`Testnet`]: a generated network and the processes running it. The CLI
+//! and the end-to-end tests drive networks through this one type.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::binaries::Binaries;
+use crate::client::{self, RollupClient};
+use crate::error::{Result, TestnetError};
+use crate::init::{self, InitOptions};
+use crate::manifest::{Manifest, NodeManifest};
+use crate::process::{self, Managed};
+use crate::rpc::CometRpc;
+
+/// How long a sequencer may take to open its ABCI port.
+const ABCI_START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a stopping process gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often long waits print progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Environment variables of `seqnet-sequencer` that would override the
+/// generated config (docs/configuration.md); removed from its environment.
+const SEQUENCER_ENV: [&str; 8] = [
+    "SEQNET_CONFIG",
+    "SEQNET_ABCI_LISTEN",
+    "SEQNET_GRPC_LISTEN",
+    "SEQNET_METRICS_LISTEN",
+    "SEQNET_COMETBFT_RPC",
+    "SEQNET_STORAGE_PATH",
+    "SEQNET_LOG_FILTER",
+    "SEQNET_LOG_FORMAT",
+];
+
+#[derive(Debug, Default)]
+struct NodeProcesses {
+    sequencer: Option<Managed>,
+    cometbft: Option<Managed>,
+}
+
+impl NodeProcesses {
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Managed> {
+        self.sequencer.iter_mut().chain(self.cometbft.iter_mut())
+    }
+}
+
+/// A testnet directory plus the processes this value started or adopted.
+/// Dropping it stops every process it knows, unless [`Testnet::detach`] was called.
+pub struct Testnet {
+    dir: PathBuf,
+    manifest: Manifest,
+    binaries: Option<Binaries>,
+    nodes: Vec<NodeProcesses>,
+    stop_on_drop: bool,
+}
+
+impl std::fmt::Debug for Testnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Testnet")
+            .field("dir", &self.dir)
+            .field("chain_id", &self.manifest.chain_id)
+            .field("nodes", &self.manifest.nodes.len())
+            .finish()
+    }
+}
+
+impl Testnet {
+    /// Generates a testnet in `dir` (see [`init::init`]) and opens it.
+    pub fn init(dir: &Path, opts: &InitOptions, binaries: Binaries) -> Result<Testnet> {
+        init::init(dir, opts, &binaries.cometbft)?;
+        let mut testnet = Testnet::open(dir)?;
+        testnet.binaries = Some(binaries);
+        Ok(testnet)
+    }
+
+    /// Opens an existing testnet and adopts its running processes (from their
+    /// pid files), so that they can be stopped or killed.
+    pub fn open(dir: &Path) -> Result<Testnet> {
+        let manifest = Manifest::load(dir)?;
+        let mut nodes = Vec::with_capacity(manifest.nodes.len());
+        for node in &manifest.nodes {
+            let node_dir = dir.join(&node.dir);
+            let adopt = |name: &'static str, program: &str| {
+                let pid = process::read_pid(&node_dir, name)?;
+                (process::is_alive(pid) && process::runs_program(pid, program)).then(|| {
+                    Managed::adopt(node.index, name, pid, process::log_path(&node_dir, name))
+                })
+            };
+            nodes.push(NodeProcesses {
+                sequencer: adopt(process::SEQUENCER, crate::binaries::SEQUENCER),
+                cometbft: adopt(process::COMETBFT, crate::binaries::COMETBFT),
+            });
+        }
+        Ok(Testnet {
+            dir: dir.to_path_buf(),
+            manifest,
+            binaries: None,
+            nodes,
+            stop_on_drop: true,
+        })
+    }
+
+    /// Uses these binaries instead of searching for them.
+    pub fn with_binaries(mut self, binaries: Binaries) -> Testnet {
+        self.binaries = Some(binaries);
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.manifest.nodes.len()
+    }
+
+    pub fn node(&self, index: usize) -> Result<&NodeManifest> {
+        self.manifest.node(index)
+    }
+
+    /// The node's gRPC URL (`http://127.0.0.1:<port>`).
+    pub fn grpc_url(&self, index: usize) -> Result<String> {
+        Ok(self.node(index)?.grpc_url())
+    }
+
+    /// The node's CometBFT RPC URL (`http://127.0.0.1:<port>`).
+    pub fn rpc_url(&self, index: usize) -> Result<String> {
+        Ok(self.node(index)?.rpc_url())
+    }
+
+    /// A JSON-RPC client for the node's CometBFT.
+    pub fn rpc(&self, index: usize) -> Result<CometRpc> {
+        Ok(CometRpc::new(self.node(index)?.rpc_addr()))
+    }
+
+    /// A connected gRPC client for the node's `RollupService`.
+    pub async fn client(&self, index: usize) -> Result<RollupClient> {
+        client::connect(&self.grpc_url(index)?).await
+    }
+
+    /// Path of a key file named in the manifest (`faucet`, `rollup-1`, ...).
+    pub fn key_path(&self, name: &str) -> Option<PathBuf> {
+        self.manifest.key(name).map(|k| self.dir.join(&k.path))
+    }
+
+    /// Leaves the processes running when this value is dropped.
+    pub fn detach(&mut self) {
+        self.stop_on_drop = false;
+    }
+
+    /// Whether both processes of node `index` are running.
+    pub fn is_running(&mut self, index: usize) -> bool {
+        self.nodes.get_mut(index).is_some_and(|n| {
+            let seq = n
+                .sequencer
+                .as_mut()
+                .is_some_and(|p| p.exit_status().is_none());
+            let cmt = n
+                .cometbft
+                .as_mut()
+                .is_some_and(|p| p.exit_status().is_none());
+            seq && cmt
+        })
+    }
+
+    fn binaries(&mut self) -> Result<Binaries> {
+        if self.binaries.is_none() {
+            self.binaries = Some(Binaries::locate()?);
+        }
+        self.binaries.clone().ok_or(TestnetError::BinaryMissing {
+            name: crate::binaries::SEQUENCER,
+            searched: String::new(),
+            hint: "",
+        })
+    }
+
+    /// Starts every node, then waits until each reports height >= 2.
+    pub async fn start(&mut self, timeout: Duration) -> Result<()> {
+        for index in 0..self.node_count() {
+            self.start_node(index).await?;
+        }
+        self.wait_for_height(2, timeout).await
+    }
+
+    /// Starts node `index`: its sequencer, then (once the sequencer serves
+    /// ABCI) its CometBFT. Does not wait for blocks.
+    pub async fn start_node(&mut self, index: usize) -> Result<()> {
+        let node = self.node(index)?.clone();
+        let binaries = self.binaries()?;
+        let node_dir = self.dir.join(&node.dir);
+        let procs = &mut self.nodes[index];
+        for p in procs.iter_mut() {
+            if p.exit_status().is_none() {
+                return Err(TestnetError::AlreadyRunning {
+                    node: index,
+                    process: p.name,
+                    pid: p.pid,
+                });
+            }
+        }
+        // Processes from an earlier run that this value did not adopt.
+        for name in process::PROCESSES {
+            if let Some(pid) = process::read_pid(&node_dir, name) {
+                if process::is_alive(pid) {
+                    return Err(TestnetError::AlreadyRunning {
+                        node: index,
+                        process: name,
+                        pid,
+                    });
+                }
+                process::remove_pid(&node_dir, name);
+            }
+        }
+
+        let config = std::path::absolute(self.dir.join(&node.sequencer_config))
+            .map_err(|e| TestnetError::io(&node.sequencer_config, e))?;
+        let mut command = Command::new(&binaries.sequencer);
+        command
+            .arg("start")
+            .arg("--config")
+            .arg(&config)
+            .current_dir(&node_dir);
+        for var in SEQUENCER_ENV {
+            command.env_remove(var);
+        }
+        tracing::info!(node = index, "starting sequencer");
+        procs.sequencer = Some(Managed::spawn(
+            index,
+            process::SEQUENCER,
+            &node_dir,
+            command,
+        )?);
+        if let Some(seq) = procs.sequencer.as_mut() {
+            wait_for_port(seq, &node.abci_addr(), ABCI_START_TIMEOUT).await?;
+        }
+
+        let home = std::path::absolute(self.dir.join(&node.cometbft_home))
+            .map_err(|e| TestnetError::io(&node.cometbft_home, e))?;
+        let mut command = Command::new(&binaries.cometbft);
+        command
+            .arg("start")
+            .arg("--home")
+            .arg(&home)
+            .arg("--proxy_app")
+            .arg(format!("tcp://{}", node.abci_addr()))
+            .current_dir(&node_dir);
+        tracing::info!(node = index, "starting cometbft");
+        procs.cometbft = Some(Managed::spawn(
+            index,
+            process::COMETBFT,
+            &node_dir,
+            command,
+        )?);
+        Ok(())
+    }
+
+    /// SIGKILLs both processes of node `index` (a crash).
+    pub fn kill_node(&mut self, index: usize) -> Result<()> {
+        self.node(index)?;
+        let node_dir = self.dir.join(&self.manifest.nodes[index].dir);
+        let procs = &mut self.nodes[index];
+        for p in [procs.cometbft.take(), procs.sequencer.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut p = p;
+            tracing::info!(node = index, process = p.name, pid = p.pid, "SIGKILL");
+            p.kill()?;
+        }
+        for name in process::PROCESSES {
+            process::remove_pid(&node_dir, name);
+        }
+        Ok(())
+    }
+
+    /// Stops node `index` cleanly (SIGTERM, SIGKILL after a grace period).
+    pub fn stop_node(&mut self, index: usize) -> Result<()> {
+        self.node(index)?;
+        let node_dir = self.dir.join(&self.manifest.nodes[index].dir);
+        let procs = &mut self.nodes[index];
+        // CometBFT first, so it does not log a lost ABCI connection.
+        for p in [procs.cometbft.take(), procs.sequencer.take()]
+            .into_iter()
+            .flatten()
+        {
+            process::stop_all(&mut [p], STOP_GRACE);
+        }
+        for name in process::PROCESSES {
+            process::remove_pid(&node_dir, name);
+        }
+        Ok(())
+    }
+
+    /// Stops every process: all CometBFTs, then all sequencers.
+    pub fn stop(&mut self) {
+        let mut cometbfts: Vec<Managed> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.cometbft.take())
+            .collect();
+        if !cometbfts.is_empty() {
+            tracing::info!(count = cometbfts.len(), "stopping cometbft");
+            process::stop_all(&mut cometbfts, STOP_GRACE);
+        }
+        let mut sequencers: Vec<Managed> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.sequencer.take())
+            .collect();
+        if !sequencers.is_empty() {
+            tracing::info!(count = sequencers.len(), "stopping sequencers");
+            process::stop_all(&mut sequencers, STOP_GRACE);
+        }
+        for node in &self.manifest.nodes {
+            for name in process::PROCESSES {
+                process::remove_pid(&self.dir.join(&node.dir), name);
+            }
+        }
+    }
+
+    /// An error if a process this value runs has died.
+    pub fn check_alive(&mut self, waiting_for: &str) -> Result<()> {
+        for procs in &mut self.nodes {
+            for p in procs.iter_mut() {
+                if let Some(status) = p.exit_status() {
+                    return Err(p.died(status, waiting_for));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Heights of every node (`None` where its RPC does not answer).
+    pub async fn heights(&self) -> Vec<Option<u64>> {
+        let polls = self.manifest.nodes.iter().map(|node| async move {
+            let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(3));
+            rpc.status().await.ok().map(|s| s.height)
+        });
+        crate::status::futures_join_all(polls).await
+    }
+
+    /// Waits until every running node reports height >= `height`.
+    pub async fn wait_for_height(&mut self, height: u64, timeout: Duration) -> Result<()> {
+        let nodes: Vec<usize> = (0..self.node_count())
+            .filter(|&i| self.nodes[i].cometbft.is_some())
+            .collect();
+        self.wait_nodes_height(&nodes, height, timeout).await
+    }
+
+    /// Waits until node `index` reports height >= `height`.
+    pub async fn wait_node_height(
+        &mut self,
+        index: usize,
+        height: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.node(index)?;
+        self.wait_nodes_height(&[index], height, timeout).await
+    }
+
+    async fn wait_nodes_height(
+        &mut self,
+        nodes: &[usize],
+        height: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let what = format!("height {height} on node(s) {nodes:?}");
+        let start = Instant::now();
+        let mut last_progress = Instant::now();
+        loop {
+            self.check_alive(&format!("waiting for {what}"))?;
+            let heights = self.heights().await;
+            let done = nodes.iter().all(|&i| {
+                heights
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .is_some_and(|h| h >= height)
+            });
+            if done {
+                tracing::info!(height, elapsed = ?start.elapsed(), "reached height");
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                let mut detail = format!("; heights {}", format_heights(&heights));
+                for &i in nodes {
+                    if heights.get(i).copied().flatten().is_none_or(|h| h < height) {
+                        let dir = self.dir.join(&self.manifest.nodes[i].dir);
+                        for name in process::PROCESSES {
+                            let log = process::log_path(&dir, name);
+                            detail.push_str(&format!(
+                                "\n--- last lines of {} ---\n{}",
+                                log.display(),
+                                process::tail(&log, 15)
+                            ));
+                        }
+                    }
+                }
+                return Err(TestnetError::Timeout {
+                    what,
+                    secs: timeout.as_secs(),
+                    detail,
+                });
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                tracing::info!(
+                    "waiting for {what}: heights {} ({}s)",
+                    format_heights(&heights),
+                    start.elapsed().as_secs()
+                );
+                last_progress = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// `[12, 12, -, 11]`.
+pub fn format_heights(heights: &[Option<u64>]) -> String {
+    let parts: Vec<String> = heights
+        .iter()
+        .map(|h| h.map_or_else(|| "-".to_string(), |h| h.to_string()))
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Waits until `addr` accepts TCP connections, failing early if `process` dies.
+async fn wait_for_port(process: &mut Managed, addr: &str, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    loop {
+        if let Some(status) = process.exit_status() {
+            return Err(process.died(status, format!("waiting for it to listen on {addr}")));
+        }
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await;
+        if let Ok(Ok(stream)) = attempt {
+            drop(stream);
+            return Ok(());
+        }
+        if start.elapsed() >= timeout {
+            return Err(TestnetError::Timeout {
+                what: format!("node{} {} to listen on {addr}", process.node, process.name),
+                secs: timeout.as_secs(),
+                detail: format!(
+                    "; last lines of {}:\n{}",
+                    process.log.display(),
+                    process::tail(&process.log, 25)
+                ),
+            });
+        }
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            tracing::info!(
+                node = process.node,
+                "waiting for {} to listen on {addr}",
+                process.name
+            );
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        if self.stop_on_drop {
+            self.stop();
+        }
+    }
+}
+
+/// Picks a base port such that `base + 10 * i + {0..4}` for `i < nodes` are
+/// all free on 127.0.0.1 right now (below the Linux ephemeral range).
+pub fn pick_free_base_port(nodes: usize) -> Result<u16> {
+    use rand::Rng;
+    let span = u16::try_from(10 * nodes).unwrap_or(u16::MAX);
+    let mut rng = rand::thread_rng();
+    for _ in 0..200 {
+        let base = rng.gen_range(20_000..32_000u16.saturating_sub(span)) / 10 * 10;
+        let all_free = (0..nodes).all(|i| {
+            crate::manifest::Ports::for_node(base, i).is_some_and(|ports| {
+                ports
+                    .all()
+                    .iter()
+                    .all(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+            })
+        });
+        if all_free {
+            return Ok(base);
+        }
+    }
+    Err(TestnetError::InvalidOption {
+        name: "base port",
+        value: "20000..32000".into(),
+        reason: format!("no free range of {span} ports found"),
+    })
+}

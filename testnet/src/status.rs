@@ -1,0 +1,259 @@
+//! The status table: per node (height, short app hash, catching up, peers,
+//! process state) from CometBFT RPC, per rollup (items, bytes, last height)
+//! from one node's gRPC `GetStatus`.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::path::Path;
+
+use crate::client;
+use crate::manifest::Manifest;
+use crate::process;
+use crate::rpc::CometRpc;
+
+/// One node's row.
+#[derive(Clone, Debug, Default)]
+pub struct NodeRow {
+    pub index: usize,
+    pub moniker: String,
+    /// `up`, `down`, `seq only`, `cmt only` (from pid files).
+    pub processes: String,
+    pub height: Option<u64>,
+    pub app_hash: Option<String>,
+    pub catching_up: Option<bool>,
+    pub peers: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// One rollup's row.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RollupRow {
+    pub id: u64,
+    pub name: String,
+    pub items: u64,
+    pub bytes: u64,
+    pub last_height: u64,
+}
+
+/// A snapshot of the whole network.
+#[derive(Clone, Debug)]
+pub struct NetworkStatus {
+    pub chain_id: String,
+    pub nodes: Vec<NodeRow>,
+    pub rollups: Vec<RollupRow>,
+    /// Which node answered `GetStatus` (or why none did).
+    pub rollups_from: Result<usize, String>,
+}
+
+fn processes_state(dir: &Path, node_dir: &Path) -> String {
+    let node_dir = dir.join(node_dir);
+    let alive: Vec<bool> = process::PROCESSES
+        .iter()
+        .map(|p| process::read_pid(&node_dir, p).is_some_and(process::is_alive))
+        .collect();
+    match (alive[0], alive[1]) {
+        (true, true) => "up",
+        (false, false) => "down",
+        (true, false) => "seq only",
+        (false, true) => "cmt only",
+    }
+    .to_string()
+}
+
+/// Queries every node (concurrently) and one node's rollup stats.
+pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
+    let rows = manifest.nodes.iter().map(|node| async move {
+        let rpc = CometRpc::new(node.rpc_addr()).with_timeout(std::time::Duration::from_secs(2));
+        let mut row = NodeRow {
+            index: node.index,
+            moniker: node.moniker.clone(),
+            processes: processes_state(dir, &node.dir),
+            ..NodeRow::default()
+        };
+        match rpc.status().await {
+            Ok(s) => {
+                row.height = Some(s.height);
+                row.app_hash = Some(s.app_hash);
+                row.catching_up = Some(s.catching_up);
+                row.peers = rpc.peers().await.ok();
+            }
+            Err(e) => row.error = Some(e.to_string()),
+        }
+        row
+    });
+    let nodes: Vec<NodeRow> = futures_join_all(rows).await;
+
+    // Rollup stats from the highest node that answers.
+    let mut order: Vec<&NodeRow> = nodes.iter().filter(|n| n.height.is_some()).collect();
+    order.sort_by_key(|n| std::cmp::Reverse(n.height));
+    let mut rollups = Vec::new();
+    let mut rollups_from = Err("no node answered".to_string());
+    for row in order {
+        let Ok(node) = manifest.node(row.index) else {
+            continue;
+        };
+        let url = node.grpc_url();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+            let mut c = client::connect(&url).await?;
+            client::node_status(&mut c, &url).await
+        })
+        .await;
+        match answer {
+            Ok(Ok(status)) => {
+                rollups = status
+                    .rollups
+                    .iter()
+                    .map(|r| {
+                        let stats = r.stats.unwrap_or_default();
+                        RollupRow {
+                            id: r.id,
+                            name: r.name.clone(),
+                            items: stats.items,
+                            bytes: stats.bytes,
+                            last_height: stats.last_height,
+                        }
+                    })
+                    .collect();
+                rollups_from = Ok(row.index);
+                break;
+            }
+            Ok(Err(e)) => rollups_from = Err(e.to_string()),
+            Err(_) => rollups_from = Err(format!("{url}: GetStatus timed out")),
+        }
+    }
+    NetworkStatus {
+        chain_id: manifest.chain_id.clone(),
+        nodes,
+        rollups,
+        rollups_from,
+    }
+}
+
+/// Runs futures concurrently on the current task and collects their outputs
+/// in order (a small `join_all`: one future per node).
+pub(crate) async fn futures_join_all<F: Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
+}
+
+fn short_hash(hash: &str) -> String {
+    if hash.is_empty() {
+        "-".into()
+    } else {
+        hash.chars().take(12).collect()
+    }
+}
+
+/// Renders the table as text.
+pub fn render(status: &NetworkStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "chain {}", status.chain_id);
+    let _ = writeln!(
+        out,
+        "{:<7} {:<9} {:>8} {:<13} {:<11} {:>5}",
+        "node", "procs", "height", "app hash", "catching up", "peers"
+    );
+    for n in &status.nodes {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let _ = write!(
+            out,
+            "{:<7} {:<9} {:>8} {:<13} {:<11} {:>5}",
+            n.moniker,
+            n.processes,
+            opt(n.height.map(|h| h.to_string())),
+            opt(n.app_hash.as_deref().map(short_hash)),
+            opt(n
+                .catching_up
+                .map(|c| if c { "yes" } else { "no" }.to_string())),
+            opt(n.peers.map(|p| p.to_string())),
+        );
+        if let Some(e) = &n.error {
+            let short: String = e.chars().take(60).collect();
+            let _ = write!(out, "  ({short})");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{:<7} {:<12} {:>9} {:>12} {:>11}",
+        "rollup", "name", "items", "bytes", "last height"
+    );
+    for r in &status.rollups {
+        let _ = writeln!(
+            out,
+            "{:<7} {:<12} {:>9} {:>12} {:>11}",
+            r.id, r.name, r.items, r.bytes, r.last_height
+        );
+    }
+    match &status.rollups_from {
+        Ok(node) => {
+            let _ = writeln!(out, "(rollup stats from node{node})");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "(rollup stats unavailable: {e})");
+        }
+    }
+    out
+}
+
+/// Shows the status table every `interval` until `shutdown` completes. On a
+/// terminal the screen is redrawn; otherwise tables are printed one after
+/// another. `footer` adds lines below the table (for example load counters).
+pub async fn watch<F>(
+    dir: &Path,
+    manifest: &Manifest,
+    interval: std::time::Duration,
+    footer: impl Fn() -> String,
+    shutdown: F,
+) where
+    F: Future<Output = ()>,
+{
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let status = collect(dir, manifest).await;
+        let mut text = render(&status);
+        let extra = footer();
+        if !extra.is_empty() {
+            text.push('\n');
+            text.push_str(&extra);
+            text.push('\n');
+        }
+        if terminal {
+            print!("\x1b[2J\x1b[H{text}\n(Ctrl-C to stop)\n");
+        } else {
+            println!("{text}");
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
