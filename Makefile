@@ -1,0 +1,61 @@
+# seqnet: build, run a local network, test.
+#
+#   make deps           install what the build and the tests need (idempotent)
+#   make build          build every binary
+#   make run            deps + build + a local 4-validator network with demo load
+#   make test           deps + build + fmt check + clippy + all tests (end-to-end included)
+#   make clean-testnet  stop and delete the local network in $(TESTNET_DIR)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+COMETBFT_VERSION := 0.38.25
+# Shared across clones so the RocksDB/arkworks builds are paid once.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/seqnet/target
+GOBIN_DIR := $(shell go env GOPATH 2>/dev/null || echo $(HOME)/go)/bin
+export PATH := $(GOBIN_DIR):$(HOME)/go/bin:$(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
+# Where the tests find seqnet-sequencer.
+export SEQNET_BIN_DIR ?= $(CARGO_TARGET_DIR)/debug
+
+CARGO ?= cargo
+TESTNET_DIR ?= .testnet
+DEMO_ARGS ?=
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build run test clean-testnet
+
+deps:
+	@if ! command -v clang >/dev/null 2>&1 || ! { dpkg -s libclang-dev >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then \
+	  echo "deps: installing clang and libclang-dev (RocksDB needs them)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q clang libclang-dev; \
+	else echo "deps: clang and libclang present"; fi
+	@if [ "$$(cometbft version 2>/dev/null)" != "$(COMETBFT_VERSION)" ]; then \
+	  command -v go >/dev/null 2>&1 || { echo "deps: Go >= 1.22 is needed to install CometBFT"; exit 1; }; \
+	  echo "deps: installing cometbft v$(COMETBFT_VERSION)"; \
+	  go install github.com/cometbft/cometbft/cmd/cometbft@v$(COMETBFT_VERSION); \
+	  [ "$$(cometbft version)" = "$(COMETBFT_VERSION)" ] || { echo "deps: cometbft on PATH is $$(cometbft version), want $(COMETBFT_VERSION)"; exit 1; }; \
+	else echo "deps: cometbft $(COMETBFT_VERSION) present"; fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { echo "deps: no Rust toolchain (cargo); install one with rustup"; exit 1; }
+	@if command -v rustup >/dev/null 2>&1; then \
+	  for c in rustfmt clippy; do \
+	    rustup component list --installed 2>/dev/null | grep -q "^$$c" || rustup component add $$c; \
+	  done; \
+	fi
+	@echo "deps: $$($(CARGO) --version)"
+
+build:
+	$(CARGO) build --workspace --bins
+
+run: deps build
+	$(CARGO_TARGET_DIR)/debug/seqnet-testnet demo --dir $(TESTNET_DIR) $(DEMO_ARGS)
+
+test: deps build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) test --workspace
+
+clean-testnet:
+	@if [ -f $(TESTNET_DIR)/testnet.json ] && [ -x $(CARGO_TARGET_DIR)/debug/seqnet-testnet ]; then \
+	  $(CARGO_TARGET_DIR)/debug/seqnet-testnet down --dir $(TESTNET_DIR) || true; \
+	fi
+	rm -rf $(TESTNET_DIR)
