@@ -1,1 +1,16 @@
+#![doc = include_str!("../README.md")]
 
+pub mod app;
+pub mod execute;
+pub mod genesis;
+pub mod keys;
+pub mod params;
+pub mod proposal;
+pub mod query;
+pub mod state;
+pub mod store;
+
+pub use app::{BlockSummary, NoObserver, Observer, SeqnetApp};
+pub use params::ChainParams;
+pub use query::{QueryError, Reader};
+pub use store::Store;

@@ -417,20 +417,33 @@ mod tests {
     fn tree(items: &[(Namespace, Vec<u8>)]) -> NamespacedMerkleTree {
         let mut items = items.to_vec();
         items.sort_by_key(|(ns, _)| *ns);
-        NamespacedMerkleTree::from_leaves(items.iter().map(|(ns, d)| NmtNode::leaf(*ns, d)).collect())
-            .expect("sorted")
+        NamespacedMerkleTree::from_leaves(
+            items.iter().map(|(ns, d)| NmtNode::leaf(*ns, d)).collect(),
+        )
+        .expect("sorted")
     }
 
     fn data_of(items: &[(Namespace, Vec<u8>)], ns: Namespace) -> Vec<Vec<u8>> {
         let mut items = items.to_vec();
         items.sort_by_key(|(ns, _)| *ns);
-        items.into_iter().filter(|(n, _)| *n == ns).map(|(_, d)| d).collect()
+        items
+            .into_iter()
+            .filter(|(n, _)| *n == ns)
+            .map(|(_, d)| d)
+            .collect()
     }
 
     #[test]
     fn unsorted_leaves_are_refused() {
-        let err = NamespacedMerkleTree::from_leaves(vec![NmtNode::leaf(2, b"a"), NmtNode::leaf(1, b"b")]);
-        assert_eq!(err.unwrap_err(), NmtError::Unsorted { before: 2, after: 1 });
+        let err =
+            NamespacedMerkleTree::from_leaves(vec![NmtNode::leaf(2, b"a"), NmtNode::leaf(1, b"b")]);
+        assert_eq!(
+            err.unwrap_err(),
+            NmtError::Unsorted {
+                before: 2,
+                after: 1
+            }
+        );
     }
 
     #[test]
@@ -442,8 +455,13 @@ mod tests {
 
     #[test]
     fn removing_or_adding_a_leaf_fails() {
-        let items: Vec<(Namespace, Vec<u8>)> =
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec()), (2, b"c".to_vec()), (2, b"d".to_vec()), (3, b"e".to_vec())];
+        let items: Vec<(Namespace, Vec<u8>)> = vec![
+            (1, b"a".to_vec()),
+            (2, b"b".to_vec()),
+            (2, b"c".to_vec()),
+            (2, b"d".to_vec()),
+            (3, b"e".to_vec()),
+        ];
         let t = tree(&items);
         let root = t.root();
         let proof = t.prove_namespace(2);
@@ -458,7 +476,10 @@ mod tests {
         // Reorder.
         let mut swapped = full.clone();
         swapped.swap(0, 1);
-        assert_eq!(verify_namespace(&root, 2, &swapped, &proof), Err(NmtError::RootMismatch));
+        assert_eq!(
+            verify_namespace(&root, 2, &swapped, &proof),
+            Err(NmtError::RootMismatch)
+        );
         // A proof for another namespace does not prove this one.
         let other = t.prove_namespace(1);
         assert!(verify_namespace(&root, 2, &full, &other).is_err());

@@ -167,9 +167,8 @@ impl Action {
                 let to = Address::from_slice(&t.to).ok_or_else(|| {
                     invalid(format!("recipient has {} bytes, want 32", t.to.len()))
                 })?;
-                to.verifying_key().map_err(|_| {
-                    invalid(format!("recipient {to} is not an ed25519 public key"))
-                })?;
+                to.verifying_key()
+                    .map_err(|_| invalid(format!("recipient {to} is not an ed25519 public key")))?;
                 if t.amount == 0 {
                     return Err(invalid("transfer of amount 0".into()));
                 }
@@ -501,7 +500,10 @@ mod tests {
         let mut envelope = pb::SignedTransaction::decode(tx.to_bytes()).expect("decodes");
         envelope.signer = key(2).verifying_key().to_bytes().to_vec();
         let forged = Transaction::decode(&envelope.encode_to_vec(), 4096, 16).expect("decodes");
-        assert_eq!(forged.verify_signature().unwrap_err().code(), Code::BadSignature);
+        assert_eq!(
+            forged.verify_signature().unwrap_err().code(),
+            Code::BadSignature
+        );
     }
 
     #[test]
@@ -518,12 +520,16 @@ mod tests {
         ));
         let tx = body(vec![data(0, b"x")]).sign(&key(1));
         assert_eq!(
-            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Transaction::decode(tx.to_bytes(), 4096, 16)
+                .unwrap_err()
+                .code(),
             Code::InvalidAction
         );
         let tx = body(vec![data(3, b"")]).sign(&key(1));
         assert_eq!(
-            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Transaction::decode(tx.to_bytes(), 4096, 16)
+                .unwrap_err()
+                .code(),
             Code::InvalidAction
         );
         let tx = body(vec![Action::Transfer {
@@ -532,7 +538,9 @@ mod tests {
         }])
         .sign(&key(1));
         assert_eq!(
-            Transaction::decode(tx.to_bytes(), 4096, 16).unwrap_err().code(),
+            Transaction::decode(tx.to_bytes(), 4096, 16)
+                .unwrap_err()
+                .code(),
             Code::InvalidAction
         );
     }

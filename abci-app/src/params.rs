@@ -1,0 +1,133 @@
+//! Chain parameters: set at genesis, read by every check.
+
+use seqnet_proto::pb;
+use serde::Deserialize;
+
+/// Chain-wide rules. Defaults suit a local network.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChainParams {
+    pub max_tx_bytes: u64,
+    pub max_actions_per_tx: u64,
+    pub base_fee: u64,
+    pub fee_per_byte: u64,
+    pub rollup_block_share_bps: u32,
+    pub max_inclusion_window: u64,
+    pub max_proof_window: u64,
+    pub register_rollup_fee: u64,
+}
+
+impl Default for ChainParams {
+    fn default() -> Self {
+        ChainParams {
+            max_tx_bytes: 256 * 1024,
+            max_actions_per_tx: 64,
+            base_fee: 10,
+            fee_per_byte: 1,
+            rollup_block_share_bps: 5_000,
+            max_inclusion_window: 1_000,
+            max_proof_window: 1_000,
+            register_rollup_fee: 1_000,
+        }
+    }
+}
+
+impl ChainParams {
+    /// Checks that the parameters are usable; names the first that is not.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_tx_bytes == 0 || self.max_tx_bytes > seqnet_proto::tx::HARD_MAX_TX_BYTES as u64
+        {
+            return Err(format!(
+                "max_tx_bytes {} must be in 1..={}",
+                self.max_tx_bytes,
+                seqnet_proto::tx::HARD_MAX_TX_BYTES
+            ));
+        }
+        if self.max_actions_per_tx == 0
+            || self.max_actions_per_tx > seqnet_proto::tx::HARD_MAX_ACTIONS as u64
+        {
+            return Err(format!(
+                "max_actions_per_tx {} must be in 1..={}",
+                self.max_actions_per_tx,
+                seqnet_proto::tx::HARD_MAX_ACTIONS
+            ));
+        }
+        if self.rollup_block_share_bps == 0 || self.rollup_block_share_bps > 10_000 {
+            return Err(format!(
+                "rollup_block_share_bps {} must be in 1..=10000",
+                self.rollup_block_share_bps
+            ));
+        }
+        if self.max_inclusion_window == 0 || self.max_proof_window == 0 {
+            return Err("max_inclusion_window and max_proof_window must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The least fee a transaction with `data_bytes` of rollup data and
+    /// `registrations` RegisterRollup actions must offer; `None` on overflow.
+    pub fn required_fee(&self, data_bytes: u64, registrations: u64) -> Option<u64> {
+        self.fee_per_byte
+            .checked_mul(data_bytes)?
+            .checked_add(self.base_fee)?
+            .checked_add(self.register_rollup_fee.checked_mul(registrations)?)
+    }
+
+    pub fn max_tx_bytes_usize(&self) -> usize {
+        usize::try_from(self.max_tx_bytes).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_actions_usize(&self) -> usize {
+        usize::try_from(self.max_actions_per_tx).unwrap_or(usize::MAX)
+    }
+
+    pub fn to_pb(&self) -> pb::ChainParams {
+        pb::ChainParams {
+            max_tx_bytes: self.max_tx_bytes,
+            max_actions_per_tx: self.max_actions_per_tx,
+            base_fee: self.base_fee,
+            fee_per_byte: self.fee_per_byte,
+            rollup_block_share_bps: self.rollup_block_share_bps,
+            max_inclusion_window: self.max_inclusion_window,
+            max_proof_window: self.max_proof_window,
+            register_rollup_fee: self.register_rollup_fee,
+        }
+    }
+
+    pub fn from_pb(p: &pb::ChainParams) -> ChainParams {
+        ChainParams {
+            max_tx_bytes: p.max_tx_bytes,
+            max_actions_per_tx: p.max_actions_per_tx,
+            base_fee: p.base_fee,
+            fee_per_byte: p.fee_per_byte,
+            rollup_block_share_bps: p.rollup_block_share_bps,
+            max_inclusion_window: p.max_inclusion_window,
+            max_proof_window: p.max_proof_window,
+            register_rollup_fee: p.register_rollup_fee,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_fees_add_up() {
+        let p = ChainParams::default();
+        p.validate().expect("defaults valid");
+        assert_eq!(p.required_fee(100, 0), Some(110));
+        assert_eq!(p.required_fee(0, 1), Some(1_010));
+        assert_eq!(p.required_fee(u64::MAX, 0), None);
+        assert_eq!(ChainParams::from_pb(&p.to_pb()), p);
+    }
+
+    #[test]
+    fn bad_params_are_named() {
+        let p = ChainParams {
+            rollup_block_share_bps: 20_000,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("rollup_block_share_bps"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Read-only views of committed state for ABCI `Query` and the node's gRPC
+//! services: accounts, rollups, blocks, and batches with their namespace proofs.
+
+use std::sync::Arc;
+
+use seqnet_proto::nmt::{NamespacedMerkleTree, NmtNode, NmtRoot};
+use seqnet_proto::{pb, Address, RollupId};
+
+use crate::keys;
+use crate::params::ChainParams;
+use crate::state::decode;
+use crate::store::{Cf, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("height {requested} is not committed yet (last committed height is {last})")]
+    FutureHeight { requested: u64, last: u64 },
+    #[error("height 0 has no block")]
+    HeightZero,
+    #[error("rollup {0} is not registered")]
+    UnknownRollup(RollupId),
+    #[error("no block record at height {0}")]
+    MissingBlock(u64),
+    #[error("bad query: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored block {height} is inconsistent: {detail}")]
+    Inconsistent { height: u64, detail: String },
+}
+
+/// Reads committed state; cheap to clone and safe to use from any thread.
+#[derive(Clone)]
+pub struct Reader {
+    store: Arc<Store>,
+}
+
+impl Reader {
+    pub fn new(store: Arc<Store>) -> Reader {
+        Reader { store }
+    }
+
+    pub fn last_height(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .get(Cf::Meta, keys::META_LAST_HEIGHT)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    pub fn last_app_hash(&self) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .store
+            .get(Cf::Meta, keys::META_LAST_APP_HASH)?
+            .unwrap_or_default())
+    }
+
+    pub fn chain_id(&self) -> Result<String, StoreError> {
+        Ok(self
+            .store
+            .get(Cf::Meta, keys::META_CHAIN_ID)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default())
+    }
+
+    pub fn params(&self) -> Result<ChainParams, StoreError> {
+        Ok(match self.store.get(Cf::Meta, keys::META_PARAMS)? {
+            Some(bytes) => ChainParams::from_pb(&decode("params", &bytes)?),
+            None => ChainParams::default(),
+        })
+    }
+
+    pub fn account(&self, address: &Address) -> Result<pb::Account, StoreError> {
+        Ok(
+            match self.store.get(Cf::Accounts, &keys::account(address))? {
+                Some(bytes) => decode("account", &bytes)?,
+                None => pb::Account {
+                    address: address.0.to_vec(),
+                    balance: 0,
+                    nonce: 0,
+                },
+            },
+        )
+    }
+
+    pub fn rollup(&self, id: RollupId) -> Result<Option<pb::Rollup>, StoreError> {
+        self.store
+            .get(Cf::Rollups, &keys::rollup(id))?
+            .map(|b| decode("rollup", &b))
+            .transpose()
+    }
+
+    /// Every registered rollup, by id.
+    pub fn rollups(&self) -> Result<Vec<pb::Rollup>, StoreError> {
+        self.store
+            .scan_prefix(Cf::Rollups, &[], &[], usize::MAX)?
+            .into_iter()
+            .map(|(_, v)| decode("rollup", &v))
+            .collect()
+    }
+
+    pub fn block(&self, height: u64) -> Result<pb::BlockRecord, QueryError> {
+        self.check_height(height)?;
+        let bytes = self
+            .store
+            .get(Cf::Blocks, &keys::block(height))?
+            .ok_or(QueryError::MissingBlock(height))?;
+        Ok(decode("block record", &bytes)?)
+    }
+
+    fn check_height(&self, height: u64) -> Result<(), QueryError> {
+        if height == 0 {
+            return Err(QueryError::HeightZero);
+        }
+        let last = self.last_height()?;
+        if height > last {
+            return Err(QueryError::FutureHeight {
+                requested: height,
+                last,
+            });
+        }
+        Ok(())
+    }
+
+    /// The batch of `rollup_id` at `height` (possibly empty) with the proof
+    /// of its inclusion and completeness against the block's NMT root.
+    pub fn batch(&self, rollup_id: RollupId, height: u64) -> Result<pb::Batch, QueryError> {
+        if self.rollup(rollup_id)?.is_none() {
+            return Err(QueryError::UnknownRollup(rollup_id));
+        }
+        let record = self.block(height)?;
+        let items = match self
+            .store
+            .get(Cf::Batches, &keys::batch(rollup_id, height))?
+        {
+            Some(bytes) => decode::<pb::Batch>("batch", &bytes)?.items,
+            None => Vec::new(),
+        };
+        let leaves = record
+            .leaves
+            .iter()
+            .map(NmtNode::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Inconsistent {
+                height,
+                detail: e.to_string(),
+            })?;
+        let tree =
+            NamespacedMerkleTree::from_leaves(leaves).map_err(|e| QueryError::Inconsistent {
+                height,
+                detail: e.to_string(),
+            })?;
+        let root: NmtRoot = tree.root();
+        let proof = tree.prove_namespace(rollup_id);
+        Ok(pb::Batch {
+            rollup_id,
+            height,
+            items,
+            proof: Some((&proof).into()),
+            root: Some((&root).into()),
+        })
+    }
+
+    /// Heights at or above `from` where `rollup_id` has a non-empty batch,
+    /// at most `limit` of them.
+    pub fn batch_heights(
+        &self,
+        rollup_id: RollupId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = rollup_id.to_be_bytes();
+        let entries =
+            self.store
+                .scan_prefix(Cf::Batches, &prefix, &keys::batch(rollup_id, from), limit)?;
+        Ok(entries
+            .iter()
+            .filter_map(|(k, _)| k.get(8..16).and_then(|h| <[u8; 8]>::try_from(h).ok()))
+            .map(u64::from_be_bytes)
+            .collect())
+    }
+
+    pub fn status(&self) -> Result<pb::NodeStatus, StoreError> {
+        Ok(pb::NodeStatus {
+            chain_id: self.chain_id()?,
+            height: self.last_height()?,
+            app_hash: self.last_app_hash()?,
+            rollups: self.rollups()?,
+        })
+    }
+}

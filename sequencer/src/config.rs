@@ -1,0 +1,256 @@
+//! Node configuration: a TOML file, then `SEQNET_*` environment variables,
+//! then command-line flags, each overriding the one before. Reference:
+//! docs/configuration.md (kept in step by a test below).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{key} = {value:?} is not valid: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub abci: Listen,
+    pub grpc: Listen,
+    pub metrics: Listen,
+    pub cometbft: CometBft,
+    pub storage: Storage,
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            abci: Listen::new("127.0.0.1:26658"),
+            grpc: Listen::new("127.0.0.1:9090"),
+            metrics: Listen::new("127.0.0.1:9100"),
+            cometbft: CometBft::default(),
+            storage: Storage::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    pub listen: String,
+}
+
+impl Listen {
+    fn new(addr: &str) -> Listen {
+        Listen {
+            listen: addr.to_string(),
+        }
+    }
+
+    pub fn addr(&self, key: &'static str) -> Result<SocketAddr, ConfigError> {
+        self.listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                key,
+                value: self.listen.clone(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CometBft {
+    pub rpc: String,
+}
+
+impl Default for CometBft {
+    fn default() -> Self {
+        CometBft {
+            rpc: "http://127.0.0.1:26657".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    pub path: PathBuf,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage {
+            path: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Reads `path` (if given), applies the environment, resolves relative
+    /// paths against the file's directory, and validates.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.display().to_string(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        if let Some(dir) = path.and_then(Path::parent) {
+            if config.storage.path.is_relative() {
+                config.storage.path = dir.join(&config.storage.path);
+            }
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("SEQNET_ABCI_LISTEN") {
+            self.abci.listen = v;
+        }
+        if let Some(v) = env("SEQNET_GRPC_LISTEN") {
+            self.grpc.listen = v;
+        }
+        if let Some(v) = env("SEQNET_METRICS_LISTEN") {
+            self.metrics.listen = v;
+        }
+        if let Some(v) = env("SEQNET_COMETBFT_RPC") {
+            self.cometbft.rpc = v;
+        }
+        if let Some(v) = env("SEQNET_STORAGE_PATH") {
+            self.storage.path = PathBuf::from(v);
+        }
+        if let Some(v) = env("SEQNET_LOG_FILTER") {
+            self.log.filter = v;
+        }
+        if let Some(v) = env("SEQNET_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "log.format",
+                        value: v,
+                        reason: "must be \"text\" or \"json\"".into(),
+                    })
+                }
+            };
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.abci.addr("abci.listen")?;
+        self.grpc.addr("grpc.listen")?;
+        self.metrics.addr("metrics.listen")?;
+        crate::cometbft::RpcClient::new(&self.cometbft.rpc).map_err(|e| ConfigError::Invalid {
+            key: "cometbft.rpc",
+            value: self.cometbft.rpc.clone(),
+            reason: e.to_string(),
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// The TOML block in docs/configuration.md parses to the defaults, so the
+    /// documentation cannot drift from the code.
+    #[test]
+    fn documented_example_matches_defaults() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```toml\n").expect("toml block") + 8;
+        let end = start + doc[start..].find("```").expect("block end");
+        let parsed: Config = toml::from_str(&doc[start..end]).expect("doc example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_file_and_paths_resolve_against_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("sequencer.toml");
+        std::fs::write(
+            &path,
+            "[grpc]\nlisten = \"127.0.0.1:1\"\n[storage]\npath = \"db\"\n",
+        )
+        .expect("write");
+        let env = |key: &str| (key == "SEQNET_GRPC_LISTEN").then(|| "127.0.0.1:2".to_string());
+        let config = Config::load(Some(&path), env).expect("loads");
+        assert_eq!(config.grpc.listen, "127.0.0.1:2");
+        assert_eq!(config.storage.path, dir.path().join("db"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[grpc]\nlisten = \"nowhere\"\n").expect("write");
+        let err = Config::load(Some(&path), no_env).unwrap_err().to_string();
+        assert!(err.contains("grpc.listen"), "{err}");
+        std::fs::write(&path, "[grpc]\nlisten = 5\n").expect("write");
+        assert!(matches!(
+            Config::load(Some(&path), no_env),
+            Err(ConfigError::Parse { .. })
+        ));
+        std::fs::write(&path, "typo = 1\n").expect("write");
+        assert!(Config::load(Some(&path), no_env).is_err());
+    }
+}

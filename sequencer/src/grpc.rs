@@ -1,0 +1,210 @@
+//! The gRPC `RollupService`: submission (stateless check, then CometBFT's
+//! mempool), and reads of committed state through the app's `Reader`.
+
+use std::sync::Arc;
+
+use seqnet_abci::{QueryError, Reader, SeqnetApp};
+use seqnet_proto::pb::rollup_service_server::RollupService;
+use seqnet_proto::{pb, Address, Code};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::cometbft::{RpcClient, RpcError};
+use crate::metrics::Metrics;
+
+/// Metadata key of the numeric result code on a rejected submission.
+pub const CODE_METADATA: &str = "seqnet-code";
+/// Batches read per step when a stream skips empty heights.
+const STREAM_SCAN: usize = 256;
+
+pub struct RollupServer {
+    pub app: SeqnetApp,
+    pub reader: Reader,
+    pub rpc: RpcClient,
+    pub metrics: Arc<Metrics>,
+    pub committed: watch::Receiver<u64>,
+}
+
+fn rejection(status: fn(String) -> Status, code: Code, message: String) -> Status {
+    let mut status = status(format!("{}: {message}", code.name()));
+    if let Ok(value) = code.as_u32().to_string().parse() {
+        status.metadata_mut().insert(CODE_METADATA, value);
+    }
+    status
+}
+
+fn internal(error: impl std::fmt::Display) -> Status {
+    Status::internal(error.to_string())
+}
+
+fn query_status(error: QueryError) -> Status {
+    match error {
+        QueryError::UnknownRollup(_) | QueryError::MissingBlock(_) => {
+            Status::not_found(error.to_string())
+        }
+        QueryError::FutureHeight { .. } | QueryError::HeightZero | QueryError::BadRequest(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+        QueryError::Store(_) | QueryError::Inconsistent { .. } => internal(error),
+    }
+}
+
+impl RollupServer {
+    fn timer(&self, method: &str) -> prometheus::HistogramTimer {
+        self.metrics
+            .grpc_latency
+            .with_label_values(&[method])
+            .start_timer()
+    }
+}
+
+#[tonic::async_trait]
+impl RollupService for RollupServer {
+    async fn submit_transaction(
+        &self,
+        request: Request<pb::SubmitTransactionRequest>,
+    ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+        let _timer = self.timer("SubmitTransaction");
+        let bytes = request.into_inner().tx;
+        let tx = self
+            .app
+            .check_stateless(&bytes)
+            .map_err(|e| rejection(Status::invalid_argument, e.code(), e.to_string()))?;
+        let span = tracing::debug_span!("submit", tx = %hex::encode(tx.hash()));
+        let _guard = span.enter();
+        let result = match self.rpc.broadcast_tx_sync(&bytes).await {
+            Ok(result) => result,
+            Err(RpcError::Rpc { data, message, .. }) if data.contains("already exists") => {
+                return Err(Status::already_exists(format!(
+                    "transaction {} is already in the mempool ({message}: {data})",
+                    hex::encode(tx.hash())
+                )))
+            }
+            Err(RpcError::Rpc { data, message, .. }) if data.contains("too large") => {
+                return Err(rejection(
+                    Status::invalid_argument,
+                    Code::TooLarge,
+                    format!("{message}: {data}"),
+                ))
+            }
+            Err(error) => {
+                self.metrics.broadcast_errors.inc();
+                tracing::warn!(%error, "broadcast failed");
+                return Err(Status::unavailable(error.to_string()));
+            }
+        };
+        if result.code != 0 {
+            let code = Code::from_u32(result.code).unwrap_or(Code::Internal);
+            return Err(rejection(Status::failed_precondition, code, result.log));
+        }
+        Ok(Response::new(pb::SubmitTransactionResponse {
+            tx_hash: tx.hash().to_vec(),
+            code: 0,
+            log: String::new(),
+        }))
+    }
+
+    async fn get_batch(
+        &self,
+        request: Request<pb::GetBatchRequest>,
+    ) -> Result<Response<pb::Batch>, Status> {
+        let _timer = self.timer("GetBatch");
+        let req = request.into_inner();
+        self.reader
+            .batch(req.rollup_id, req.height)
+            .map(Response::new)
+            .map_err(query_status)
+    }
+
+    type StreamBatchesStream = ReceiverStream<Result<pb::Batch, Status>>;
+
+    async fn stream_batches(
+        &self,
+        request: Request<pb::StreamBatchesRequest>,
+    ) -> Result<Response<Self::StreamBatchesStream>, Status> {
+        let req = request.into_inner();
+        if self
+            .reader
+            .rollup(req.rollup_id)
+            .map_err(internal)?
+            .is_none()
+        {
+            return Err(query_status(QueryError::UnknownRollup(req.rollup_id)));
+        }
+        let (sender, receiver) = mpsc::channel(64);
+        let reader = self.reader.clone();
+        let mut committed = self.committed.clone();
+        let rollup_id = req.rollup_id;
+        let mut next = req.from_height.max(1);
+        tokio::spawn(async move {
+            loop {
+                let last = *committed.borrow_and_update();
+                while next <= last {
+                    let heights: Vec<u64> = if req.skip_empty {
+                        match reader.batch_heights(rollup_id, next, STREAM_SCAN) {
+                            Ok(h) => h.into_iter().filter(|h| *h <= last).collect(),
+                            Err(e) => {
+                                let _ = sender.send(Err(internal(e))).await;
+                                return;
+                            }
+                        }
+                    } else {
+                        (next..=last.min(next + STREAM_SCAN as u64)).collect()
+                    };
+                    for height in &heights {
+                        let batch = reader.batch(rollup_id, *height).map_err(query_status);
+                        if sender.send(batch).await.is_err() {
+                            return; // client went away
+                        }
+                    }
+                    next = match (req.skip_empty, heights.last()) {
+                        (true, Some(h)) if heights.len() == STREAM_SCAN => h + 1,
+                        (true, _) => last + 1,
+                        (false, Some(h)) => h + 1,
+                        (false, None) => last + 1,
+                    };
+                }
+                if committed.changed().await.is_err() {
+                    return; // node shutting down
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        let _timer = self.timer("GetAccount");
+        let raw = request.into_inner().address;
+        let address = Address::from_slice(&raw).ok_or_else(|| {
+            Status::invalid_argument(format!("address has {} bytes, want 32", raw.len()))
+        })?;
+        self.reader
+            .account(&address)
+            .map(Response::new)
+            .map_err(internal)
+    }
+
+    async fn get_rollup(
+        &self,
+        request: Request<pb::GetRollupRequest>,
+    ) -> Result<Response<pb::Rollup>, Status> {
+        let _timer = self.timer("GetRollup");
+        let id = request.into_inner().rollup_id;
+        match self.reader.rollup(id).map_err(internal)? {
+            Some(rollup) => Ok(Response::new(rollup)),
+            None => Err(query_status(QueryError::UnknownRollup(id))),
+        }
+    }
+
+    async fn get_status(
+        &self,
+        _request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        let _timer = self.timer("GetStatus");
+        self.reader.status().map(Response::new).map_err(internal)
+    }
+}

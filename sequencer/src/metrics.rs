@@ -1,0 +1,227 @@
+//! Prometheus metrics of the node (names below, served at `GET /metrics`) and
+//! the observer that feeds them from the app. `GET /health` answers `ok`.
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+use seqnet_abci::{BlockSummary, Observer};
+use seqnet_proto::Code;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub const BLOCK_HEIGHT: &str = "seqnet_block_height";
+pub const BLOCK_TXS: &str = "seqnet_block_txs_total";
+pub const FAILED_TXS: &str = "seqnet_block_failed_txs_total";
+pub const ROLLUP_ITEMS: &str = "seqnet_rollup_items_total";
+pub const ROLLUP_BYTES: &str = "seqnet_rollup_bytes_total";
+pub const CHECK_TX: &str = "seqnet_check_tx_total";
+pub const PROPOSALS_REJECTED: &str = "seqnet_proposals_rejected_total";
+pub const GRPC_LATENCY: &str = "seqnet_grpc_request_seconds";
+pub const BROADCAST_ERRORS: &str = "seqnet_broadcast_errors_total";
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub height: IntGauge,
+    pub block_txs: IntCounter,
+    pub failed_txs: IntCounter,
+    pub rollup_items: IntCounterVec,
+    pub rollup_bytes: IntCounterVec,
+    pub check_tx: IntCounterVec,
+    pub proposals_rejected: IntCounter,
+    pub grpc_latency: HistogramVec,
+    pub broadcast_errors: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            height: IntGauge::new(BLOCK_HEIGHT, "Last committed block height")?,
+            block_txs: IntCounter::new(BLOCK_TXS, "Transactions in committed blocks")?,
+            failed_txs: IntCounter::new(
+                FAILED_TXS,
+                "Transactions that failed in committed blocks",
+            )?,
+            rollup_items: IntCounterVec::new(
+                Opts::new(ROLLUP_ITEMS, "RollupData actions ordered, per rollup"),
+                &["rollup"],
+            )?,
+            rollup_bytes: IntCounterVec::new(
+                Opts::new(ROLLUP_BYTES, "Bytes of rollup data ordered, per rollup"),
+                &["rollup"],
+            )?,
+            check_tx: IntCounterVec::new(
+                Opts::new(CHECK_TX, "CheckTx verdicts by result code"),
+                &["code", "recheck"],
+            )?,
+            proposals_rejected: IntCounter::new(
+                PROPOSALS_REJECTED,
+                "Proposals this node rejected in ProcessProposal",
+            )?,
+            grpc_latency: HistogramVec::new(
+                HistogramOpts::new(GRPC_LATENCY, "gRPC request latency by method"),
+                &["method"],
+            )?,
+            broadcast_errors: IntCounter::new(
+                BROADCAST_ERRORS,
+                "Failures to reach CometBFT's broadcast_tx_sync",
+            )?,
+            registry,
+        };
+        let r = &metrics.registry;
+        r.register(Box::new(metrics.height.clone()))?;
+        r.register(Box::new(metrics.block_txs.clone()))?;
+        r.register(Box::new(metrics.failed_txs.clone()))?;
+        r.register(Box::new(metrics.rollup_items.clone()))?;
+        r.register(Box::new(metrics.rollup_bytes.clone()))?;
+        r.register(Box::new(metrics.check_tx.clone()))?;
+        r.register(Box::new(metrics.proposals_rejected.clone()))?;
+        r.register(Box::new(metrics.grpc_latency.clone()))?;
+        r.register(Box::new(metrics.broadcast_errors.clone()))?;
+        Ok(metrics)
+    }
+
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(%error, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+/// Feeds metrics and announces each committed height to the gRPC streams.
+pub struct NodeObserver {
+    pub metrics: Metrics,
+    pub committed: watch::Sender<u64>,
+}
+
+impl Observer for NodeObserver {
+    fn check_tx(&self, code: Code, recheck: bool) {
+        self.metrics
+            .check_tx
+            .with_label_values(&[code.name(), if recheck { "true" } else { "false" }])
+            .inc();
+    }
+
+    fn proposal_rejected(&self, _height: u64, _reason: &str) {
+        self.metrics.proposals_rejected.inc();
+    }
+
+    fn block_committed(&self, summary: &BlockSummary) {
+        self.metrics
+            .height
+            .set(i64::try_from(summary.height).unwrap_or(i64::MAX));
+        self.metrics.block_txs.inc_by(summary.tx_count);
+        self.metrics.failed_txs.inc_by(summary.failed_txs);
+        for (rollup, (items, bytes)) in &summary.rollups {
+            let label = rollup.to_string();
+            self.metrics
+                .rollup_items
+                .with_label_values(&[&label])
+                .inc_by(*items);
+            self.metrics
+                .rollup_bytes
+                .with_label_values(&[&label])
+                .inc_by(*bytes);
+        }
+        self.committed.send_replace(summary.height);
+    }
+}
+
+/// Serves `/metrics` and `/health` until `shutdown` fires.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((mut socket, _)) = accepted else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let n = match socket.read(&mut buf).await {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, content_type, body) = match path {
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
+                "/health" => ("200 OK", "text/plain", b"ok\n".to_vec()),
+                _ => (
+                    "404 Not Found",
+                    "text/plain",
+                    b"try /metrics or /health\n".to_vec(),
+                ),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observer_updates_metrics_and_announces_height() {
+        let metrics = Metrics::new().expect("metrics");
+        let (tx, rx) = watch::channel(0);
+        let observer = NodeObserver {
+            metrics: metrics.clone(),
+            committed: tx,
+        };
+        let mut summary = BlockSummary {
+            height: 7,
+            tx_count: 3,
+            ..Default::default()
+        };
+        summary.rollups.insert(2, (3, 30));
+        observer.block_committed(&summary);
+        observer.check_tx(Code::NonceGap, false);
+        assert_eq!(*rx.borrow(), 7);
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(text.contains("seqnet_block_height 7"), "{text}");
+        assert!(
+            text.contains("seqnet_rollup_bytes_total{rollup=\"2\"} 30"),
+            "{text}"
+        );
+        assert!(text.contains("code=\"nonce_gap\""), "{text}");
+    }
+
+    #[tokio::test]
+    async fn http_endpoint_serves_metrics() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        metrics.height.set(5);
+        let (_stop, shutdown) = watch::channel(false);
+        tokio::spawn(serve(listener, metrics, shutdown));
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        socket
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"));
+        assert!(response.contains("seqnet_block_height 5"));
+    }
+}
