@@ -491,7 +491,7 @@ impl Application for SeqnetApp {
     fn commit(&self) -> abci::ResponseCommit {
         match self.commit_pending() {
             Ok(Some(summary)) => {
-                tracing::info!(height = summary.height, "committed");
+                tracing::debug!(height = summary.height, "committed");
                 self.shared.observer.block_committed(&summary);
             }
             Ok(None) => tracing::warn!("Commit without a finalized block"),

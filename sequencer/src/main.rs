@@ -48,7 +48,9 @@ enum Command {
 fn init_tracing(log: &config::Log) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match log.format {
         config::LogFormat::Json => builder.json().init(),
         config::LogFormat::Text => builder.init(),
