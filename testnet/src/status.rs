@@ -77,6 +77,9 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
                 row.catching_up = Some(s.catching_up);
                 row.peers = rpc.peers().await.ok();
             }
+            Err(crate::error::TestnetError::Rpc { reason, .. }) => {
+                row.error = Some(format!("rpc: {reason}"))
+            }
             Err(e) => row.error = Some(e.to_string()),
         }
         row
