@@ -55,6 +55,12 @@ pub enum TestnetError {
         log: PathBuf,
         tail: String,
     },
+    #[error("node{node} {port_name} port {port} on 127.0.0.1 is in use by another program; stop it or re-init with another --base-port")]
+    PortInUse {
+        node: usize,
+        port_name: &'static str,
+        port: u16,
+    },
     #[error("timed out after {secs}s waiting for {what}{detail}")]
     Timeout {
         what: String,

@@ -217,6 +217,23 @@ impl Testnet {
             }
         }
 
+        let p = node.ports;
+        for (port_name, port) in [
+            ("p2p", p.p2p),
+            ("rpc", p.rpc),
+            ("abci", p.abci),
+            ("grpc", p.grpc),
+            ("metrics", p.metrics),
+        ] {
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                return Err(TestnetError::PortInUse {
+                    node: index,
+                    port_name,
+                    port,
+                });
+            }
+        }
+
         let config = std::path::absolute(self.dir.join(&node.sequencer_config))
             .map_err(|e| TestnetError::io(&node.sequencer_config, e))?;
         let mut command = Command::new(&binaries.sequencer);
