@@ -247,6 +247,41 @@ async fn assert_same_chain(net: &Testnet, nodes: &[usize], top: u64) -> anyhow::
     Ok(())
 }
 
+/// The app hash a node's gRPC `GetStatus` reports for its last height is the
+/// one CometBFT's next header commits to.
+async fn assert_status_matches_chain(net: &mut Testnet, nodes: &[usize]) -> anyhow::Result<()> {
+    for &i in nodes {
+        let url = net.grpc_url(i)?;
+        let mut c = client::connect(&url).await?;
+        let status = client::node_status(&mut c, &url).await?;
+        anyhow::ensure!(
+            status.chain_id == net.manifest().chain_id,
+            "node{i} chain id {:?}",
+            status.chain_id
+        );
+        net.wait_node_height(i, status.height + 1, INCLUDE_TIMEOUT)
+            .await?;
+        let headers = net
+            .rpc(i)?
+            .headers(status.height + 1, status.height + 1)
+            .await?;
+        let header = headers
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("node{i} has no header {}", status.height + 1))?;
+        anyhow::ensure!(
+            header
+                .app_hash
+                .eq_ignore_ascii_case(&hex::encode(&status.app_hash)),
+            "node{i}: GetStatus app hash {} at height {}, header {} commits to {}",
+            hex::encode(&status.app_hash),
+            status.height,
+            header.height,
+            header.app_hash
+        );
+    }
+    Ok(())
+}
+
 /// Reads every batch of `rollup_id` for heights 1..=top from every node,
 /// checks they are identical across nodes and that each proof verifies
 /// (inclusion and completeness); returns the items in order.
@@ -401,6 +436,7 @@ async fn four_validators_order_1000_txs_consistently() -> anyhow::Result<()> {
     );
 
     assert_same_chain(&net, &all, top).await?;
+    assert_status_matches_chain(&mut net, &all).await?;
     for (rollup_id, list) in &acked {
         let (items, sample) = read_batches(&net, &all, *rollup_id, top).await?;
         assert_items_match(*rollup_id, &items, list, &owners[rollup_id])?;
@@ -475,6 +511,7 @@ async fn crashed_validator_recovers_and_loses_nothing() -> anyhow::Result<()> {
     eprintln!("node{victim} caught up to height {leader}");
 
     assert_same_chain(&net, &all, top).await?;
+    assert_status_matches_chain(&mut net, &[victim]).await?;
     let status = net.rpc(victim)?.status().await?;
     anyhow::ensure!(
         !status.catching_up || status.height >= leader,
@@ -695,6 +732,7 @@ async fn bad_input_is_rejected_with_precise_codes() -> anyhow::Result<()> {
         }
     }
     assert_same_chain(&net, &all, end_height).await?;
+    assert_status_matches_chain(&mut net, &all).await?;
     net.stop();
     anyhow::ensure!(
         failures.is_empty(),
