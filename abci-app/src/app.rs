@@ -10,27 +10,33 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
+use seqnet_proto::inclusion::{decode_inclusion_list, encode_inclusion_list, validator_address};
 use seqnet_proto::nmt::{NamespacedMerkleTree, NmtNode, NmtRoot};
 use seqnet_proto::{pb, Address, Code, RollupId};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci;
+use tendermint_proto::v0_38::crypto::public_key::Sum;
 
 use crate::execute::{check_stateless, execute, Event, ExecError, SignatureCache};
+use crate::forced::source_name;
 use crate::genesis::Genesis;
 use crate::keys;
 use crate::params::ChainParams;
-use crate::proposal::{Builder, ProposalFilter};
+use crate::proposal::{BlockContext, ProposalFilter, TxResult};
 use crate::query::{QueryError, Reader};
 use crate::state::StateDelta;
 use crate::store::{Cf, Store, StoreError, WriteSet};
 
 const APP_VERSION: u64 = 1;
 const SIGNATURE_CACHE_SIZE: usize = 100_000;
+/// Most mempool transactions tracked for inclusion lists.
+const MAX_TRACKED_TXS: usize = 20_000;
 
 /// What the node around the app wants to hear about (metrics, streams).
 pub trait Observer: Send + Sync + 'static {
     fn check_tx(&self, _code: Code, _recheck: bool) {}
-    fn proposal_rejected(&self, _height: u64, _reason: &str) {}
+    /// `kind`: `invalid_tx`, `missing_forced`, `bad_extended_commit`.
+    fn proposal_rejected(&self, _height: u64, _kind: &str, _reason: &str) {}
     fn block_committed(&self, _summary: &BlockSummary) {}
 }
 
@@ -47,6 +53,17 @@ pub struct BlockSummary {
     pub failed_txs: u64,
     /// Per rollup: (items, bytes).
     pub rollups: BTreeMap<RollupId, (u64, u64)>,
+    /// Forced requests opened in this block, by source name.
+    pub forced_opened: BTreeMap<&'static str, u64>,
+    /// Blocks from request to inclusion, per forced transaction included.
+    pub forced_delays: Vec<u64>,
+    pub forced_failed: u64,
+    /// Forced requests still pending after this block.
+    pub forced_pending: u64,
+    /// Bytes of the injected extended commit (0: none).
+    pub extended_commit_bytes: u64,
+    /// Hashes of the block's transactions.
+    pub tx_hashes: Vec<[u8; 32]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +77,8 @@ struct ConsensusState {
     params: ChainParams,
     last_height: u64,
     last_app_hash: Vec<u8>,
+    validators: pb::ValidatorSet,
+    vote_extensions_height: u64,
     pending: Option<PendingBlock>,
 }
 
@@ -69,10 +88,21 @@ struct PendingBlock {
     summary: BlockSummary,
 }
 
+/// A transaction this node's mempool holds, for inclusion lists.
+struct Waiting {
+    first_seen: u64,
+    /// Commit generation of the last CheckTx/Recheck that passed.
+    generation: u64,
+    bytes: Vec<u8>,
+}
+
 struct MempoolState {
     chain_id: String,
     params: ChainParams,
     delta: StateDelta,
+    height: u64,
+    generation: u64,
+    waiting: BTreeMap<[u8; 32], Waiting>,
 }
 
 struct Shared {
@@ -98,6 +128,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
 impl SeqnetApp {
     /// Opens the app over `store`, resuming from its last committed block.
     pub fn new(store: Arc<Store>, observer: Arc<dyn Observer>) -> Result<SeqnetApp, AppError> {
@@ -114,17 +148,23 @@ impl SeqnetApp {
         let reader = Reader::new(store.clone());
         let chain_id = reader.chain_id()?;
         let params = reader.params()?;
+        let last_height = reader.last_height()?;
         let consensus = ConsensusState {
             chain_id: chain_id.clone(),
             params: params.clone(),
-            last_height: reader.last_height()?,
+            last_height,
             last_app_hash: reader.last_app_hash()?,
+            validators: reader.validators()?,
+            vote_extensions_height: reader.vote_extensions_height()?,
             pending: None,
         };
         let mempool = MempoolState {
             chain_id,
             params,
             delta: StateDelta::new(store.clone()),
+            height: last_height,
+            generation: 0,
+            waiting: BTreeMap::new(),
         };
         Ok(SeqnetApp {
             shared: Arc::new(Shared {
@@ -154,21 +194,45 @@ impl SeqnetApp {
         Reader::new(self.shared.store.clone())
     }
 
-    fn builder<'a>(&'a self, state: &'a ConsensusState, height: u64) -> Builder<'a> {
-        Builder {
+    fn context<'a>(&'a self, state: &'a ConsensusState, height: u64) -> BlockContext<'a> {
+        BlockContext {
             params: &state.params,
             chain_id: &state.chain_id,
             signatures: &self.shared.signatures,
             height,
+            validators: &state.validators,
+            vote_extensions_height: state.vote_extensions_height,
             censor: self.shared.censor.as_deref(),
         }
     }
 
     fn apply_genesis(&self, request: &abci::RequestInitChain) -> Result<Vec<u8>, String> {
         let genesis = Genesis::parse(&request.app_state_bytes).map_err(|e| e.to_string())?;
+        let mut validators = pb::ValidatorSet::default();
+        for update in &request.validators {
+            match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
+                Some(Sum::Ed25519(key)) => validators.validators.push(pb::Validator {
+                    address: validator_address(key),
+                    public_key: key.clone(),
+                    power: update.power,
+                }),
+                _ => return Err("only ed25519 validator keys are supported".into()),
+            }
+        }
+        let vote_extensions_height = request
+            .consensus_params
+            .as_ref()
+            .and_then(|p| p.abci.as_ref())
+            .map(|a| to_u64(a.vote_extensions_enable_height))
+            .unwrap_or(0);
         let mut delta = StateDelta::new(self.shared.store.clone());
         delta.put_meta(keys::META_CHAIN_ID, request.chain_id.as_bytes().to_vec());
         delta.put_meta(keys::META_PARAMS, genesis.params.to_pb().encode_to_vec());
+        delta.put_meta(keys::META_VALIDATORS, validators.encode_to_vec());
+        delta.put_meta(
+            keys::META_VOTE_EXTENSIONS_HEIGHT,
+            vote_extensions_height.to_be_bytes().to_vec(),
+        );
         for account in &genesis.accounts {
             delta.put_account(account);
         }
@@ -188,6 +252,8 @@ impl SeqnetApp {
         consensus.params = genesis.params.clone();
         consensus.last_height = 0;
         consensus.last_app_hash = app_hash.to_vec();
+        consensus.validators = validators;
+        consensus.vote_extensions_height = vote_extensions_height;
         let mut mempool = lock(&self.shared.mempool);
         mempool.chain_id = request.chain_id.clone();
         mempool.params = genesis.params;
@@ -196,7 +262,7 @@ impl SeqnetApp {
     }
 
     fn finalize(&self, request: &abci::RequestFinalizeBlock) -> abci::ResponseFinalizeBlock {
-        let height = u64::try_from(request.height).unwrap_or(0);
+        let height = to_u64(request.height);
         let span = tracing::info_span!("finalize_block", height);
         let _guard = span.enter();
         let mut consensus = lock(&self.shared.consensus);
@@ -206,25 +272,54 @@ impl SeqnetApp {
                 "FinalizeBlock for an unexpected height; executing it anyway"
             );
         }
+        let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         let mut delta = StateDelta::new(self.shared.store.clone());
-        let mut tx_results = Vec::with_capacity(request.txs.len());
+        let run = match self
+            .context(&consensus, height)
+            .run(&mut delta, &txs, false)
+        {
+            Ok(run) => run,
+            // Without storage there is no honest way to answer.
+            Err(error) => panic!("cannot execute block {height}: {error}"),
+        };
+        let mut tx_results = Vec::with_capacity(txs.len());
         let mut batches: BTreeMap<RollupId, Vec<pb::BatchItem>> = BTreeMap::new();
         let mut summary = BlockSummary {
             height,
-            tx_count: request.txs.len() as u64,
+            tx_count: txs.len() as u64,
+            tx_hashes: txs.iter().map(|t| seqnet_proto::sha256(t)).collect(),
             ..BlockSummary::default()
         };
-        for bytes in &request.txs {
-            let result = check_stateless(
-                bytes,
-                &consensus.params,
-                &consensus.chain_id,
-                &self.shared.signatures,
-            )
-            .map_err(ExecError::from)
-            .and_then(|tx| execute(&mut delta, &consensus.params, &tx, height));
+        for (bytes, result) in txs.iter().zip(run.results) {
             match result {
-                Ok(outcome) => {
+                TxResult::System { opened, votes } => {
+                    summary.extended_commit_bytes = bytes.len() as u64;
+                    let mut events = vec![Event {
+                        kind: "extended_commit",
+                        attributes: vec![
+                            ("votes", votes.to_string()),
+                            ("bytes", bytes.len().to_string()),
+                            ("forced_opened", opened.len().to_string()),
+                        ],
+                    }];
+                    for request in &opened {
+                        *summary
+                            .forced_opened
+                            .entry(source_name(request.source))
+                            .or_insert(0) += 1;
+                        events.push(crate::forced::opened_event(request));
+                    }
+                    tx_results.push(abci::ExecTxResult {
+                        code: Code::Ok.as_u32(),
+                        events: events.into_iter().map(to_abci_event).collect(),
+                        ..Default::default()
+                    });
+                }
+                TxResult::Executed(outcome) => {
+                    if outcome.forced_opened > 0 {
+                        *summary.forced_opened.entry("request").or_insert(0) +=
+                            outcome.forced_opened;
+                    }
                     for (rollup_id, item) in outcome.items {
                         let entry = summary.rollups.entry(rollup_id).or_insert((0, 0));
                         entry.0 += 1;
@@ -237,7 +332,7 @@ impl SeqnetApp {
                         ..Default::default()
                     });
                 }
-                Err(error) => {
+                TxResult::Failed(error) => {
                     summary.failed_txs += 1;
                     tracing::warn!(%error, code = %error.code(), "tx failed in block");
                     tx_results.push(abci::ExecTxResult {
@@ -249,6 +344,36 @@ impl SeqnetApp {
                 }
             }
         }
+        let mut block_events = Vec::new();
+        for request in &run.forced_included {
+            summary
+                .forced_delays
+                .push(height.saturating_sub(request.requested_height));
+            block_events.push(Event {
+                kind: "forced_included",
+                attributes: vec![
+                    ("id", request.id.to_string()),
+                    ("tx_hash", hex::encode(&request.tx_hash)),
+                    ("requested_height", request.requested_height.to_string()),
+                ],
+            });
+        }
+        for request in &run.forced_failed {
+            summary.forced_failed += 1;
+            block_events.push(Event {
+                kind: "forced_failed",
+                attributes: vec![
+                    ("id", request.id.to_string()),
+                    ("tx_hash", hex::encode(&request.tx_hash)),
+                    ("code", request.failure_code.to_string()),
+                    ("reason", request.failure.clone()),
+                ],
+            });
+        }
+        summary.forced_pending = delta
+            .forced_queue()
+            .map(|q| q.pending.len() as u64)
+            .unwrap_or(0);
         // Leaves sorted by namespace, block order within one.
         let mut leaves = Vec::new();
         for (rollup_id, items) in &batches {
@@ -291,22 +416,25 @@ impl SeqnetApp {
             txs = summary.tx_count,
             failed = summary.failed_txs,
             leaves = leaves.len(),
+            forced_included = run.forced_included.len(),
+            forced_failed = run.forced_failed.len(),
             app_hash = %hex::encode(app_hash),
             "block executed"
         );
+        block_events.push(Event {
+            kind: "block",
+            attributes: vec![
+                ("nmt_root", hex::encode(root.node.digest)),
+                ("leaves", root.leaf_count.to_string()),
+            ],
+        });
         consensus.pending = Some(PendingBlock {
             height,
             writes,
             summary,
         });
         abci::ResponseFinalizeBlock {
-            events: vec![to_abci_event(Event {
-                kind: "block",
-                attributes: vec![
-                    ("nmt_root", hex::encode(root.node.digest)),
-                    ("leaves", root.leaf_count.to_string()),
-                ],
-            })],
+            events: block_events.into_iter().map(to_abci_event).collect(),
             tx_results,
             validator_updates: vec![],
             consensus_param_updates: None,
@@ -324,7 +452,16 @@ impl SeqnetApp {
         consensus.last_app_hash = pending.summary.app_hash.clone();
         // CometBFT holds the mempool lock across Commit and the recheck that
         // follows: reset the overlay so the recheck rebuilds it on new state.
-        lock(&self.shared.mempool).delta.reset();
+        let mut mempool = lock(&self.shared.mempool);
+        mempool.delta.reset();
+        mempool.height = pending.height;
+        for hash in &pending.summary.tx_hashes {
+            mempool.waiting.remove(hash);
+        }
+        // Whatever was not rechecked since the last commit left the mempool.
+        let generation = mempool.generation;
+        mempool.waiting.retain(|_, w| w.generation >= generation);
+        mempool.generation += 1;
         Ok(Some(pending.summary))
     }
 
@@ -351,14 +488,48 @@ impl SeqnetApp {
                 .batch(number(rollup, "rollup id")?, number(height, "height")?)?
                 .encode_to_vec(),
             ["block", height] => reader.block(number(height, "height")?)?.encode_to_vec(),
+            ["forced", hash] => {
+                let hash = hex::decode(hash)
+                    .ok()
+                    .and_then(|h| <[u8; 32]>::try_from(h).ok())
+                    .ok_or_else(|| QueryError::BadRequest(format!("{hash:?} is not a 32-byte hex hash")))?;
+                reader.forced_request(&hash)?.encode_to_vec()
+            }
             ["status"] => reader.status()?.encode_to_vec(),
             ["params"] => reader.params()?.to_pb().encode_to_vec(),
             _ => {
                 return Err(QueryError::BadRequest(format!(
-                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /status, /params"
+                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /status, /params"
                 )))
             }
         })
+    }
+
+    /// Transactions this node's mempool has held for at least the waiting
+    /// threshold and that passed their last recheck, within the list bounds.
+    fn inclusion_list(&self, height: u64) -> Vec<Vec<u8>> {
+        let mempool = lock(&self.shared.mempool);
+        let params = &mempool.params;
+        let mut candidates: Vec<(&u64, &[u8; 32], &Vec<u8>)> = mempool
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.first_seen.saturating_add(params.inclusion_wait_blocks) <= height)
+            .map(|(hash, w)| (&w.first_seen, hash, &w.bytes))
+            .collect();
+        candidates.sort();
+        let mut list = Vec::new();
+        let mut bytes: u64 = 0;
+        for (_, _, tx) in candidates {
+            if list.len() as u64 >= params.max_inclusion_list_txs {
+                break;
+            }
+            if bytes.saturating_add(tx.len() as u64) > params.max_inclusion_list_bytes {
+                continue;
+            }
+            bytes += tx.len() as u64;
+            list.push(tx.clone());
+        }
+        list
     }
 }
 
@@ -426,7 +597,7 @@ impl Application for SeqnetApp {
                 }
             }
             // A node cannot run with a genesis it cannot read.
-            Err(reason) => panic!("invalid genesis app_state: {reason}"),
+            Err(reason) => panic!("invalid genesis: {reason}"),
         }
     }
 
@@ -455,14 +626,36 @@ impl Application for SeqnetApp {
             chain_id,
             params,
             delta,
+            height,
+            generation,
+            waiting,
         } = &mut *mempool;
         let result = check_stateless(&request.tx, params, chain_id, &self.shared.signatures)
             .map_err(ExecError::from)
             .and_then(|tx| {
-                // The height only feeds rollup statistics, which the mempool
-                // overlay never commits.
-                execute(delta, params, &tx, 0).map(|_| tx)
+                // The height only feeds rollup statistics and deadlines, which
+                // the mempool overlay never commits.
+                execute(delta, params, &tx, *height).map(|_| tx)
             });
+        match &result {
+            Ok(tx) => {
+                if let Some(entry) = waiting.get_mut(&tx.hash()) {
+                    entry.generation = *generation;
+                } else if waiting.len() < MAX_TRACKED_TXS {
+                    waiting.insert(
+                        tx.hash(),
+                        Waiting {
+                            first_seen: *height,
+                            generation: *generation,
+                            bytes: request.tx.to_vec(),
+                        },
+                    );
+                }
+            }
+            Err(_) => {
+                waiting.remove(&seqnet_proto::sha256(&request.tx));
+            }
+        }
         drop(mempool);
         match result {
             Ok(tx) => {
@@ -505,16 +698,22 @@ impl Application for SeqnetApp {
         &self,
         request: abci::RequestPrepareProposal,
     ) -> abci::ResponsePrepareProposal {
-        let height = u64::try_from(request.height).unwrap_or(0);
+        let height = to_u64(request.height);
         let span = tracing::debug_span!("prepare_proposal", height);
         let _guard = span.enter();
         let consensus = lock(&self.shared.consensus);
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
-        let max_bytes = u64::try_from(request.max_tx_bytes).unwrap_or(0);
+        let max_bytes = to_u64(request.max_tx_bytes);
         let mut delta = StateDelta::new(self.shared.store.clone());
-        let selected = self
-            .builder(&consensus, height)
-            .prepare(&mut delta, &txs, max_bytes);
+        let selected = match self.context(&consensus, height).prepare(
+            &mut delta,
+            &txs,
+            max_bytes,
+            request.local_last_commit.as_ref(),
+        ) {
+            Ok(selected) => selected,
+            Err(error) => panic!("cannot build proposal for {height}: {error}"),
+        };
         tracing::debug!(
             offered = txs.len(),
             selected = selected.len(),
@@ -529,23 +728,58 @@ impl Application for SeqnetApp {
         &self,
         request: abci::RequestProcessProposal,
     ) -> abci::ResponseProcessProposal {
-        let height = u64::try_from(request.height).unwrap_or(0);
+        let height = to_u64(request.height);
         let span = tracing::debug_span!("process_proposal", height);
         let _guard = span.enter();
         let consensus = lock(&self.shared.consensus);
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
         let mut delta = StateDelta::new(self.shared.store.clone());
-        let status = match self.builder(&consensus, height).process(&mut delta, &txs) {
+        let status = match self.context(&consensus, height).process(&mut delta, &txs) {
             Ok(()) => abci::response_process_proposal::ProposalStatus::Accept,
             Err(error) => {
-                tracing::warn!(%error, "rejecting proposal");
+                tracing::warn!(%error, proposer = %hex::encode(&request.proposer_address), "rejecting proposal");
                 self.shared
                     .observer
-                    .proposal_rejected(height, &error.to_string());
+                    .proposal_rejected(height, error.kind(), &error.to_string());
                 abci::response_process_proposal::ProposalStatus::Reject
             }
         };
         abci::ResponseProcessProposal {
+            status: status as i32,
+        }
+    }
+
+    fn extend_vote(&self, request: abci::RequestExtendVote) -> abci::ResponseExtendVote {
+        let list = self.inclusion_list(to_u64(request.height));
+        tracing::debug!(
+            height = request.height,
+            listed = list.len(),
+            "vote extension"
+        );
+        abci::ResponseExtendVote {
+            vote_extension: encode_inclusion_list(list).into(),
+        }
+    }
+
+    fn verify_vote_extension(
+        &self,
+        request: abci::RequestVerifyVoteExtension,
+    ) -> abci::ResponseVerifyVoteExtension {
+        // Structure and bounds only: never state, so it cannot hurt liveness.
+        let params = lock(&self.shared.consensus).params.clone();
+        let verdict = decode_inclusion_list(
+            &request.vote_extension,
+            usize::try_from(params.max_inclusion_list_txs).unwrap_or(usize::MAX),
+            usize::try_from(params.max_inclusion_list_bytes).unwrap_or(usize::MAX),
+        );
+        let status = match verdict {
+            Ok(_) => abci::response_verify_vote_extension::VerifyStatus::Accept,
+            Err(error) => {
+                tracing::warn!(%error, validator = %hex::encode(&request.validator_address), "rejecting vote extension");
+                abci::response_verify_vote_extension::VerifyStatus::Reject
+            }
+        };
+        abci::ResponseVerifyVoteExtension {
             status: status as i32,
         }
     }

@@ -22,11 +22,25 @@ pub struct Event {
 }
 
 /// What a successful transaction did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct TxOutcome {
+    pub signer: Address,
+    /// Forced-inclusion requests this transaction opened.
+    pub forced_opened: u64,
     pub events: Vec<Event>,
     /// Rollup data in action order, for the block's batches.
     pub items: Vec<(RollupId, pb::BatchItem)>,
+}
+
+impl Default for TxOutcome {
+    fn default() -> Self {
+        TxOutcome {
+            signer: Address([0; 32]),
+            forced_opened: 0,
+            events: Vec::new(),
+            items: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +78,10 @@ pub enum ExecError {
     },
     #[error("{0}")]
     InvalidParameter(String),
+    #[error("transaction {0} is already forced")]
+    ForcedKnown(String),
+    #[error("{limit} forced requests are already pending")]
+    ForcedQueueFull { limit: u64 },
     #[error("{0} would overflow")]
     Overflow(&'static str),
     #[error("storage failure: {0}")]
@@ -83,6 +101,7 @@ impl ExecError {
             ExecError::NotOwner { .. } => Code::Unauthorized,
             ExecError::InvalidParameter(_) => Code::InvalidParameter,
             ExecError::Overflow(_) => Code::Overflow,
+            ExecError::ForcedKnown(_) | ExecError::ForcedQueueFull { .. } => Code::ForcedRejected,
             ExecError::Store(_) => Code::Internal,
         }
     }
@@ -146,7 +165,23 @@ pub fn check_stateless(
     )?;
     tx.check_chain_id(chain_id)?;
     signatures.verify(&tx)?;
+    for inner in tx.forced_transactions() {
+        inner.check_chain_id(chain_id)?;
+        signatures.verify(inner)?;
+    }
     Ok(tx)
+}
+
+/// What a transaction will change, computed by [`check`] and written by [`apply`].
+#[derive(Debug)]
+pub struct Planned {
+    pub outcome: TxOutcome,
+    fee: u64,
+    accounts: BTreeMap<Address, pb::Account>,
+    rollups: BTreeMap<RollupId, pb::Rollup>,
+    /// ForceInclude requests to open: (inner transaction, deadline).
+    forced: Vec<(Transaction, u64)>,
+    height: u64,
 }
 
 /// Checks `tx` against `state` and, if every check passes, applies it.
@@ -156,11 +191,55 @@ pub fn execute(
     tx: &Transaction,
     height: u64,
 ) -> Result<TxOutcome, ExecError> {
+    let planned = check(state, params, tx, height)?;
+    apply(state, planned)
+}
+
+/// Writes what [`check`] planned.
+pub fn apply(state: &mut StateDelta, planned: Planned) -> Result<TxOutcome, ExecError> {
+    let pool = state
+        .fee_pool()?
+        .checked_add(planned.fee)
+        .ok_or(ExecError::Overflow("fee pool"))?;
+    state.put_fee_pool(pool);
+    for account in planned.accounts.values() {
+        state.put_account(account);
+    }
+    for rollup in planned.rollups.values() {
+        state.put_rollup(rollup);
+    }
+    let mut outcome = planned.outcome;
+    for (inner, deadline) in planned.forced {
+        let request = crate::forced::open_request(
+            state,
+            &inner,
+            pb::ForcedSource::Request,
+            outcome.signer.0.to_vec(),
+            planned.height,
+            deadline,
+        )?;
+        outcome.events.push(crate::forced::opened_event(&request));
+        outcome.forced_opened += 1;
+    }
+    Ok(outcome)
+}
+
+/// Every check of `tx` against `state`, changing nothing.
+pub fn check(
+    state: &StateDelta,
+    params: &ChainParams,
+    tx: &Transaction,
+    height: u64,
+) -> Result<Planned, ExecError> {
     let signer = tx.signer;
     let body = &tx.body;
     let mut accounts: BTreeMap<Address, pb::Account> = BTreeMap::new();
     let mut rollups: BTreeMap<RollupId, pb::Rollup> = BTreeMap::new();
-    let mut outcome = TxOutcome::default();
+    let mut forced = Vec::new();
+    let mut outcome = TxOutcome {
+        signer,
+        ..TxOutcome::default()
+    };
     let tx_hash = hex::encode(tx.hash());
 
     let mut account = state.account(&signer)?;
@@ -183,8 +262,14 @@ pub fn execute(
         .iter()
         .filter(|a| matches!(a, Action::RegisterRollup { .. }))
         .count() as u64;
+    // Forced transactions are stored on chain: their bytes are charged too.
+    let charged_bytes = tx
+        .forced_transactions()
+        .map(|inner| inner.encoded_len() as u64)
+        .try_fold(body.data_bytes(), u64::checked_add)
+        .ok_or(ExecError::Overflow("charged bytes"))?;
     let required = params
-        .required_fee(body.data_bytes(), registrations)
+        .required_fee(charged_bytes, registrations)
         .ok_or(ExecError::Overflow("required fee"))?;
     if body.fee < required {
         return Err(ExecError::FeeTooLow {
@@ -341,22 +426,37 @@ pub fn execute(
                     attributes: vec![("rollup_id", rollup_id.to_string())],
                 });
             }
+            Action::ForceInclude { tx: inner } => {
+                let hash = inner.hash();
+                let duplicate = forced
+                    .iter()
+                    .any(|(t, _): &(Transaction, u64)| t.hash() == hash);
+                if duplicate || state.forced_by_hash(&hash)?.is_some() {
+                    return Err(ExecError::ForcedKnown(hex::encode(hash)));
+                }
+                let queue = state.forced_queue()?;
+                let open = (queue.pending.len() + forced.len()) as u64;
+                if open >= params.max_pending_forced {
+                    return Err(ExecError::ForcedQueueFull {
+                        limit: params.max_pending_forced,
+                    });
+                }
+                let window = crate::forced::window(state, params, inner)?;
+                let deadline = height
+                    .checked_add(window)
+                    .ok_or(ExecError::Overflow("deadline"))?;
+                forced.push((inner.as_ref().clone(), deadline));
+            }
         }
     }
-
-    // Every check passed: apply.
-    let pool = state
-        .fee_pool()?
-        .checked_add(body.fee)
-        .ok_or(ExecError::Overflow("fee pool"))?;
-    state.put_fee_pool(pool);
-    for account in accounts.values() {
-        state.put_account(account);
-    }
-    for rollup in rollups.values() {
-        state.put_rollup(rollup);
-    }
-    Ok(outcome)
+    Ok(Planned {
+        outcome,
+        fee: body.fee,
+        accounts,
+        rollups,
+        forced,
+        height,
+    })
 }
 
 fn load_rollup<'a>(

@@ -7,6 +7,9 @@ pub const META_PARAMS: &[u8] = b"params";
 pub const META_LAST_HEIGHT: &[u8] = b"last_height";
 pub const META_LAST_APP_HASH: &[u8] = b"last_app_hash";
 pub const META_FEE_POOL: &[u8] = b"fee_pool";
+pub const META_FORCED_QUEUE: &[u8] = b"forced_queue";
+pub const META_VALIDATORS: &[u8] = b"validators";
+pub const META_VOTE_EXTENSIONS_HEIGHT: &[u8] = b"vote_extensions_enable_height";
 
 pub fn account(address: &Address) -> Vec<u8> {
     address.0.to_vec()
@@ -20,6 +23,20 @@ pub fn batch(id: RollupId, height: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(16);
     key.extend_from_slice(&id.to_be_bytes());
     key.extend_from_slice(&height.to_be_bytes());
+    key
+}
+
+/// Forced request by id (`r` || id), latest status.
+pub fn forced_request(id: u64) -> Vec<u8> {
+    let mut key = b"r".to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
+/// Forced request id by inner transaction hash (`h` || hash).
+pub fn forced_by_hash(hash: &[u8; 32]) -> Vec<u8> {
+    let mut key = b"h".to_vec();
+    key.extend_from_slice(hash);
     key
 }
 
@@ -38,5 +55,7 @@ mod tests {
         assert_eq!(hex::encode(rollup(258)), "0000000000000102");
         assert_eq!(hex::encode(block(3)), "0000000000000003");
         assert_eq!(account(&Address([7; 32])), vec![7; 32]);
+        assert_eq!(hex::encode(forced_request(1)), "720000000000000001");
+        assert_eq!(forced_by_hash(&[1; 32])[0], b'h');
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod execute;
+pub mod forced;
 pub mod genesis;
 pub mod keys;
 pub mod params;

@@ -15,6 +15,11 @@ pub struct ChainParams {
     pub max_inclusion_window: u64,
     pub max_proof_window: u64,
     pub register_rollup_fee: u64,
+    pub default_inclusion_window: u64,
+    pub inclusion_wait_blocks: u64,
+    pub max_inclusion_list_txs: u64,
+    pub max_inclusion_list_bytes: u64,
+    pub max_pending_forced: u64,
 }
 
 impl Default for ChainParams {
@@ -28,6 +33,11 @@ impl Default for ChainParams {
             max_inclusion_window: 1_000,
             max_proof_window: 1_000,
             register_rollup_fee: 1_000,
+            default_inclusion_window: 10,
+            inclusion_wait_blocks: 2,
+            max_inclusion_list_txs: 8,
+            max_inclusion_list_bytes: 16 * 1024,
+            max_pending_forced: 256,
         }
     }
 }
@@ -61,6 +71,20 @@ impl ChainParams {
         if self.max_inclusion_window == 0 || self.max_proof_window == 0 {
             return Err("max_inclusion_window and max_proof_window must be at least 1".into());
         }
+        if self.default_inclusion_window == 0
+            || self.default_inclusion_window > self.max_inclusion_window
+        {
+            return Err(format!(
+                "default_inclusion_window {} must be in 1..=max_inclusion_window ({})",
+                self.default_inclusion_window, self.max_inclusion_window
+            ));
+        }
+        if self.max_inclusion_list_txs > 1_000 || self.max_inclusion_list_bytes > 1 << 20 {
+            return Err(format!(
+                "inclusion lists of {} txs / {} bytes are too large for vote extensions",
+                self.max_inclusion_list_txs, self.max_inclusion_list_bytes
+            ));
+        }
         Ok(())
     }
 
@@ -91,6 +115,11 @@ impl ChainParams {
             max_inclusion_window: self.max_inclusion_window,
             max_proof_window: self.max_proof_window,
             register_rollup_fee: self.register_rollup_fee,
+            default_inclusion_window: self.default_inclusion_window,
+            inclusion_wait_blocks: self.inclusion_wait_blocks,
+            max_inclusion_list_txs: self.max_inclusion_list_txs,
+            max_inclusion_list_bytes: self.max_inclusion_list_bytes,
+            max_pending_forced: self.max_pending_forced,
         }
     }
 
@@ -104,6 +133,11 @@ impl ChainParams {
             max_inclusion_window: p.max_inclusion_window,
             max_proof_window: p.max_proof_window,
             register_rollup_fee: p.register_rollup_fee,
+            default_inclusion_window: p.default_inclusion_window,
+            inclusion_wait_blocks: p.inclusion_wait_blocks,
+            max_inclusion_list_txs: p.max_inclusion_list_txs,
+            max_inclusion_list_bytes: p.max_inclusion_list_bytes,
+            max_pending_forced: p.max_pending_forced,
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum QueryError {
     HeightZero,
     #[error("rollup {0} is not registered")]
     UnknownRollup(RollupId),
+    #[error("no forced-inclusion request for transaction {0}")]
+    UnknownForced(String),
     #[error("no block record at height {0}")]
     MissingBlock(u64),
     #[error("bad query: {0}")]
@@ -69,6 +71,37 @@ impl Reader {
             Some(bytes) => ChainParams::from_pb(&decode("params", &bytes)?),
             None => ChainParams::default(),
         })
+    }
+
+    pub fn validators(&self) -> Result<pb::ValidatorSet, StoreError> {
+        Ok(match self.store.get(Cf::Meta, keys::META_VALIDATORS)? {
+            Some(bytes) => decode("validators", &bytes)?,
+            None => pb::ValidatorSet::default(),
+        })
+    }
+
+    /// `abci.vote_extensions_enable_height` from genesis (0: disabled).
+    pub fn vote_extensions_height(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .get(Cf::Meta, keys::META_VOTE_EXTENSIONS_HEIGHT)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    /// The forced-inclusion request for the inner transaction `tx_hash`.
+    pub fn forced_request(&self, tx_hash: &[u8; 32]) -> Result<pb::ForcedRequest, QueryError> {
+        crate::state::StateDelta::new(self.store.clone())
+            .forced_by_hash(tx_hash)?
+            .ok_or_else(|| QueryError::UnknownForced(hex::encode(tx_hash)))
+    }
+
+    /// Forced requests not yet resolved.
+    pub fn forced_pending(&self) -> Result<Vec<pb::ForcedRequest>, StoreError> {
+        Ok(crate::state::StateDelta::new(self.store.clone())
+            .forced_queue()?
+            .pending)
     }
 
     pub fn account(&self, address: &Address) -> Result<pb::Account, StoreError> {

@@ -99,6 +99,55 @@ impl StateDelta {
         );
     }
 
+    pub fn forced_queue(&self) -> Result<pb::ForcedQueue, StoreError> {
+        Ok(match self.get(Cf::Meta, keys::META_FORCED_QUEUE)? {
+            Some(bytes) => decode("forced queue", &bytes)?,
+            None => pb::ForcedQueue {
+                pending: vec![],
+                next_id: 1,
+            },
+        })
+    }
+
+    pub fn put_forced_queue(&mut self, queue: &pb::ForcedQueue) {
+        self.writes.put(
+            Cf::Meta,
+            keys::META_FORCED_QUEUE.to_vec(),
+            queue.encode_to_vec(),
+        );
+    }
+
+    pub fn forced_by_hash(&self, hash: &[u8; 32]) -> Result<Option<pb::ForcedRequest>, StoreError> {
+        let Some(id) = self.get(Cf::Forced, &keys::forced_by_hash(hash))? else {
+            return Ok(None);
+        };
+        let id = <[u8; 8]>::try_from(id.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                what: "forced index",
+                detail: format!("id of {} bytes", id.len()),
+            })?;
+        self.get(Cf::Forced, &keys::forced_request(id))?
+            .map(|b| decode("forced request", &b))
+            .transpose()
+    }
+
+    /// Writes a request's latest status and its hash index.
+    pub fn put_forced(&mut self, request: &pb::ForcedRequest) {
+        self.writes.put(
+            Cf::Forced,
+            keys::forced_request(request.id),
+            request.encode_to_vec(),
+        );
+        if let Ok(hash) = <[u8; 32]>::try_from(request.tx_hash.as_slice()) {
+            self.writes.put(
+                Cf::Forced,
+                keys::forced_by_hash(&hash),
+                request.id.to_be_bytes().to_vec(),
+            );
+        }
+    }
+
     pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) {
         self.writes.put(Cf::Meta, key.to_vec(), value);
     }

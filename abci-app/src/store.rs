@@ -20,10 +20,19 @@ pub enum Cf {
     Batches,
     /// `height(8 BE)` → `pb::BlockRecord`.
     Blocks,
+    /// Forced-inclusion requests: `keys::forced_request`, `keys::forced_by_hash`.
+    Forced,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 5] = [Cf::Meta, Cf::Accounts, Cf::Rollups, Cf::Batches, Cf::Blocks];
+    pub const ALL: [Cf; 6] = [
+        Cf::Meta,
+        Cf::Accounts,
+        Cf::Rollups,
+        Cf::Batches,
+        Cf::Blocks,
+        Cf::Forced,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -32,6 +41,7 @@ impl Cf {
             Cf::Rollups => "rollups",
             Cf::Batches => "batches",
             Cf::Blocks => "blocks",
+            Cf::Forced => "forced",
         }
     }
 }

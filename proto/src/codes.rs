@@ -36,12 +36,14 @@ pub enum Code {
     Overflow = 14,
     /// A parameter is outside what the chain allows.
     InvalidParameter = 15,
+    /// The transaction is already forced (pending or resolved), or the queue is full.
+    ForcedRejected = 16,
     /// The node failed internally (storage); not the transaction's fault.
     Internal = 99,
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::Ok,
         Code::Malformed,
         Code::TooLarge,
@@ -58,6 +60,7 @@ impl Code {
         Code::FeeTooLow,
         Code::Overflow,
         Code::InvalidParameter,
+        Code::ForcedRejected,
         Code::Internal,
     ];
 
@@ -88,6 +91,7 @@ impl Code {
             Code::FeeTooLow => "fee_too_low",
             Code::Overflow => "overflow",
             Code::InvalidParameter => "invalid_parameter",
+            Code::ForcedRejected => "forced_rejected",
             Code::Internal => "internal",
         }
     }

@@ -132,6 +132,10 @@ pub enum Action {
         rollup_id: RollupId,
         settings: RollupSettings,
     },
+    /// Asks the chain to include `tx` within its forced-inclusion window.
+    ForceInclude {
+        tx: Box<Transaction>,
+    },
 }
 
 impl Action {
@@ -142,10 +146,16 @@ impl Action {
             Action::Transfer { .. } => "transfer",
             Action::RegisterRollup { .. } => "register_rollup",
             Action::UpdateRollup { .. } => "update_rollup",
+            Action::ForceInclude { .. } => "force_include",
         }
     }
 
-    fn from_pb(index: usize, action: pb::Action) -> Result<Action, TxError> {
+    fn from_pb(
+        index: usize,
+        action: pb::Action,
+        max_bytes: usize,
+        max_actions: usize,
+    ) -> Result<Action, TxError> {
         let invalid = |reason: String| TxError::InvalidAction { index, reason };
         let kind = action
             .kind
@@ -207,6 +217,21 @@ impl Action {
                     settings: settings(index, u.verifying_key, u.proof_window, u.inclusion_window)?,
                 }
             }
+            pb::action::Kind::ForceInclude(f) => {
+                let inner = Transaction::decode(&f.tx, max_bytes, max_actions)
+                    .map_err(|e| invalid(format!("forced transaction: {e}")))?;
+                if inner
+                    .body
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::ForceInclude { .. }))
+                {
+                    return Err(invalid("a forced transaction may not force another".into()));
+                }
+                Action::ForceInclude {
+                    tx: Box::new(inner),
+                }
+            }
         };
         Ok(action)
     }
@@ -241,6 +266,9 @@ impl Action {
                 verifying_key: settings.verifying_key.clone(),
                 proof_window: settings.proof_window,
                 inclusion_window: settings.inclusion_window,
+            }),
+            Action::ForceInclude { tx } => Kind::ForceInclude(pb::ForceInclude {
+                tx: tx.to_bytes().to_vec(),
             }),
         };
         pb::Action { kind: Some(kind) }
@@ -394,7 +422,7 @@ impl Transaction {
             .actions
             .into_iter()
             .enumerate()
-            .map(|(index, action)| Action::from_pb(index, action))
+            .map(|(index, action)| Action::from_pb(index, action, limit, action_limit))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Transaction {
             body: TransactionBody {
@@ -411,7 +439,16 @@ impl Transaction {
         })
     }
 
-    /// Strict ed25519 verification (no weak keys, canonical `S`).
+    /// Transactions carried by ForceInclude actions.
+    pub fn forced_transactions(&self) -> impl Iterator<Item = &Transaction> {
+        self.body.actions.iter().filter_map(|a| match a {
+            Action::ForceInclude { tx } => Some(tx.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// Strict ed25519 verification (no weak keys, canonical `S`) of this
+    /// transaction's signature; see [`Transaction::verify_all_signatures`].
     pub fn verify_signature(&self) -> Result<(), TxError> {
         let key = self.signer.verifying_key()?;
         key.verify_strict(
@@ -421,6 +458,13 @@ impl Transaction {
         .map_err(|_| TxError::BadSignature {
             signer: self.signer,
         })
+    }
+
+    /// This transaction's signature and those of the transactions it forces.
+    pub fn verify_all_signatures(&self) -> Result<(), TxError> {
+        self.verify_signature()?;
+        self.forced_transactions()
+            .try_for_each(Transaction::verify_signature)
     }
 
     pub fn check_chain_id(&self, expected: &str) -> Result<(), TxError> {
@@ -556,6 +600,55 @@ mod tests {
             Transaction::decode(&bytes, 4096, 16).unwrap_err(),
             TxError::NonCanonical { what: "envelope" }
         );
+    }
+
+    #[test]
+    fn forced_transactions_are_decoded_and_verified() {
+        let inner = body(vec![data(1, b"censored")]).sign(&key(2));
+        let wrapper = body(vec![Action::ForceInclude {
+            tx: Box::new(inner.clone()),
+        }])
+        .sign(&key(1));
+        let decoded = Transaction::decode(wrapper.to_bytes(), 4096, 16).expect("decodes");
+        assert_eq!(decoded.forced_transactions().next(), Some(&inner));
+        decoded
+            .verify_all_signatures()
+            .expect("both signatures verify");
+        // Nesting is refused.
+        let nested = body(vec![Action::ForceInclude {
+            tx: Box::new(wrapper),
+        }])
+        .sign(&key(3));
+        assert_eq!(
+            Transaction::decode(nested.to_bytes(), 4096, 16)
+                .unwrap_err()
+                .code(),
+            Code::InvalidAction
+        );
+        // A forged inner signature is caught.
+        let mut envelope = pb::SignedTransaction::decode(inner.to_bytes()).expect("decodes");
+        envelope.signature[5] ^= 1;
+        let mut forged = pb::TransactionBody::decode(
+            pb::SignedTransaction::decode(decoded.to_bytes())
+                .expect("outer")
+                .body
+                .as_slice(),
+        )
+        .expect("body");
+        forged.actions[0].kind = Some(pb::action::Kind::ForceInclude(pb::ForceInclude {
+            tx: envelope.encode_to_vec(),
+        }));
+        let outer = pb::SignedTransaction {
+            body: forged.encode_to_vec(),
+            signer: key(1).verifying_key().to_bytes().to_vec(),
+            signature: key(1)
+                .sign(&sign_bytes("seqnet-test", &forged.encode_to_vec()))
+                .to_bytes()
+                .to_vec(),
+        };
+        let tx = Transaction::decode(&outer.encode_to_vec(), 4096, 16).expect("decodes");
+        tx.verify_signature().expect("outer is fine");
+        assert!(tx.verify_all_signatures().is_err());
     }
 
     #[test]

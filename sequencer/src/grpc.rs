@@ -40,9 +40,9 @@ fn internal(error: impl std::fmt::Display) -> Status {
 
 fn query_status(error: QueryError) -> Status {
     match error {
-        QueryError::UnknownRollup(_) | QueryError::MissingBlock(_) => {
-            Status::not_found(error.to_string())
-        }
+        QueryError::UnknownRollup(_)
+        | QueryError::MissingBlock(_)
+        | QueryError::UnknownForced(_) => Status::not_found(error.to_string()),
         QueryError::FutureHeight { .. } | QueryError::HeightZero | QueryError::BadRequest(_) => {
             Status::invalid_argument(error.to_string())
         }

@@ -109,7 +109,7 @@ impl Observer for NodeObserver {
             .inc();
     }
 
-    fn proposal_rejected(&self, _height: u64, _reason: &str) {
+    fn proposal_rejected(&self, _height: u64, _kind: &str, _reason: &str) {
         self.metrics.proposals_rejected.inc();
     }
 
