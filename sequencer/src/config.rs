@@ -36,6 +36,54 @@ pub struct Config {
     pub cometbft: CometBft,
     pub storage: Storage,
     pub log: Log,
+    /// Deliberate misbehaviour for testnets only.
+    pub fault: Fault,
+}
+
+/// Faults a testnet can inject into one validator. Never set in production.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fault {
+    /// This node's proposals leave out matching transactions and forced
+    /// requests: `"rollup:<id>"` or `"signer:<64 hex>"`.
+    pub censor: Vec<String>,
+}
+
+/// A parsed censor rule set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Censor {
+    pub rollups: Vec<u64>,
+    pub signers: Vec<seqnet_proto::Address>,
+}
+
+impl Fault {
+    pub fn censor(&self) -> Result<Option<Censor>, ConfigError> {
+        if self.censor.is_empty() {
+            return Ok(None);
+        }
+        let mut censor = Censor::default();
+        for rule in &self.censor {
+            let invalid = |reason: String| ConfigError::Invalid {
+                key: "fault.censor",
+                value: rule.clone(),
+                reason,
+            };
+            match rule.split_once(':') {
+                Some(("rollup", id)) => censor
+                    .rollups
+                    .push(id.parse().map_err(|e| invalid(format!("rollup id: {e}")))?),
+                Some(("signer", key)) => censor
+                    .signers
+                    .push(seqnet_proto::Address::from_hex(key).map_err(invalid)?),
+                _ => {
+                    return Err(invalid(
+                        "must be \"rollup:<id>\" or \"signer:<64 hex>\"".into(),
+                    ))
+                }
+            }
+        }
+        Ok(Some(censor))
+    }
 }
 
 impl Default for Config {
@@ -47,6 +95,7 @@ impl Default for Config {
             cometbft: CometBft::default(),
             storage: Storage::default(),
             log: Log::default(),
+            fault: Fault::default(),
         }
     }
 }
@@ -175,6 +224,14 @@ impl Config {
         if let Some(v) = env("SEQNET_LOG_FILTER") {
             self.log.filter = v;
         }
+        if let Some(v) = env("SEQNET_FAULT_CENSOR") {
+            self.fault.censor = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
         if let Some(v) = env("SEQNET_LOG_FORMAT") {
             self.log.format = match v.as_str() {
                 "text" => LogFormat::Text,
@@ -195,6 +252,7 @@ impl Config {
         self.abci.addr("abci.listen")?;
         self.grpc.addr("grpc.listen")?;
         self.metrics.addr("metrics.listen")?;
+        self.fault.censor()?;
         crate::cometbft::RpcClient::new(&self.cometbft.rpc).map_err(|e| ConfigError::Invalid {
             key: "cometbft.rpc",
             value: self.cometbft.rpc.clone(),
@@ -236,6 +294,25 @@ mod tests {
         let config = Config::load(Some(&path), env).expect("loads");
         assert_eq!(config.grpc.listen, "127.0.0.1:2");
         assert_eq!(config.storage.path, dir.path().join("db"));
+    }
+
+    #[test]
+    fn censor_rules_parse_and_bad_ones_are_named() {
+        let fault = Fault {
+            censor: vec!["rollup:2".into(), format!("signer:{}", "ab".repeat(32))],
+        };
+        let censor = fault.censor().expect("valid").expect("some");
+        assert_eq!(censor.rollups, vec![2]);
+        assert_eq!(censor.signers.len(), 1);
+        let bad = Fault {
+            censor: vec!["validator:1".into()],
+        };
+        assert!(bad
+            .censor()
+            .unwrap_err()
+            .to_string()
+            .contains("fault.censor"));
+        assert_eq!(Fault::default().censor().expect("valid"), None);
     }
 
     #[test]

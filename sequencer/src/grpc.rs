@@ -105,6 +105,39 @@ impl RollupService for RollupServer {
         }))
     }
 
+    async fn force_include(
+        &self,
+        request: Request<pb::SubmitTransactionRequest>,
+    ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
+        let tx = self
+            .app
+            .check_stateless(&request.get_ref().tx)
+            .map_err(|e| rejection(Status::invalid_argument, e.code(), e.to_string()))?;
+        if tx.forced_transactions().next().is_none() {
+            return Err(rejection(
+                Status::invalid_argument,
+                Code::InvalidAction,
+                "the transaction carries no ForceInclude action; use SubmitTransaction".into(),
+            ));
+        }
+        self.submit_transaction(request).await
+    }
+
+    async fn get_forced_request(
+        &self,
+        request: Request<pb::GetForcedRequestRequest>,
+    ) -> Result<Response<pb::ForcedRequest>, Status> {
+        let _timer = self.timer("GetForcedRequest");
+        let raw = request.into_inner().tx_hash;
+        let hash = <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| {
+            Status::invalid_argument(format!("tx hash has {} bytes, want 32", raw.len()))
+        })?;
+        self.reader
+            .forced_request(&hash)
+            .map(Response::new)
+            .map_err(query_status)
+    }
+
     async fn get_batch(
         &self,
         request: Request<pb::GetBatchRequest>,

@@ -22,6 +22,12 @@ pub const CHECK_TX: &str = "seqnet_check_tx_total";
 pub const PROPOSALS_REJECTED: &str = "seqnet_proposals_rejected_total";
 pub const GRPC_LATENCY: &str = "seqnet_grpc_request_seconds";
 pub const BROADCAST_ERRORS: &str = "seqnet_broadcast_errors_total";
+pub const FORCED_OPENED: &str = "seqnet_forced_requests_opened_total";
+pub const FORCED_INCLUDED: &str = "seqnet_forced_requests_included_total";
+pub const FORCED_FAILED: &str = "seqnet_forced_requests_failed_total";
+pub const FORCED_PENDING: &str = "seqnet_forced_requests_pending";
+pub const FORCED_DELAY: &str = "seqnet_forced_inclusion_delay_blocks";
+pub const EXTENDED_COMMIT_BYTES: &str = "seqnet_extended_commit_bytes";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -32,9 +38,15 @@ pub struct Metrics {
     pub rollup_items: IntCounterVec,
     pub rollup_bytes: IntCounterVec,
     pub check_tx: IntCounterVec,
-    pub proposals_rejected: IntCounter,
+    pub proposals_rejected: IntCounterVec,
     pub grpc_latency: HistogramVec,
     pub broadcast_errors: IntCounter,
+    pub forced_opened: IntCounterVec,
+    pub forced_included: IntCounter,
+    pub forced_failed: IntCounter,
+    pub forced_pending: IntGauge,
+    pub forced_delay: prometheus::Histogram,
+    pub extended_commit_bytes: prometheus::Histogram,
 }
 
 impl Metrics {
@@ -59,9 +71,12 @@ impl Metrics {
                 Opts::new(CHECK_TX, "CheckTx verdicts by result code"),
                 &["code", "recheck"],
             )?,
-            proposals_rejected: IntCounter::new(
-                PROPOSALS_REJECTED,
-                "Proposals this node rejected in ProcessProposal",
+            proposals_rejected: IntCounterVec::new(
+                Opts::new(
+                    PROPOSALS_REJECTED,
+                    "Proposals this node rejected in ProcessProposal, by rule broken",
+                ),
+                &["reason"],
             )?,
             grpc_latency: HistogramVec::new(
                 HistogramOpts::new(GRPC_LATENCY, "gRPC request latency by method"),
@@ -70,6 +85,30 @@ impl Metrics {
             broadcast_errors: IntCounter::new(
                 BROADCAST_ERRORS,
                 "Failures to reach CometBFT's broadcast_tx_sync",
+            )?,
+            forced_opened: IntCounterVec::new(
+                Opts::new(FORCED_OPENED, "Forced-inclusion requests opened, by source"),
+                &["source"],
+            )?,
+            forced_included: IntCounter::new(
+                FORCED_INCLUDED,
+                "Forced transactions included by their deadline",
+            )?,
+            forced_failed: IntCounter::new(
+                FORCED_FAILED,
+                "Forced requests resolved as failed (inner tx invalid)",
+            )?,
+            forced_pending: IntGauge::new(FORCED_PENDING, "Forced requests not yet resolved")?,
+            forced_delay: prometheus::Histogram::with_opts(
+                HistogramOpts::new(FORCED_DELAY, "Blocks from forced request to inclusion")
+                    .buckets(vec![0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0]),
+            )?,
+            extended_commit_bytes: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    EXTENDED_COMMIT_BYTES,
+                    "Bytes of the extended commit injected into each block",
+                )
+                .buckets(prometheus::exponential_buckets(256.0, 2.0, 10)?),
             )?,
             registry,
         };
@@ -83,6 +122,12 @@ impl Metrics {
         r.register(Box::new(metrics.proposals_rejected.clone()))?;
         r.register(Box::new(metrics.grpc_latency.clone()))?;
         r.register(Box::new(metrics.broadcast_errors.clone()))?;
+        r.register(Box::new(metrics.forced_opened.clone()))?;
+        r.register(Box::new(metrics.forced_included.clone()))?;
+        r.register(Box::new(metrics.forced_failed.clone()))?;
+        r.register(Box::new(metrics.forced_pending.clone()))?;
+        r.register(Box::new(metrics.forced_delay.clone()))?;
+        r.register(Box::new(metrics.extended_commit_bytes.clone()))?;
         Ok(metrics)
     }
 
@@ -109,8 +154,11 @@ impl Observer for NodeObserver {
             .inc();
     }
 
-    fn proposal_rejected(&self, _height: u64, _kind: &str, _reason: &str) {
-        self.metrics.proposals_rejected.inc();
+    fn proposal_rejected(&self, _height: u64, kind: &str, _reason: &str) {
+        self.metrics
+            .proposals_rejected
+            .with_label_values(&[kind])
+            .inc();
     }
 
     fn block_committed(&self, summary: &BlockSummary) {
@@ -129,6 +177,25 @@ impl Observer for NodeObserver {
                 .rollup_bytes
                 .with_label_values(&[&label])
                 .inc_by(*bytes);
+        }
+        for (source, count) in &summary.forced_opened {
+            self.metrics
+                .forced_opened
+                .with_label_values(&[source])
+                .inc_by(*count);
+        }
+        for delay in &summary.forced_delays {
+            self.metrics.forced_included.inc();
+            self.metrics.forced_delay.observe(*delay as f64);
+        }
+        self.metrics.forced_failed.inc_by(summary.forced_failed);
+        self.metrics
+            .forced_pending
+            .set(i64::try_from(summary.forced_pending).unwrap_or(i64::MAX));
+        if summary.extended_commit_bytes > 0 {
+            self.metrics
+                .extended_commit_bytes
+                .observe(summary.extended_commit_bytes as f64);
         }
         self.committed.send_replace(summary.height);
     }
@@ -194,7 +261,9 @@ mod tests {
             ..Default::default()
         };
         summary.rollups.insert(2, (3, 30));
+        summary.forced_delays = vec![2, 4];
         observer.block_committed(&summary);
+        observer.proposal_rejected(8, "missing_forced", "omits a forced tx");
         observer.check_tx(Code::NonceGap, false);
         assert_eq!(*rx.borrow(), 7);
         let text = String::from_utf8(metrics.render()).expect("utf8");
@@ -204,6 +273,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("code=\"nonce_gap\""), "{text}");
+        assert!(
+            text.contains("seqnet_forced_requests_included_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seqnet_proposals_rejected_total{reason=\"missing_forced\"} 1"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

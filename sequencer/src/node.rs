@@ -27,7 +27,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: (*metrics).clone(),
         committed: committed_tx,
     });
-    let app = SeqnetApp::new(store, observer.clone())?;
+    let censor = config.fault.censor()?.map(|censor| {
+        tracing::warn!(
+            rollups = ?censor.rollups,
+            signers = ?censor.signers,
+            "FAULT INJECTION: this node censors matching transactions in its proposals (testnets only)"
+        );
+        let filter: Box<seqnet_abci::proposal::ProposalFilter> = Box::new(move |tx| {
+            seqnet_abci::proposal::matches_censor(tx, &censor.signers, &censor.rollups)
+        });
+        filter
+    });
+    let app = SeqnetApp::with_censor(store, observer.clone(), censor)?;
     let reader = app.reader();
     let last = reader.last_height()?;
     observer.committed.send_replace(last);
