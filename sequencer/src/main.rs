@@ -5,6 +5,7 @@ mod config;
 mod grpc;
 mod metrics;
 mod node;
+mod timed;
 
 use std::path::PathBuf;
 

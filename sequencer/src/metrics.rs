@@ -21,6 +21,7 @@ pub const ROLLUP_BYTES: &str = "seqnet_rollup_bytes_total";
 pub const CHECK_TX: &str = "seqnet_check_tx_total";
 pub const PROPOSALS_REJECTED: &str = "seqnet_proposals_rejected_total";
 pub const GRPC_LATENCY: &str = "seqnet_grpc_request_seconds";
+pub const ABCI_LATENCY: &str = "seqnet_abci_seconds";
 pub const BROADCAST_ERRORS: &str = "seqnet_broadcast_errors_total";
 pub const FORCED_OPENED: &str = "seqnet_forced_requests_opened_total";
 pub const FORCED_INCLUDED: &str = "seqnet_forced_requests_included_total";
@@ -40,6 +41,7 @@ pub struct Metrics {
     pub check_tx: IntCounterVec,
     pub proposals_rejected: IntCounterVec,
     pub grpc_latency: HistogramVec,
+    pub abci_latency: HistogramVec,
     pub broadcast_errors: IntCounter,
     pub forced_opened: IntCounterVec,
     pub forced_included: IntCounter,
@@ -82,6 +84,12 @@ impl Metrics {
                 HistogramOpts::new(GRPC_LATENCY, "gRPC request latency by method"),
                 &["method"],
             )?,
+            abci_latency: HistogramVec::new(
+                HistogramOpts::new(ABCI_LATENCY, "ABCI call duration by method").buckets(vec![
+                    0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0,
+                ]),
+                &["method"],
+            )?,
             broadcast_errors: IntCounter::new(
                 BROADCAST_ERRORS,
                 "Failures to reach CometBFT's broadcast_tx_sync",
@@ -121,6 +129,7 @@ impl Metrics {
         r.register(Box::new(metrics.check_tx.clone()))?;
         r.register(Box::new(metrics.proposals_rejected.clone()))?;
         r.register(Box::new(metrics.grpc_latency.clone()))?;
+        r.register(Box::new(metrics.abci_latency.clone()))?;
         r.register(Box::new(metrics.broadcast_errors.clone()))?;
         r.register(Box::new(metrics.forced_opened.clone()))?;
         r.register(Box::new(metrics.forced_included.clone()))?;

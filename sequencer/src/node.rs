@@ -48,7 +48,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // ABCI: tendermint-abci serves each CometBFT connection on a blocking thread.
     let abci_addr = config.abci.addr("abci.listen")?;
     let server = tendermint_abci::ServerBuilder::new(ABCI_READ_BUFFER)
-        .bind(abci_addr, app.clone())
+        .bind(
+            abci_addr,
+            crate::timed::TimedApp {
+                app: app.clone(),
+                metrics: (*metrics).clone(),
+            },
+        )
         .map_err(|e| anyhow::anyhow!("binding ABCI on {abci_addr}: {e}"))?;
     tracing::info!(addr = %abci_addr, "ABCI listening");
     std::thread::Builder::new()
