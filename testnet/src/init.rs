@@ -53,6 +53,7 @@ pub struct InitOptions {
     /// Sequencer `log.filter` (RUST_LOG syntax).
     pub sequencer_log_filter: String,
     /// Consensus parameter `abci.vote_extensions_enable_height` (0: disabled).
+    /// Forced inclusion lists travel in vote extensions, so the default is 1.
     pub vote_extensions_enable_height: u64,
     /// Replace an existing directory.
     pub force: bool,
@@ -70,7 +71,7 @@ impl Default for InitOptions {
             timeout_propose: "1s".into(),
             cometbft_log_level: "info".into(),
             sequencer_log_filter: "info".into(),
-            vote_extensions_enable_height: 0,
+            vote_extensions_enable_height: 1,
             force: false,
         }
     }

@@ -57,8 +57,9 @@ struct InitArgs {
     /// CometBFT consensus.timeout_propose.
     #[arg(long, default_value = "1s")]
     timeout_propose: String,
-    /// Consensus parameter abci.vote_extensions_enable_height (0: off).
-    #[arg(long, default_value_t = 0)]
+    /// Consensus parameter abci.vote_extensions_enable_height (0: off; forced
+    /// inclusion needs them on).
+    #[arg(long, default_value_t = 1)]
     vote_extensions_height: u64,
     /// CometBFT log_level.
     #[arg(long, default_value = "info")]

@@ -220,6 +220,26 @@ impl CometRpc {
         Ok(out)
     }
 
+    /// The transactions of the block at `height`, in block order.
+    pub async fn block_txs(&self, height: u64) -> Result<Vec<Vec<u8>>> {
+        let r = self
+            .call("block", json!({ "height": height.to_string() }))
+            .await?;
+        let txs = match r.pointer("/block/data/txs") {
+            Some(Value::Array(txs)) => txs.clone(),
+            Some(Value::Null) | None => Vec::new(),
+            Some(other) => return Err(self.error("block", format!("data.txs is {other}"))),
+        };
+        txs.iter()
+            .map(|tx| {
+                let text = tx.as_str().unwrap_or("");
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| self.error("block", format!("tx is not base64: {e}")))
+            })
+            .collect()
+    }
+
     /// Submits raw transaction bytes and returns CheckTx's verdict.
     pub async fn broadcast_tx_sync(&self, tx: &[u8]) -> Result<BroadcastResult> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(tx);
