@@ -519,6 +519,34 @@ format = "text"
     std::fs::write(&path, text).map_err(|e| TestnetError::io(path, e))
 }
 
+/// Sets the `[fault] censor` rules of a node's `sequencer.toml`
+/// (`rollup:<id>`, `signer:<64 hex>`; empty clears them). The node's
+/// proposals then leave out matching transactions; it takes effect when the
+/// node (re)starts.
+pub fn set_fault_censor(dir: &Path, node: &NodeManifest, rules: &[String]) -> Result<()> {
+    for rule in rules {
+        let ok = match rule.split_once(':') {
+            Some(("rollup", id)) => id.parse::<u64>().is_ok_and(|id| id > 0),
+            Some(("signer", key)) => seqnet_proto::Address::from_hex(key).is_ok(),
+            _ => false,
+        };
+        if !ok {
+            return Err(invalid(
+                "--censor",
+                rule,
+                "want rollup:<id> or signer:<64 hex public key>",
+            ));
+        }
+    }
+    let path = dir.join(&node.sequencer_config);
+    let text = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
+    let mut config: toml::Table = text.parse().map_err(|e| TestnetError::parse(&path, e))?;
+    let values: Vec<toml::Value> = rules.iter().cloned().map(toml::Value::String).collect();
+    set(&mut config, Some("fault"), "censor", values);
+    let text = toml::to_string(&config).map_err(|e| TestnetError::parse(&path, e))?;
+    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +578,29 @@ mod tests {
             ..InitOptions::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn censor_rules_are_checked_and_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = NodeManifest {
+            index: 0,
+            moniker: "node0".into(),
+            node_id: String::new(),
+            validator_address: String::new(),
+            cometbft_home: "node0/cometbft".into(),
+            dir: "node0".into(),
+            sequencer_config: "sequencer.toml".into(),
+            ports: Ports::for_node(27000, 0).expect("ports"),
+        };
+        write_sequencer_config(dir.path(), &node, &InitOptions::default()).expect("write");
+        let bad = set_fault_censor(dir.path(), &node, &["rollup:x".into()]);
+        assert!(bad.expect_err("bad rule").to_string().contains("rollup:x"));
+        set_fault_censor(dir.path(), &node, &["rollup:2".into()]).expect("set");
+        let text = std::fs::read_to_string(dir.path().join("sequencer.toml")).expect("read");
+        let table: toml::Table = text.parse().expect("toml");
+        assert_eq!(table["fault"]["censor"][0].as_str(), Some("rollup:2"));
+        assert_eq!(table["abci"]["listen"].as_str(), Some("127.0.0.1:27002"));
     }
 
     #[test]

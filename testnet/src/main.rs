@@ -137,6 +137,17 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
+    /// Fault drill: make one node's proposals censor matching transactions
+    /// (sequencer `[fault] censor`); takes effect when the node (re)starts.
+    Fault {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(long)]
+        node: usize,
+        /// `rollup:<id>` or `signer:<64 hex>`; repeat for several; none clears.
+        #[arg(long)]
+        censor: Vec<String>,
+    },
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -385,6 +396,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("node{node} killed");
         }
         Command::Start { dir, node, timeout } => start_one(&dir.dir, node, timeout).await?,
+        Command::Fault { dir, node, censor } => {
+            let manifest = Manifest::load(&dir.dir)?;
+            seqnet_testnet::init::set_fault_censor(&dir.dir, manifest.node(node)?, &censor)?;
+            if censor.is_empty() {
+                println!("node{node}: censorship cleared");
+            } else {
+                println!("node{node}: censors {}", censor.join(", "));
+            }
+            println!(
+                "restart it to apply: seqnet-testnet kill --dir {d} --node {node} && seqnet-testnet start --dir {d} --node {node}",
+                d = dir.dir.display()
+            );
+        }
         Command::Demo {
             dir,
             init,

@@ -276,6 +276,12 @@ impl Testnet {
         Ok(())
     }
 
+    /// Makes node `index`'s proposals leave out transactions matching `rules`
+    /// (`rollup:<id>`, `signer:<hex>`; empty clears); applies at its next start.
+    pub fn set_censor(&self, index: usize, rules: &[String]) -> Result<()> {
+        init::set_fault_censor(&self.dir, self.node(index)?, rules)
+    }
+
     /// SIGKILLs both processes of node `index` (a crash).
     pub fn kill_node(&mut self, index: usize) -> Result<()> {
         self.node(index)?;
