@@ -142,7 +142,11 @@ fn inclusion_lists_with_more_than_a_third_of_the_power_force_a_tx() {
     // txs itself (they are valid), which fulfils the request at once.
     let block = propose(&node, 2, &[], Some(extended_commit_info(1, &lists)));
     assert!(block[0].starts_with(SYSTEM_TX_PREFIX));
-    assert_eq!(&block[1..], std::slice::from_ref(&listed), "only the >1/3 tx is forced");
+    assert_eq!(
+        &block[1..],
+        std::slice::from_ref(&listed),
+        "only the >1/3 tx is forced"
+    );
     assert!(accepts(&node, 2, &block));
     finalize(&node, 2, &block);
     let request = status(&node, &listed);
