@@ -1,0 +1,140 @@
+//! Key files: `{"secret_key": "<64 hex>", "address": "<64 hex>"}`, mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use seqnet_proto::Address;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write key file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("key file {0} already exists (refusing to overwrite it)")]
+    Exists(PathBuf),
+    #[error("key file {path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    secret_key: String,
+    address: String,
+}
+
+pub fn generate() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+pub fn address(key: &SigningKey) -> Address {
+    Address::from(&key.verifying_key())
+}
+
+/// Writes `key` to `path` (parent folders created, mode 0600); refuses to
+/// replace an existing file unless `overwrite`.
+pub fn save(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), KeyError> {
+    if path.exists() && !overwrite {
+        return Err(KeyError::Exists(path.to_path_buf()));
+    }
+    let write = |source| KeyError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(write)?;
+    }
+    let text = serde_json::to_string_pretty(&KeyFile {
+        secret_key: hex::encode(key.to_bytes()),
+        address: address(key).to_string(),
+    })
+    .map_err(|e| write(std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(write)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(write)?;
+    }
+    Ok(())
+}
+
+pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
+    let invalid = |reason: String| KeyError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let secret =
+        hex::decode(file.secret_key.trim()).map_err(|e| invalid(format!("secret_key: {e}")))?;
+    let secret = <[u8; 32]>::try_from(secret.as_slice())
+        .map_err(|_| invalid(format!("secret_key has {} bytes, want 32", secret.len())))?;
+    let key = SigningKey::from_bytes(&secret);
+    let claimed = Address::from_hex(file.address.trim()).map_err(invalid)?;
+    if claimed != address(&key) {
+        return Err(invalid(format!(
+            "address {claimed} does not belong to the secret key (its address is {})",
+            address(&key)
+        )));
+    }
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_refusal_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/me.json");
+        let key = generate();
+        save(&path, &key, false).unwrap();
+        assert_eq!(load(&path).unwrap().to_bytes(), key.to_bytes());
+        assert!(matches!(
+            save(&path, &generate(), false),
+            Err(KeyError::Exists(_))
+        ));
+        save(&path, &generate(), true).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn mismatched_or_garbled_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        let other = generate();
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"secret_key":"{}","address":"{}"}}"#,
+                hex::encode(generate().to_bytes()),
+                address(&other)
+            ),
+        )
+        .unwrap();
+        let err = load(&path).unwrap_err().to_string();
+        assert!(err.contains("does not belong"), "{err}");
+        std::fs::write(&path, "{}").unwrap();
+        assert!(load(&path).unwrap_err().to_string().contains("bad.json"));
+        assert!(matches!(
+            load(&dir.path().join("none.json")),
+            Err(KeyError::Read { .. })
+        ));
+    }
+}

@@ -1,0 +1,151 @@
+//! Building and signing transactions for one account, with sequential nonces
+//! and the fee the chain requires (see docs/configuration.md, "Fees").
+
+use ed25519_dalek::SigningKey;
+use seqnet_proto::tx::RollupSettings;
+use seqnet_proto::{Action, Address, Transaction, TransactionBody};
+
+use crate::client::{ClientError, RollupClient};
+
+/// The chain's fee parameters (genesis `params`); defaults match the chain's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeSchedule {
+    pub base_fee: u64,
+    pub fee_per_byte: u64,
+    pub register_rollup_fee: u64,
+}
+
+impl Default for FeeSchedule {
+    fn default() -> Self {
+        FeeSchedule {
+            base_fee: 10,
+            fee_per_byte: 1,
+            register_rollup_fee: 1_000,
+        }
+    }
+}
+
+impl FeeSchedule {
+    /// The least fee for `actions`: base + per byte of rollup data and of
+    /// forced transactions + per rollup registration (saturating).
+    pub fn required(&self, actions: &[Action]) -> u64 {
+        actions.iter().fold(self.base_fee, |fee, action| {
+            let extra = match action {
+                Action::RollupData { data, .. } => {
+                    self.fee_per_byte.saturating_mul(data.len() as u64)
+                }
+                Action::ForceInclude { tx } => {
+                    self.fee_per_byte.saturating_mul(tx.encoded_len() as u64)
+                }
+                Action::RegisterRollup { .. } => self.register_rollup_fee,
+                Action::Transfer { .. } | Action::UpdateRollup { .. } => 0,
+            };
+            fee.saturating_add(extra)
+        })
+    }
+}
+
+/// Signs transactions for one account.
+pub struct TxSigner {
+    pub key: SigningKey,
+    pub chain_id: String,
+    pub fees: FeeSchedule,
+    /// Nonce of the next transaction.
+    pub next_nonce: u64,
+}
+
+impl TxSigner {
+    pub fn new(key: SigningKey, chain_id: impl Into<String>) -> TxSigner {
+        TxSigner {
+            key,
+            chain_id: chain_id.into(),
+            fees: FeeSchedule::default(),
+            next_nonce: 0,
+        }
+    }
+
+    pub fn address(&self) -> Address {
+        Address::from(&self.key.verifying_key())
+    }
+
+    /// Reads the account's next nonce from the node.
+    pub async fn sync_nonce(&mut self, client: &mut RollupClient) -> Result<u64, ClientError> {
+        self.next_nonce = client.account(self.address()).await?.nonce;
+        Ok(self.next_nonce)
+    }
+
+    /// Signs `actions` with the next nonce (consumed) and `fee`, or the
+    /// required fee when `fee` is `None`.
+    pub fn sign(&mut self, actions: Vec<Action>, fee: Option<u64>) -> Transaction {
+        let fee = fee.unwrap_or_else(|| self.fees.required(&actions));
+        let tx = TransactionBody {
+            chain_id: self.chain_id.clone(),
+            nonce: self.next_nonce,
+            fee,
+            actions,
+        }
+        .sign(&self.key);
+        self.next_nonce += 1;
+        tx
+    }
+
+    pub fn rollup_data(&mut self, rollup_id: u64, data: Vec<u8>, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::RollupData { rollup_id, data }], fee)
+    }
+
+    pub fn transfer(&mut self, to: Address, amount: u64, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::Transfer { to, amount }], fee)
+    }
+
+    pub fn register_rollup(
+        &mut self,
+        rollup_id: u64,
+        name: String,
+        settings: RollupSettings,
+        fee: Option<u64>,
+    ) -> Transaction {
+        self.sign(
+            vec![Action::RegisterRollup {
+                rollup_id,
+                name,
+                settings,
+            }],
+            fee,
+        )
+    }
+
+    /// A transaction asking the chain to include `inner` within its window.
+    pub fn force_include(&mut self, inner: Transaction, fee: Option<u64>) -> Transaction {
+        self.sign(
+            vec![Action::ForceInclude {
+                tx: Box::new(inner),
+            }],
+            fee,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fees_follow_the_schedule_and_nonces_advance() {
+        let mut signer = TxSigner::new(SigningKey::from_bytes(&[1; 32]), "c");
+        let tx = signer.rollup_data(1, vec![0; 100], None);
+        assert_eq!(tx.body.fee, 110);
+        assert_eq!(tx.body.nonce, 0);
+        let settings = RollupSettings {
+            verifying_key: vec![],
+            proof_window: 5,
+            inclusion_window: 3,
+        };
+        let reg = signer.register_rollup(2, "two".into(), settings, None);
+        assert_eq!(reg.body.fee, 1_010);
+        assert_eq!(reg.body.nonce, 1);
+        let forced = signer.force_include(tx.clone(), None);
+        assert_eq!(forced.body.fee, 10 + tx.encoded_len() as u64);
+        assert_eq!(signer.transfer(Address([9; 32]), 1, Some(77)).body.fee, 77);
+        assert_eq!(signer.next_nonce, 4);
+    }
+}
