@@ -1,18 +1,16 @@
 //! Demo load: every demo rollup's owner submits `RollupData` transactions
-//! (signed, sequential nonces) through its own node's gRPC at a steady rate,
-//! until told to stop.
+//! (signed with sequential nonces by `seqnet-rollup-client`) through its own
+//! node's gRPC at a steady rate, until told to stop.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use seqnet_proto::Code;
+use seqnet_rollup_client::{ClientError, FeeSchedule, RollupClient, TxSigner};
 use tokio::sync::watch;
 
-use crate::client::{self, Submission, TxSigner};
 use crate::error::{Result, TestnetError};
-use crate::keys;
 use crate::manifest::{Manifest, RollupManifest};
 
 /// How hard to load the network.
@@ -119,9 +117,18 @@ pub async fn run(
                     path: dir.join("keys"),
                     reason: format!("no key named {:?} in the manifest", rollup.owner_key),
                 })?;
-        let key = keys::read_key_file(&dir.join(&key_manifest.path))?;
+        let path = dir.join(&key_manifest.path);
+        let key = seqnet_rollup_client::keys::load(&path).map_err(|e| TestnetError::KeyFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let url = manifest.node(rollup.submit_node)?.grpc_url();
-        let signer = TxSigner::new(key, manifest.chain_id.clone(), manifest.fees, 0);
+        let mut signer = TxSigner::new(key, manifest.chain_id.clone());
+        signer.fees = FeeSchedule {
+            base_fee: manifest.fees.base_fee,
+            fee_per_byte: manifest.fees.fee_per_byte,
+            ..FeeSchedule::default()
+        };
         tasks.spawn(rollup_task(
             rollup.clone(),
             url,
@@ -153,37 +160,29 @@ async fn rollup_task(
     stats: Arc<LoadStats>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut client: Option<client::RollupClient> = None;
+    let mut client = match RollupClient::new(vec![url.clone()]) {
+        Ok(client) => client,
+        Err(e) => {
+            stats.problem(format!("rollup {}: {e}", rollup.id));
+            return;
+        }
+    };
     let mut resync = true;
     let mut next = Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
-        let c = match client.as_mut() {
-            Some(c) => c,
-            None => match client::connect(&url).await {
-                Ok(c) => client.insert(c),
-                Err(e) => {
-                    stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                    stats.problem(format!("rollup {}: {e}", rollup.id));
-                    if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
         if resync {
-            match client::account(c, &url, &signer.address()).await {
-                Ok(account) => {
-                    signer.next_nonce = account.map_or(0, |a| a.nonce);
+            match signer.sync_nonce(&mut client).await {
+                Ok(_) => resync = false,
+                Err(ClientError::NotFound(_)) => {
+                    signer.next_nonce = 0;
                     resync = false;
                 }
                 Err(e) => {
                     stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                    stats.problem(format!("rollup {}: {e}", rollup.id));
-                    client = None;
+                    stats.problem(format!("rollup {} via {url}: {e}", rollup.id));
                     if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
                         return;
                     }
@@ -192,31 +191,28 @@ async fn rollup_task(
             }
         }
         let data = payload(rollup.id, signer.next_nonce, payload_bytes);
-        let tx = signer.rollup_data(rollup.id, data);
+        let tx = signer.rollup_data(rollup.id, data, None);
         stats.submitted.fetch_add(1, Ordering::Relaxed);
-        match client::submit(c, &url, tx.to_bytes()).await {
-            Ok(Submission::Accepted { .. }) => {
+        match client.submit(&tx).await {
+            Ok(_) => {
                 stats.accepted.fetch_add(1, Ordering::Relaxed);
             }
-            Ok(rejected) => {
+            Err(ClientError::Rejected { code, message }) => {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
-                stats.problem(format!("rollup {}: {rejected}", rollup.id));
-                if matches!(rejected.code(), Some(Code::NonceGap | Code::NonceReplayed)) {
-                    // Let pending transactions commit, then start from the
-                    // committed nonce.
-                    resync = true;
-                    if sleep_or_stop(Duration::from_secs(2), &mut stop).await {
-                        return;
-                    }
-                    next = Instant::now();
-                    continue;
+                let code = code.map_or_else(|| "no code".to_string(), |c| c.to_string());
+                stats.problem(format!("rollup {}: rejected {code}: {message}", rollup.id));
+                // Let pending transactions commit, then start again from the
+                // committed nonce.
+                resync = true;
+                if sleep_or_stop(Duration::from_secs(2), &mut stop).await {
+                    return;
                 }
-                signer.next_nonce -= 1;
+                next = Instant::now();
+                continue;
             }
             Err(e) => {
                 stats.transport_errors.fetch_add(1, Ordering::Relaxed);
-                stats.problem(format!("rollup {}: {e}", rollup.id));
-                client = None;
+                stats.problem(format!("rollup {} via {url}: {e}", rollup.id));
                 resync = true;
                 if sleep_or_stop(Duration::from_secs(1), &mut stop).await {
                     return;
