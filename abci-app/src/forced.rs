@@ -312,6 +312,12 @@ pub fn open_from_lists(
         if state.forced_by_hash(&tx.hash())?.is_some() {
             continue;
         }
+        // Listed just before it made it into the previous block: nothing to force.
+        match check(state, params, &tx, height) {
+            Err(ExecError::NonceReplayed { .. }) => continue,
+            Err(ExecError::Store(e)) => return Err(e),
+            _ => {}
+        }
         if state.forced_queue()?.pending.len() as u64 >= params.max_pending_forced {
             break;
         }
