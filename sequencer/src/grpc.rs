@@ -27,7 +27,13 @@ pub struct RollupServer {
 }
 
 fn rejection(status: fn(String) -> Status, code: Code, message: String) -> Status {
-    let mut status = status(format!("{}: {message}", code.name()));
+    // CheckTx logs already start with the code's name.
+    let message = if message.starts_with(code.name()) {
+        message
+    } else {
+        format!("{}: {message}", code.name())
+    };
+    let mut status = status(message);
     if let Ok(value) = code.as_u32().to_string().parse() {
         status.metadata_mut().insert(CODE_METADATA, value);
     }
