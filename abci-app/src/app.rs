@@ -190,6 +190,11 @@ impl SeqnetApp {
         check_stateless(bytes, &params, &chain_id, &self.shared.signatures)
     }
 
+    /// The account's next nonce counting what this node's mempool holds.
+    pub fn mempool_nonce(&self, address: &Address) -> Result<u64, StoreError> {
+        Ok(lock(&self.shared.mempool).delta.account(address)?.nonce)
+    }
+
     pub fn reader(&self) -> Reader {
         Reader::new(self.shared.store.clone())
     }

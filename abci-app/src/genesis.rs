@@ -86,6 +86,7 @@ impl Genesis {
                 address: address.0.to_vec(),
                 balance: a.balance,
                 nonce: 0,
+                mempool_nonce: 0,
             });
         }
         let mut ids = BTreeSet::new();

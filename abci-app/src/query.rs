@@ -112,6 +112,7 @@ impl Reader {
                     address: address.0.to_vec(),
                     balance: 0,
                     nonce: 0,
+                    mempool_nonce: 0,
                 },
             },
         )

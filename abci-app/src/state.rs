@@ -52,6 +52,7 @@ impl StateDelta {
                 address: address.0.to_vec(),
                 balance: 0,
                 nonce: 0,
+                mempool_nonce: 0,
             }),
         }
     }

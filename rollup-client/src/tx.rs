@@ -68,9 +68,11 @@ impl TxSigner {
         Address::from(&self.key.verifying_key())
     }
 
-    /// Reads the account's next nonce from the node.
+    /// Reads the account's next nonce from the node, counting transactions
+    /// still in its mempool.
     pub async fn sync_nonce(&mut self, client: &mut RollupClient) -> Result<u64, ClientError> {
-        self.next_nonce = client.account(self.address()).await?.nonce;
+        let account = client.account(self.address()).await?;
+        self.next_nonce = account.nonce.max(account.mempool_nonce);
         Ok(self.next_nonce)
     }
 

@@ -221,10 +221,13 @@ impl RollupService for RollupServer {
         let address = Address::from_slice(&raw).ok_or_else(|| {
             Status::invalid_argument(format!("address has {} bytes, want 32", raw.len()))
         })?;
-        self.reader
-            .account(&address)
-            .map(Response::new)
-            .map_err(internal)
+        let mut account = self.reader.account(&address).map_err(internal)?;
+        account.mempool_nonce = self
+            .app
+            .mempool_nonce(&address)
+            .map_err(internal)?
+            .max(account.nonce);
+        Ok(Response::new(account))
     }
 
     async fn get_rollup(
