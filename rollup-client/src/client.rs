@@ -1,51 +1,87 @@
-//! A typed client of one or more seqnet nodes: transient failures are retried
-//! with exponential back-off, moving to the next endpoint when a node is
-//! unreachable; rejections come back at once as [`ClientError::Rejected`].
+//! A typed client of one or more seqnet nodes.
+//!
+//! Calls go to the current endpoint. Transient failures (the node or the
+//! connection is down, UNAVAILABLE, a timeout) are retried a bounded number of
+//! times with exponential back-off, moving to the next endpoint first when
+//! there is one; each endpoint gets at least one try per call. Rejections
+//! (INVALID_ARGUMENT, FAILED_PRECONDITION) come back at once as
+//! [`ClientError::Rejected`] and are never retried.
+//!
+//! Retrying a submission is safe: the same bytes have the same hash, and a
+//! node that already holds them answers ALREADY_EXISTS, which
+//! [`RollupClient::submit`] reports as success.
 
-use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use seqnet_proto::pb::rollup_service_client::RollupServiceClient;
 use seqnet_proto::{pb, Address, Code, Transaction};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
+use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code as GrpcCode, Status};
 
-use crate::verify::{verify_batch, VerifiedBatch, VerifyError};
+use crate::verify::{verify_batch_for, VerifiedBatch, VerifyError};
 
 /// Metadata key carrying the numeric `Code` of a rejected submission.
 pub const CODE_METADATA: &str = "seqnet-code";
+/// Largest message the client accepts from a node (a batch can be big).
+const MAX_DECODING_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no node endpoint given")]
     NoEndpoints,
-    #[error("endpoint {0:?} is not a valid URL")]
-    BadEndpoint(String),
+    #[error("endpoint {endpoint:?} is not a valid URL: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+    /// The node refused the request (for a transaction: it failed CheckTx or
+    /// the stateless checks). `code` is `None` when the node sent no code or
+    /// one this client does not know; the message then names the number.
     #[error("rejected ({}): {message}", code.map_or_else(|| "no code".to_string(), |c| c.to_string()))]
     Rejected { code: Option<Code>, message: String },
     #[error("not found: {0}")]
     NotFound(String),
+    /// Every attempt failed with a transient error.
     #[error("no node answered after {attempts} attempts; last error from {endpoint}: {last}")]
     Unavailable {
         attempts: u32,
         endpoint: String,
         last: String,
     },
+    /// Any other gRPC failure (INTERNAL, UNIMPLEMENTED, ...).
     #[error("{endpoint} answered {status}")]
     Status { endpoint: String, status: Status },
+    /// A batch from the node did not verify (or was not the one asked for).
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Timeout { what: String, waited: Duration },
+}
+
+impl ClientError {
+    /// The chain's result code of a rejection, if it sent a known one.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            ClientError::Rejected { code, .. } => *code,
+            _ => None,
+        }
+    }
 }
 
 /// Attempts and back-off for transient failures.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
+    /// Tries per call, the first included (at least one per endpoint).
     pub attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Time to open a connection to an endpoint.
+    pub connect_timeout: Duration,
+    /// Time for a unary answer (or for a stream to open).
+    pub request_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -54,44 +90,68 @@ impl Default for RetryPolicy {
             attempts: 6,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
 
 impl RetryPolicy {
-    /// Back-off before retry number `attempt` (1-based): doubling, capped.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1));
+    /// Back-off before retry number `retry` (1-based): doubling from
+    /// `initial_backoff`, capped at `max_backoff`; zero for `retry == 0`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        if retry == 0 {
+            return Duration::ZERO;
+        }
+        let factor = 2u32.saturating_pow(retry - 1);
         self.initial_backoff
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
 }
 
-fn is_transient(status: &Status) -> bool {
-    matches!(
-        status.code(),
-        GrpcCode::Unavailable
-            | GrpcCode::Unknown
-            | GrpcCode::DeadlineExceeded
-            | GrpcCode::ResourceExhausted
-            | GrpcCode::Aborted
-    )
+/// What to do after a failed try.
+#[derive(Debug, PartialEq, Eq)]
+enum Transient {
+    /// The node or the path to it is down: try the next endpoint.
+    FailOver,
+    /// The node is up but busy: try it again later.
+    Retry,
 }
 
+fn transient(status: &Status) -> Option<Transient> {
+    match status.code() {
+        // Transport errors surface as UNAVAILABLE or UNKNOWN; a node that
+        // cannot reach its CometBFT answers UNAVAILABLE.
+        GrpcCode::Unavailable
+        | GrpcCode::Unknown
+        | GrpcCode::DeadlineExceeded
+        | GrpcCode::Cancelled => Some(Transient::FailOver),
+        GrpcCode::ResourceExhausted | GrpcCode::Aborted => Some(Transient::Retry),
+        _ => None,
+    }
+}
+
+fn rejection(status: &Status) -> ClientError {
+    let raw = status
+        .metadata()
+        .get(CODE_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok());
+    let code = raw.and_then(Code::from_u32);
+    let message = match (raw, code) {
+        (Some(raw), None) => format!("unknown code {raw}: {}", status.message()),
+        _ => status.message().to_string(),
+    };
+    ClientError::Rejected { code, message }
+}
+
+/// The error for a status that is not retried (ALREADY_EXISTS is left to
+/// the caller, which knows whether it means success).
 fn classify(endpoint: &str, status: Status) -> ClientError {
     match status.code() {
         GrpcCode::InvalidArgument | GrpcCode::FailedPrecondition | GrpcCode::AlreadyExists => {
-            let code = status
-                .metadata()
-                .get(CODE_METADATA)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok())
-                .and_then(Code::from_u32);
-            ClientError::Rejected {
-                code,
-                message: status.message().to_string(),
-            }
+            rejection(&status)
         }
         GrpcCode::NotFound => ClientError::NotFound(status.message().to_string()),
         _ => ClientError::Status {
@@ -101,7 +161,26 @@ fn classify(endpoint: &str, status: Status) -> ClientError {
     }
 }
 
-#[derive(Clone)]
+/// How one call ended without an answer.
+enum Failure {
+    /// A status that is not retried, from `endpoint`.
+    Final { endpoint: String, status: Status },
+    /// Transient failures all the way.
+    GaveUp(ClientError),
+}
+
+impl Failure {
+    fn into_error(self) -> ClientError {
+        match self {
+            Failure::Final { endpoint, status } => classify(&endpoint, status),
+            Failure::GaveUp(error) => error,
+        }
+    }
+}
+
+/// A client of one or more nodes' `RollupService`. Cloning is cheap and the
+/// clones share connections until one of them fails over.
+#[derive(Clone, Debug)]
 pub struct RollupClient {
     endpoints: Vec<String>,
     current: usize,
@@ -110,13 +189,17 @@ pub struct RollupClient {
 }
 
 impl RollupClient {
-    /// A client of `endpoints` (`http://host:port`); connects lazily.
+    /// A client of `endpoints` (`http://host:port`), tried in that order;
+    /// connects lazily.
     pub fn new(endpoints: Vec<String>) -> Result<RollupClient, ClientError> {
         if endpoints.is_empty() {
             return Err(ClientError::NoEndpoints);
         }
         for e in &endpoints {
-            Endpoint::from_shared(e.clone()).map_err(|_| ClientError::BadEndpoint(e.clone()))?;
+            Endpoint::from_shared(e.clone()).map_err(|err| ClientError::BadEndpoint {
+                endpoint: e.clone(),
+                reason: err.to_string(),
+            })?;
         }
         Ok(RollupClient {
             endpoints,
@@ -131,6 +214,14 @@ impl RollupClient {
         self
     }
 
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
     /// The endpoint calls go to now.
     pub fn endpoint(&self) -> &str {
         &self.endpoints[self.current]
@@ -142,13 +233,17 @@ impl RollupClient {
         }
         let endpoint = Endpoint::from_shared(self.endpoint().to_string())
             .map_err(|e| Status::invalid_argument(e.to_string()))?
-            .connect_timeout(Duration::from_secs(3))
-            .timeout(Duration::from_secs(30));
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("connect: {e}")))?;
-        let client = RollupServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024);
+            .connect_timeout(self.retry.connect_timeout)
+            .timeout(self.retry.request_timeout)
+            // Notice a dead peer on a quiet batch stream.
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let channel = endpoint.connect().await.map_err(|e| {
+            Status::unavailable(format!("cannot connect to {}: {e}", self.endpoint()))
+        })?;
+        let client =
+            RollupServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_BYTES);
         self.channel = Some(client.clone());
         Ok(client)
     }
@@ -159,73 +254,100 @@ impl RollupClient {
     }
 
     /// Runs `call`, retrying transient failures with back-off and moving to
-    /// the next endpoint after each.
-    async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    /// the next endpoint after a node is found down.
+    async fn try_call<T, F, Fut>(&mut self, call: F) -> Result<T, Failure>
     where
         F: Fn(RollupServiceClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
-        let mut attempt = 0;
+        let endpoints = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
+        let attempts = self.retry.attempts.max(endpoints).max(1);
+        let mut attempt = 0u32;
         loop {
             attempt += 1;
             let result = match self.channel().await {
                 Ok(client) => call(client).await.map(tonic::Response::into_inner),
                 Err(status) => Err(status),
             };
-            match result {
+            let status = match result {
                 Ok(value) => return Ok(value),
-                Err(status) if is_transient(&status) => {
-                    let endpoint = self.endpoint().to_string();
-                    if attempt >= self.retry.attempts {
-                        return Err(ClientError::Unavailable {
-                            attempts: attempt,
-                            endpoint,
-                            last: status.message().to_string(),
-                        });
-                    }
-                    tracing::debug!(%endpoint, attempt, error = %status.message(), "transient failure; retrying");
+                Err(status) => status,
+            };
+            let endpoint = self.endpoint().to_string();
+            let Some(kind) = transient(&status) else {
+                return Err(Failure::Final { endpoint, status });
+            };
+            if attempt >= attempts {
+                return Err(Failure::GaveUp(ClientError::Unavailable {
+                    attempts: attempt,
+                    endpoint,
+                    last: format!("{:?}: {}", status.code(), status.message()),
+                }));
+            }
+            // The first try of each endpoint comes without waiting.
+            let retry = match kind {
+                Transient::FailOver => {
                     self.fail_over();
-                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    attempt.saturating_sub(endpoints - 1)
                 }
-                Err(status) => return Err(classify(self.endpoint(), status)),
-            }
+                Transient::Retry => attempt,
+            };
+            let pause = self.retry.backoff(retry);
+            tracing::debug!(
+                %endpoint,
+                next = %self.endpoint(),
+                attempt,
+                ?pause,
+                code = ?status.code(),
+                error = %status.message(),
+                "transient failure; retrying"
+            );
+            tokio::time::sleep(pause).await;
         }
     }
 
-    /// Submits `tx`; returns its hash once it passed CheckTx.
+    async fn call<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(RollupServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.try_call(call).await.map_err(Failure::into_error)
+    }
+
+    /// Sends `tx` with `send`; ALREADY_EXISTS (a node already holds these
+    /// very bytes, e.g. from an earlier try whose answer was lost) is success.
+    async fn send_tx<F, Fut>(&mut self, tx: &Transaction, send: F) -> Result<[u8; 32], ClientError>
+    where
+        F: Fn(RollupServiceClient<Channel>, pb::SubmitTransactionRequest) -> Fut,
+        Fut: std::future::Future<
+            Output = Result<tonic::Response<pb::SubmitTransactionResponse>, Status>,
+        >,
+    {
+        let request = pb::SubmitTransactionRequest {
+            tx: tx.to_bytes().to_vec(),
+        };
+        let hash = tx.hash();
+        match self.try_call(|c| send(c, request.clone())).await {
+            Ok(_) => Ok(hash),
+            Err(Failure::Final { status, .. }) if status.code() == GrpcCode::AlreadyExists => {
+                tracing::debug!(tx = %hex::encode(hash), "already in the mempool");
+                Ok(hash)
+            }
+            Err(failure) => Err(failure.into_error()),
+        }
+    }
+
+    /// Submits `tx`; returns its hash once it passed CheckTx (it is then in
+    /// the mempool, not yet in a block).
     pub async fn submit(&mut self, tx: &Transaction) -> Result<[u8; 32], ClientError> {
-        let request = pb::SubmitTransactionRequest {
-            tx: tx.to_bytes().to_vec(),
-        };
-        match self
-            .call(|mut c| {
-                let r = request.clone();
-                async move { c.submit_transaction(r).await }
-            })
+        self.send_tx(tx, |mut c, r| async move { c.submit_transaction(r).await })
             .await
-        {
-            Ok(_) => Ok(tx.hash()),
-            // A retry after a lost answer finds the first attempt in the mempool.
-            Err(ClientError::Rejected { message, .. })
-                if message.contains("already in the mempool") =>
-            {
-                Ok(tx.hash())
-            }
-            Err(e) => Err(e),
-        }
     }
 
-    /// Submits a transaction carrying `ForceInclude` actions.
+    /// Submits a transaction carrying `ForceInclude` actions; returns its hash.
     pub async fn force_include(&mut self, tx: &Transaction) -> Result<[u8; 32], ClientError> {
-        let request = pb::SubmitTransactionRequest {
-            tx: tx.to_bytes().to_vec(),
-        };
-        self.call(|mut c| {
-            let r = request.clone();
-            async move { c.force_include(r).await }
-        })
-        .await
-        .map(|_| tx.hash())
+        self.send_tx(tx, |mut c, r| async move { c.force_include(r).await })
+            .await
     }
 
     /// The forced-inclusion request for the inner transaction `tx_hash`.
@@ -242,6 +364,7 @@ impl RollupClient {
         .await
     }
 
+    /// Balance and next nonce of `address` (an unknown account has both 0).
     pub async fn account(&mut self, address: Address) -> Result<pb::Account, ClientError> {
         self.call(|mut c| async move {
             c.get_account(pb::GetAccountRequest {
@@ -252,24 +375,73 @@ impl RollupClient {
         .await
     }
 
+    /// A registered rollup (`NotFound` when it is not).
     pub async fn rollup(&mut self, rollup_id: u64) -> Result<pb::Rollup, ClientError> {
         self.call(|mut c| async move { c.get_rollup(pb::GetRollupRequest { rollup_id }).await })
             .await
     }
 
+    /// Chain id, last committed height, app hash and rollups.
     pub async fn status(&mut self) -> Result<pb::NodeStatus, ClientError> {
         self.call(|mut c| async move { c.get_status(pb::GetStatusRequest {}).await })
             .await
     }
 
-    /// The batch of `rollup_id` at `height`, verified.
+    /// Polls until the node has committed `height`; returns its status then.
+    pub async fn wait_for_height(
+        &mut self,
+        height: u64,
+        timeout: Duration,
+    ) -> Result<pb::NodeStatus, ClientError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let status = self.status().await?;
+            if status.height >= height {
+                return Ok(status);
+            }
+            if started.elapsed() >= timeout {
+                return Err(ClientError::Timeout {
+                    what: format!("height {height} (node at {})", status.height),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Polls until `address`'s next nonce reaches `nonce`, i.e. until its
+    /// transactions with smaller nonces are committed; returns the account.
+    pub async fn wait_for_nonce(
+        &mut self,
+        address: Address,
+        nonce: u64,
+        timeout: Duration,
+    ) -> Result<pb::Account, ClientError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let account = self.account(address).await?;
+            if account.nonce >= nonce {
+                return Ok(account);
+            }
+            if started.elapsed() >= timeout {
+                return Err(ClientError::Timeout {
+                    what: format!("nonce {nonce} of {address} (at {})", account.nonce),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The batch of `rollup_id` at `height`, verified (and checked to be
+    /// that rollup's at that height).
     pub async fn batch(
         &mut self,
         rollup_id: u64,
         height: u64,
     ) -> Result<VerifiedBatch, ClientError> {
         let batch = self.raw_batch(rollup_id, height).await?;
-        Ok(verify_batch(&batch)?)
+        Ok(verify_batch_for(&batch, rollup_id, height)?)
     }
 
     /// The batch as the node sent it, unverified.
@@ -284,93 +456,267 @@ impl RollupClient {
         .await
     }
 
-    /// Verified batches from `from_height` on, following new blocks. A dropped
-    /// stream is reopened (on the next endpoint if need be) at the next height,
-    /// so no height is skipped or repeated. The first error that is not
-    /// transient ends the stream.
+    /// Verified batches of `rollup_id` from `from_height` on (at least 1),
+    /// in height order, following new blocks; with `skip_empty`, heights
+    /// where the rollup has no data are left out.
+    ///
+    /// A dropped stream is reopened (on the next endpoint when there is
+    /// one) at the next height: no height is repeated, and without
+    /// `skip_empty` none is skipped either (a height the node leaves out is
+    /// fetched with `GetBatch`). A batch that does not verify comes as an
+    /// `Err(ClientError::Verify)` item and is asked for again from the next
+    /// endpoint, so the stream does not move past it unverified. Any other
+    /// `Err` item is the last one: a non-transient error, or transient ones
+    /// beyond the retry policy's attempts without progress. Dropping the
+    /// stream stops the background task.
     pub fn stream_batches(
         &self,
         rollup_id: u64,
         from_height: u64,
         skip_empty: bool,
-    ) -> ReceiverStream<Result<VerifiedBatch, ClientError>> {
+    ) -> BatchStream {
         let (sender, receiver) = mpsc::channel(64);
-        let mut client = self.clone();
-        tokio::spawn(async move {
-            let mut next = from_height.max(1);
-            let mut failures = 0u32;
-            loop {
-                let opened = client
-                    .call(|mut c| async move {
-                        c.stream_batches(pb::StreamBatchesRequest {
-                            rollup_id,
-                            from_height: next,
-                            skip_empty,
-                        })
-                        .await
-                    })
-                    .await;
-                let mut stream = match opened {
-                    Ok(stream) => stream,
-                    Err(e) => {
-                        let _ = sender.send(Err(e)).await;
+        let follower = Follower {
+            client: self.clone(),
+            rollup_id,
+            next: from_height.max(1),
+            skip_empty,
+            sender,
+        };
+        BatchStream {
+            receiver: ReceiverStream::new(receiver),
+            task: tokio::spawn(follower.run()),
+        }
+    }
+}
+
+/// The stream of [`RollupClient::stream_batches`]; dropping it stops the
+/// task that follows the node.
+#[derive(Debug)]
+pub struct BatchStream {
+    receiver: ReceiverStream<Result<VerifiedBatch, ClientError>>,
+    task: JoinHandle<()>,
+}
+
+impl Stream for BatchStream {
+    type Item = Result<VerifiedBatch, ClientError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.receiver).poll_next(cx)
+    }
+}
+
+impl Drop for BatchStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why one opened stream stopped.
+enum Stop {
+    /// The consumer went away, or the stream's last item was sent.
+    Done,
+    /// Reopen at `next` (after a drop or a batch that did not verify).
+    Reopen { progressed: bool, why: String },
+}
+
+struct Follower {
+    client: RollupClient,
+    rollup_id: u64,
+    /// The next height to deliver.
+    next: u64,
+    skip_empty: bool,
+    sender: mpsc::Sender<Result<VerifiedBatch, ClientError>>,
+}
+
+impl Follower {
+    async fn run(mut self) {
+        let mut failures = 0u32;
+        loop {
+            match self.follow_once().await {
+                Stop::Done => return,
+                Stop::Reopen { progressed, why } => {
+                    failures = if progressed { 1 } else { failures + 1 };
+                    if failures > self.client.retry.attempts {
+                        let _ = self
+                            .sender
+                            .send(Err(ClientError::Unavailable {
+                                attempts: failures,
+                                endpoint: self.client.endpoint().to_string(),
+                                last: format!("batch stream at height {}: {why}", self.next),
+                            }))
+                            .await;
                         return;
                     }
-                };
-                while let Some(message) = stream.next().await {
-                    match message {
-                        Ok(batch) if batch.height < next => continue,
-                        Ok(batch) => {
-                            failures = 0;
-                            next = batch.height + 1;
-                            let verified = verify_batch(&batch).map_err(ClientError::from);
-                            if sender.send(verified).await.is_err() {
-                                return; // nobody listens any more
-                            }
-                        }
-                        Err(status) if is_transient(&status) => break,
-                        Err(status) => {
-                            let _ = sender.send(Err(classify(client.endpoint(), status))).await;
-                            return;
-                        }
+                    let from = self.client.endpoint().to_string();
+                    self.client.fail_over();
+                    tracing::debug!(
+                        rollup = self.rollup_id,
+                        next = self.next,
+                        %from,
+                        to = %self.client.endpoint(),
+                        %why,
+                        "batch stream reopens"
+                    );
+                    tokio::time::sleep(self.client.retry.backoff(failures)).await;
+                }
+            }
+        }
+    }
+
+    /// Sends `item`; false when nobody listens any more.
+    async fn send(&self, item: Result<VerifiedBatch, ClientError>) -> bool {
+        self.sender.send(item).await.is_ok()
+    }
+
+    /// Verifies and delivers the batch at `self.next`; `Err` carries the
+    /// reason to reopen, `Ok(false)` means the consumer is gone.
+    async fn deliver(&mut self, batch: &pb::Batch) -> Result<bool, String> {
+        match verify_batch_for(batch, self.rollup_id, self.next) {
+            Ok(verified) => {
+                self.next += 1;
+                Ok(self.send(Ok(verified)).await)
+            }
+            Err(error) => {
+                let why = error.to_string();
+                if self.send(Err(error.into())).await {
+                    Err(why)
+                } else {
+                    Ok(false)
+                }
+            }
+        }
+    }
+
+    /// Opens one stream at `self.next` and follows it until it stops.
+    async fn follow_once(&mut self) -> Stop {
+        let request = pb::StreamBatchesRequest {
+            rollup_id: self.rollup_id,
+            from_height: self.next,
+            skip_empty: self.skip_empty,
+        };
+        let opened = self
+            .client
+            .call(|mut c| async move { c.stream_batches(request).await })
+            .await;
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(error) => {
+                let _ = self.send(Err(error)).await;
+                return Stop::Done;
+            }
+        };
+        let mut progressed = false;
+        while let Some(message) = stream.next().await {
+            let batch = match message {
+                Ok(batch) => batch,
+                Err(status) if transient(&status).is_some() => {
+                    return Stop::Reopen {
+                        progressed,
+                        why: format!("{:?}: {}", status.code(), status.message()),
                     }
                 }
-                failures += 1;
-                if failures > client.retry.attempts {
-                    let _ = sender
-                        .send(Err(ClientError::Unavailable {
-                            attempts: failures,
-                            endpoint: client.endpoint().to_string(),
-                            last: "batch stream kept dropping".into(),
-                        }))
+                Err(status) => {
+                    let _ = self
+                        .send(Err(classify(self.client.endpoint(), status)))
                         .await;
-                    return;
+                    return Stop::Done;
                 }
-                tracing::debug!(next, "batch stream dropped; reopening");
-                client.fail_over();
-                tokio::time::sleep(client.retry.backoff(failures)).await;
+            };
+            if batch.height < self.next {
+                continue; // already delivered
             }
-        });
-        ReceiverStream::new(receiver)
+            if batch.rollup_id != self.rollup_id {
+                let error = VerifyError::Unexpected {
+                    want_rollup: self.rollup_id,
+                    want_height: self.next,
+                    got_rollup: batch.rollup_id,
+                    got_height: batch.height,
+                };
+                let why = error.to_string();
+                if !self.send(Err(error.into())).await {
+                    return Stop::Done;
+                }
+                return Stop::Reopen { progressed, why };
+            }
+            if self.skip_empty {
+                self.next = batch.height; // heights in between are empty
+            }
+            // Heights the node left out of a stream that should have them all.
+            while self.next < batch.height {
+                tracing::debug!(
+                    rollup = self.rollup_id,
+                    height = self.next,
+                    "height missing from the stream; fetching it"
+                );
+                let missing = match self.client.raw_batch(self.rollup_id, self.next).await {
+                    Ok(missing) => missing,
+                    Err(error) => {
+                        let _ = self.send(Err(error)).await;
+                        return Stop::Done;
+                    }
+                };
+                match self.deliver(&missing).await {
+                    Ok(true) => progressed = true,
+                    Ok(false) => return Stop::Done,
+                    Err(why) => return Stop::Reopen { progressed, why },
+                }
+            }
+            match self.deliver(&batch).await {
+                Ok(true) => progressed = true,
+                Ok(false) => return Stop::Done,
+                Err(why) => return Stop::Reopen { progressed, why },
+            }
+        }
+        Stop::Reopen {
+            progressed,
+            why: "the node ended the stream".into(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::tests::genuine_at;
+    use ed25519_dalek::SigningKey;
     use seqnet_proto::pb::rollup_service_server::{RollupService, RollupServiceServer};
+    use seqnet_proto::{Action, TransactionBody};
     use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::timeout;
 
-    /// A node that answers UNAVAILABLE `fail_first` times, then serves.
-    struct FlakyNode {
+    /// How an in-test node misbehaves.
+    #[derive(Clone, Default)]
+    struct Behaviour {
+        /// Unary calls answered UNAVAILABLE before the node serves.
         fail_first: u32,
-        calls: Arc<AtomicU32>,
+        /// Submissions answered ALREADY_EXISTS.
+        already_known: bool,
+        /// Submissions rejected with a code this client does not know.
+        unknown_code: bool,
+        /// Last committed height (streams follow up to it, then wait).
+        tip: u64,
+        /// Each stream fails with UNAVAILABLE after this many batches.
+        drop_after: Option<usize>,
+        /// Each stream starts this many heights before the one asked for.
+        rewind: u64,
+        /// A height streams leave out.
+        omit: Option<u64>,
+        /// A height whose streamed batch has an item removed.
+        corrupt: Option<u64>,
     }
 
-    impl FlakyNode {
+    struct TestNode {
+        behaviour: Behaviour,
+        calls: Arc<AtomicU32>,
+        /// `from_height` of each stream opened.
+        opened: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl TestNode {
         fn gate(&self) -> Result<(), Status> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fail_first {
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.behaviour.fail_first {
                 Err(Status::unavailable("warming up"))
             } else {
                 Ok(())
@@ -381,7 +727,7 @@ mod tests {
     type Answer<T> = Result<tonic::Response<T>, Status>;
 
     #[tonic::async_trait]
-    impl RollupService for FlakyNode {
+    impl RollupService for TestNode {
         async fn submit_transaction(
             &self,
             r: tonic::Request<pb::SubmitTransactionRequest>,
@@ -394,20 +740,57 @@ mod tests {
                     .insert(CODE_METADATA, "1".parse().unwrap());
                 return Err(status);
             }
+            if self.behaviour.already_known {
+                return Err(Status::already_exists("already in the mempool"));
+            }
+            if self.behaviour.unknown_code {
+                let mut status = Status::failed_precondition("from the future");
+                status
+                    .metadata_mut()
+                    .insert(CODE_METADATA, "4242".parse().unwrap());
+                return Err(status);
+            }
             Ok(tonic::Response::new(
                 pb::SubmitTransactionResponse::default(),
             ))
         }
-        async fn get_batch(&self, _: tonic::Request<pb::GetBatchRequest>) -> Answer<pb::Batch> {
+        async fn get_batch(&self, r: tonic::Request<pb::GetBatchRequest>) -> Answer<pb::Batch> {
             self.gate()?;
-            Ok(tonic::Response::new(crate::verify::tests::genuine(2)))
+            let r = r.into_inner();
+            Ok(tonic::Response::new(genuine_at(r.rollup_id, r.height)))
         }
         type StreamBatchesStream = ReceiverStream<Result<pb::Batch, Status>>;
         async fn stream_batches(
             &self,
-            _: tonic::Request<pb::StreamBatchesRequest>,
+            r: tonic::Request<pb::StreamBatchesRequest>,
         ) -> Answer<Self::StreamBatchesStream> {
-            Err(Status::unimplemented("not in this test"))
+            let r = r.into_inner();
+            self.opened.lock().unwrap().push(r.from_height);
+            let b = self.behaviour.clone();
+            let (sender, receiver) = mpsc::channel(4);
+            tokio::spawn(async move {
+                let start = r.from_height.saturating_sub(b.rewind).max(1);
+                let mut sent = 0;
+                for height in start..=b.tip {
+                    if b.drop_after == Some(sent) {
+                        let _ = sender.send(Err(Status::unavailable("node stopping"))).await;
+                        return;
+                    }
+                    if b.omit == Some(height) {
+                        continue;
+                    }
+                    let mut batch = genuine_at(r.rollup_id, height);
+                    if b.corrupt == Some(height) {
+                        batch.items.pop();
+                    }
+                    if sender.send(Ok(batch)).await.is_err() {
+                        return;
+                    }
+                    sent += 1;
+                }
+                sender.closed().await; // follow: no new blocks
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(receiver)))
         }
         async fn get_account(
             &self,
@@ -418,6 +801,7 @@ mod tests {
                 address: r.into_inner().address,
                 balance: 5,
                 nonce: 1,
+                mempool_nonce: 2,
             }))
         }
         async fn get_rollup(&self, _: tonic::Request<pb::GetRollupRequest>) -> Answer<pb::Rollup> {
@@ -428,13 +812,17 @@ mod tests {
             _: tonic::Request<pb::GetStatusRequest>,
         ) -> Answer<pb::NodeStatus> {
             self.gate()?;
-            Ok(tonic::Response::new(pb::NodeStatus::default()))
+            Ok(tonic::Response::new(pb::NodeStatus {
+                chain_id: "test".into(),
+                height: self.behaviour.tip,
+                ..Default::default()
+            }))
         }
         async fn force_include(
             &self,
-            _: tonic::Request<pb::SubmitTransactionRequest>,
+            r: tonic::Request<pb::SubmitTransactionRequest>,
         ) -> Answer<pb::SubmitTransactionResponse> {
-            Err(Status::unimplemented("not in this test"))
+            self.submit_transaction(r).await
         }
         async fn get_forced_request(
             &self,
@@ -444,20 +832,48 @@ mod tests {
         }
     }
 
-    async fn serve(fail_first: u32) -> (String, Arc<AtomicU32>) {
+    struct Served {
+        url: String,
+        calls: Arc<AtomicU32>,
+        opened: Arc<Mutex<Vec<u64>>>,
+    }
+
+    async fn serve(behaviour: Behaviour) -> Served {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let calls = Arc::new(AtomicU32::new(0));
-        let node = FlakyNode {
-            fail_first,
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let node = TestNode {
+            behaviour,
             calls: calls.clone(),
+            opened: opened.clone(),
         };
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(RollupServiceServer::new(node))
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
         );
-        (url, calls)
+        Served { url, calls, opened }
+    }
+
+    fn flaky(fail_first: u32) -> Behaviour {
+        Behaviour {
+            fail_first,
+            ..Behaviour::default()
+        }
+    }
+
+    fn following(tip: u64) -> Behaviour {
+        Behaviour {
+            tip,
+            ..Behaviour::default()
+        }
+    }
+
+    /// An address nothing listens on (bound, then released).
+    fn dead_endpoint() -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
     }
 
     fn fast() -> RetryPolicy {
@@ -465,47 +881,130 @@ mod tests {
             attempts: 5,
             initial_backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(20),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
         }
+    }
+
+    fn tx() -> Transaction {
+        TransactionBody {
+            chain_id: "test".into(),
+            nonce: 0,
+            fee: 20,
+            actions: vec![Action::RollupData {
+                rollup_id: 2,
+                data: b"hello".to_vec(),
+            }],
+        }
+        .sign(&SigningKey::from_bytes(&[7; 32]))
+    }
+
+    /// The next `n` items of `stream`, failing the test after 10 s.
+    async fn take(stream: &mut BatchStream, n: usize) -> Vec<Result<VerifiedBatch, ClientError>> {
+        let mut items = Vec::new();
+        while items.len() < n {
+            match timeout(Duration::from_secs(10), stream.next()).await {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => panic!("stream ended after {items:?}"),
+                Err(_) => panic!("stream stalled after {items:?}"),
+            }
+        }
+        items
+    }
+
+    fn heights(items: &[Result<VerifiedBatch, ClientError>]) -> Vec<u64> {
+        items
+            .iter()
+            .map(|i| i.as_ref().expect("verified batch").height)
+            .collect()
     }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {
         let p = RetryPolicy::default();
+        assert_eq!(p.backoff(0), Duration::ZERO);
         assert_eq!(p.backoff(1), Duration::from_millis(100));
         assert_eq!(p.backoff(2), Duration::from_millis(200));
-        assert_eq!(p.backoff(30), Duration::from_secs(3));
+        assert_eq!(p.backoff(3), Duration::from_millis(400));
+        assert_eq!(p.backoff(5), Duration::from_millis(1600));
+        assert_eq!(p.backoff(6), Duration::from_secs(3));
+        assert_eq!(p.backoff(u32::MAX), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn statuses_are_sorted_into_fail_over_retry_and_final() {
+        assert_eq!(
+            transient(&Status::unavailable("x")),
+            Some(Transient::FailOver)
+        );
+        assert_eq!(
+            transient(&Status::resource_exhausted("x")),
+            Some(Transient::Retry)
+        );
+        for final_status in [
+            Status::invalid_argument("x"),
+            Status::failed_precondition("x"),
+            Status::already_exists("x"),
+            Status::not_found("x"),
+            Status::internal("x"),
+        ] {
+            assert_eq!(transient(&final_status), None);
+        }
     }
 
     #[tokio::test]
-    async fn transient_errors_are_retried() {
-        let (url, calls) = serve(2).await;
-        let mut client = RollupClient::new(vec![url]).unwrap().with_retry(fast());
+    async fn unavailable_then_success_is_retried_with_backoff() {
+        let node = serve(flaky(2)).await;
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(40),
+            max_backoff: Duration::from_secs(1),
+            ..fast()
+        };
+        let mut client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(policy);
+        let started = std::time::Instant::now();
+        let hash = client.submit(&tx()).await.unwrap();
+        assert_eq!(hash, tx().hash());
+        assert_eq!(node.calls.load(Ordering::SeqCst), 3);
+        // Two retries on the only endpoint: 40 ms, then 80 ms.
+        assert!(started.elapsed() >= Duration::from_millis(120));
         let account = client.account(Address([3; 32])).await.unwrap();
         assert_eq!(account.balance, 5);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
         let batch = client.batch(2, 7).await.unwrap();
         assert_eq!(batch.items.len(), 3);
     }
 
     #[tokio::test]
     async fn a_dead_endpoint_fails_over_to_the_next() {
-        // Bind then drop: nothing listens on that port any more.
-        let dead = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            format!("http://{}", l.local_addr().unwrap())
-        };
-        let (live, _) = serve(0).await;
-        let mut client = RollupClient::new(vec![dead, live.clone()])
+        let live = serve(flaky(0)).await;
+        let mut client = RollupClient::new(vec![dead_endpoint(), live.url.clone()])
             .unwrap()
             .with_retry(fast());
-        client.status().await.unwrap();
-        assert_eq!(client.endpoint(), live);
+        assert_eq!(client.status().await.unwrap().chain_id, "test");
+        assert_eq!(client.endpoint(), live.url);
+        assert_eq!(client.submit(&tx()).await.unwrap(), tx().hash());
+        assert_eq!(live.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_node_answering_unavailable_fails_over_too() {
+        let sick = serve(flaky(100)).await;
+        let well = serve(flaky(0)).await;
+        let mut client = RollupClient::new(vec![sick.url, well.url.clone()])
+            .unwrap()
+            .with_retry(fast());
+        client.account(Address([1; 32])).await.unwrap();
+        assert_eq!(client.endpoint(), well.url);
+        assert_eq!(sick.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn rejections_are_typed_and_not_retried() {
-        let (url, calls) = serve(0).await;
-        let mut client = RollupClient::new(vec![url]).unwrap().with_retry(fast());
+        let node = serve(flaky(0)).await;
+        let mut client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
         let request = pb::SubmitTransactionRequest { tx: vec![] };
         let err = client
             .call(|mut c| {
@@ -524,7 +1023,8 @@ mod tests {
             ),
             "{err}"
         );
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(err.code(), Some(Code::Malformed));
+        assert_eq!(node.calls.load(Ordering::SeqCst), 1);
         assert!(matches!(
             client.rollup(9).await,
             Err(ClientError::NotFound(_))
@@ -532,9 +1032,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unknown_code_is_kept_in_the_message() {
+        let node = serve(Behaviour {
+            unknown_code: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let mut client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
+        match client.submit(&tx()).await {
+            Err(ClientError::Rejected {
+                code: None,
+                message,
+            }) => assert!(message.contains("4242"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transaction_already_in_the_mempool_counts_as_submitted() {
+        let node = serve(Behaviour {
+            already_known: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let mut client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
+        assert_eq!(client.submit(&tx()).await.unwrap(), tx().hash());
+        assert_eq!(client.force_include(&tx()).await.unwrap(), tx().hash());
+    }
+
+    #[tokio::test]
     async fn giving_up_names_the_endpoint() {
-        let (url, _) = serve(100).await;
-        let mut client = RollupClient::new(vec![url.clone()])
+        let node = serve(flaky(100)).await;
+        let mut client = RollupClient::new(vec![node.url.clone()])
             .unwrap()
             .with_retry(fast());
         match client.status().await {
@@ -542,8 +1075,136 @@ mod tests {
                 attempts: 5,
                 endpoint,
                 ..
-            }) => assert_eq!(endpoint, url),
+            }) => assert_eq!(endpoint, node.url),
             other => panic!("unexpected {other:?}"),
         }
+        assert_eq!(node.calls.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_height_times_out_with_the_node_height() {
+        let node = serve(following(4)).await;
+        let mut client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
+        assert_eq!(
+            client
+                .wait_for_height(3, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .height,
+            4
+        );
+        let err = client
+            .wait_for_height(9, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("node at 4"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn streams_verify_every_batch_in_order() {
+        let node = serve(following(6)).await;
+        let client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_batches(2, 0, false);
+        let items = take(&mut stream, 6).await;
+        assert_eq!(heights(&items), vec![1, 2, 3, 4, 5, 6]);
+        for item in items {
+            assert_eq!(item.unwrap().items.len(), 3);
+        }
+        assert_eq!(*node.opened.lock().unwrap(), vec![1]);
+    }
+
+    #[tokio::test]
+    async fn dropped_streams_resume_without_duplicates_or_gaps() {
+        // Every stream drops after 3 batches and starts 2 heights early.
+        let node = serve(Behaviour {
+            tip: 12,
+            drop_after: Some(3),
+            rewind: 2,
+            ..Behaviour::default()
+        })
+        .await;
+        let client = RollupClient::new(vec![node.url])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_batches(2, 1, false);
+        let items = take(&mut stream, 12).await;
+        assert_eq!(heights(&items), (1..=12).collect::<Vec<_>>());
+        let opened = node.opened.lock().unwrap().clone();
+        assert_eq!(opened[0], 1);
+        assert!(opened.windows(2).all(|w| w[0] < w[1]), "{opened:?}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_fails_over_and_fills_heights_a_node_left_out() {
+        // The first node drops after 2 batches; the second leaves out height 4
+        // (fetched with GetBatch instead).
+        let first = serve(Behaviour {
+            tip: 8,
+            drop_after: Some(2),
+            ..Behaviour::default()
+        })
+        .await;
+        let second = serve(Behaviour {
+            tip: 8,
+            omit: Some(4),
+            ..Behaviour::default()
+        })
+        .await;
+        let client = RollupClient::new(vec![first.url, second.url])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_batches(2, 1, false);
+        let items = take(&mut stream, 8).await;
+        assert_eq!(heights(&items), (1..=8).collect::<Vec<_>>());
+        assert_eq!(*second.opened.lock().unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_verify_is_reported_and_asked_for_elsewhere() {
+        let liar = serve(Behaviour {
+            tip: 4,
+            corrupt: Some(2),
+            ..Behaviour::default()
+        })
+        .await;
+        let honest = serve(following(4)).await;
+        let client = RollupClient::new(vec![liar.url, honest.url])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_batches(2, 1, false);
+        let items = take(&mut stream, 5).await;
+        assert_eq!(items[0].as_ref().unwrap().height, 1);
+        assert!(
+            matches!(
+                &items[1],
+                Err(ClientError::Verify(VerifyError::Proof { height: 2, .. }))
+            ),
+            "{:?}",
+            items[1]
+        );
+        assert_eq!(heights(&items[2..]), vec![2, 3, 4]);
+        assert_eq!(*honest.opened.lock().unwrap(), vec![2]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_cannot_reach_any_node_ends_with_an_error() {
+        let client = RollupClient::new(vec![dead_endpoint()])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_batches(2, 1, false);
+        let items = take(&mut stream, 1).await;
+        assert!(
+            matches!(items[0], Err(ClientError::Unavailable { .. })),
+            "{:?}",
+            items[0]
+        );
+        assert!(timeout(Duration::from_secs(5), stream.next())
+            .await
+            .unwrap()
+            .is_none());
     }
 }

@@ -5,6 +5,6 @@ pub mod keys;
 pub mod tx;
 pub mod verify;
 
-pub use client::{ClientError, RetryPolicy, RollupClient};
+pub use client::{BatchStream, ClientError, RetryPolicy, RollupClient};
 pub use tx::{FeeSchedule, TxSigner};
-pub use verify::{verify_batch, VerifiedBatch, VerifyError};
+pub use verify::{verify_batch, verify_batch_for, VerifiedBatch, VerifyError};

@@ -3,7 +3,7 @@
 
 use ed25519_dalek::SigningKey;
 use seqnet_proto::tx::RollupSettings;
-use seqnet_proto::{Action, Address, Transaction, TransactionBody};
+use seqnet_proto::{pb, Action, Address, Transaction, TransactionBody};
 
 use crate::client::{ClientError, RollupClient};
 
@@ -25,7 +25,25 @@ impl Default for FeeSchedule {
     }
 }
 
+impl From<&pb::ChainParams> for FeeSchedule {
+    fn from(p: &pb::ChainParams) -> Self {
+        FeeSchedule {
+            base_fee: p.base_fee,
+            fee_per_byte: p.fee_per_byte,
+            register_rollup_fee: p.register_rollup_fee,
+        }
+    }
+}
+
 impl FeeSchedule {
+    /// `base_fee + fee_per_byte * data_bytes + register_rollup_fee *
+    /// registrations` (saturating), as docs/configuration.md states it.
+    pub fn required_fee(&self, data_bytes: u64, registrations: u64) -> u64 {
+        self.base_fee
+            .saturating_add(self.fee_per_byte.saturating_mul(data_bytes))
+            .saturating_add(self.register_rollup_fee.saturating_mul(registrations))
+    }
+
     /// The least fee for `actions`: base + per byte of rollup data and of
     /// forced transactions + per rollup registration (saturating).
     pub fn required(&self, actions: &[Action]) -> u64 {
@@ -62,6 +80,12 @@ impl TxSigner {
             fees: FeeSchedule::default(),
             next_nonce: 0,
         }
+    }
+
+    /// Uses `fees` (the chain's genesis parameters) instead of the defaults.
+    pub fn with_fees(mut self, fees: FeeSchedule) -> TxSigner {
+        self.fees = fees;
+        self
     }
 
     pub fn address(&self) -> Address {
@@ -116,6 +140,22 @@ impl TxSigner {
         )
     }
 
+    /// Replaces the settings of a rollup the key owns.
+    pub fn update_rollup(
+        &mut self,
+        rollup_id: u64,
+        settings: RollupSettings,
+        fee: Option<u64>,
+    ) -> Transaction {
+        self.sign(
+            vec![Action::UpdateRollup {
+                rollup_id,
+                settings,
+            }],
+            fee,
+        )
+    }
+
     /// A transaction asking the chain to include `inner` within its window.
     pub fn force_include(&mut self, inner: Transaction, fee: Option<u64>) -> Transaction {
         self.sign(
@@ -130,6 +170,44 @@ impl TxSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn required_fee_is_base_plus_bytes_plus_registrations() {
+        let defaults = FeeSchedule::default();
+        assert_eq!(defaults.required_fee(0, 0), 10);
+        assert_eq!(defaults.required_fee(256, 0), 266);
+        assert_eq!(defaults.required_fee(5, 1), 1_015);
+        let custom = FeeSchedule {
+            base_fee: 3,
+            fee_per_byte: 7,
+            register_rollup_fee: 50,
+        };
+        assert_eq!(custom.required_fee(10, 2), 3 + 70 + 100);
+        assert_eq!(custom.required_fee(u64::MAX, 0), u64::MAX);
+        let from_params = FeeSchedule::from(&pb::ChainParams {
+            base_fee: 1,
+            fee_per_byte: 2,
+            register_rollup_fee: 3,
+            ..Default::default()
+        });
+        assert_eq!(from_params.required_fee(4, 1), 1 + 8 + 3);
+        // Two data actions and a transfer: per byte of both payloads.
+        let actions = vec![
+            Action::RollupData {
+                rollup_id: 1,
+                data: vec![0; 40],
+            },
+            Action::RollupData {
+                rollup_id: 2,
+                data: vec![0; 2],
+            },
+            Action::Transfer {
+                to: Address([1; 32]),
+                amount: 5,
+            },
+        ];
+        assert_eq!(custom.required(&actions), custom.required_fee(42, 0));
+    }
 
     #[test]
     fn fees_follow_the_schedule_and_nonces_advance() {

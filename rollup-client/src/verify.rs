@@ -1,6 +1,12 @@
 //! Verification of a batch against its block's namespaced Merkle tree root:
 //! the items are all of the rollup's data at that height (inclusion and
 //! completeness), in order.
+//!
+//! Invariant: a [`VerifiedBatch`] only comes out of [`verify_batch`] (or
+//! [`verify_batch_for`]), so holding one means its proof checked against
+//! `root`. What this does not show is that `root` is the chain's: the root
+//! arrives with the batch from the node, so trust in it is trust in that node
+//! (or in a root taken from elsewhere and compared with [`VerifiedBatch::root`]).
 
 use prost::Message;
 use seqnet_proto::nmt::{verify_namespace, NamespaceProof, NmtError, NmtRoot};
@@ -8,52 +14,109 @@ use seqnet_proto::pb;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// The batch carries no root or no proof.
     #[error("batch of rollup {rollup_id} at height {height} has no {what}")]
     Missing {
         rollup_id: u64,
         height: u64,
         what: &'static str,
     },
+    /// The root does not decode (a digest of the wrong length).
+    #[error("batch of rollup {rollup_id} at height {height} has a malformed root: {source}")]
+    BadRoot {
+        rollup_id: u64,
+        height: u64,
+        source: NmtError,
+    },
+    /// A proof node does not decode (a digest of the wrong length).
+    #[error("batch of rollup {rollup_id} at height {height} has a malformed proof: {source}")]
+    BadProof {
+        rollup_id: u64,
+        height: u64,
+        source: NmtError,
+    },
+    /// The items are not exactly the rollup's leaves under the root.
     #[error("batch of rollup {rollup_id} at height {height} does not verify: {source}")]
     Proof {
         rollup_id: u64,
         height: u64,
         source: NmtError,
     },
+    /// The node answered with a batch other than the one asked for.
+    #[error(
+        "asked for the batch of rollup {want_rollup} at height {want_height}, \
+         got rollup {got_rollup} at height {got_height}"
+    )]
+    Unexpected {
+        want_rollup: u64,
+        want_height: u64,
+        got_rollup: u64,
+        got_height: u64,
+    },
 }
 
-/// A batch whose proof verified.
+/// A batch whose namespace proof verified against `root`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifiedBatch {
     pub rollup_id: u64,
     pub height: u64,
+    /// All of the rollup's items at that height, in block order.
     pub items: Vec<pb::BatchItem>,
+    /// The block's namespaced Merkle root the proof checked against.
     pub root: NmtRoot,
 }
 
+/// Checks `batch`'s items against its root and namespace proof (namespace =
+/// `batch.rollup_id`): they must be exactly that rollup's leaves, in order.
 pub fn verify_batch(batch: &pb::Batch) -> Result<VerifiedBatch, VerifyError> {
+    let (rollup_id, height) = (batch.rollup_id, batch.height);
     let missing = |what| VerifyError::Missing {
-        rollup_id: batch.rollup_id,
-        height: batch.height,
+        rollup_id,
+        height,
         what,
     };
-    let failed = |source| VerifyError::Proof {
-        rollup_id: batch.rollup_id,
-        height: batch.height,
+    let root = batch.root.as_ref().ok_or_else(|| missing("root"))?;
+    let root = NmtRoot::try_from(root).map_err(|source| VerifyError::BadRoot {
+        rollup_id,
+        height,
         source,
-    };
-    let root =
-        NmtRoot::try_from(batch.root.as_ref().ok_or_else(|| missing("root"))?).map_err(failed)?;
-    let proof = NamespaceProof::try_from(batch.proof.as_ref().ok_or_else(|| missing("proof"))?)
-        .map_err(failed)?;
+    })?;
+    let proof = batch.proof.as_ref().ok_or_else(|| missing("proof"))?;
+    let proof = NamespaceProof::try_from(proof).map_err(|source| VerifyError::BadProof {
+        rollup_id,
+        height,
+        source,
+    })?;
     let leaves: Vec<Vec<u8>> = batch.items.iter().map(Message::encode_to_vec).collect();
-    verify_namespace(&root, batch.rollup_id, &leaves, &proof).map_err(failed)?;
+    verify_namespace(&root, rollup_id, &leaves, &proof).map_err(|source| VerifyError::Proof {
+        rollup_id,
+        height,
+        source,
+    })?;
     Ok(VerifiedBatch {
-        rollup_id: batch.rollup_id,
-        height: batch.height,
+        rollup_id,
+        height,
         items: batch.items.clone(),
         root,
     })
+}
+
+/// [`verify_batch`], after checking that `batch` is the one asked for: a
+/// genuine batch of another rollup or height verifies too, for itself.
+pub fn verify_batch_for(
+    batch: &pb::Batch,
+    rollup_id: u64,
+    height: u64,
+) -> Result<VerifiedBatch, VerifyError> {
+    if batch.rollup_id != rollup_id || batch.height != height {
+        return Err(VerifyError::Unexpected {
+            want_rollup: rollup_id,
+            want_height: height,
+            got_rollup: batch.rollup_id,
+            got_height: batch.height,
+        });
+    }
+    verify_batch(batch)
 }
 
 #[cfg(test)]
@@ -71,14 +134,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// A block with rollups 1 (one item), 2 (three) and 3 (one); the batch of `rollup`.
-    pub(crate) fn genuine(rollup: u64) -> pb::Batch {
+    /// The batch of `rollup` at `height` in a block with rollups 1 (one
+    /// item), 2 (three) and 3 (one); the items depend on the height.
+    pub(crate) fn genuine_at(rollup: u64, height: u64) -> pb::Batch {
+        let salt = (height % 50) as u8;
         let leaves: Vec<(u64, pb::BatchItem)> = vec![
-            (1, item(1)),
-            (2, item(2)),
-            (2, item(3)),
-            (2, item(4)),
-            (3, item(5)),
+            (1, item(1 + salt)),
+            (2, item(2 + salt)),
+            (2, item(3 + salt)),
+            (2, item(4 + salt)),
+            (3, item(5 + salt)),
         ];
         let tree = NamespacedMerkleTree::from_leaves(
             leaves
@@ -89,7 +154,7 @@ pub(crate) mod tests {
         .unwrap();
         pb::Batch {
             rollup_id: rollup,
-            height: 7,
+            height,
             items: leaves
                 .into_iter()
                 .filter(|(ns, _)| *ns == rollup)
@@ -100,34 +165,110 @@ pub(crate) mod tests {
         }
     }
 
+    pub(crate) fn genuine(rollup: u64) -> pb::Batch {
+        genuine_at(rollup, 7)
+    }
+
     #[test]
     fn genuine_batches_verify() {
+        // 9 is absent from the block: the proof shows it has no items.
         for rollup in [1, 2, 3, 9] {
             let verified = verify_batch(&genuine(rollup)).unwrap();
-            assert_eq!(verified.height, 7);
+            assert_eq!((verified.rollup_id, verified.height), (rollup, 7));
         }
-        assert_eq!(verify_batch(&genuine(2)).unwrap().items.len(), 3);
+        let two = verify_batch(&genuine(2)).unwrap();
+        assert_eq!(two.items, genuine(2).items);
+        assert_eq!(two.items.len(), 3);
+        assert!(verify_batch(&genuine(9)).unwrap().items.is_empty());
     }
 
     #[test]
     fn removed_reordered_or_rerooted_batches_fail() {
+        let proof_failure =
+            |batch: &pb::Batch| matches!(verify_batch(batch), Err(VerifyError::Proof { .. }));
         let mut removed = genuine(2);
         removed.items.remove(1);
-        assert!(verify_batch(&removed).is_err());
+        assert!(proof_failure(&removed));
+        let mut removed_last = genuine(2);
+        removed_last.items.pop();
+        assert!(proof_failure(&removed_last));
         let mut reordered = genuine(2);
         reordered.items.swap(0, 2);
-        assert!(verify_batch(&reordered).is_err());
+        assert!(proof_failure(&reordered));
+        let mut added = genuine(2);
+        added.items.push(item(9));
+        assert!(proof_failure(&added));
+        let mut altered = genuine(2);
+        altered.items[0].data.push(0);
+        assert!(proof_failure(&altered));
         let mut rerooted = genuine(2);
-        rerooted.root = genuine(1).root.map(|mut r| {
-            r.digest[0] ^= 1;
-            r
-        });
-        assert!(verify_batch(&rerooted).is_err());
+        if let Some(root) = rerooted.root.as_mut() {
+            root.digest[0] ^= 1;
+        }
+        assert!(proof_failure(&rerooted));
+        // Another block's root does not fit either.
+        let mut other_block = genuine(2);
+        other_block.root = genuine_at(2, 8).root;
+        assert!(proof_failure(&other_block));
+        // Claiming another namespace's items for rollup 2.
+        let mut foreign = genuine(2);
+        foreign.items = genuine(1).items;
+        assert!(proof_failure(&foreign));
+        // Hiding all of rollup 2's items behind an absence claim.
+        let mut hidden = genuine(9);
+        hidden.rollup_id = 2;
+        assert!(proof_failure(&hidden));
+    }
+
+    #[test]
+    fn missing_or_malformed_parts_are_named() {
         let mut no_proof = genuine(2);
         no_proof.proof = None;
         assert!(matches!(
             verify_batch(&no_proof),
             Err(VerifyError::Missing { what: "proof", .. })
+        ));
+        let mut no_root = genuine(2);
+        no_root.root = None;
+        assert!(matches!(
+            verify_batch(&no_root),
+            Err(VerifyError::Missing { what: "root", .. })
+        ));
+        let mut short_root = genuine(2);
+        if let Some(root) = short_root.root.as_mut() {
+            root.digest.truncate(31);
+        }
+        assert_eq!(
+            verify_batch(&short_root),
+            Err(VerifyError::BadRoot {
+                rollup_id: 2,
+                height: 7,
+                source: NmtError::DigestLength(31)
+            })
+        );
+        let mut long_node = genuine(2);
+        if let Some(proof) = long_node.proof.as_mut() {
+            proof.nodes[0].digest.push(0);
+        }
+        assert!(matches!(
+            verify_batch(&long_node),
+            Err(VerifyError::BadProof {
+                source: NmtError::DigestLength(33),
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_other_than_the_one_asked_for_is_refused() {
+        assert!(verify_batch_for(&genuine(2), 2, 7).is_ok());
+        assert!(matches!(
+            verify_batch_for(&genuine(3), 2, 7),
+            Err(VerifyError::Unexpected { got_rollup: 3, .. })
+        ));
+        assert!(matches!(
+            verify_batch_for(&genuine_at(2, 8), 2, 7),
+            Err(VerifyError::Unexpected { got_height: 8, .. })
         ));
     }
 }
