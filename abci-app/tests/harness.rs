@@ -255,3 +255,40 @@ fn one_rollup_cannot_starve_the_others() {
         abci::response_process_proposal::ProposalStatus::Accept as i32
     );
 }
+
+/// The app hash of a fixed block sequence. A change here changes consensus:
+/// every node must upgrade at once. Update the constant only on purpose.
+#[test]
+fn app_hash_of_a_fixed_sequence_is_stable() {
+    let node = new_node();
+    let mut last = Vec::new();
+    for height in 1..=3i64 {
+        let block = vec![
+            data_tx(
+                1,
+                (height as u64 - 1) * 2,
+                1,
+                format!("{height}/a").as_bytes(),
+            ),
+            data_tx(
+                1,
+                (height as u64 - 1) * 2 + 1,
+                2,
+                format!("{height}/b").as_bytes(),
+            ),
+            data_tx(2, height as u64 - 1, 2, format!("{height}/c").as_bytes()),
+        ];
+        let response = node.app.finalize_block(abci::RequestFinalizeBlock {
+            txs: block.into_iter().map(Into::into).collect(),
+            height,
+            ..Default::default()
+        });
+        assert!(response.tx_results.iter().all(|r| r.code == 0));
+        node.app.commit();
+        last = response.app_hash.to_vec();
+    }
+    assert_eq!(
+        hex::encode(last),
+        "c53c47360143ae6e8bd626db09129565a31acc0f711de1207797cb2e95c273b2"
+    );
+}
