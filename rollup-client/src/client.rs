@@ -161,6 +161,22 @@ fn classify(endpoint: &str, status: Status) -> ClientError {
     }
 }
 
+/// `error: cause: cause`, each cause once (transport errors say little at
+/// the top).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// How one call ended without an answer.
 enum Failure {
     /// A status that is not retried, from `endpoint`.
@@ -196,10 +212,15 @@ impl RollupClient {
             return Err(ClientError::NoEndpoints);
         }
         for e in &endpoints {
-            Endpoint::from_shared(e.clone()).map_err(|err| ClientError::BadEndpoint {
+            let bad = |reason: String| ClientError::BadEndpoint {
                 endpoint: e.clone(),
-                reason: err.to_string(),
-            })?;
+                reason,
+            };
+            let endpoint = Endpoint::from_shared(e.clone()).map_err(|err| bad(err.to_string()))?;
+            let uri = endpoint.uri();
+            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+                return Err(bad("want http://host:port or https://host:port".into()));
+            }
         }
         Ok(RollupClient {
             endpoints,
@@ -240,7 +261,11 @@ impl RollupClient {
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true);
         let channel = endpoint.connect().await.map_err(|e| {
-            Status::unavailable(format!("cannot connect to {}: {e}", self.endpoint()))
+            Status::unavailable(format!(
+                "cannot connect to {}: {}",
+                self.endpoint(),
+                error_chain(&e)
+            ))
         })?;
         let client =
             RollupServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_BYTES);
@@ -342,6 +367,34 @@ impl RollupClient {
     pub async fn submit(&mut self, tx: &Transaction) -> Result<[u8; 32], ClientError> {
         self.send_tx(tx, |mut c, r| async move { c.submit_transaction(r).await })
             .await
+    }
+
+    /// Submits encoded transaction bytes as they are, without decoding them
+    /// here (so malformed bytes reach the node too), and returns the node's
+    /// answer with the hash it computed. Transient failures are retried like
+    /// every call. Every refusal is [`ClientError::Rejected`] with the node's
+    /// code and message, whether a gRPC error or an answer with a non-zero
+    /// code; unlike [`RollupClient::submit`], that includes ALREADY_EXISTS.
+    pub async fn submit_bytes(
+        &mut self,
+        tx: Vec<u8>,
+    ) -> Result<pb::SubmitTransactionResponse, ClientError> {
+        let request = pb::SubmitTransactionRequest { tx };
+        let response = self
+            .call(|mut c| {
+                let r = request.clone();
+                async move { c.submit_transaction(r).await }
+            })
+            .await?;
+        if response.code != 0 {
+            let code = Code::from_u32(response.code);
+            let message = match code {
+                Some(_) => response.log,
+                None => format!("unknown code {}: {}", response.code, response.log),
+            };
+            return Err(ClientError::Rejected { code, message });
+        }
+        Ok(response)
     }
 
     /// Submits a transaction carrying `ForceInclude` actions; returns its hash.
@@ -695,6 +748,8 @@ mod tests {
         already_known: bool,
         /// Submissions rejected with a code this client does not know.
         unknown_code: bool,
+        /// Submissions answered (not failed) with this non-zero code.
+        answer_code: Option<u32>,
         /// Last committed height (streams follow up to it, then wait).
         tip: u64,
         /// Each stream fails with UNAVAILABLE after this many batches.
@@ -750,9 +805,18 @@ mod tests {
                     .insert(CODE_METADATA, "4242".parse().unwrap());
                 return Err(status);
             }
-            Ok(tonic::Response::new(
-                pb::SubmitTransactionResponse::default(),
-            ))
+            if let Some(code) = self.behaviour.answer_code {
+                return Ok(tonic::Response::new(pb::SubmitTransactionResponse {
+                    tx_hash: vec![],
+                    code,
+                    log: "refused in the answer".into(),
+                }));
+            }
+            Ok(tonic::Response::new(pb::SubmitTransactionResponse {
+                tx_hash: seqnet_proto::sha256(&r.into_inner().tx).to_vec(),
+                code: 0,
+                log: String::new(),
+            }))
         }
         async fn get_batch(&self, r: tonic::Request<pb::GetBatchRequest>) -> Answer<pb::Batch> {
             self.gate()?;
@@ -886,6 +950,10 @@ mod tests {
         }
     }
 
+    fn client_of(url: String) -> RollupClient {
+        RollupClient::new(vec![url]).unwrap().with_retry(fast())
+    }
+
     fn tx() -> Transaction {
         TransactionBody {
             chain_id: "test".into(),
@@ -917,6 +985,29 @@ mod tests {
             .iter()
             .map(|i| i.as_ref().expect("verified batch").height)
             .collect()
+    }
+
+    #[test]
+    fn endpoints_must_be_urls() {
+        assert!(matches!(
+            RollupClient::new(vec![]),
+            Err(ClientError::NoEndpoints)
+        ));
+        for bad in ["nonsense", "127.0.0.1:9090", "ftp://host:1", ""] {
+            assert!(
+                matches!(
+                    RollupClient::new(vec![bad.into()]),
+                    Err(ClientError::BadEndpoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let client = RollupClient::new(vec![
+            "http://127.0.0.1:9090".into(),
+            "https://node.example:443".into(),
+        ])
+        .unwrap();
+        assert_eq!(client.endpoint(), "http://127.0.0.1:9090");
     }
 
     #[test]
@@ -1062,6 +1153,60 @@ mod tests {
             .with_retry(fast());
         assert_eq!(client.submit(&tx()).await.unwrap(), tx().hash());
         assert_eq!(client.force_include(&tx()).await.unwrap(), tx().hash());
+    }
+
+    #[tokio::test]
+    async fn raw_bytes_get_the_node_answer_and_every_refusal() {
+        let node = serve(flaky(2)).await;
+        let mut client = client_of(node.url);
+        // Retried past two transient failures; the node's answer comes back.
+        let answer = client.submit_bytes(tx().to_bytes().to_vec()).await.unwrap();
+        assert_eq!(answer.tx_hash, tx().hash().to_vec());
+        assert_eq!(node.calls.load(Ordering::SeqCst), 3);
+        // A gRPC rejection: the code from the metadata, the message, no retry.
+        match client.submit_bytes(vec![]).await {
+            Err(ClientError::Rejected {
+                code: Some(Code::Malformed),
+                message,
+            }) => assert!(message.contains("empty"), "{message}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(node.calls.load(Ordering::SeqCst), 4);
+
+        // ALREADY_EXISTS is a refusal of these bytes here, not success.
+        let known = serve(Behaviour {
+            already_known: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let mut client = client_of(known.url);
+        match client.submit_bytes(vec![1]).await {
+            Err(ClientError::Rejected { message, .. }) => {
+                assert!(message.contains("already"), "{message}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        // A refusal inside an answer, with a known and an unknown code.
+        for (raw, want) in [
+            (Code::BadSignature.as_u32(), Some(Code::BadSignature)),
+            (4242, None),
+        ] {
+            let refusing = serve(Behaviour {
+                answer_code: Some(raw),
+                ..Behaviour::default()
+            })
+            .await;
+            let mut client = client_of(refusing.url);
+            match client.submit_bytes(vec![1]).await {
+                Err(ClientError::Rejected { code, message }) => {
+                    assert_eq!(code, want);
+                    assert!(message.contains("refused in the answer"), "{message}");
+                    assert_eq!(message.contains("4242"), want.is_none(), "{message}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

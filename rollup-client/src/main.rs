@@ -1,19 +1,25 @@
 //! `seqnet`: the command line of seqnet for rollups and their operators.
+//!
+//! Human-readable output by default, one JSON object per line with `--json`.
+//! Errors go to stderr and exit with status 1 (2 for bad usage).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use seqnet_proto::tx::RollupSettings;
-use seqnet_proto::{pb, Address};
-use seqnet_rollup_client::{keys, verify_batch, RollupClient, TxSigner, VerifiedBatch};
-use serde_json::json;
+use seqnet_proto::{pb, Address, Transaction};
+use seqnet_rollup_client::{
+    keys, verify_batch_for, ClientError, RetryPolicy, RollupClient, TxSigner, VerifiedBatch,
+};
+use serde_json::{json, Value};
 use tokio_stream::StreamExt;
 
 #[derive(Parser)]
 #[command(name = "seqnet", version, about = "Order rollup data through seqnet")]
 struct Cli {
-    /// Node gRPC endpoint; repeat for fail-over.
+    /// Node gRPC endpoint; repeat (or separate with commas) for fail-over.
     #[arg(
         long = "node",
         env = "SEQNET_NODE",
@@ -25,7 +31,10 @@ struct Cli {
     /// Chain id for signing (default: asked from the node).
     #[arg(long, env = "SEQNET_CHAIN_ID", global = true)]
     chain_id: Option<String>,
-    /// Machine-readable output.
+    /// Tries per request before giving up on transient failures.
+    #[arg(long, default_value_t = 6, global = true)]
+    attempts: u32,
+    /// Machine-readable output (one JSON object per line).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -40,22 +49,26 @@ enum Command {
     /// Chain id, height, app hash and rollups of the node.
     Status,
     /// Balance and nonce of an address (or of a key file's address).
-    Account { who: String },
+    Account {
+        /// 64-hex address, or a key file.
+        who: String,
+    },
     /// Send tokens.
     Transfer {
         #[arg(long)]
         key: PathBuf,
+        /// 64-hex address, or a key file.
         #[arg(long)]
         to: String,
         #[arg(long)]
         amount: u64,
-        #[arg(long)]
-        fee: Option<u64>,
+        #[command(flatten)]
+        send: SendOptions,
     },
     /// Rollups.
     #[command(subcommand)]
     Rollup(RollupCommand),
-    /// Submit rollup data.
+    /// Submit rollup data; prints the transaction hash.
     Submit {
         #[arg(long)]
         key: PathBuf,
@@ -63,8 +76,8 @@ enum Command {
         rollup: u64,
         #[command(flatten)]
         payload: Payload,
-        #[arg(long)]
-        fee: Option<u64>,
+        #[command(flatten)]
+        send: SendOptions,
     },
     /// Sign rollup data and ask the chain to force its inclusion within the
     /// rollup's inclusion window (the same key pays both).
@@ -84,6 +97,16 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct SendOptions {
+    /// Fee to offer (default: the least the chain's default fees require).
+    #[arg(long)]
+    fee: Option<u64>,
+    /// Wait until the transaction is committed (up to this many seconds).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "30")]
+    wait: Option<u64>,
+}
+
+#[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 struct Payload {
     /// The data, as text.
@@ -96,19 +119,22 @@ struct Payload {
 
 impl Payload {
     fn bytes(&self) -> anyhow::Result<Vec<u8>> {
-        match (&self.data, &self.file) {
-            (Some(text), _) => Ok(text.as_bytes().to_vec()),
-            (None, Some(path)) => {
-                std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-            }
+        let data = match (&self.data, &self.file) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, Some(path)) => std::fs::read(path)
+                .with_context(|| format!("cannot read data file {}", path.display()))?,
             (None, None) => bail!("give --data or --file"),
+        };
+        if data.is_empty() {
+            bail!("the data is empty (the chain refuses empty rollup data)");
         }
+        Ok(data)
     }
 }
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Generate a key file.
+    /// Generate a key file; prints its address.
     New {
         #[arg(long)]
         out: PathBuf,
@@ -130,13 +156,18 @@ enum RollupCommand {
         id: u64,
         #[arg(long)]
         name: String,
+        /// Blocks a prover has to prove a batch.
         #[arg(long, default_value_t = 20)]
         proof_window: u64,
+        /// Blocks within which a forced transaction must be included.
         #[arg(long, default_value_t = 10)]
         inclusion_window: u64,
-        /// Groth16 verifying key file (raw bytes).
+        /// Groth16 verifying key file: raw bytes, or hex text (none: the
+        /// rollup's batches are not proven).
         #[arg(long)]
         verifying_key: Option<PathBuf>,
+        #[command(flatten)]
+        send: SendOptions,
     },
     /// A rollup's parameters and statistics.
     Show { id: u64 },
@@ -144,259 +175,400 @@ enum RollupCommand {
 
 #[derive(Subcommand)]
 enum BatchCommand {
-    /// One batch, with its proof checked.
+    /// One batch, with its proof checked (exit status 1 if it fails).
     Get {
         #[arg(long)]
         rollup: u64,
         #[arg(long)]
         height: u64,
     },
-    /// Batches from a height on, following new blocks, each checked.
+    /// Batches from a height on, following new blocks, each checked; one
+    /// line per batch.
     Stream {
         #[arg(long)]
         rollup: u64,
         #[arg(long, default_value_t = 1)]
         from: u64,
+        /// Leave out heights where the rollup has no data.
         #[arg(long)]
         skip_empty: bool,
     },
 }
 
+const VERIFIED: &str = "proof: verified (inclusion and completeness)";
+
+/// A 64-hex address, or the address of a key file.
 fn parse_address(text: &str) -> anyhow::Result<Address> {
-    if Path::new(text).is_file() {
-        return Ok(keys::address(&keys::load(Path::new(text))?));
+    let path = Path::new(text);
+    if path.is_file() {
+        return Ok(keys::address(&keys::load(path)?));
     }
-    Address::from_hex(text)
-        .map_err(|e| anyhow::anyhow!("{e} (give a 64-hex address or a key file)"))
+    Address::from_hex(text.trim()).map_err(|e| {
+        if text.contains(std::path::MAIN_SEPARATOR) || text.ends_with(".json") {
+            anyhow::anyhow!("key file {text} does not exist (and {e})")
+        } else {
+            anyhow::anyhow!("{e}; give a 64-hex address or a key file")
+        }
+    })
 }
 
-async fn signer(cli: &Cli, client: &mut RollupClient, key: &Path) -> anyhow::Result<TxSigner> {
-    let key = keys::load(key)?;
-    let chain_id = match &cli.chain_id {
-        Some(id) => id.clone(),
-        None => client.status().await?.chain_id,
-    };
-    let mut signer = TxSigner::new(key, chain_id);
-    signer.sync_nonce(client).await?;
-    Ok(signer)
+fn parse_hash(text: &str) -> anyhow::Result<[u8; 32]> {
+    hex::decode(text.trim().trim_start_matches("0x"))
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .ok_or_else(|| anyhow::anyhow!("{text:?} is not a 32-byte hex hash"))
 }
 
-fn print_batch(json_out: bool, batch: &VerifiedBatch) {
-    if json_out {
-        let items: Vec<_> = batch
-            .items
-            .iter()
-            .map(|i| json!({"tx_hash": hex::encode(&i.tx_hash), "signer": hex::encode(&i.signer), "nonce": i.nonce, "data": hex::encode(&i.data)}))
-            .collect();
-        println!(
-            "{}",
-            json!({"rollup_id": batch.rollup_id, "height": batch.height, "items": items, "verified": true})
-        );
-    } else {
-        println!(
-            "rollup {} height {}: {} items; proof: verified (inclusion and completeness)",
-            batch.rollup_id,
-            batch.height,
-            batch.items.len()
-        );
-        for item in &batch.items {
-            let text =
-                String::from_utf8(item.data.clone()).unwrap_or_else(|_| hex::encode(&item.data));
-            println!(
-                "  {} nonce {}: {}",
-                hex::encode(&item.tx_hash[..8.min(item.tx_hash.len())]),
-                item.nonce,
-                text
-            );
+/// A verifying key file: hex text if it is all hex, raw bytes otherwise.
+fn read_verifying_key(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read verifying key file {}", path.display()))?;
+    if let Ok(text) = std::str::from_utf8(&bytes) {
+        let text = text.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return hex::decode(text)
+                .with_context(|| format!("verifying key file {}", path.display()));
         }
     }
+    Ok(bytes)
 }
 
-fn print_rollup(json_out: bool, r: &pb::Rollup) {
+/// Text if printable UTF-8, hex otherwise.
+fn show_data(data: &[u8]) -> String {
+    match std::str::from_utf8(data) {
+        Ok(text) if !text.chars().any(char::is_control) => format!("{text:?}"),
+        _ => format!("0x{}", hex::encode(data)),
+    }
+}
+
+fn batch_json(batch: &VerifiedBatch) -> Value {
+    let items: Vec<Value> = batch
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "tx_hash": hex::encode(&i.tx_hash),
+                "signer": hex::encode(&i.signer),
+                "nonce": i.nonce,
+                "action_index": i.action_index,
+                "data": hex::encode(&i.data),
+            })
+        })
+        .collect();
+    json!({
+        "rollup_id": batch.rollup_id,
+        "height": batch.height,
+        "items": items,
+        "root": hex::encode(batch.root.node.digest),
+        "verified": true,
+    })
+}
+
+fn batch_bytes(batch: &VerifiedBatch) -> usize {
+    batch.items.iter().map(|i| i.data.len()).sum()
+}
+
+fn rollup_json(r: &pb::Rollup) -> Value {
     let stats = r.stats.unwrap_or_default();
-    if json_out {
-        println!(
-            "{}",
-            json!({"id": r.id, "name": r.name, "owner": hex::encode(&r.owner), "proof_window": r.proof_window, "inclusion_window": r.inclusion_window, "items": stats.items, "bytes": stats.bytes, "last_height": stats.last_height})
-        );
-    } else {
-        println!(
-            "rollup {} {:?}: owner {}, proof window {}, inclusion window {}, {} items, {} bytes, last batch at {}",
-            r.id, r.name, hex::encode(&r.owner), r.proof_window, r.inclusion_window, stats.items, stats.bytes, stats.last_height
-        );
-    }
+    json!({
+        "id": r.id,
+        "name": r.name,
+        "owner": hex::encode(&r.owner),
+        "verifying_key": hex::encode(&r.verifying_key),
+        "proof_window": r.proof_window,
+        "inclusion_window": r.inclusion_window,
+        "registered_height": r.registered_height,
+        "items": stats.items,
+        "bytes": stats.bytes,
+        "last_height": stats.last_height,
+    })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let mut client = RollupClient::new(cli.nodes.clone())?;
-    match &cli.command {
-        Command::Keys(KeysCommand::New { out, force }) => {
-            let key = keys::generate();
-            keys::save(out, &key, *force)?;
-            println!("{}", keys::address(&key));
-        }
-        Command::Keys(KeysCommand::Show { file }) => {
-            println!("{}", keys::address(&keys::load(file)?))
-        }
-        Command::Status => {
-            let s = client.status().await?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"chain_id": s.chain_id, "height": s.height, "app_hash": hex::encode(&s.app_hash), "rollups": s.rollups.len()})
-                );
-            } else {
-                println!(
-                    "chain {} height {} app hash {}",
-                    s.chain_id,
-                    s.height,
-                    hex::encode(&s.app_hash)
-                );
-                for r in &s.rollups {
-                    print_rollup(false, r);
-                }
-            }
-        }
-        Command::Account { who } => {
-            let a = client.account(parse_address(who)?).await?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"address": hex::encode(&a.address), "balance": a.balance, "nonce": a.nonce})
-                );
-            } else {
-                println!(
-                    "{} balance {} nonce {}",
-                    hex::encode(&a.address),
-                    a.balance,
-                    a.nonce
-                );
-            }
-        }
-        Command::Transfer {
-            key,
-            to,
-            amount,
-            fee,
-        } => {
-            let to = parse_address(to)?;
-            let mut s = signer(&cli, &mut client, key).await?;
-            let hash = client.submit(&s.transfer(to, *amount, *fee)).await?;
-            println!("{}", hex::encode(hash));
-        }
-        Command::Rollup(RollupCommand::Register {
-            key,
-            id,
-            name,
-            proof_window,
-            inclusion_window,
-            verifying_key,
-        }) => {
-            let verifying_key = match verifying_key {
-                Some(path) => {
-                    std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
-                }
-                None => vec![],
-            };
-            let mut s = signer(&cli, &mut client, key).await?;
-            let settings = RollupSettings {
-                verifying_key,
-                proof_window: *proof_window,
-                inclusion_window: *inclusion_window,
-            };
-            let hash = client
-                .submit(&s.register_rollup(*id, name.clone(), settings, None))
-                .await?;
-            println!("{}", hex::encode(hash));
-        }
-        Command::Rollup(RollupCommand::Show { id }) => {
-            print_rollup(cli.json, &client.rollup(*id).await?)
-        }
-        Command::Submit {
-            key,
-            rollup,
-            payload,
-            fee,
-        } => {
-            let data = payload.bytes()?;
-            let mut s = signer(&cli, &mut client, key).await?;
-            let hash = client.submit(&s.rollup_data(*rollup, data, *fee)).await?;
-            println!("{}", hex::encode(hash));
-        }
-        Command::ForceInclude {
-            key,
-            rollup,
-            payload,
-        } => {
-            let data = payload.bytes()?;
-            let mut s = signer(&cli, &mut client, key).await?;
-            // The wrapper runs first (nonce n), the forced tx later (n + 1).
-            let wrapper_nonce = s.next_nonce;
-            s.next_nonce += 1;
-            let inner = s.rollup_data(*rollup, data, None);
-            s.next_nonce = wrapper_nonce;
-            let wrapper = s.force_include(inner.clone(), None);
-            client.force_include(&wrapper).await?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"request_tx": hex::encode(wrapper.hash()), "forced_tx": hex::encode(inner.hash())})
-                );
-            } else {
-                println!(
-                    "request {} forces {}",
-                    hex::encode(wrapper.hash()),
-                    hex::encode(inner.hash())
-                );
-            }
-        }
-        Command::Forced { tx_hash } => {
-            let hash = hex::decode(tx_hash.trim_start_matches("0x"))
-                .ok()
-                .and_then(|h| <[u8; 32]>::try_from(h).ok())
-                .ok_or_else(|| anyhow::anyhow!("{tx_hash:?} is not a 32-byte hex hash"))?;
-            let r = client.forced_request(hash).await?;
-            let status = match pb::ForcedStatus::try_from(r.status) {
-                Ok(pb::ForcedStatus::Pending) => format!("pending, due by height {}", r.deadline),
-                Ok(pb::ForcedStatus::Included) => {
-                    format!("included at height {}", r.included_height)
-                }
-                Ok(pb::ForcedStatus::Failed) => {
-                    format!("failed: {} (code {})", r.failure, r.failure_code)
-                }
-                _ => "unknown".into(),
-            };
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"id": r.id, "status": r.status, "requested_height": r.requested_height, "deadline": r.deadline, "included_height": r.included_height, "failure": r.failure})
-                );
-            } else {
-                println!(
-                    "request {} (opened at {}): {status}",
-                    r.id, r.requested_height
-                );
-            }
-        }
-        Command::Batch(BatchCommand::Get { rollup, height }) => {
-            let raw = client.raw_batch(*rollup, *height).await?;
-            match verify_batch(&raw) {
-                Ok(batch) => print_batch(cli.json, &batch),
-                Err(e) => bail!("proof: FAILED: {e}"),
-            }
-        }
-        Command::Batch(BatchCommand::Stream {
-            rollup,
-            from,
-            skip_empty,
-        }) => {
-            let mut stream = client.stream_batches(*rollup, *from, *skip_empty);
-            while let Some(batch) = stream.next().await {
-                print_batch(cli.json, &batch?);
-            }
+fn rollup_line(r: &pb::Rollup) -> String {
+    let stats = r.stats.unwrap_or_default();
+    let proven = if r.verifying_key.is_empty() {
+        "not proven".to_string()
+    } else {
+        format!("proof window {}", r.proof_window)
+    };
+    format!(
+        "rollup {} {:?}: owner {}, {proven}, inclusion window {}, registered at {}, {} items, {} bytes, last batch at {}",
+        r.id,
+        r.name,
+        hex::encode(&r.owner),
+        r.inclusion_window,
+        r.registered_height,
+        stats.items,
+        stats.bytes,
+        stats.last_height
+    )
+}
+
+struct App {
+    cli: Cli,
+    client: RollupClient,
+}
+
+impl App {
+    fn print(&self, value: Value, human: impl FnOnce() -> String) {
+        if self.cli.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
         }
     }
-    Ok(())
+
+    async fn signer(&mut self, key: &Path) -> anyhow::Result<TxSigner> {
+        let key = keys::load(key)?;
+        let chain_id = match &self.cli.chain_id {
+            Some(id) => id.clone(),
+            None => {
+                self.client
+                    .status()
+                    .await
+                    .context("asking the node for the chain id (or give --chain-id)")?
+                    .chain_id
+            }
+        };
+        let mut signer = TxSigner::new(key, chain_id);
+        signer
+            .sync_nonce(&mut self.client)
+            .await
+            .context("reading the account's nonce")?;
+        Ok(signer)
+    }
+
+    /// Submits `tx`, waits if asked, and prints its hash.
+    async fn send(&mut self, tx: &Transaction, options: &SendOptions) -> anyhow::Result<()> {
+        let hash = self.client.submit(tx).await?;
+        let mut committed = false;
+        if let Some(seconds) = options.wait {
+            let signer = tx.signer;
+            self.client
+                .wait_for_nonce(signer, tx.body.nonce + 1, Duration::from_secs(seconds))
+                .await?;
+            committed = true;
+        }
+        self.print(
+            json!({"tx_hash": hex::encode(hash), "nonce": tx.body.nonce, "fee": tx.body.fee, "committed": committed}),
+            || {
+                if committed {
+                    format!("{} (committed)", hex::encode(hash))
+                } else {
+                    hex::encode(hash)
+                }
+            },
+        );
+        Ok(())
+    }
+
+    async fn run(&mut self) -> anyhow::Result<()> {
+        // Taken out so the arms can borrow `self` mutably.
+        let command = std::mem::replace(&mut self.cli.command, Command::Status);
+        match command {
+            Command::Keys(KeysCommand::New { out, force }) => {
+                let key = keys::generate();
+                keys::save(&out, &key, force)?;
+                let address = keys::address(&key);
+                self.print(
+                    json!({"address": address.to_string(), "file": out.display().to_string()}),
+                    || address.to_string(),
+                );
+            }
+            Command::Keys(KeysCommand::Show { file }) => {
+                let address = keys::address(&keys::load(&file)?);
+                self.print(json!({"address": address.to_string()}), || {
+                    address.to_string()
+                });
+            }
+            Command::Status => {
+                let s = self.client.status().await?;
+                let rollups: Vec<Value> = s.rollups.iter().map(rollup_json).collect();
+                self.print(
+                    json!({"chain_id": s.chain_id, "height": s.height, "app_hash": hex::encode(&s.app_hash), "rollups": rollups, "node": self.client.endpoint()}),
+                    || {
+                        let mut text = format!(
+                            "chain {} height {} app hash {} (from {})",
+                            s.chain_id,
+                            s.height,
+                            hex::encode(&s.app_hash),
+                            self.client.endpoint()
+                        );
+                        for r in &s.rollups {
+                            text.push_str("\n  ");
+                            text.push_str(&rollup_line(r));
+                        }
+                        text
+                    },
+                );
+            }
+            Command::Account { who } => {
+                let a = self.client.account(parse_address(&who)?).await?;
+                self.print(
+                    json!({"address": hex::encode(&a.address), "balance": a.balance, "nonce": a.nonce, "mempool_nonce": a.mempool_nonce}),
+                    || {
+                        format!(
+                            "{} balance {} nonce {} (next with pending: {})",
+                            hex::encode(&a.address),
+                            a.balance,
+                            a.nonce,
+                            a.nonce.max(a.mempool_nonce)
+                        )
+                    },
+                );
+            }
+            Command::Transfer {
+                key,
+                to,
+                amount,
+                send,
+            } => {
+                let to = parse_address(&to)?;
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.transfer(to, amount, send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Rollup(RollupCommand::Register {
+                key,
+                id,
+                name,
+                proof_window,
+                inclusion_window,
+                verifying_key,
+                send,
+            }) => {
+                let verifying_key = match verifying_key {
+                    Some(path) => read_verifying_key(&path)?,
+                    None => vec![],
+                };
+                let mut signer = self.signer(&key).await?;
+                let settings = RollupSettings {
+                    verifying_key,
+                    proof_window,
+                    inclusion_window,
+                };
+                let tx = signer.register_rollup(id, name, settings, send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Rollup(RollupCommand::Show { id }) => {
+                let r = self.client.rollup(id).await?;
+                self.print(rollup_json(&r), || rollup_line(&r));
+            }
+            Command::Submit {
+                key,
+                rollup,
+                payload,
+                send,
+            } => {
+                let data = payload.bytes()?;
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.rollup_data(rollup, data, send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::ForceInclude {
+                key,
+                rollup,
+                payload,
+            } => {
+                let data = payload.bytes()?;
+                let mut signer = self.signer(&key).await?;
+                // The wrapper runs first (nonce n), the forced tx later (n + 1).
+                let wrapper_nonce = signer.next_nonce;
+                signer.next_nonce += 1;
+                let inner = signer.rollup_data(rollup, data, None);
+                signer.next_nonce = wrapper_nonce;
+                let wrapper = signer.force_include(inner.clone(), None);
+                self.client.force_include(&wrapper).await?;
+                self.print(
+                    json!({"request_tx": hex::encode(wrapper.hash()), "forced_tx": hex::encode(inner.hash())}),
+                    || {
+                        format!(
+                            "request {} forces {}",
+                            hex::encode(wrapper.hash()),
+                            hex::encode(inner.hash())
+                        )
+                    },
+                );
+            }
+            Command::Forced { tx_hash } => {
+                let r = self.client.forced_request(parse_hash(&tx_hash)?).await?;
+                let status = match pb::ForcedStatus::try_from(r.status) {
+                    Ok(pb::ForcedStatus::Pending) => {
+                        format!("pending, due by height {}", r.deadline)
+                    }
+                    Ok(pb::ForcedStatus::Included) => {
+                        format!("included at height {}", r.included_height)
+                    }
+                    Ok(pb::ForcedStatus::Failed) => {
+                        format!("failed: {} (code {})", r.failure, r.failure_code)
+                    }
+                    _ => "unknown".into(),
+                };
+                self.print(
+                    json!({"id": r.id, "status": r.status, "requested_height": r.requested_height, "deadline": r.deadline, "included_height": r.included_height, "failure": r.failure}),
+                    || format!("request {} (opened at {}): {status}", r.id, r.requested_height),
+                );
+            }
+            Command::Batch(BatchCommand::Get { rollup, height }) => {
+                let raw = self.client.raw_batch(rollup, height).await?;
+                match verify_batch_for(&raw, rollup, height) {
+                    Ok(batch) => self.print(batch_json(&batch), || {
+                        let mut text = format!(
+                            "rollup {rollup} height {height}: {} items, {} bytes",
+                            batch.items.len(),
+                            batch_bytes(&batch)
+                        );
+                        for item in &batch.items {
+                            text.push_str(&format!(
+                                "\n  {} nonce {} [{}]: {}",
+                                hex::encode(&item.tx_hash),
+                                item.nonce,
+                                item.action_index,
+                                show_data(&item.data)
+                            ));
+                        }
+                        text.push('\n');
+                        text.push_str(VERIFIED);
+                        text
+                    }),
+                    Err(e) => {
+                        self.print(
+                            json!({"rollup_id": rollup, "height": height, "items": raw.items.len(), "verified": false, "error": e.to_string()}),
+                            || format!("rollup {rollup} height {height}: {} items\nproof: FAILED: {e}", raw.items.len()),
+                        );
+                        bail!("the batch does not verify");
+                    }
+                }
+            }
+            Command::Batch(BatchCommand::Stream {
+                rollup,
+                from,
+                skip_empty,
+            }) => {
+                let mut stream = self.client.stream_batches(rollup, from, skip_empty);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(batch) => self.print(batch_json(&batch), || {
+                            format!(
+                                "rollup {} height {}: {} items, {} bytes; {VERIFIED}",
+                                batch.rollup_id,
+                                batch.height,
+                                batch.items.len(),
+                                batch_bytes(&batch)
+                            )
+                        }),
+                        // Reported, then asked for again from the next node.
+                        Err(ClientError::Verify(e)) => self.print(
+                            json!({"rollup_id": rollup, "verified": false, "error": e.to_string()}),
+                            || format!("proof: FAILED: {e} (asking again)"),
+                        ),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[tokio::main]
@@ -407,8 +579,34 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(error) = run(Cli::parse()).await {
-        eprintln!("error: {error:#}");
+    let cli = Cli::parse();
+    let result = match RollupClient::new(cli.nodes.clone()) {
+        Ok(client) => {
+            let retry = RetryPolicy {
+                attempts: cli.attempts.max(1),
+                ..RetryPolicy::default()
+            };
+            let mut app = App {
+                client: client.with_retry(retry),
+                cli,
+            };
+            app.run().await
+        }
+        Err(e) => Err(e.into()),
+    };
+    if let Err(error) = result {
+        // Each cause once: library errors often repeat their source.
+        let mut text = String::new();
+        for cause in error.chain() {
+            let cause = cause.to_string();
+            if !text.contains(&cause) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                text.push_str(&cause);
+            }
+        }
+        eprintln!("error: {text}");
         std::process::exit(1);
     }
 }
