@@ -1,4 +1,7 @@
 //! Key files: `{"secret_key": "<64 hex>", "address": "<64 hex>"}`, mode 0600.
+//!
+//! The secret is the 32-byte ed25519 seed; the address is the public key. A
+//! file whose address does not belong to its secret is refused on load.
 
 use std::path::{Path, PathBuf};
 
@@ -30,20 +33,20 @@ struct KeyFile {
     address: String,
 }
 
+/// A new key from the operating system's random source.
 pub fn generate() -> SigningKey {
     SigningKey::generate(&mut rand::rngs::OsRng)
 }
 
+/// The account address of `key` (its public key).
 pub fn address(key: &SigningKey) -> Address {
     Address::from(&key.verifying_key())
 }
 
-/// Writes `key` to `path` (parent folders created, mode 0600); refuses to
-/// replace an existing file unless `overwrite`.
+/// Writes `key` to `path` (parent folders created); refuses to replace an
+/// existing file unless `overwrite`. On Unix the file is created with mode
+/// 0600, so the secret is never readable by others, even briefly.
 pub fn save(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), KeyError> {
-    if path.exists() && !overwrite {
-        return Err(KeyError::Exists(path.to_path_buf()));
-    }
     let write = |source| KeyError::Write {
         path: path.to_path_buf(),
         source,
@@ -56,15 +59,38 @@ pub fn save(path: &Path, key: &SigningKey, overwrite: bool) -> Result<(), KeyErr
         address: address(key).to_string(),
     })
     .map_err(|e| write(std::io::Error::other(e)))?;
-    std::fs::write(path, text + "\n").map_err(write)?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true); // atomic: no check-then-write race
+    }
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(write)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    let mut file = options.open(path).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyError::Exists(path.to_path_buf())
+        } else {
+            write(source)
+        }
+    })?;
+    #[cfg(unix)]
+    {
+        // An overwritten file keeps its old mode otherwise.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(write)?;
+    }
+    std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).map_err(write)?;
+    file.sync_all().map_err(write)?;
     Ok(())
 }
 
+/// Reads a key file, checking that its address belongs to its secret key.
 pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     let invalid = |reason: String| KeyError::Invalid {
         path: path.to_path_buf(),
@@ -105,7 +131,15 @@ mod tests {
             save(&path, &generate(), false),
             Err(KeyError::Exists(_))
         ));
-        save(&path, &generate(), true).unwrap();
+        assert_eq!(load(&path).unwrap().to_bytes(), key.to_bytes(), "unchanged");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        let replacement = generate();
+        save(&path, &replacement, true).unwrap();
+        assert_eq!(load(&path).unwrap().to_bytes(), replacement.to_bytes());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
