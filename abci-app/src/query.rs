@@ -221,6 +221,7 @@ impl Reader {
             height: self.last_height()?,
             app_hash: self.last_app_hash()?,
             rollups: self.rollups()?,
+            params: Some(self.params()?.to_pb()),
         })
     }
 }

@@ -320,17 +320,17 @@ impl App {
 
     async fn signer(&mut self, key: &Path) -> anyhow::Result<TxSigner> {
         let key = keys::load(key)?;
-        let chain_id = match &self.cli.chain_id {
-            Some(id) => id.clone(),
-            None => {
-                self.client
-                    .status()
-                    .await
-                    .context("asking the node for the chain id (or give --chain-id)")?
-                    .chain_id
-            }
-        };
+        // The chain id (unless given) and the fee parameters come from the node.
+        let status = self
+            .client
+            .status()
+            .await
+            .context("asking the node for the chain id and fees")?;
+        let chain_id = self.cli.chain_id.clone().unwrap_or(status.chain_id);
         let mut signer = TxSigner::new(key, chain_id);
+        if let Some(params) = &status.params {
+            signer.fees = params.into();
+        }
         signer
             .sync_nonce(&mut self.client)
             .await

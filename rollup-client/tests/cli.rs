@@ -126,6 +126,7 @@ impl RollupService for Node {
             height: 5,
             app_hash: vec![7; 32],
             rollups: vec![],
+            params: None,
         }))
     }
     async fn force_include(
