@@ -77,6 +77,8 @@ pub enum TestnetError {
     Grpc { url: String, reason: String },
     #[error("key file {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Key(#[from] seqnet_rollup_client::keys::KeyError),
     #[error("signal {signal} to pid {pid}: {source}")]
     Signal {
         pid: i32,
@@ -91,6 +93,13 @@ impl TestnetError {
         TestnetError::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub(crate) fn grpc(url: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        TestnetError::Grpc {
+            url: url.into(),
+            reason: reason.to_string(),
         }
     }
 

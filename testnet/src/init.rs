@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine;
+use seqnet_rollup_client::keys;
 use serde_json::{json, Value};
 
 use crate::error::{Result, TestnetError};
-use crate::keys;
 use crate::manifest::{FeeParams, KeyManifest, Manifest, NodeManifest, Ports, RollupManifest};
 
 /// Balance of the faucet account.
@@ -232,7 +232,7 @@ struct Account {
 fn make_account(dir: &Path, name: String, balance: u64) -> Result<Account> {
     let key = keys::generate();
     let rel = PathBuf::from("keys").join(format!("{name}.json"));
-    keys::write_key_file(&dir.join(&rel), &key)?;
+    keys::save(&dir.join(&rel), &key, true)?;
     Ok(Account {
         manifest: KeyManifest {
             name,

@@ -1,17 +1,14 @@
 #![doc = include_str!("../README.md")]
 
 pub mod binaries;
-pub mod client;
 pub mod error;
 pub mod init;
-pub mod keys;
 pub mod load;
 pub mod manifest;
 pub mod network;
 pub mod process;
 pub mod rpc;
 pub mod status;
-pub mod verify;
 
 pub use binaries::Binaries;
 pub use error::{Result, TestnetError};

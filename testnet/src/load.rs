@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use seqnet_rollup_client::{ClientError, FeeSchedule, RollupClient, TxSigner};
+use seqnet_rollup_client::{keys, ClientError, RollupClient, TxSigner};
 use tokio::sync::watch;
 
 use crate::error::{Result, TestnetError};
@@ -118,17 +118,10 @@ pub async fn run(
                     reason: format!("no key named {:?} in the manifest", rollup.owner_key),
                 })?;
         let path = dir.join(&key_manifest.path);
-        let key = seqnet_rollup_client::keys::load(&path).map_err(|e| TestnetError::KeyFile {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let key = keys::load(&path)?;
         let url = manifest.node(rollup.submit_node)?.grpc_url();
         let mut signer = TxSigner::new(key, manifest.chain_id.clone());
-        signer.fees = FeeSchedule {
-            base_fee: manifest.fees.base_fee,
-            fee_per_byte: manifest.fees.fee_per_byte,
-            ..FeeSchedule::default()
-        };
+        signer.fees = manifest.fees.schedule();
         tasks.spawn(rollup_task(
             rollup.clone(),
             url,

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use seqnet_rollup_client::FeeSchedule;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TestnetError};
@@ -115,10 +116,14 @@ pub struct FeeParams {
 }
 
 impl FeeParams {
-    /// The fee a transaction carrying `data_bytes` bytes of rollup data needs.
-    pub fn fee_for(&self, data_bytes: u64) -> u64 {
-        self.base_fee
-            .saturating_add(self.fee_per_byte.saturating_mul(data_bytes))
+    /// The fee schedule a [`seqnet_rollup_client::TxSigner`] pays by (its
+    /// default registration fee is the 1000 `init` writes into genesis).
+    pub fn schedule(&self) -> FeeSchedule {
+        FeeSchedule {
+            base_fee: self.base_fee,
+            fee_per_byte: self.fee_per_byte,
+            ..FeeSchedule::default()
+        }
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use seqnet_rollup_client::RollupClient;
+
 use crate::binaries::Binaries;
-use crate::client::{self, RollupClient};
 use crate::error::{Result, TestnetError};
 use crate::init::{self, InitOptions};
 use crate::manifest::{Manifest, NodeManifest};
@@ -138,9 +139,11 @@ impl Testnet {
         Ok(CometRpc::new(self.node(index)?.rpc_addr()))
     }
 
-    /// A connected gRPC client for the node's `RollupService`.
-    pub async fn client(&self, index: usize) -> Result<RollupClient> {
-        client::connect(&self.grpc_url(index)?).await
+    /// A gRPC client of the node's `RollupService` (it connects on first use
+    /// and retries transient failures; see `seqnet_rollup_client`).
+    pub fn client(&self, index: usize) -> Result<RollupClient> {
+        let url = self.grpc_url(index)?;
+        RollupClient::new(vec![url.clone()]).map_err(|e| TestnetError::grpc(url, e))
     }
 
     /// Path of a key file named in the manifest (`faucet`, `rollup-1`, ...).

@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 
-use crate::client;
+use seqnet_rollup_client::{RetryPolicy, RollupClient};
+
 use crate::manifest::Manifest;
 use crate::process;
 use crate::rpc::CometRpc;
@@ -96,9 +97,14 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
             continue;
         };
         let url = node.grpc_url();
+        // One attempt: a table of what answers now, not a wait for a node.
+        let once = RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        };
         let answer = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-            let mut c = client::connect(&url).await?;
-            client::node_status(&mut c, &url).await
+            let mut c = RollupClient::new(vec![url.clone()])?.with_retry(once);
+            c.status().await
         })
         .await;
         match answer {

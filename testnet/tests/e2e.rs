@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use seqnet_proto::{pb, Action, Code};
-use seqnet_testnet::client::{self, Submission, TxSigner};
-use seqnet_testnet::{keys, verify, Binaries, InitOptions, Testnet};
+use seqnet_proto::{pb, Action, Address, Code, TransactionBody};
+use seqnet_rollup_client::{keys, verify_batch, ClientError, RollupClient, TxSigner};
+use seqnet_testnet::{Binaries, InitOptions, Testnet};
 
 /// One network at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -87,12 +87,26 @@ fn signer_for(net: &Testnet, key_name: &str) -> anyhow::Result<TxSigner> {
         .key_path(key_name)
         .ok_or_else(|| anyhow::anyhow!("no key {key_name} in the manifest"))?;
     let m = net.manifest();
-    Ok(TxSigner::new(
-        keys::read_key_file(&path)?,
-        m.chain_id.clone(),
-        m.fees,
-        0,
-    ))
+    let mut signer = TxSigner::new(keys::load(&path)?, m.chain_id.clone());
+    signer.fees = m.fees.schedule();
+    Ok(signer)
+}
+
+/// A client of one node.
+fn connect(url: &str) -> anyhow::Result<RollupClient> {
+    Ok(RollupClient::new(vec![url.to_string()])?)
+}
+
+/// The account as the node knows it (`None` if it does not).
+async fn find_account(
+    c: &mut RollupClient,
+    address: Address,
+) -> anyhow::Result<Option<pb::Account>> {
+    match c.account(address).await {
+        Ok(account) => Ok(Some(account)),
+        Err(ClientError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A transaction the node acknowledged.
@@ -104,7 +118,10 @@ struct Acked {
 }
 
 /// Submits `count` RollupData transactions for `rollup_id` through `url`,
-/// one after another, each with the next nonce; every one must be accepted.
+/// one after another, each with the next nonce; every one must be accepted
+/// with the hash the transaction has. The client retries transport hiccups
+/// on a loaded machine with the same bytes (a duplicate would come back as
+/// "already in the mempool" and fail the test).
 async fn submit_sequence(
     url: String,
     mut signer: TxSigner,
@@ -112,38 +129,22 @@ async fn submit_sequence(
     count: usize,
     pause: Duration,
 ) -> anyhow::Result<Vec<Acked>> {
-    let mut c = client::connect(&url).await?;
+    let mut c = connect(&url)?;
     let mut acked = Vec::with_capacity(count);
     for _ in 0..count {
         let nonce = signer.next_nonce;
         let data = seqnet_testnet::load::payload(rollup_id, nonce, 200);
-        let tx = signer.rollup_data(rollup_id, data.clone());
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match client::submit(&mut c, &url, tx.to_bytes()).await {
-                Ok(Submission::Accepted { tx_hash }) => {
-                    anyhow::ensure!(
-                        tx_hash == tx.hash(),
-                        "node reported hash {} for tx {}",
-                        hex::encode(&tx_hash),
-                        hex::encode(tx.hash())
-                    );
-                    break;
-                }
-                Ok(rejected) => {
-                    anyhow::bail!("rollup {rollup_id} nonce {nonce} via {url}: {rejected}")
-                }
-                // A transport hiccup on a loaded machine: the same bytes again
-                // (a duplicate would come back as "already in the mempool").
-                Err(e) if attempts < 5 => {
-                    eprintln!("retrying rollup {rollup_id} nonce {nonce}: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    c = client::connect(&url).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let tx = signer.rollup_data(rollup_id, data.clone(), None);
+        let answer = c
+            .submit_bytes(tx.to_bytes().to_vec())
+            .await
+            .map_err(|e| anyhow::anyhow!("rollup {rollup_id} nonce {nonce} via {url}: {e}"))?;
+        anyhow::ensure!(
+            answer.tx_hash == tx.hash(),
+            "node reported hash {} for tx {}",
+            hex::encode(&answer.tx_hash),
+            hex::encode(tx.hash())
+        );
         acked.push(Acked {
             tx_hash: tx.hash().to_vec(),
             nonce,
@@ -158,8 +159,7 @@ async fn submit_sequence(
 
 /// Rollup stats (`items`) as one node reports them.
 async fn rollup_items(url: &str) -> anyhow::Result<BTreeMap<u64, u64>> {
-    let mut c = client::connect(url).await?;
-    let status = client::node_status(&mut c, url).await?;
+    let status = connect(url)?.status().await?;
     Ok(status
         .rollups
         .iter()
@@ -251,9 +251,7 @@ async fn assert_same_chain(net: &Testnet, nodes: &[usize], top: u64) -> anyhow::
 /// one CometBFT's next header commits to.
 async fn assert_status_matches_chain(net: &mut Testnet, nodes: &[usize]) -> anyhow::Result<()> {
     for &i in nodes {
-        let url = net.grpc_url(i)?;
-        let mut c = client::connect(&url).await?;
-        let status = client::node_status(&mut c, &url).await?;
+        let status = net.client(i)?.status().await?;
         anyhow::ensure!(
             status.chain_id == net.manifest().chain_id,
             "node{i} chain id {:?}",
@@ -293,15 +291,15 @@ async fn read_batches(
 ) -> anyhow::Result<(Vec<pb::BatchItem>, Option<pb::Batch>)> {
     let mut clients = Vec::new();
     for &i in nodes {
-        clients.push((i, net.grpc_url(i)?, net.client(i).await?));
+        clients.push((i, net.client(i)?));
     }
     let mut items = Vec::new();
     let mut sample = None;
     for height in 1..=top {
         let mut first: Option<(usize, pb::Batch)> = None;
-        for (i, url, c) in clients.iter_mut() {
-            let batch = client::batch(c, url, rollup_id, height).await?;
-            verify::verify_batch(&batch).map_err(|e| {
+        for (i, c) in clients.iter_mut() {
+            let batch = c.raw_batch(rollup_id, height).await?;
+            verify_batch(&batch).map_err(|e| {
                 anyhow::anyhow!(
                     "node{i} rollup {rollup_id} height {height}: proof does not verify: {e}"
                 )
@@ -341,7 +339,7 @@ fn assert_removal_detected(batch: &pb::Batch) -> anyhow::Result<()> {
         let mut partial = batch.clone();
         partial.items.remove(skip);
         anyhow::ensure!(
-            verify::verify_batch(&partial).is_err(),
+            verify_batch(&partial).is_err(),
             "batch at height {} verified with item {skip} removed",
             batch.height
         );
@@ -349,7 +347,7 @@ fn assert_removal_detected(batch: &pb::Batch) -> anyhow::Result<()> {
             proof.end -= 1;
         }
         anyhow::ensure!(
-            verify::verify_batch(&partial).is_err(),
+            verify_batch(&partial).is_err(),
             "batch at height {} verified with item {skip} removed and the proof range shrunk",
             batch.height
         );
@@ -546,13 +544,19 @@ fn flip_signature(tx: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(envelope.encode_to_vec())
 }
 
+/// Signs `actions` with `nonce` (whatever the signer's next nonce is) and
+/// `fee`, or the required fee.
 fn sign(signer: &TxSigner, nonce: u64, fee: Option<u64>, actions: Vec<Action>) -> Vec<u8> {
-    let mut body = signer.body(actions);
-    body.nonce = nonce;
-    if let Some(fee) = fee {
-        body.fee = fee;
+    let fee = fee.unwrap_or_else(|| signer.fees.required(&actions));
+    TransactionBody {
+        chain_id: signer.chain_id.clone(),
+        nonce,
+        fee,
+        actions,
     }
-    body.sign(&signer.key).to_bytes().to_vec()
+    .sign(&signer.key)
+    .to_bytes()
+    .to_vec()
 }
 
 fn data(rollup_id: u64, text: &str) -> Vec<Action> {
@@ -567,19 +571,19 @@ async fn bad_input_is_rejected_with_precise_codes() -> anyhow::Result<()> {
     let _serial = SERIAL.lock().await;
     let mut net = start_network(2, 1).await?;
     let all = [0usize, 1];
-    let grpc_url = net.grpc_url(0)?;
-    let mut grpc = net.client(0).await?;
+    let mut grpc = net.client(0)?;
     let rpc = net.rpc(1)?;
 
     // One good transaction first, so that nonce 0 is used.
     let mut signer = signer_for(&net, "user-1")?;
     let address = signer.address();
-    let good = signer.rollup_data(1, b"first".to_vec());
-    let verdict = client::submit(&mut grpc, &grpc_url, good.to_bytes()).await?;
-    anyhow::ensure!(verdict.is_accepted(), "good tx: {verdict}");
+    let good = signer.rollup_data(1, b"first".to_vec(), None);
+    grpc.submit_bytes(good.to_bytes().to_vec())
+        .await
+        .map_err(|e| anyhow::anyhow!("good tx: {e}"))?;
     let deadline = Instant::now() + INCLUDE_TIMEOUT;
     loop {
-        let account = client::account(&mut grpc, &grpc_url, &address).await?;
+        let account = find_account(&mut grpc, address).await?;
         if account.is_some_and(|a| a.nonce == 1) {
             break;
         }
@@ -595,9 +599,9 @@ async fn bad_input_is_rejected_with_precise_codes() -> anyhow::Result<()> {
         async move {
             let mut out = Vec::new();
             for url in net_urls {
-                let mut c = client::connect(&url).await?;
-                let account = client::account(&mut c, &url, &address).await?;
-                let status = client::node_status(&mut c, &url).await?;
+                let mut c = connect(&url)?;
+                let account = find_account(&mut c, address).await?;
+                let status = c.status().await?;
                 out.push((account, status.rollups));
             }
             anyhow::Ok(out)
@@ -688,10 +692,19 @@ async fn bad_input_is_rejected_with_precise_codes() -> anyhow::Result<()> {
 
     let mut failures = Vec::new();
     for case in &cases {
-        let verdict = client::submit(&mut grpc, &grpc_url, &case.grpc_tx).await?;
-        let (code, message) = match &verdict {
-            Submission::Accepted { .. } => (Some(Code::Ok), String::new()),
-            Submission::Rejected { code, message, .. } => (*code, message.clone()),
+        // Rejections are not retried: this is the node's one answer.
+        let (code, message, verdict) = match grpc.submit_bytes(case.grpc_tx.clone()).await {
+            Ok(answer) => (
+                Some(Code::Ok),
+                String::new(),
+                format!("accepted {}", hex::encode(&answer.tx_hash)),
+            ),
+            Err(ClientError::Rejected { code, message }) => {
+                let name = code.map_or_else(|| "no code".to_string(), |c| c.to_string());
+                let verdict = format!("rejected {name}: {message}");
+                (code, message, verdict)
+            }
+            Err(e) => return Err(e.into()),
         };
         eprintln!("gRPC {:<18} -> {verdict}", case.name);
         if code != Some(case.code) || !message.to_lowercase().contains(case.keyword) {
