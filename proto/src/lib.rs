@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod codes;
+pub mod groth16;
 pub mod inclusion;
 pub mod nmt;
 pub mod tx;
@@ -16,6 +17,7 @@ pub mod pb {
 }
 
 pub use codes::Code;
+pub use groth16::{batch_commitment, verify_batch_proof, BatchStatement, PreparedKey, ProofError};
 pub use nmt::{NamespaceProof, NmtError, NmtNode, NmtRoot};
 pub use tx::{Action, Address, RollupId, Transaction, TransactionBody, TxError};
 

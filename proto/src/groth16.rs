@@ -1,0 +1,993 @@
+//! Groth16 batch-proof verification over BLS12-381 (a pure function: no I/O,
+//! no clock, no randomness).
+//!
+//! A rollup registers a verifying key; a prover proves the state transition of
+//! one batch. The proof's six public inputs bind, in this order:
+//!
+//! 1. `rollup_id` (as a field element),
+//! 2. `height`,
+//! 3. the first 16 bytes of the [`batch_commitment`] as a big-endian `u128`,
+//! 4. its last 16 bytes, likewise,
+//! 5. the previous state root, 6. the new state root (32 bytes each, big-endian,
+//!    canonical: below the scalar field modulus `r`).
+//!
+//! Encodings are arkworks' compressed `ark-serialize` encodings: a
+//! [`VerifyingKey<Bls12_381>`](ark_groth16::VerifyingKey) is [`VK_LEN`] bytes
+//! (six public inputs), a [`Proof<Bls12_381>`](ark_groth16::Proof) exactly
+//! [`PROOF_LEN`] bytes (A: G1, B: G2, C: G1). Decoding is done here point by point
+//! so that every failure is named: a wrong length, a malformed encoding, a point
+//! not on the curve, a point outside the prime-order subgroup (G1 and G2 have
+//! cofactors; the endomorphism-based subgroup checks of `ark-bls12-381` are used),
+//! or the identity. The identity is rejected everywhere, in proofs and keys.
+//!
+//! Groth16 proofs are malleable (anyone can re-randomize a valid proof): never use
+//! a proof's bytes or hash as an identity.
+
+use ark_bls12_381::{Bls12_381, Fq, Fq2, G1Affine, G2Affine};
+use ark_ec::AffineRepr;
+use ark_ff::{BigInteger, BigInteger256, BigInteger384, PrimeField};
+use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
+
+pub use ark_bls12_381::Fr;
+
+/// Number of public inputs of a batch proof.
+pub const PUBLIC_INPUTS: usize = 6;
+/// Length of a compressed G1 point.
+pub const G1_LEN: usize = 48;
+/// Length of a compressed G2 point.
+pub const G2_LEN: usize = 96;
+/// Length of an encoded proof (A, B, C compressed).
+pub const PROOF_LEN: usize = 2 * G1_LEN + G2_LEN;
+/// Length of an encoded verifying key with [`PUBLIC_INPUTS`] inputs:
+/// alpha (G1), beta, gamma, delta (G2), a `u64` little-endian count, then
+/// `PUBLIC_INPUTS + 1` G1 points.
+pub const VK_LEN: usize = VK_HEADER_LEN + 8 + (PUBLIC_INPUTS + 1) * G1_LEN;
+const VK_HEADER_LEN: usize = G1_LEN + 3 * G2_LEN;
+
+/// Domain separator of [`batch_commitment`].
+pub const BATCH_COMMITMENT_DOMAIN: &[u8] = b"seqnet/batch/v1";
+
+const GAMMA_ABC_NAMES: [&str; PUBLIC_INPUTS + 1] = [
+    "vk.gamma_abc_g1[0]",
+    "vk.gamma_abc_g1[1]",
+    "vk.gamma_abc_g1[2]",
+    "vk.gamma_abc_g1[3]",
+    "vk.gamma_abc_g1[4]",
+    "vk.gamma_abc_g1[5]",
+    "vk.gamma_abc_g1[6]",
+];
+
+/// Why a proof or a verifying key was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The proof bytes are not a valid encoding (flags, non-canonical coordinate).
+    #[error("malformed proof: {reason}")]
+    MalformedProof { reason: String },
+    /// The verifying key bytes are not a valid encoding.
+    #[error("malformed verifying key: {reason}")]
+    MalformedKey { reason: String },
+    /// The proof has the wrong length.
+    #[error("proof is {got} bytes, want {want}")]
+    ProofLength { got: usize, want: usize },
+    /// A point's x-coordinate has no matching y on the curve.
+    #[error("{point} is not on the curve")]
+    NotOnCurve { point: &'static str },
+    /// A point lies on the curve but outside the prime-order subgroup.
+    #[error("{point} is not in the prime-order subgroup")]
+    NotInSubgroup { point: &'static str },
+    /// A point is the identity (point at infinity).
+    #[error("{point} is the identity")]
+    Identity { point: &'static str },
+    /// The verifying key has the wrong number of public inputs.
+    #[error("verifying key has {got} public inputs, expected {expected}")]
+    InputCount { expected: usize, got: usize },
+    /// A state root is not a canonical scalar field element (it is `>= r`).
+    #[error("state root is not a canonical BLS12-381 scalar (must be < r)")]
+    NonCanonicalRoot,
+    /// The pairing check failed: the proof does not prove this statement.
+    #[error("proof does not verify for this statement")]
+    Invalid,
+}
+
+/// SHA-256 commitment to a batch: `SHA-256(b"seqnet/batch/v1" || rollup_id (u64 BE)
+/// || height (u64 BE) || for each item: len (u32 BE) || prost encoding of the item)`.
+pub fn batch_commitment(rollup_id: u64, height: u64, items: &[crate::pb::BatchItem]) -> [u8; 32] {
+    use prost::Message;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(BATCH_COMMITMENT_DOMAIN);
+    h.update(rollup_id.to_be_bytes());
+    h.update(height.to_be_bytes());
+    for item in items {
+        let enc = item.encode_to_vec();
+        // Items are bounded by the transaction size limit, far below 4 GiB.
+        let len = u32::try_from(enc.len()).unwrap_or(u32::MAX);
+        h.update(len.to_be_bytes());
+        h.update(&enc);
+    }
+    h.finalize().into()
+}
+
+/// The statement a batch proof proves: the batch `(rollup_id, height, commitment)`
+/// moves the rollup's state from `prev_root` to `new_root`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BatchStatement {
+    pub rollup_id: u64,
+    pub height: u64,
+    /// [`batch_commitment`] of the batch.
+    pub commitment: [u8; 32],
+    /// Last proven state root (32 bytes, big-endian, `< r`).
+    pub prev_root: [u8; 32],
+    /// New state root (32 bytes, big-endian, `< r`).
+    pub new_root: [u8; 32],
+}
+
+impl BatchStatement {
+    /// The six public inputs, in circuit order:
+    /// `[rollup_id, height, commitment[0..16], commitment[16..32], prev_root, new_root]`
+    /// (the commitment's first 16 bytes come first, each half big-endian).
+    pub fn public_inputs(&self) -> Result<Vec<Fr>, ProofError> {
+        let [c_first, c_second] = commitment_halves(&self.commitment);
+        Ok(vec![
+            Fr::from(self.rollup_id),
+            Fr::from(self.height),
+            c_first,
+            c_second,
+            root_from_bytes(&self.prev_root)?,
+            root_from_bytes(&self.new_root)?,
+        ])
+    }
+}
+
+/// The commitment's two public inputs: bytes `0..16` and `16..32`, each read as
+/// a big-endian `u128`.
+pub fn commitment_halves(commitment: &[u8; 32]) -> [Fr; 2] {
+    let mut first = [0u8; 16];
+    let mut second = [0u8; 16];
+    first.copy_from_slice(&commitment[..16]);
+    second.copy_from_slice(&commitment[16..]);
+    [
+        Fr::from(u128::from_be_bytes(first)),
+        Fr::from(u128::from_be_bytes(second)),
+    ]
+}
+
+/// A state root as 32 big-endian bytes.
+pub fn root_to_bytes(root: Fr) -> [u8; 32] {
+    let be = root.into_bigint().to_bytes_be();
+    let mut out = [0u8; 32];
+    // A BLS12-381 scalar is 4 limbs = 32 bytes.
+    out[32 - be.len().min(32)..].copy_from_slice(&be[be.len().saturating_sub(32)..]);
+    out
+}
+
+/// A state root from 32 big-endian bytes; rejects values `>= r`.
+pub fn root_from_bytes(bytes: &[u8; 32]) -> Result<Fr, ProofError> {
+    let mut limbs = [0u64; 4];
+    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        let mut limb = [0u8; 8];
+        limb.copy_from_slice(chunk);
+        limbs[3 - i] = u64::from_be_bytes(limb);
+    }
+    Fr::from_bigint(BigInteger256::new(limbs)).ok_or(ProofError::NonCanonicalRoot)
+}
+
+#[derive(Clone, Copy)]
+enum Ctx {
+    Proof,
+    Key,
+}
+
+impl Ctx {
+    fn malformed(self, reason: String) -> ProofError {
+        match self {
+            Ctx::Proof => ProofError::MalformedProof { reason },
+            Ctx::Key => ProofError::MalformedKey { reason },
+        }
+    }
+}
+
+/// Flags of a compressed BLS12-381 point (ZCash serialization format, as used by
+/// arkworks): bit 7 compressed, bit 6 infinity, bit 5 "y is the larger root".
+struct Flags {
+    greatest: bool,
+}
+
+/// Parses flags and rejects the identity. `rest_zero` tells whether every coordinate
+/// bit (flags masked) is zero.
+fn parse_flags(
+    first: u8,
+    rest_zero: bool,
+    point: &'static str,
+    ctx: Ctx,
+) -> Result<Flags, ProofError> {
+    let compressed = first & 0x80 != 0;
+    let infinity = first & 0x40 != 0;
+    let greatest = first & 0x20 != 0;
+    if !compressed {
+        return Err(ctx.malformed(format!(
+            "{point}: compression flag not set (only compressed points are accepted)"
+        )));
+    }
+    if infinity {
+        if greatest || !rest_zero {
+            return Err(ctx.malformed(format!(
+                "{point}: infinity flag set with other flag or coordinate bits"
+            )));
+        }
+        return Err(ProofError::Identity { point });
+    }
+    Ok(Flags { greatest })
+}
+
+/// A base-field element from 48 big-endian bytes (flags already masked), if `< p`.
+fn fq_from_be(bytes: &[u8; G1_LEN]) -> Option<Fq> {
+    let mut limbs = [0u64; 6];
+    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        let mut limb = [0u8; 8];
+        limb.copy_from_slice(chunk);
+        limbs[5 - i] = u64::from_be_bytes(limb);
+    }
+    Fq::from_bigint(BigInteger384::new(limbs))
+}
+
+fn masked(bytes: &[u8]) -> [u8; G1_LEN] {
+    let mut out = [0u8; G1_LEN];
+    out.copy_from_slice(&bytes[..G1_LEN]);
+    out[0] &= 0x1f;
+    out
+}
+
+fn unmasked(bytes: &[u8]) -> [u8; G1_LEN] {
+    let mut out = [0u8; G1_LEN];
+    out.copy_from_slice(&bytes[..G1_LEN]);
+    out
+}
+
+/// Decodes a compressed G1 point (`bytes.len() == G1_LEN`), checking canonical
+/// encoding, curve membership, subgroup membership and non-identity.
+fn decode_g1(bytes: &[u8], point: &'static str, ctx: Ctx) -> Result<G1Affine, ProofError> {
+    let x_bytes = masked(bytes);
+    let flags = parse_flags(bytes[0], x_bytes == [0u8; G1_LEN], point, ctx)?;
+    let x = fq_from_be(&x_bytes).ok_or_else(|| {
+        ctx.malformed(format!(
+            "{point}: x-coordinate is not a canonical field element"
+        ))
+    })?;
+    let p = G1Affine::get_point_from_x_unchecked(x, flags.greatest)
+        .ok_or(ProofError::NotOnCurve { point })?;
+    if !p.is_in_correct_subgroup_assuming_on_curve() {
+        return Err(ProofError::NotInSubgroup { point });
+    }
+    Ok(p)
+}
+
+/// Decodes a compressed G2 point (`bytes.len() == G2_LEN`: x.c1 with flags, then
+/// x.c0), with the same checks as [`decode_g1`].
+fn decode_g2(bytes: &[u8], point: &'static str, ctx: Ctx) -> Result<G2Affine, ProofError> {
+    let c1_bytes = masked(&bytes[..G1_LEN]);
+    let c0_bytes = unmasked(&bytes[G1_LEN..G2_LEN]);
+    let rest_zero = c1_bytes == [0u8; G1_LEN] && c0_bytes == [0u8; G1_LEN];
+    let flags = parse_flags(bytes[0], rest_zero, point, ctx)?;
+    let c1 = fq_from_be(&c1_bytes)
+        .ok_or_else(|| ctx.malformed(format!("{point}: x.c1 is not a canonical field element")))?;
+    let c0 = fq_from_be(&c0_bytes)
+        .ok_or_else(|| ctx.malformed(format!("{point}: x.c0 is not a canonical field element")))?;
+    let p = G2Affine::get_point_from_x_unchecked(Fq2::new(c0, c1), flags.greatest)
+        .ok_or(ProofError::NotOnCurve { point })?;
+    if !p.is_in_correct_subgroup_assuming_on_curve() {
+        return Err(ProofError::NotInSubgroup { point });
+    }
+    Ok(p)
+}
+
+/// Decodes a proof: exactly [`PROOF_LEN`] bytes, A and C in G1, B in G2, each on
+/// the curve, in the prime-order subgroup and not the identity.
+pub fn decode_proof(bytes: &[u8]) -> Result<Proof<Bls12_381>, ProofError> {
+    if bytes.len() != PROOF_LEN {
+        return Err(ProofError::ProofLength {
+            got: bytes.len(),
+            want: PROOF_LEN,
+        });
+    }
+    let a = decode_g1(&bytes[..G1_LEN], "proof.A", Ctx::Proof)?;
+    let b = decode_g2(&bytes[G1_LEN..G1_LEN + G2_LEN], "proof.B", Ctx::Proof)?;
+    let c = decode_g1(&bytes[G1_LEN + G2_LEN..], "proof.C", Ctx::Proof)?;
+    Ok(Proof { a, b, c })
+}
+
+/// Decodes a verifying key for exactly [`PUBLIC_INPUTS`] public inputs; every
+/// point is validated as in [`decode_proof`], trailing bytes are rejected.
+pub fn decode_verifying_key(bytes: &[u8]) -> Result<VerifyingKey<Bls12_381>, ProofError> {
+    let key = Ctx::Key;
+    if bytes.len() < VK_HEADER_LEN + 8 {
+        return Err(key.malformed(format!(
+            "{} bytes, a verifying key is at least {} bytes",
+            bytes.len(),
+            VK_HEADER_LEN + 8
+        )));
+    }
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&bytes[VK_HEADER_LEN..VK_HEADER_LEN + 8]);
+    let count = u64::from_le_bytes(count);
+    if count == 0 {
+        return Err(key.malformed("gamma_abc_g1 is empty".into()));
+    }
+    if count != (PUBLIC_INPUTS + 1) as u64 {
+        return Err(ProofError::InputCount {
+            expected: PUBLIC_INPUTS,
+            got: usize::try_from(count - 1).unwrap_or(usize::MAX),
+        });
+    }
+    if bytes.len() != VK_LEN {
+        let what = if bytes.len() > VK_LEN {
+            "trailing bytes"
+        } else {
+            "truncated"
+        };
+        return Err(key.malformed(format!("{what}: {} bytes, want {VK_LEN}", bytes.len())));
+    }
+    let alpha_g1 = decode_g1(&bytes[..G1_LEN], "vk.alpha_g1", key)?;
+    let mut at = G1_LEN;
+    let mut g2 = |name| {
+        let p = decode_g2(&bytes[at..at + G2_LEN], name, key);
+        at += G2_LEN;
+        p
+    };
+    let beta_g2 = g2("vk.beta_g2")?;
+    let gamma_g2 = g2("vk.gamma_g2")?;
+    let delta_g2 = g2("vk.delta_g2")?;
+    let gamma_abc_g1 = bytes[VK_HEADER_LEN + 8..]
+        .chunks_exact(G1_LEN)
+        .zip(GAMMA_ABC_NAMES)
+        .map(|(chunk, name)| decode_g1(chunk, name, key))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(VerifyingKey {
+        alpha_g1,
+        beta_g2,
+        gamma_g2,
+        delta_g2,
+        gamma_abc_g1,
+    })
+}
+
+/// A decoded, validated and prepared verifying key: decode once (per rollup),
+/// verify many proofs.
+#[derive(Clone, Debug)]
+pub struct PreparedKey {
+    pvk: PreparedVerifyingKey<Bls12_381>,
+}
+
+impl PreparedKey {
+    /// Decodes and validates an encoded verifying key ([`decode_verifying_key`])
+    /// and prepares it (precomputes `e(alpha, beta)` and the G2 line coefficients).
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProofError> {
+        Ok(Self::prepare(&decode_verifying_key(bytes)?))
+    }
+
+    /// Prepares an already validated key. Fails only on the input count (the points
+    /// of a key made by `ark-groth16` are valid by construction).
+    pub fn from_key(vk: &VerifyingKey<Bls12_381>) -> Result<Self, ProofError> {
+        if vk.gamma_abc_g1.len() != PUBLIC_INPUTS + 1 {
+            return Err(ProofError::InputCount {
+                expected: PUBLIC_INPUTS,
+                got: vk.gamma_abc_g1.len().saturating_sub(1),
+            });
+        }
+        Ok(Self::prepare(vk))
+    }
+
+    fn prepare(vk: &VerifyingKey<Bls12_381>) -> Self {
+        Self {
+            pvk: ark_groth16::prepare_verifying_key(vk),
+        }
+    }
+
+    /// The verifying key.
+    pub fn key(&self) -> &VerifyingKey<Bls12_381> {
+        &self.pvk.vk
+    }
+
+    /// The arkworks prepared key (for batch verification built on top).
+    pub fn prepared(&self) -> &PreparedVerifyingKey<Bls12_381> {
+        &self.pvk
+    }
+
+    /// Verifies an encoded proof of `statement`.
+    pub fn verify(&self, proof_bytes: &[u8], statement: &BatchStatement) -> Result<(), ProofError> {
+        // Public inputs first: a non-canonical root is reported before any curve work.
+        let inputs = statement.public_inputs()?;
+        let proof = decode_proof(proof_bytes)?;
+        self.verify_inputs(&proof, &inputs)
+    }
+
+    /// Verifies a decoded (hence validated) proof of `statement`.
+    pub fn verify_proof(
+        &self,
+        proof: &Proof<Bls12_381>,
+        statement: &BatchStatement,
+    ) -> Result<(), ProofError> {
+        self.verify_inputs(proof, &statement.public_inputs()?)
+    }
+
+    fn verify_inputs(&self, proof: &Proof<Bls12_381>, inputs: &[Fr]) -> Result<(), ProofError> {
+        if proof.a.is_zero() || proof.b.is_zero() || proof.c.is_zero() {
+            let point = if proof.a.is_zero() {
+                "proof.A"
+            } else if proof.b.is_zero() {
+                "proof.B"
+            } else {
+                "proof.C"
+            };
+            return Err(ProofError::Identity { point });
+        }
+        let prepared = Groth16::<Bls12_381>::prepare_inputs(&self.pvk, inputs).map_err(|_| {
+            ProofError::InputCount {
+                expected: self.pvk.vk.gamma_abc_g1.len().saturating_sub(1),
+                got: inputs.len(),
+            }
+        })?;
+        match Groth16::<Bls12_381>::verify_proof_with_prepared_inputs(&self.pvk, proof, &prepared) {
+            Ok(true) => Ok(()),
+            _ => Err(ProofError::Invalid),
+        }
+    }
+}
+
+/// Decodes `vk_bytes` and verifies `proof_bytes` for `statement` (prefer a cached
+/// [`PreparedKey`] when verifying several proofs of one rollup).
+pub fn verify_batch_proof(
+    vk_bytes: &[u8],
+    proof_bytes: &[u8],
+    statement: &BatchStatement,
+) -> Result<(), ProofError> {
+    PreparedKey::decode(vk_bytes)?.verify(proof_bytes, statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ff::{Field, One, UniformRand, Zero};
+    use ark_groth16::ProvingKey;
+    use ark_relations::lc;
+    use ark_relations::r1cs::{
+        ConstraintSynthesizer, ConstraintSystemRef, SynthesisError, Variable,
+    };
+    use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+    use proptest::prelude::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+    use std::sync::OnceLock;
+
+    /// Test circuit: `new_root = prev_root + rollup_id * height + c0 * c1`.
+    #[derive(Clone)]
+    struct Toy {
+        inputs: Option<[Fr; 5]>,
+    }
+
+    fn toy_next_root(rollup_id: u64, height: u64, commitment: &[u8; 32], prev: Fr) -> Fr {
+        let [c0, c1] = commitment_halves(commitment);
+        prev + Fr::from(rollup_id) * Fr::from(height) + c0 * c1
+    }
+
+    impl ConstraintSynthesizer<Fr> for Toy {
+        fn generate_constraints(self, cs: ConstraintSystemRef<Fr>) -> Result<(), SynthesisError> {
+            let v = |i: usize| {
+                self.inputs
+                    .map(|x| x[i])
+                    .ok_or(SynthesisError::AssignmentMissing)
+            };
+            let id = cs.new_input_variable(|| v(0))?;
+            let h = cs.new_input_variable(|| v(1))?;
+            let c0 = cs.new_input_variable(|| v(2))?;
+            let c1 = cs.new_input_variable(|| v(3))?;
+            let prev = cs.new_input_variable(|| v(4))?;
+            let new = cs.new_input_variable(|| {
+                let x = self.inputs.ok_or(SynthesisError::AssignmentMissing)?;
+                Ok(x[4] + x[0] * x[1] + x[2] * x[3])
+            })?;
+            let p1 = cs.new_witness_variable(|| Ok(v(0)? * v(1)?))?;
+            let p2 = cs.new_witness_variable(|| Ok(v(2)? * v(3)?))?;
+            cs.enforce_constraint(lc!() + id, lc!() + h, lc!() + p1)?;
+            cs.enforce_constraint(lc!() + c0, lc!() + c1, lc!() + p2)?;
+            cs.enforce_constraint(lc!() + prev + p1 + p2, lc!() + Variable::One, lc!() + new)?;
+            Ok(())
+        }
+    }
+
+    fn keys() -> &'static (ProvingKey<Bls12_381>, Vec<u8>) {
+        static KEYS: OnceLock<(ProvingKey<Bls12_381>, Vec<u8>)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            let mut rng = ChaCha20Rng::seed_from_u64(7);
+            let pk = Groth16::<Bls12_381>::generate_random_parameters_with_reduction(
+                Toy { inputs: None },
+                &mut rng,
+            )
+            .unwrap();
+            let mut vk = Vec::new();
+            pk.vk.serialize_compressed(&mut vk).unwrap();
+            (pk, vk)
+        })
+    }
+
+    fn statement() -> BatchStatement {
+        let commitment = batch_commitment(3, 42, &[]);
+        let prev = Fr::from(1234u64);
+        BatchStatement {
+            rollup_id: 3,
+            height: 42,
+            commitment,
+            prev_root: root_to_bytes(prev),
+            new_root: root_to_bytes(toy_next_root(3, 42, &commitment, prev)),
+        }
+    }
+
+    fn prove(st: &BatchStatement, seed: u64) -> Vec<u8> {
+        let (pk, _) = keys();
+        let [c0, c1] = commitment_halves(&st.commitment);
+        let circuit = Toy {
+            inputs: Some([
+                Fr::from(st.rollup_id),
+                Fr::from(st.height),
+                c0,
+                c1,
+                root_from_bytes(&st.prev_root).unwrap(),
+            ]),
+        };
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let proof = Groth16::<Bls12_381>::create_random_proof_with_reduction(circuit, pk, &mut rng)
+            .unwrap();
+        let mut out = Vec::new();
+        proof.serialize_compressed(&mut out).unwrap();
+        out
+    }
+
+    fn proof() -> &'static Vec<u8> {
+        static PROOF: OnceLock<Vec<u8>> = OnceLock::new();
+        PROOF.get_or_init(|| prove(&statement(), 1))
+    }
+
+    fn vk() -> &'static [u8] {
+        &keys().1
+    }
+
+    fn g1_bytes(p: &G1Affine) -> Vec<u8> {
+        let mut out = Vec::new();
+        p.serialize_compressed(&mut out).unwrap();
+        out
+    }
+
+    fn g2_bytes(p: &G2Affine) -> Vec<u8> {
+        let mut out = Vec::new();
+        p.serialize_compressed(&mut out).unwrap();
+        out
+    }
+
+    /// A G1 point on the curve but outside the prime-order subgroup.
+    fn g1_outside_subgroup() -> G1Affine {
+        (1u64..)
+            .find_map(|x| {
+                G1Affine::get_point_from_x_unchecked(Fq::from(x), false)
+                    .filter(|p| !p.is_in_correct_subgroup_assuming_on_curve())
+            })
+            .unwrap()
+    }
+
+    fn g2_outside_subgroup() -> G2Affine {
+        (1u64..)
+            .find_map(|x| {
+                G2Affine::get_point_from_x_unchecked(Fq2::new(Fq::from(x), Fq::one()), false)
+                    .filter(|p| !p.is_in_correct_subgroup_assuming_on_curve())
+            })
+            .unwrap()
+    }
+
+    /// An x-coordinate with no point on G1.
+    fn g1_x_off_curve() -> Fq {
+        (1u64..)
+            .map(Fq::from)
+            .find(|x| G1Affine::get_point_from_x_unchecked(*x, false).is_none())
+            .unwrap()
+    }
+
+    fn with_a(a: &[u8]) -> Vec<u8> {
+        let mut p = proof().clone();
+        p[..G1_LEN].copy_from_slice(a);
+        p
+    }
+
+    #[test]
+    fn sizes_match_arkworks() {
+        assert_eq!(vk().len(), VK_LEN);
+        assert_eq!(proof().len(), PROOF_LEN);
+        assert_eq!(PROOF_LEN, 192);
+    }
+
+    #[test]
+    fn valid_proof_verifies() {
+        let st = statement();
+        verify_batch_proof(vk(), proof(), &st).unwrap();
+        let key = PreparedKey::decode(vk()).unwrap();
+        key.verify(proof(), &st).unwrap();
+        assert_eq!(key.key(), &keys().0.vk);
+        // A second, independently randomized proof verifies too.
+        key.verify(&prove(&st, 99), &st).unwrap();
+    }
+
+    #[test]
+    fn decoders_agree_with_arkworks() {
+        let vk_ark = VerifyingKey::<Bls12_381>::deserialize_compressed(vk()).unwrap();
+        assert_eq!(decode_verifying_key(vk()).unwrap(), vk_ark);
+        let p_ark = Proof::<Bls12_381>::deserialize_compressed(&proof()[..]).unwrap();
+        assert_eq!(decode_proof(proof()).unwrap(), p_ark);
+    }
+
+    #[test]
+    fn wrong_public_inputs_are_invalid() {
+        let key = PreparedKey::decode(vk()).unwrap();
+        let st = statement();
+        let mut cases = Vec::new();
+        cases.push(BatchStatement {
+            rollup_id: st.rollup_id + 1,
+            ..st
+        });
+        cases.push(BatchStatement {
+            height: st.height + 1,
+            ..st
+        });
+        for i in [0, 15, 16, 31] {
+            let mut commitment = st.commitment;
+            commitment[i] ^= 1;
+            cases.push(BatchStatement { commitment, ..st });
+        }
+        let bump = |root: &[u8; 32]| root_to_bytes(root_from_bytes(root).unwrap() + Fr::one());
+        cases.push(BatchStatement {
+            prev_root: bump(&st.prev_root),
+            ..st
+        });
+        cases.push(BatchStatement {
+            new_root: bump(&st.new_root),
+            ..st
+        });
+        for case in cases {
+            assert_eq!(
+                key.verify(proof(), &case),
+                Err(ProofError::Invalid),
+                "{case:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn swapped_commitment_halves_are_invalid() {
+        let st = statement();
+        let mut commitment = [0u8; 32];
+        commitment[..16].copy_from_slice(&st.commitment[16..]);
+        commitment[16..].copy_from_slice(&st.commitment[..16]);
+        let swapped = BatchStatement { commitment, ..st };
+        assert_eq!(
+            verify_batch_proof(vk(), proof(), &swapped),
+            Err(ProofError::Invalid)
+        );
+    }
+
+    #[test]
+    fn roots_roundtrip_and_reject_non_canonical() {
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        for _ in 0..32 {
+            let x = Fr::rand(&mut rng);
+            assert_eq!(root_from_bytes(&root_to_bytes(x)).unwrap(), x);
+        }
+        let minus_one = -Fr::one();
+        let mut r = root_to_bytes(minus_one);
+        // r - 1 + 1 = r as an integer: not canonical.
+        r[31] += 1;
+        assert_eq!(root_from_bytes(&r), Err(ProofError::NonCanonicalRoot));
+        assert_eq!(
+            root_from_bytes(&[0xff; 32]),
+            Err(ProofError::NonCanonicalRoot)
+        );
+        assert_eq!(root_to_bytes(Fr::zero()), [0u8; 32]);
+        assert_eq!(root_to_bytes(Fr::from(258u64))[30..], [1, 2]);
+        let st = BatchStatement {
+            new_root: [0xff; 32],
+            ..statement()
+        };
+        assert_eq!(
+            verify_batch_proof(vk(), proof(), &st),
+            Err(ProofError::NonCanonicalRoot)
+        );
+        let st = BatchStatement {
+            prev_root: r,
+            ..statement()
+        };
+        assert_eq!(st.public_inputs(), Err(ProofError::NonCanonicalRoot));
+    }
+
+    #[test]
+    fn public_input_layout() {
+        let mut commitment = [0u8; 32];
+        commitment[15] = 1; // first half = 1
+        commitment[16] = 0x80; // second half = 2^127
+        let st = BatchStatement {
+            rollup_id: 5,
+            height: u64::MAX,
+            commitment,
+            prev_root: root_to_bytes(Fr::from(9u64)),
+            new_root: root_to_bytes(Fr::from(10u64)),
+        };
+        let two = Fr::from(2u64);
+        assert_eq!(
+            st.public_inputs().unwrap(),
+            vec![
+                Fr::from(5u64),
+                Fr::from(u64::MAX),
+                Fr::one(),
+                two.pow([127u64]),
+                Fr::from(9u64),
+                Fr::from(10u64)
+            ]
+        );
+    }
+
+    #[test]
+    fn batch_commitment_layout() {
+        let item = crate::pb::BatchItem {
+            tx_hash: vec![1; 32],
+            signer: vec![2; 32],
+            nonce: 7,
+            action_index: 1,
+            data: b"hello".to_vec(),
+        };
+        use prost::Message;
+        let enc = item.encode_to_vec();
+        let mut pre = b"seqnet/batch/v1".to_vec();
+        pre.extend_from_slice(&9u64.to_be_bytes());
+        pre.extend_from_slice(&10u64.to_be_bytes());
+        pre.extend_from_slice(&(enc.len() as u32).to_be_bytes());
+        pre.extend_from_slice(&enc);
+        assert_eq!(
+            batch_commitment(9, 10, std::slice::from_ref(&item)),
+            crate::sha256(&pre)
+        );
+        assert_ne!(batch_commitment(9, 10, &[]), batch_commitment(9, 11, &[]));
+        assert_ne!(batch_commitment(9, 10, &[]), batch_commitment(10, 10, &[]));
+        assert_ne!(
+            batch_commitment(9, 10, &[item.clone()]),
+            batch_commitment(9, 10, &[item.clone(), item])
+        );
+    }
+
+    #[test]
+    fn proof_length_errors() {
+        let st = statement();
+        let p = proof();
+        assert_eq!(
+            verify_batch_proof(vk(), &p[..191], &st),
+            Err(ProofError::ProofLength {
+                got: 191,
+                want: 192
+            })
+        );
+        let mut long = p.clone();
+        long.push(0);
+        assert_eq!(
+            verify_batch_proof(vk(), &long, &st),
+            Err(ProofError::ProofLength {
+                got: 193,
+                want: 192
+            })
+        );
+        assert_eq!(
+            decode_proof(&[]),
+            Err(ProofError::ProofLength { got: 0, want: 192 })
+        );
+    }
+
+    #[test]
+    fn garbage_proof_is_malformed() {
+        // No compression flag.
+        assert!(matches!(
+            decode_proof(&[0u8; PROOF_LEN]),
+            Err(ProofError::MalformedProof { .. })
+        ));
+        // x >= p.
+        let mut p = proof().clone();
+        p[..G1_LEN].fill(0xff);
+        p[0] = 0x9f;
+        match decode_proof(&p) {
+            Err(ProofError::MalformedProof { reason }) => {
+                assert!(
+                    reason.contains("proof.A") && reason.contains("canonical"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Infinity flag with coordinate bits.
+        let mut p = proof().clone();
+        p[G1_LEN] = 0xc0;
+        p[G1_LEN + 5] = 1;
+        assert!(matches!(
+            decode_proof(&p),
+            Err(ProofError::MalformedProof { reason }) if reason.contains("proof.B")
+        ));
+    }
+
+    #[test]
+    fn identity_points_are_rejected() {
+        let mut inf_g1 = [0u8; G1_LEN];
+        inf_g1[0] = 0xc0;
+        assert_eq!(g1_bytes(&G1Affine::zero()), inf_g1);
+        let st = statement();
+        assert_eq!(
+            verify_batch_proof(vk(), &with_a(&inf_g1), &st),
+            Err(ProofError::Identity { point: "proof.A" })
+        );
+        let mut p = proof().clone();
+        p[G1_LEN..G1_LEN + G2_LEN].copy_from_slice(&g2_bytes(&G2Affine::zero()));
+        assert_eq!(
+            decode_proof(&p),
+            Err(ProofError::Identity { point: "proof.B" })
+        );
+        let mut p = proof().clone();
+        p[G1_LEN + G2_LEN..].copy_from_slice(&inf_g1);
+        assert_eq!(
+            decode_proof(&p),
+            Err(ProofError::Identity { point: "proof.C" })
+        );
+        // Also when handed an already decoded proof.
+        let key = PreparedKey::decode(vk()).unwrap();
+        let mut decoded = decode_proof(proof()).unwrap();
+        decoded.c = G1Affine::zero();
+        assert_eq!(
+            key.verify_proof(&decoded, &st),
+            Err(ProofError::Identity { point: "proof.C" })
+        );
+    }
+
+    #[test]
+    fn point_outside_subgroup_is_rejected() {
+        let bad = g1_outside_subgroup();
+        assert!(bad.is_on_curve());
+        assert_eq!(
+            decode_proof(&with_a(&g1_bytes(&bad))),
+            Err(ProofError::NotInSubgroup { point: "proof.A" })
+        );
+        let mut p = proof().clone();
+        p[G1_LEN + G2_LEN..].copy_from_slice(&g1_bytes(&bad));
+        assert_eq!(
+            decode_proof(&p),
+            Err(ProofError::NotInSubgroup { point: "proof.C" })
+        );
+        let bad2 = g2_outside_subgroup();
+        let mut p = proof().clone();
+        p[G1_LEN..G1_LEN + G2_LEN].copy_from_slice(&g2_bytes(&bad2));
+        assert_eq!(
+            decode_proof(&p),
+            Err(ProofError::NotInSubgroup { point: "proof.B" })
+        );
+        // arkworks' checked decoder agrees that the point is invalid.
+        assert!(G1Affine::deserialize_compressed(&g1_bytes(&bad)[..]).is_err());
+    }
+
+    #[test]
+    fn point_off_curve_is_rejected() {
+        let x = g1_x_off_curve();
+        let mut enc = [0u8; G1_LEN];
+        let be = x.into_bigint().to_bytes_be();
+        enc[G1_LEN - be.len()..].copy_from_slice(&be);
+        enc[0] |= 0x80;
+        assert_eq!(
+            decode_proof(&with_a(&enc)),
+            Err(ProofError::NotOnCurve { point: "proof.A" })
+        );
+    }
+
+    #[test]
+    fn key_errors() {
+        let good = vk().to_vec();
+        // Trailing bytes.
+        let mut long = good.clone();
+        long.push(0);
+        assert!(matches!(
+            PreparedKey::decode(&long),
+            Err(ProofError::MalformedKey { reason }) if reason.contains("trailing")
+        ));
+        // Truncated.
+        assert!(matches!(
+            PreparedKey::decode(&good[..good.len() - 1]),
+            Err(ProofError::MalformedKey { .. })
+        ));
+        assert!(matches!(
+            PreparedKey::decode(&[]),
+            Err(ProofError::MalformedKey { .. })
+        ));
+        // Wrong input count: a key with 5 inputs.
+        let mut vk5 = decode_verifying_key(&good).unwrap();
+        vk5.gamma_abc_g1.pop();
+        let mut enc = Vec::new();
+        vk5.serialize_compressed(&mut enc).unwrap();
+        assert_eq!(
+            PreparedKey::decode(&enc).map(|_| ()),
+            Err(ProofError::InputCount {
+                expected: 6,
+                got: 5
+            })
+        );
+        assert_eq!(
+            PreparedKey::from_key(&vk5).map(|_| ()),
+            Err(ProofError::InputCount {
+                expected: 6,
+                got: 5
+            })
+        );
+        // Points of the key are checked and named.
+        let mut bad = good.clone();
+        let at = VK_HEADER_LEN + 8 + 3 * G1_LEN;
+        bad[at..at + G1_LEN].copy_from_slice(&g1_bytes(&g1_outside_subgroup()));
+        assert_eq!(
+            PreparedKey::decode(&bad).map(|_| ()),
+            Err(ProofError::NotInSubgroup {
+                point: "vk.gamma_abc_g1[3]"
+            })
+        );
+        let mut bad = good.clone();
+        bad[G1_LEN + G2_LEN..G1_LEN + 2 * G2_LEN].copy_from_slice(&g2_bytes(&G2Affine::zero()));
+        assert_eq!(
+            PreparedKey::decode(&bad).map(|_| ()),
+            Err(ProofError::Identity {
+                point: "vk.gamma_g2"
+            })
+        );
+        let mut bad = good;
+        bad[..G1_LEN].copy_from_slice(&g1_bytes(&g1_outside_subgroup()));
+        assert_eq!(
+            PreparedKey::decode(&bad).map(|_| ()),
+            Err(ProofError::NotInSubgroup {
+                point: "vk.alpha_g1"
+            })
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn key_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..800)) {
+            let _ = PreparedKey::decode(&bytes);
+        }
+
+        #[test]
+        fn key_decode_with_valid_count_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), VK_LEN..=VK_LEN),
+        ) {
+            let mut bytes = bytes;
+            bytes[VK_HEADER_LEN..VK_HEADER_LEN + 8]
+                .copy_from_slice(&((PUBLIC_INPUTS + 1) as u64).to_le_bytes());
+            let _ = PreparedKey::decode(&bytes);
+        }
+
+        #[test]
+        fn proof_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_proof(&bytes);
+        }
+
+        #[test]
+        fn random_proofs_never_verify(bytes in proptest::collection::vec(any::<u8>(), PROOF_LEN..=PROOF_LEN), flags in 0u8..8) {
+            let mut bytes = bytes;
+            // Set plausible flags so decoding gets past the first byte.
+            bytes[0] = (bytes[0] & 0x1f) | 0x80 | ((flags & 1) << 5);
+            bytes[G1_LEN] = (bytes[G1_LEN] & 0x1f) | 0x80 | ((flags & 2) << 4);
+            bytes[G1_LEN + G2_LEN] = (bytes[G1_LEN + G2_LEN] & 0x1f) | 0x80 | ((flags & 4) << 3);
+            prop_assert!(verify_batch_proof(vk(), &bytes, &statement()).is_err());
+        }
+
+        #[test]
+        fn any_bit_flip_is_rejected(bit in 0usize..PROOF_LEN * 8) {
+            let mut p = proof().clone();
+            p[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(verify_batch_proof(vk(), &p, &statement()).is_err());
+        }
+    }
+}
