@@ -26,7 +26,11 @@ fn force(payer: u8, nonce: u64, inner: &[u8]) -> Vec<u8> {
 }
 
 fn system_tx(height: i64, lists: &[(u8, Vec<Vec<u8>>)]) -> Vec<u8> {
-    let info = extended_commit_info(height, lists);
+    injected(height, &extended_commit_info(height, lists))
+}
+
+/// The system transaction a proposer injects for `info`, taken as it is.
+fn injected(height: i64, info: &abci::ExtendedCommitInfo) -> Vec<u8> {
     encode_system_tx(&pb::ExtendedCommit {
         height,
         round: 0,
@@ -196,23 +200,7 @@ fn forged_underpowered_or_missing_extended_commits_are_rejected() {
         extended_commit_info(1, &[(11, vec![]), (12, vec![]), (13, vec![]), (14, vec![])]);
     forged.votes[0].vote_extension =
         seqnet_proto::inclusion::encode_inclusion_list(vec![b"evil".to_vec()]).into();
-    let forged_tx = encode_system_tx(&pb::ExtendedCommit {
-        height: 1,
-        round: 0,
-        votes: forged
-            .votes
-            .iter()
-            .map(|v| pb::ExtendedVote {
-                validator_address: v
-                    .validator
-                    .as_ref()
-                    .map(|x| x.address.to_vec())
-                    .unwrap_or_default(),
-                extension: v.vote_extension.to_vec(),
-                signature: v.extension_signature.to_vec(),
-            })
-            .collect(),
-    });
+    let forged_tx = injected(1, &forged);
     assert!(!accepts(&node, 2, &[forged_tx]));
     // Wrong height, and a system tx anywhere but first.
     assert!(!accepts(&node, 2, &[empty_system_tx(2)]));

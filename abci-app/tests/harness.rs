@@ -209,18 +209,11 @@ fn restart_resumes_from_the_last_commit() {
 #[test]
 fn a_proposal_with_an_invalid_tx_is_rejected() {
     let node = new_node();
-    let verdict = node.app.process_proposal(abci::RequestProcessProposal {
-        txs: vec![
-            data_tx(1, 0, 1, b"ok").into(),
-            data_tx(1, 0, 1, b"replay").into(),
-        ],
-        height: 1,
-        ..Default::default()
-    });
-    assert_eq!(
-        verdict.status,
-        abci::response_process_proposal::ProposalStatus::Reject as i32
-    );
+    assert!(!accepts(
+        &node,
+        1,
+        &[data_tx(1, 0, 1, b"ok"), data_tx(1, 0, 1, b"replay")]
+    ));
 }
 
 #[test]
@@ -245,15 +238,8 @@ fn one_rollup_cannot_starve_the_others() {
     let total: usize = proposal.txs.iter().map(|t| t.len()).sum();
     assert!(total <= 20_000);
     // Nonces of each signer stay in order, so the proposal is valid.
-    let verdict = node.app.process_proposal(abci::RequestProcessProposal {
-        txs: proposal.txs.clone(),
-        height: 1,
-        ..Default::default()
-    });
-    assert_eq!(
-        verdict.status,
-        abci::response_process_proposal::ProposalStatus::Accept as i32
-    );
+    let block: Vec<Vec<u8>> = proposal.txs.iter().map(|t| t.to_vec()).collect();
+    assert!(accepts(&node, 1, &block));
 }
 
 /// The app hash of a fixed block sequence. A change here changes consensus:
