@@ -753,7 +753,7 @@ mod tests {
         assert_ne!(batch_commitment(9, 10, &[]), batch_commitment(9, 11, &[]));
         assert_ne!(batch_commitment(9, 10, &[]), batch_commitment(10, 10, &[]));
         assert_ne!(
-            batch_commitment(9, 10, &[item.clone()]),
+            batch_commitment(9, 10, std::slice::from_ref(&item)),
             batch_commitment(9, 10, &[item.clone(), item])
         );
     }
