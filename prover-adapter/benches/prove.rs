@@ -1,6 +1,8 @@
 //! Proving and verification times of the reference circuit at several sizes.
 //! `SEQNET_BENCH_SIZES` (default `10,14,16`) and `SEQNET_BENCH_JOBS` (default 3)
-//! tune it. Absolute figures need an optimized build.
+//! tune it. Verification includes decoding the proof (point decompression and
+//! subgroup checks), shown on its own in the last column. Absolute figures need
+//! an optimized build.
 
 use std::time::{Duration, Instant};
 
@@ -33,8 +35,8 @@ fn main() -> anyhow::Result<()> {
     };
     println!("reference circuit, Groth16/BLS12-381, {jobs} jobs per size, {profile}");
     println!(
-        "{:>3} {:>9} {:>10} {:>14} {:>15}",
-        "k", "constr.", "setup ms", "prove ms/job", "verify ms/proof"
+        "{:>3} {:>9} {:>10} {:>14} {:>15} {:>15}",
+        "k", "constr.", "setup ms", "prove ms/job", "verify ms/proof", "(decode ms)"
     );
     for k in sizes {
         let constraints = seqnet_prover::constraint_count(k)?;
@@ -70,11 +72,19 @@ fn main() -> anyhow::Result<()> {
             }
         }
         let verify_time = t.elapsed() / (reps * jobs);
+        let t = Instant::now();
+        for _ in 0..reps {
+            for (proof, _, _) in &proofs {
+                seqnet_proto::groth16::decode_proof(proof)?;
+            }
+        }
+        let decode_time = t.elapsed() / (reps * jobs);
         println!(
-            "{k:>3} {constraints:>9} {:>10.1} {:>14.1} {:>15.2}",
+            "{k:>3} {constraints:>9} {:>10.1} {:>14.1} {:>15.2} {:>15.2}",
             ms(setup_time),
             ms(prove_time),
-            ms(verify_time)
+            ms(verify_time),
+            ms(decode_time)
         );
     }
     Ok(())
