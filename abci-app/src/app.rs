@@ -64,6 +64,14 @@ pub struct BlockSummary {
     pub extended_commit_bytes: u64,
     /// Hashes of the block's transactions.
     pub tx_hashes: Vec<[u8; 32]>,
+    /// Proof jobs opened, reassigned (deadline missed) and proven in this block.
+    pub jobs_opened: u64,
+    pub jobs_reassigned: u64,
+    pub jobs_proven: u64,
+    /// Proof jobs still open after this block.
+    pub jobs_open: u64,
+    /// Highest height whose jobs (and all below) are proven, after this block.
+    pub proven_height: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -289,6 +297,7 @@ impl SeqnetApp {
         };
         let mut tx_results = Vec::with_capacity(txs.len());
         let mut batches: BTreeMap<RollupId, Vec<pb::BatchItem>> = BTreeMap::new();
+        let mut paid: Vec<(u64, Vec<(RollupId, u64)>)> = Vec::new();
         let mut summary = BlockSummary {
             height,
             tx_count: txs.len() as u64,
@@ -324,6 +333,17 @@ impl SeqnetApp {
                     if outcome.forced_opened > 0 {
                         *summary.forced_opened.entry("request").or_insert(0) +=
                             outcome.forced_opened;
+                    }
+                    summary.jobs_proven += outcome.proofs;
+                    if !outcome.items.is_empty() {
+                        paid.push((
+                            outcome.fee,
+                            outcome
+                                .items
+                                .iter()
+                                .map(|(r, i)| (*r, i.data.len() as u64))
+                                .collect(),
+                        ));
                     }
                     for (rollup_id, item) in outcome.items {
                         let entry = summary.rollups.entry(rollup_id).or_insert((0, 0));
@@ -375,6 +395,31 @@ impl SeqnetApp {
                 ],
             });
         }
+        let fees = crate::provers::batch_fees(&paid);
+        let block_batches: Vec<crate::provers::BlockBatch<'_>> = batches
+            .iter()
+            .map(|(rollup_id, items)| crate::provers::BlockBatch {
+                rollup_id: *rollup_id,
+                items,
+                fees: fees.get(rollup_id).copied().unwrap_or(0),
+            })
+            .collect();
+        let proving = match crate::provers::end_block(
+            &mut delta,
+            &consensus.params,
+            height,
+            &consensus.last_app_hash,
+            &block_batches,
+        ) {
+            Ok(proving) => proving,
+            // Storage, or an overflow no honest chain reaches: every node fails alike.
+            Err(error) => panic!("cannot settle proof jobs of block {height}: {error}"),
+        };
+        summary.jobs_opened = proving.jobs_opened;
+        summary.jobs_reassigned = proving.jobs_reassigned;
+        summary.jobs_open = proving.jobs_open;
+        summary.proven_height = proving.proven_height;
+        block_events.extend(proving.events);
         summary.forced_pending = delta
             .forced_queue()
             .map(|q| q.pending.len() as u64)
@@ -500,11 +545,22 @@ impl SeqnetApp {
                     .ok_or_else(|| QueryError::BadRequest(format!("{hash:?} is not a 32-byte hex hash")))?;
                 reader.forced_request(&hash)?.encode_to_vec()
             }
+            ["prover", address] => {
+                let address = Address::from_hex(address).map_err(QueryError::BadRequest)?;
+                reader
+                    .prover(&address)?
+                    .ok_or_else(|| QueryError::BadRequest(format!("{address} is not a prover")))?
+                    .encode_to_vec()
+            }
+            ["jobs", rollup] => reader
+                .rollup_jobs(number(rollup, "rollup id")?)?
+                .encode_to_vec(),
+            ["finality"] => reader.finality()?.encode_to_vec(),
             ["status"] => reader.status()?.encode_to_vec(),
             ["params"] => reader.params()?.to_pb().encode_to_vec(),
             _ => {
                 return Err(QueryError::BadRequest(format!(
-                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /status, /params"
+                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params"
                 )))
             }
         })

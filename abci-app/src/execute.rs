@@ -30,6 +30,10 @@ pub struct TxOutcome {
     pub events: Vec<Event>,
     /// Rollup data in action order, for the block's batches.
     pub items: Vec<(RollupId, pb::BatchItem)>,
+    /// The fee the transaction paid.
+    pub fee: u64,
+    /// Proofs this transaction got accepted.
+    pub proofs: u64,
 }
 
 impl Default for TxOutcome {
@@ -39,6 +43,8 @@ impl Default for TxOutcome {
             forced_opened: 0,
             events: Vec::new(),
             items: Vec::new(),
+            fee: 0,
+            proofs: 0,
         }
     }
 }
@@ -82,6 +88,34 @@ pub enum ExecError {
     ForcedKnown(String),
     #[error("{limit} forced requests are already pending")]
     ForcedQueueFull { limit: u64 },
+    #[error("{0} has no prover record")]
+    ProverUnknown(Address),
+    #[error("prover {address}: {reason}")]
+    ProverState { address: Address, reason: String },
+    #[error("prover stake {stake} is below the minimum {min}")]
+    StakeTooLow { stake: u64, min: u64 },
+    #[error("prover {address} is jailed until height {until}")]
+    Jailed { address: Address, until: u64 },
+    #[error("no open proof job for rollup {rollup_id} at height {height}")]
+    JobUnknown { rollup_id: RollupId, height: u64 },
+    #[error(
+        "job {rollup_id}/{height} is not next: rollup {rollup_id} must prove height {next} first"
+    )]
+    OutOfOrder {
+        rollup_id: RollupId,
+        height: u64,
+        next: u64,
+    },
+    #[error("job {rollup_id}/{height} is assigned to {assigned}")]
+    NotAssigned {
+        rollup_id: RollupId,
+        height: u64,
+        assigned: String,
+    },
+    #[error("proof rejected: {0}")]
+    ProofRejected(String),
+    #[error("malformed proof: {0}")]
+    ProofMalformed(String),
     #[error("{0} would overflow")]
     Overflow(&'static str),
     #[error("storage failure: {0}")]
@@ -102,6 +136,15 @@ impl ExecError {
             ExecError::InvalidParameter(_) => Code::InvalidParameter,
             ExecError::Overflow(_) => Code::Overflow,
             ExecError::ForcedKnown(_) | ExecError::ForcedQueueFull { .. } => Code::ForcedRejected,
+            ExecError::ProverUnknown(_) => Code::ProverUnknown,
+            ExecError::ProverState { .. } => Code::ProverState,
+            ExecError::StakeTooLow { .. } => Code::StakeTooLow,
+            ExecError::Jailed { .. } => Code::Jailed,
+            ExecError::JobUnknown { .. } => Code::JobUnknown,
+            ExecError::OutOfOrder { .. } => Code::OutOfOrder,
+            ExecError::NotAssigned { .. } => Code::NotAssigned,
+            ExecError::ProofRejected(_) => Code::ProofRejected,
+            ExecError::ProofMalformed(_) => Code::ProofMalformed,
             ExecError::Store(_) => Code::Internal,
         }
     }
@@ -181,6 +224,9 @@ pub struct Planned {
     rollups: BTreeMap<RollupId, pb::Rollup>,
     /// ForceInclude requests to open: (inner transaction, deadline).
     forced: Vec<(Transaction, u64)>,
+    /// The signer's prover record, if an action changed it.
+    prover: Option<pb::Prover>,
+    proofs: Vec<crate::provers::AcceptedProof>,
     height: u64,
 }
 
@@ -192,11 +238,15 @@ pub fn execute(
     height: u64,
 ) -> Result<TxOutcome, ExecError> {
     let planned = check(state, params, tx, height)?;
-    apply(state, planned)
+    apply(state, params, planned)
 }
 
 /// Writes what [`check`] planned.
-pub fn apply(state: &mut StateDelta, planned: Planned) -> Result<TxOutcome, ExecError> {
+pub fn apply(
+    state: &mut StateDelta,
+    params: &ChainParams,
+    planned: Planned,
+) -> Result<TxOutcome, ExecError> {
     let pool = state
         .fee_pool()?
         .checked_add(planned.fee)
@@ -221,6 +271,14 @@ pub fn apply(state: &mut StateDelta, planned: Planned) -> Result<TxOutcome, Exec
         outcome.events.push(crate::forced::opened_event(&request));
         outcome.forced_opened += 1;
     }
+    if let Some(record) = planned.prover {
+        crate::provers::put_prover(state, record)?;
+    }
+    for accepted in &planned.proofs {
+        let event = crate::provers::record_proof(state, params, accepted, planned.height)?;
+        outcome.events.push(event);
+        outcome.proofs += 1;
+    }
     Ok(outcome)
 }
 
@@ -238,8 +296,11 @@ pub fn check(
     let mut forced = Vec::new();
     let mut outcome = TxOutcome {
         signer,
+        fee: body.fee,
         ..TxOutcome::default()
     };
+    let mut prover: Option<Option<pb::Prover>> = None;
+    let mut proofs: Vec<crate::provers::AcceptedProof> = Vec::new();
     let tx_hash = hex::encode(tx.hash());
 
     let mut account = state.account(&signer)?;
@@ -282,6 +343,7 @@ pub fn check(
         .iter()
         .map(|a| match a {
             Action::Transfer { amount, .. } => *amount,
+            Action::RegisterProver { stake } => *stake,
             _ => 0,
         })
         .try_fold(body.fee, u64::checked_add)
@@ -384,6 +446,7 @@ pub fn check(
                     return Err(ExecError::RollupExists(*rollup_id));
                 }
                 check_windows(params, settings.proof_window, settings.inclusion_window)?;
+                check_verifying_key(&settings.verifying_key)?;
                 rollups.insert(
                     *rollup_id,
                     pb::Rollup {
@@ -418,6 +481,7 @@ pub fn check(
                     });
                 }
                 check_windows(params, settings.proof_window, settings.inclusion_window)?;
+                check_verifying_key(&settings.verifying_key)?;
                 rollup.verifying_key = settings.verifying_key.clone();
                 rollup.proof_window = settings.proof_window;
                 rollup.inclusion_window = settings.inclusion_window;
@@ -447,6 +511,114 @@ pub fn check(
                     .ok_or(ExecError::Overflow("deadline"))?;
                 forced.push((inner.as_ref().clone(), deadline));
             }
+            Action::RegisterProver { stake } => {
+                let from = accounts
+                    .get_mut(&signer)
+                    .ok_or(ExecError::Overflow("signer account"))?;
+                from.balance =
+                    from.balance
+                        .checked_sub(*stake)
+                        .ok_or(ExecError::InsufficientBalance {
+                            address: signer,
+                            balance: from.balance,
+                            needed: *stake,
+                        })?;
+                let record = load_prover(state, &mut prover, signer)?;
+                let updated = match record.take() {
+                    Some(mut existing) => {
+                        if existing.status == pb::ProverStatus::Unbonding as i32 {
+                            return Err(ExecError::ProverState {
+                                address: signer,
+                                reason: "is unbonding; it cannot add stake".into(),
+                            });
+                        }
+                        existing.stake = existing
+                            .stake
+                            .checked_add(*stake)
+                            .ok_or(ExecError::Overflow("prover stake"))?;
+                        existing
+                    }
+                    None => {
+                        if *stake < params.min_prover_stake {
+                            return Err(ExecError::StakeTooLow {
+                                stake: *stake,
+                                min: params.min_prover_stake,
+                            });
+                        }
+                        crate::provers::new_record(signer, *stake)
+                    }
+                };
+                outcome.events.push(Event {
+                    kind: "register_prover",
+                    attributes: vec![
+                        ("prover", signer.to_string()),
+                        ("added", stake.to_string()),
+                        ("stake", updated.stake.to_string()),
+                    ],
+                });
+                *record = Some(updated);
+            }
+            Action::Unbond => {
+                let record = load_prover(state, &mut prover, signer)?;
+                let existing = record.as_mut().ok_or(ExecError::ProverUnknown(signer))?;
+                if existing.status == pb::ProverStatus::Unbonding as i32 {
+                    return Err(ExecError::ProverState {
+                        address: signer,
+                        reason: format!("is already unbonding (until {})", existing.unbond_at),
+                    });
+                }
+                existing.status = pb::ProverStatus::Unbonding as i32;
+                existing.unbond_at = height
+                    .checked_add(params.unbonding_period)
+                    .ok_or(ExecError::Overflow("unbonding height"))?;
+                outcome.events.push(Event {
+                    kind: "unbond",
+                    attributes: vec![
+                        ("prover", signer.to_string()),
+                        ("stake", existing.stake.to_string()),
+                        ("unbond_at", existing.unbond_at.to_string()),
+                    ],
+                });
+            }
+            Action::Unjail => {
+                let record = load_prover(state, &mut prover, signer)?;
+                let existing = record.as_mut().ok_or(ExecError::ProverUnknown(signer))?;
+                if existing.status != pb::ProverStatus::Jailed as i32 {
+                    return Err(ExecError::ProverState {
+                        address: signer,
+                        reason: "is not jailed".into(),
+                    });
+                }
+                if height < existing.jailed_until {
+                    return Err(ExecError::Jailed {
+                        address: signer,
+                        until: existing.jailed_until,
+                    });
+                }
+                existing.status = pb::ProverStatus::Bonded as i32;
+                existing.misses = 0;
+                outcome.events.push(Event {
+                    kind: "unjail",
+                    attributes: vec![("prover", signer.to_string())],
+                });
+            }
+            Action::SubmitProof {
+                rollup_id,
+                height: job_height,
+                proof,
+                new_state_root,
+            } => {
+                let accepted = crate::provers::check_proof(
+                    state,
+                    signer,
+                    *rollup_id,
+                    *job_height,
+                    proof,
+                    new_state_root,
+                    &proofs,
+                )?;
+                proofs.push(accepted);
+            }
         }
     }
     Ok(Planned {
@@ -455,6 +627,8 @@ pub fn check(
         accounts,
         rollups,
         forced,
+        prover: prover.flatten(),
+        proofs,
         height,
     })
 }
@@ -473,6 +647,29 @@ fn load_rollup<'a>(
         }
     }
     Ok(cache.get_mut(&id))
+}
+
+/// The signer's prover record as planned so far (loaded on first use).
+fn load_prover<'a>(
+    state: &StateDelta,
+    slot: &'a mut Option<Option<pb::Prover>>,
+    signer: Address,
+) -> Result<&'a mut Option<pb::Prover>, ExecError> {
+    if slot.is_none() {
+        *slot = Some(crate::provers::prover(state, &signer)?);
+    }
+    slot.as_mut().ok_or(ExecError::Overflow("prover record"))
+}
+
+/// A verifying key must decode (curve and subgroup checks) before a rollup
+/// may register it: a key nobody can prove against would stall finality.
+fn check_verifying_key(vk: &[u8]) -> Result<(), ExecError> {
+    if vk.is_empty() {
+        return Ok(());
+    }
+    crate::provers::prepared_key(vk)
+        .map(|_| ())
+        .map_err(|e| ExecError::InvalidParameter(format!("verifying key: {e}")))
 }
 
 fn check_windows(params: &ChainParams, proof: u64, inclusion: u64) -> Result<(), ExecError> {

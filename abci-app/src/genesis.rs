@@ -99,6 +99,10 @@ impl Genesis {
             let owner = Address::from_hex(&r.owner).map_err(fail)?;
             let verifying_key = hex::decode(&r.verifying_key)
                 .map_err(|e| fail(format!("verifying_key is not hex: {e}")))?;
+            if !verifying_key.is_empty() {
+                crate::provers::prepared_key(&verifying_key)
+                    .map_err(|e| fail(format!("verifying_key: {e}")))?;
+            }
             if r.proof_window == 0 || r.proof_window > raw.params.max_proof_window {
                 return Err(fail(format!(
                     "proof_window {} outside 1..={}",

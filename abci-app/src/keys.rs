@@ -10,6 +10,14 @@ pub const META_FEE_POOL: &[u8] = b"fee_pool";
 pub const META_FORCED_QUEUE: &[u8] = b"forced_queue";
 pub const META_VALIDATORS: &[u8] = b"validators";
 pub const META_VOTE_EXTENSIONS_HEIGHT: &[u8] = b"vote_extensions_enable_height";
+/// `pb::ProverRegistry`: every prover record, by address.
+pub const META_PROVERS: &[u8] = b"provers";
+/// `pb::ProverSet`: the current epoch's active set and seed.
+pub const META_PROVER_SET: &[u8] = b"prover_set";
+/// `pb::ProofQueue`: open proof jobs of every rollup.
+pub const META_PROOF_QUEUE: &[u8] = b"proof_queue";
+/// u64 BE: highest height whose jobs (and all below) are proven.
+pub const META_PROVEN_HEIGHT: &[u8] = b"proven_height";
 
 pub fn account(address: &Address) -> Vec<u8> {
     address.0.to_vec()
@@ -40,6 +48,21 @@ pub fn forced_by_hash(hash: &[u8; 32]) -> Vec<u8> {
     key
 }
 
+/// Proven job by (rollup, height) in `Cf::Proofs` (`j` || rollup || height).
+pub fn proof_job(id: RollupId, height: u64) -> Vec<u8> {
+    let mut key = b"j".to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(&height.to_be_bytes());
+    key
+}
+
+/// A rollup's last proven height and root in `Cf::Proofs` (`r` || rollup).
+pub fn rollup_proving(id: RollupId) -> Vec<u8> {
+    let mut key = b"r".to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key
+}
+
 pub fn block(height: u64) -> Vec<u8> {
     height.to_be_bytes().to_vec()
 }
@@ -57,5 +80,10 @@ mod tests {
         assert_eq!(account(&Address([7; 32])), vec![7; 32]);
         assert_eq!(hex::encode(forced_request(1)), "720000000000000001");
         assert_eq!(forced_by_hash(&[1; 32])[0], b'h');
+        assert_eq!(
+            hex::encode(proof_job(1, 2)),
+            "6a00000000000000010000000000000002"
+        );
+        assert_eq!(hex::encode(rollup_proving(3)), "720000000000000003");
     }
 }

@@ -7,7 +7,9 @@ pub mod genesis;
 pub mod keys;
 pub mod params;
 pub mod proposal;
+pub mod provers;
 pub mod query;
+pub mod rotation;
 pub mod state;
 pub mod store;
 

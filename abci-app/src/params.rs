@@ -20,6 +20,19 @@ pub struct ChainParams {
     pub max_inclusion_list_txs: u64,
     pub max_inclusion_list_bytes: u64,
     pub max_pending_forced: u64,
+    /// Blocks per prover epoch; the active set changes only at epoch boundaries.
+    pub epoch_length: u64,
+    pub min_prover_stake: u64,
+    pub max_active_provers: u64,
+    pub unbonding_period: u64,
+    /// Share of its stake a prover loses per missed deadline.
+    pub slash_bps: u32,
+    /// Share of a slashed amount paid to the prover that proves instead.
+    pub bounty_bps: u32,
+    pub jail_after_misses: u64,
+    pub jail_period: u64,
+    /// Share of a batch's fees paid to its prover.
+    pub prover_fee_share_bps: u32,
 }
 
 impl Default for ChainParams {
@@ -38,6 +51,15 @@ impl Default for ChainParams {
             max_inclusion_list_txs: 8,
             max_inclusion_list_bytes: 16 * 1024,
             max_pending_forced: 256,
+            epoch_length: 10,
+            min_prover_stake: 1_000,
+            max_active_provers: 32,
+            unbonding_period: 20,
+            slash_bps: 1_000,
+            bounty_bps: 5_000,
+            jail_after_misses: 3,
+            jail_period: 20,
+            prover_fee_share_bps: 5_000,
         }
     }
 }
@@ -85,6 +107,30 @@ impl ChainParams {
                 self.max_inclusion_list_txs, self.max_inclusion_list_bytes
             ));
         }
+        if self.epoch_length == 0 {
+            return Err("epoch_length must be at least 1".into());
+        }
+        if self.min_prover_stake == 0 {
+            return Err("min_prover_stake must be at least 1".into());
+        }
+        if self.max_active_provers == 0 || self.max_active_provers > 1_000 {
+            return Err(format!(
+                "max_active_provers {} must be in 1..=1000",
+                self.max_active_provers
+            ));
+        }
+        if self.jail_after_misses == 0 {
+            return Err("jail_after_misses must be at least 1".into());
+        }
+        for (name, bps) in [
+            ("slash_bps", self.slash_bps),
+            ("bounty_bps", self.bounty_bps),
+            ("prover_fee_share_bps", self.prover_fee_share_bps),
+        ] {
+            if bps > 10_000 {
+                return Err(format!("{name} {bps} must be in 0..=10000"));
+            }
+        }
         Ok(())
     }
 
@@ -120,6 +166,15 @@ impl ChainParams {
             max_inclusion_list_txs: self.max_inclusion_list_txs,
             max_inclusion_list_bytes: self.max_inclusion_list_bytes,
             max_pending_forced: self.max_pending_forced,
+            epoch_length: self.epoch_length,
+            min_prover_stake: self.min_prover_stake,
+            max_active_provers: self.max_active_provers,
+            unbonding_period: self.unbonding_period,
+            slash_bps: self.slash_bps,
+            bounty_bps: self.bounty_bps,
+            jail_after_misses: self.jail_after_misses,
+            jail_period: self.jail_period,
+            prover_fee_share_bps: self.prover_fee_share_bps,
         }
     }
 
@@ -138,6 +193,15 @@ impl ChainParams {
             max_inclusion_list_txs: p.max_inclusion_list_txs,
             max_inclusion_list_bytes: p.max_inclusion_list_bytes,
             max_pending_forced: p.max_pending_forced,
+            epoch_length: p.epoch_length,
+            min_prover_stake: p.min_prover_stake,
+            max_active_provers: p.max_active_provers,
+            unbonding_period: p.unbonding_period,
+            slash_bps: p.slash_bps,
+            bounty_bps: p.bounty_bps,
+            jail_after_misses: p.jail_after_misses,
+            jail_period: p.jail_period,
+            prover_fee_share_bps: p.prover_fee_share_bps,
         }
     }
 }
@@ -163,5 +227,15 @@ mod tests {
             ..ChainParams::default()
         };
         assert!(p.validate().unwrap_err().contains("rollup_block_share_bps"));
+        let p = ChainParams {
+            slash_bps: 10_001,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("slash_bps"));
+        let p = ChainParams {
+            epoch_length: 0,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("epoch_length"));
     }
 }

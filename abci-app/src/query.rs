@@ -1,5 +1,6 @@
 //! Read-only views of committed state for ABCI `Query` and the node's gRPC
-//! services: accounts, rollups, blocks, and batches with their namespace proofs.
+//! services: accounts, rollups, blocks, batches with their namespace proofs,
+//! provers, proof jobs and finality.
 
 use std::sync::Arc;
 
@@ -213,6 +214,81 @@ impl Reader {
             .filter_map(|(k, _)| k.get(8..16).and_then(|h| <[u8; 8]>::try_from(h).ok()))
             .map(u64::from_be_bytes)
             .collect())
+    }
+
+    fn delta(&self) -> crate::state::StateDelta {
+        crate::state::StateDelta::new(self.store.clone())
+    }
+
+    /// The prover record of `address`, if it has one.
+    pub fn prover(&self, address: &Address) -> Result<Option<pb::Prover>, StoreError> {
+        crate::provers::prover(&self.delta(), address)
+    }
+
+    /// Every prover record, by address.
+    pub fn provers(&self) -> Result<pb::ProverRegistry, StoreError> {
+        self.delta().prover_registry()
+    }
+
+    /// The current epoch's active prover set.
+    pub fn prover_set(&self) -> Result<pb::ProverSet, StoreError> {
+        self.delta().prover_set()
+    }
+
+    /// Open proof jobs of every rollup, by (rollup, height).
+    pub fn open_jobs(&self) -> Result<Vec<pb::ProofJob>, StoreError> {
+        Ok(self.delta().proof_queue()?.open)
+    }
+
+    /// A job by (rollup, height): open, or proven (with prover and root).
+    pub fn proof_job(
+        &self,
+        rollup_id: RollupId,
+        height: u64,
+    ) -> Result<Option<pb::ProofJob>, StoreError> {
+        let delta = self.delta();
+        if let Some(job) = delta
+            .proof_queue()?
+            .open
+            .into_iter()
+            .find(|j| j.rollup_id == rollup_id && j.height == height)
+        {
+            return Ok(Some(job));
+        }
+        delta.proof_job(rollup_id, height)
+    }
+
+    /// A rollup's last proven height and root, and its open jobs.
+    pub fn rollup_jobs(&self, rollup_id: RollupId) -> Result<pb::RollupJobs, QueryError> {
+        if self.rollup(rollup_id)?.is_none() {
+            return Err(QueryError::UnknownRollup(rollup_id));
+        }
+        let delta = self.delta();
+        Ok(pb::RollupJobs {
+            proving: Some(delta.rollup_proving(rollup_id)?),
+            open: delta
+                .proof_queue()?
+                .open
+                .into_iter()
+                .filter(|j| j.rollup_id == rollup_id)
+                .collect(),
+        })
+    }
+
+    /// Highest height whose jobs (and all below) are proven.
+    pub fn proven_height(&self) -> Result<u64, StoreError> {
+        self.delta().proven_height()
+    }
+
+    /// Ordered and proven heights, open jobs and the active set.
+    pub fn finality(&self) -> Result<pb::Finality, StoreError> {
+        let delta = self.delta();
+        Ok(pb::Finality {
+            ordered_height: self.last_height()?,
+            proven_height: delta.proven_height()?,
+            open_jobs: delta.proof_queue()?.open.len() as u64,
+            prover_set: Some(delta.prover_set()?),
+        })
     }
 
     pub fn status(&self) -> Result<pb::NodeStatus, StoreError> {

@@ -149,6 +149,87 @@ impl StateDelta {
         }
     }
 
+    fn meta_message<M: prost::Message + Default>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<M, StoreError> {
+        Ok(match self.get(Cf::Meta, key)? {
+            Some(bytes) => decode(what, &bytes)?,
+            None => M::default(),
+        })
+    }
+
+    pub fn prover_registry(&self) -> Result<pb::ProverRegistry, StoreError> {
+        self.meta_message(keys::META_PROVERS, "prover registry")
+    }
+
+    pub fn put_prover_registry(&mut self, registry: &pb::ProverRegistry) {
+        self.put_meta(keys::META_PROVERS, registry.encode_to_vec());
+    }
+
+    pub fn prover_set(&self) -> Result<pb::ProverSet, StoreError> {
+        self.meta_message(keys::META_PROVER_SET, "prover set")
+    }
+
+    pub fn put_prover_set(&mut self, set: &pb::ProverSet) {
+        self.put_meta(keys::META_PROVER_SET, set.encode_to_vec());
+    }
+
+    pub fn proof_queue(&self) -> Result<pb::ProofQueue, StoreError> {
+        self.meta_message(keys::META_PROOF_QUEUE, "proof queue")
+    }
+
+    pub fn put_proof_queue(&mut self, queue: &pb::ProofQueue) {
+        self.put_meta(keys::META_PROOF_QUEUE, queue.encode_to_vec());
+    }
+
+    pub fn proven_height(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .get(Cf::Meta, keys::META_PROVEN_HEIGHT)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    pub fn put_proven_height(&mut self, height: u64) {
+        self.put_meta(keys::META_PROVEN_HEIGHT, height.to_be_bytes().to_vec());
+    }
+
+    /// The rollup's last proven height and root (zero root before any proof).
+    pub fn rollup_proving(&self, id: RollupId) -> Result<pb::RollupProving, StoreError> {
+        Ok(match self.get(Cf::Proofs, &keys::rollup_proving(id))? {
+            Some(bytes) => decode("rollup proving", &bytes)?,
+            None => pb::RollupProving {
+                rollup_id: id,
+                proven_height: 0,
+                proven_root: vec![0; 32],
+            },
+        })
+    }
+
+    pub fn put_rollup_proving(&mut self, proving: &pb::RollupProving) {
+        self.writes.put(
+            Cf::Proofs,
+            keys::rollup_proving(proving.rollup_id),
+            proving.encode_to_vec(),
+        );
+    }
+
+    pub fn proof_job(&self, id: RollupId, height: u64) -> Result<Option<pb::ProofJob>, StoreError> {
+        self.get(Cf::Proofs, &keys::proof_job(id, height))?
+            .map(|b| decode("proof job", &b))
+            .transpose()
+    }
+
+    pub fn put_proof_job(&mut self, job: &pb::ProofJob) {
+        self.writes.put(
+            Cf::Proofs,
+            keys::proof_job(job.rollup_id, job.height),
+            job.encode_to_vec(),
+        );
+    }
+
     pub fn put_meta(&mut self, key: &[u8], value: Vec<u8>) {
         self.writes.put(Cf::Meta, key.to_vec(), value);
     }

@@ -22,16 +22,19 @@ pub enum Cf {
     Blocks,
     /// Forced-inclusion requests: `keys::forced_request`, `keys::forced_by_hash`.
     Forced,
+    /// Proving: `keys::proof_job` (proven jobs), `keys::rollup_proving`.
+    Proofs,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 6] = [
+    pub const ALL: [Cf; 7] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Rollups,
         Cf::Batches,
         Cf::Blocks,
         Cf::Forced,
+        Cf::Proofs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Cf {
             Cf::Batches => "batches",
             Cf::Blocks => "blocks",
             Cf::Forced => "forced",
+            Cf::Proofs => "proofs",
         }
     }
 }

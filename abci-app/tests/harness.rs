@@ -275,6 +275,6 @@ fn app_hash_of_a_fixed_sequence_is_stable() {
     }
     assert_eq!(
         hex::encode(last),
-        "c53c47360143ae6e8bd626db09129565a31acc0f711de1207797cb2e95c273b2"
+        "e19511f5512b24b90666f86b74c41303c6846c8ea427dbb0d934a43cd98e3e16"
     );
 }

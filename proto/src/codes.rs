@@ -38,12 +38,31 @@ pub enum Code {
     InvalidParameter = 15,
     /// The transaction is already forced (pending or resolved), or the queue is full.
     ForcedRejected = 16,
+    /// The signer has no prover record.
+    ProverUnknown = 17,
+    /// The proof decodes but does not prove the job's statement.
+    ProofRejected = 18,
+    /// The proof or new state root is not a valid encoding (length, curve,
+    /// subgroup, identity, non-canonical root).
+    ProofMalformed = 19,
+    /// The signer is not the prover currently assigned to the job.
+    NotAssigned = 20,
+    /// No open job for that rollup and height.
+    JobUnknown = 21,
+    /// The job is open but a lower height of the rollup is not proven yet.
+    OutOfOrder = 22,
+    /// The stake is below the chain's minimum.
+    StakeTooLow = 23,
+    /// The prover is jailed (or not yet allowed to unjail).
+    Jailed = 24,
+    /// The prover is unbonding, or not in the state the action needs.
+    ProverState = 25,
     /// The node failed internally (storage); not the transaction's fault.
     Internal = 99,
 }
 
 impl Code {
-    pub const ALL: [Code; 18] = [
+    pub const ALL: [Code; 27] = [
         Code::Ok,
         Code::Malformed,
         Code::TooLarge,
@@ -61,6 +80,15 @@ impl Code {
         Code::Overflow,
         Code::InvalidParameter,
         Code::ForcedRejected,
+        Code::ProverUnknown,
+        Code::ProofRejected,
+        Code::ProofMalformed,
+        Code::NotAssigned,
+        Code::JobUnknown,
+        Code::OutOfOrder,
+        Code::StakeTooLow,
+        Code::Jailed,
+        Code::ProverState,
         Code::Internal,
     ];
 
@@ -92,6 +120,15 @@ impl Code {
             Code::Overflow => "overflow",
             Code::InvalidParameter => "invalid_parameter",
             Code::ForcedRejected => "forced_rejected",
+            Code::ProverUnknown => "prover_unknown",
+            Code::ProofRejected => "proof_rejected",
+            Code::ProofMalformed => "proof_malformed",
+            Code::NotAssigned => "not_assigned",
+            Code::JobUnknown => "job_unknown",
+            Code::OutOfOrder => "out_of_order",
+            Code::StakeTooLow => "stake_too_low",
+            Code::Jailed => "jailed",
+            Code::ProverState => "prover_state",
             Code::Internal => "internal",
         }
     }

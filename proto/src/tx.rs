@@ -136,7 +136,25 @@ pub enum Action {
     ForceInclude {
         tx: Box<Transaction>,
     },
+    /// Locks `stake` from the signer's balance as prover stake.
+    RegisterProver {
+        stake: u64,
+    },
+    /// Leaves the prover set; the stake returns after the unbonding period.
+    Unbond,
+    /// Ends a jail term.
+    Unjail,
+    /// A validity proof of the batch of `rollup_id` at `height`.
+    SubmitProof {
+        rollup_id: RollupId,
+        height: u64,
+        proof: Vec<u8>,
+        new_state_root: [u8; 32],
+    },
 }
+
+/// Largest proof bytes a SubmitProof may carry (a Groth16 proof is 192).
+pub const MAX_PROOF_BYTES: usize = 1024;
 
 impl Action {
     /// Name used in events and logs.
@@ -147,6 +165,10 @@ impl Action {
             Action::RegisterRollup { .. } => "register_rollup",
             Action::UpdateRollup { .. } => "update_rollup",
             Action::ForceInclude { .. } => "force_include",
+            Action::RegisterProver { .. } => "register_prover",
+            Action::Unbond => "unbond",
+            Action::Unjail => "unjail",
+            Action::SubmitProof { .. } => "submit_proof",
         }
     }
 
@@ -232,6 +254,41 @@ impl Action {
                     tx: Box::new(inner),
                 }
             }
+            pb::action::Kind::RegisterProver(r) => {
+                if r.stake == 0 {
+                    return Err(invalid("prover stake of 0".into()));
+                }
+                Action::RegisterProver { stake: r.stake }
+            }
+            pb::action::Kind::Unbond(pb::Unbond {}) => Action::Unbond,
+            pb::action::Kind::Unjail(pb::Unjail {}) => Action::Unjail,
+            pb::action::Kind::SubmitProof(p) => {
+                if p.rollup_id == 0 {
+                    return Err(invalid("rollup id 0 is reserved".into()));
+                }
+                if p.height == 0 {
+                    return Err(invalid("height 0 has no batch".into()));
+                }
+                if p.proof.is_empty() || p.proof.len() > MAX_PROOF_BYTES {
+                    return Err(invalid(format!(
+                        "proof of {} bytes; allowed 1..={MAX_PROOF_BYTES}",
+                        p.proof.len()
+                    )));
+                }
+                let new_state_root =
+                    <[u8; 32]>::try_from(p.new_state_root.as_slice()).map_err(|_| {
+                        invalid(format!(
+                            "new state root has {} bytes, want 32",
+                            p.new_state_root.len()
+                        ))
+                    })?;
+                Action::SubmitProof {
+                    rollup_id: p.rollup_id,
+                    height: p.height,
+                    proof: p.proof,
+                    new_state_root,
+                }
+            }
         };
         Ok(action)
     }
@@ -269,6 +326,22 @@ impl Action {
             }),
             Action::ForceInclude { tx } => Kind::ForceInclude(pb::ForceInclude {
                 tx: tx.to_bytes().to_vec(),
+            }),
+            Action::RegisterProver { stake } => {
+                Kind::RegisterProver(pb::RegisterProver { stake: *stake })
+            }
+            Action::Unbond => Kind::Unbond(pb::Unbond {}),
+            Action::Unjail => Kind::Unjail(pb::Unjail {}),
+            Action::SubmitProof {
+                rollup_id,
+                height,
+                proof,
+                new_state_root,
+            } => Kind::SubmitProof(pb::SubmitProof {
+                rollup_id: *rollup_id,
+                height: *height,
+                proof: proof.clone(),
+                new_state_root: new_state_root.to_vec(),
             }),
         };
         pb::Action { kind: Some(kind) }
@@ -649,6 +722,88 @@ mod tests {
         let tx = Transaction::decode(&outer.encode_to_vec(), 4096, 16).expect("decodes");
         tx.verify_signature().expect("outer is fine");
         assert!(tx.verify_all_signatures().is_err());
+    }
+
+    #[test]
+    fn prover_actions_round_trip_and_are_validated() {
+        let actions = vec![
+            Action::RegisterProver { stake: 1_000 },
+            Action::Unbond,
+            Action::Unjail,
+            Action::SubmitProof {
+                rollup_id: 3,
+                height: 9,
+                proof: vec![7; 192],
+                new_state_root: [1; 32],
+            },
+        ];
+        let tx = body(actions.clone()).sign(&key(1));
+        let decoded = Transaction::decode(tx.to_bytes(), 4096, 16).expect("decodes");
+        assert_eq!(decoded.body.actions, actions);
+        assert_eq!(
+            actions.iter().map(Action::kind).collect::<Vec<_>>(),
+            ["register_prover", "unbond", "unjail", "submit_proof"]
+        );
+        for bad in [
+            Action::RegisterProver { stake: 0 },
+            Action::SubmitProof {
+                rollup_id: 0,
+                height: 1,
+                proof: vec![1],
+                new_state_root: [0; 32],
+            },
+            Action::SubmitProof {
+                rollup_id: 1,
+                height: 0,
+                proof: vec![1],
+                new_state_root: [0; 32],
+            },
+            Action::SubmitProof {
+                rollup_id: 1,
+                height: 1,
+                proof: vec![],
+                new_state_root: [0; 32],
+            },
+        ] {
+            let tx = body(vec![bad]).sign(&key(1));
+            assert_eq!(
+                Transaction::decode(tx.to_bytes(), 4096, 16)
+                    .unwrap_err()
+                    .code(),
+                Code::InvalidAction
+            );
+        }
+        // A root that is not 32 bytes.
+        let mut raw = pb::TransactionBody::decode(
+            pb::SignedTransaction::decode(tx.to_bytes())
+                .expect("envelope")
+                .body
+                .as_slice(),
+        )
+        .expect("body");
+        raw.actions = vec![pb::Action {
+            kind: Some(pb::action::Kind::SubmitProof(pb::SubmitProof {
+                rollup_id: 1,
+                height: 1,
+                proof: vec![1],
+                new_state_root: vec![0; 31],
+            })),
+        }];
+        let bytes = raw.encode_to_vec();
+        let outer = pb::SignedTransaction {
+            body: bytes.clone(),
+            signer: key(1).verifying_key().to_bytes().to_vec(),
+            signature: key(1)
+                .sign(&sign_bytes("seqnet-test", &bytes))
+                .to_bytes()
+                .to_vec(),
+        };
+        assert_eq!(
+            Transaction::decode(&outer.encode_to_vec(), 4096, 16)
+                .unwrap_err()
+                .code(),
+            Code::InvalidAction
+        );
     }
 
     #[test]

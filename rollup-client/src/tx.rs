@@ -56,7 +56,12 @@ impl FeeSchedule {
                     self.fee_per_byte.saturating_mul(tx.encoded_len() as u64)
                 }
                 Action::RegisterRollup { .. } => self.register_rollup_fee,
-                Action::Transfer { .. } | Action::UpdateRollup { .. } => 0,
+                Action::Transfer { .. }
+                | Action::UpdateRollup { .. }
+                | Action::RegisterProver { .. }
+                | Action::Unbond
+                | Action::Unjail
+                | Action::SubmitProof { .. } => 0,
             };
             fee.saturating_add(extra)
         })
