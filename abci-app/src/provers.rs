@@ -101,6 +101,41 @@ pub fn prepared_key(vk: &[u8]) -> Result<Arc<PreparedKey>, ProofError> {
     result
 }
 
+/// Most verified (key, statement, proof) triples remembered.
+const VERIFIED_CACHE_SIZE: usize = 4_096;
+
+/// Verifies `proof` of `statement` under `vk`, remembering successes so that
+/// CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock pay for the
+/// pairings once. A pure memo: a miss verifies again, the verdict is the same.
+pub fn verify_cached(
+    vk: &[u8],
+    proof: &[u8],
+    statement: &BatchStatement,
+) -> Result<(), ProofError> {
+    static VERIFIED: OnceLock<Mutex<BTreeSet<[u8; 32]>>> = OnceLock::new();
+    let cache = VERIFIED.get_or_init(|| Mutex::new(BTreeSet::new()));
+    let mut buf = Vec::with_capacity(32 + 16 + 96 + proof.len());
+    buf.extend_from_slice(&seqnet_proto::sha256(vk));
+    buf.extend_from_slice(&statement.rollup_id.to_be_bytes());
+    buf.extend_from_slice(&statement.height.to_be_bytes());
+    buf.extend_from_slice(&statement.commitment);
+    buf.extend_from_slice(&statement.prev_root);
+    buf.extend_from_slice(&statement.new_root);
+    buf.extend_from_slice(proof);
+    let id = seqnet_proto::sha256(&buf);
+    if cache.lock().is_ok_and(|set| set.contains(&id)) {
+        return Ok(());
+    }
+    prepared_key(vk)?.verify(proof, statement)?;
+    if let Ok(mut set) = cache.lock() {
+        if set.len() >= VERIFIED_CACHE_SIZE {
+            set.clear();
+        }
+        set.insert(id);
+    }
+    Ok(())
+}
+
 fn address_of(bytes: &[u8]) -> Option<Address> {
     Address::from_slice(bytes)
 }
@@ -205,7 +240,7 @@ pub fn check_proof(
     let rollup = state
         .rollup(rollup_id)?
         .ok_or(ExecError::UnknownRollup(rollup_id))?;
-    let key = prepared_key(&rollup.verifying_key)
+    prepared_key(&rollup.verifying_key)
         .map_err(|e| ExecError::ProofMalformed(format!("rollup {rollup_id} verifying key: {e}")))?;
     let prev_root = match earlier
         .iter()
@@ -222,7 +257,7 @@ pub fn check_proof(
         prev_root,
         new_root: *new_root,
     };
-    key.verify(proof, &statement).map_err(|e| match e {
+    verify_cached(&rollup.verifying_key, proof, &statement).map_err(|e| match e {
         ProofError::Invalid => ExecError::ProofRejected(e.to_string()),
         other => ExecError::ProofMalformed(other.to_string()),
     })?;
