@@ -220,6 +220,19 @@ mod tests {
         assert_eq!(ChainParams::from_pb(&p.to_pb()), p);
     }
 
+    /// The genesis example in docs/configuration.md lists the defaults.
+    #[test]
+    fn documented_defaults_match() {
+        let doc = include_str!("../../docs/configuration.md");
+        let start = doc.find("```json\n").expect("json block") + 8;
+        let end = start + doc[start..].find("```").expect("block end");
+        let example: serde_json::Value =
+            serde_json::from_str(&doc[start..end]).expect("valid json");
+        let params: ChainParams =
+            serde_json::from_value(example["params"].clone()).expect("params parse");
+        assert_eq!(params, ChainParams::default());
+    }
+
     #[test]
     fn bad_params_are_named() {
         let p = ChainParams {
