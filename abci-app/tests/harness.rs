@@ -146,18 +146,15 @@ fn check_tx_rejects_bad_input_with_precise_codes() {
             Code::WrongChainId,
         ),
         (
-            TransactionBody {
-                chain_id: CHAIN.into(),
-                nonce: 1,
-                fee: 1,
-                actions: vec![Action::RollupData {
+            signed(
+                1,
+                1,
+                1,
+                vec![Action::RollupData {
                     rollup_id: 1,
                     data: b"x".to_vec(),
                 }],
-            }
-            .sign(&key(1))
-            .to_bytes()
-            .to_vec(),
+            ),
             Code::FeeTooLow,
         ),
     ];
