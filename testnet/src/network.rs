@@ -324,28 +324,21 @@ impl Testnet {
 
     /// Stops every process: all CometBFTs, then all sequencers.
     pub fn stop(&mut self) {
-        let mut cometbfts: Vec<Managed> = self
-            .nodes
-            .iter_mut()
-            .filter_map(|n| n.cometbft.take())
-            .collect();
-        if !cometbfts.is_empty() {
-            tracing::info!(count = cometbfts.len(), "stopping cometbft");
-            process::stop_all(&mut cometbfts, STOP_GRACE);
-        }
-        let mut sequencers: Vec<Managed> = self
-            .nodes
-            .iter_mut()
-            .filter_map(|n| n.sequencer.take())
-            .collect();
-        if !sequencers.is_empty() {
-            tracing::info!(count = sequencers.len(), "stopping sequencers");
-            process::stop_all(&mut sequencers, STOP_GRACE);
-        }
+        self.stop_group("cometbft", |n| n.cometbft.take());
+        self.stop_group("sequencers", |n| n.sequencer.take());
         for node in &self.manifest.nodes {
             for name in process::PROCESSES {
                 process::remove_pid(&self.dir.join(&node.dir), name);
             }
+        }
+    }
+
+    /// Stops the process `take` removes from each node, all at once.
+    fn stop_group(&mut self, what: &str, take: impl FnMut(&mut NodeProcesses) -> Option<Managed>) {
+        let mut group: Vec<Managed> = self.nodes.iter_mut().filter_map(take).collect();
+        if !group.is_empty() {
+            tracing::info!(count = group.len(), "stopping {what}");
+            process::stop_all(&mut group, STOP_GRACE);
         }
     }
 
