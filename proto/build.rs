@@ -6,6 +6,7 @@ const PROTO_FILES: &[&str] = &[
     "proto/seqnet/v1/tx.proto",
     "proto/seqnet/v1/state.proto",
     "proto/seqnet/v1/rollup.proto",
+    "proto/seqnet/v1/prover.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

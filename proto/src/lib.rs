@@ -4,6 +4,7 @@ pub mod codes;
 pub mod groth16;
 pub mod inclusion;
 pub mod nmt;
+pub mod prover;
 pub mod tx;
 
 /// Generated prost messages and tonic services (package `seqnet.v1`).
