@@ -436,6 +436,7 @@ impl SeqnetApp {
                 items: items.clone(),
                 proof: None,
                 root: None,
+                proven: None,
             });
         }
         let root = NamespacedMerkleTree::from_leaves(leaves.clone())

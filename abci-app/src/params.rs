@@ -33,6 +33,9 @@ pub struct ChainParams {
     pub jail_period: u64,
     /// Share of a batch's fees paid to its prover.
     pub prover_fee_share_bps: u32,
+    /// Back-pressure: when ordered height minus proven height exceeds this,
+    /// proposals carry only proof, prover-set and forced transactions.
+    pub max_unproven_blocks: u64,
 }
 
 impl Default for ChainParams {
@@ -60,6 +63,7 @@ impl Default for ChainParams {
             jail_after_misses: 3,
             jail_period: 20,
             prover_fee_share_bps: 5_000,
+            max_unproven_blocks: 100,
         }
     }
 }
@@ -119,6 +123,9 @@ impl ChainParams {
                 self.max_active_provers
             ));
         }
+        if self.max_unproven_blocks == 0 {
+            return Err("max_unproven_blocks must be at least 1".into());
+        }
         if self.jail_after_misses == 0 {
             return Err("jail_after_misses must be at least 1".into());
         }
@@ -175,6 +182,7 @@ impl ChainParams {
             jail_after_misses: self.jail_after_misses,
             jail_period: self.jail_period,
             prover_fee_share_bps: self.prover_fee_share_bps,
+            max_unproven_blocks: self.max_unproven_blocks,
         }
     }
 
@@ -202,6 +210,7 @@ impl ChainParams {
             jail_after_misses: p.jail_after_misses,
             jail_period: p.jail_period,
             prover_fee_share_bps: p.prover_fee_share_bps,
+            max_unproven_blocks: p.max_unproven_blocks,
         }
     }
 }

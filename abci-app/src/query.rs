@@ -194,6 +194,7 @@ impl Reader {
             items,
             proof: Some((&proof).into()),
             root: Some((&root).into()),
+            proven: None,
         })
     }
 

@@ -272,6 +272,6 @@ fn app_hash_of_a_fixed_sequence_is_stable() {
     }
     assert_eq!(
         hex::encode(last),
-        "e19511f5512b24b90666f86b74c41303c6846c8ea427dbb0d934a43cd98e3e16"
+        "db4c409b430160409dee3708f1955d13bbbf2b6cc867112adc990a1dca05aa12"
     );
 }

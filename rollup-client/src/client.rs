@@ -647,6 +647,7 @@ impl Follower {
             rollup_id: self.rollup_id,
             from_height: self.next,
             skip_empty: self.skip_empty,
+            ..Default::default()
         };
         let opened = self
             .client
@@ -881,6 +882,13 @@ mod tests {
                 height: self.behaviour.tip,
                 ..Default::default()
             }))
+        }
+
+        async fn get_finality(
+            &self,
+            _: tonic::Request<pb::GetFinalityRequest>,
+        ) -> Answer<pb::FinalityStatus> {
+            Err(Status::unimplemented("not in this test node"))
         }
         async fn force_include(
             &self,

@@ -162,6 +162,7 @@ pub(crate) mod tests {
                 .collect(),
             proof: Some((&tree.prove_namespace(rollup)).into()),
             root: Some((&tree.root()).into()),
+            proven: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn batch(height: u64) -> pb::Batch {
             .collect(),
         proof: Some((&tree.prove_namespace(2)).into()),
         root: Some((&tree.root()).into()),
+        proven: None,
     }
 }
 
@@ -128,6 +129,9 @@ impl RollupService for Node {
             rollups: vec![],
             params: None,
         }))
+    }
+    async fn get_finality(&self, _: Request<pb::GetFinalityRequest>) -> Answer<pb::FinalityStatus> {
+        Err(Status::unimplemented("not in this test node"))
     }
     async fn force_include(
         &self,

@@ -249,4 +249,26 @@ impl RollupService for RollupServer {
         let _timer = self.timer("GetStatus");
         self.reader.status().map(Response::new).map_err(internal)
     }
+
+    async fn get_finality(
+        &self,
+        request: Request<pb::GetFinalityRequest>,
+    ) -> Result<Response<pb::FinalityStatus>, Status> {
+        let _timer = self.timer("GetFinality");
+        let height = request.into_inner().height;
+        let finality = self.reader.finality().map_err(internal)?;
+        let params = self.reader.params().map_err(internal)?;
+        Ok(Response::new(pb::FinalityStatus {
+            ordered_height: finality.ordered_height,
+            proven_height: finality.proven_height,
+            lag: finality
+                .ordered_height
+                .saturating_sub(finality.proven_height),
+            height,
+            proven: height != 0 && height <= finality.proven_height,
+            ordered: height != 0 && height <= finality.ordered_height,
+            open_jobs: finality.open_jobs,
+            max_unproven_blocks: params.max_unproven_blocks,
+        }))
+    }
 }
