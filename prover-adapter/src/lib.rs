@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 
 pub mod circuit;
+pub mod groth16_prover;
+pub mod msm;
 
 use ark_bls12_381::{Bls12_381, Fr};
+use ark_ff::UniformRand;
 use ark_groth16::{Groth16, ProvingKey, VerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use rand::{CryptoRng, RngCore, SeedableRng};
@@ -25,6 +28,9 @@ pub enum ProverError {
     /// Constraint synthesis, key generation or proving failed.
     #[error("groth16: {0}")]
     Synthesis(#[from] ark_relations::r1cs::SynthesisError),
+    /// Proving through the MSM back end failed.
+    #[error(transparent)]
+    Prove(#[from] groth16_prover::Groth16Error),
     /// A key could not be (de)serialized.
     #[error("key encoding: {0}")]
     Serialization(#[from] ark_serialize::SerializationError),
@@ -111,14 +117,22 @@ pub fn prove_with_rng<R: RngCore + CryptoRng>(
     job: &JobStatement,
     rng: &mut R,
 ) -> Result<(Vec<u8>, [u8; 32]), ProverError> {
+    prove_with_backend(pk, k, job, &msm::CpuMsm, rng)
+}
+
+/// [`prove_with_rng`] with the MSMs on `backend` (CPU cores or a GPU).
+pub fn prove_with_backend<R: RngCore + CryptoRng>(
+    pk: &ProvingKey<Bls12_381>,
+    k: u32,
+    job: &JobStatement,
+    backend: &dyn msm::MsmBackend,
+    rng: &mut R,
+) -> Result<(Vec<u8>, [u8; 32]), ProverError> {
     check_proving_key(pk, k)?;
     let prev_root = root_from_bytes(&job.prev_root)?;
     let inputs = ReferenceInputs::for_job(job.rollup_id, job.height, job.commitment, prev_root);
-    let proof = Groth16::<Bls12_381>::create_random_proof_with_reduction(
-        ReferenceCircuit::new(k, inputs),
-        pk,
-        rng,
-    )?;
+    let (r, s) = (Fr::rand(rng), Fr::rand(rng));
+    let proof = groth16_prover::create_proof(ReferenceCircuit::new(k, inputs), pk, r, s, backend)?;
     let mut bytes = Vec::with_capacity(PROOF_LEN);
     proof.serialize_compressed(&mut bytes)?;
     Ok((bytes, root_to_bytes(inputs.new_root)))
