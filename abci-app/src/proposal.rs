@@ -10,6 +10,16 @@
 //! a first pass so one busy rollup cannot starve the others; a second pass
 //! fills what is left. A signer whose transaction was deferred has its later
 //! transactions deferred too, so nonces stay in order.
+//!
+//! Back-pressure: while building or checking block `h`, when
+//! `(h - 1) - proven_height > max_unproven_blocks` (ordering ran too far
+//! ahead of proving; both read from the state before the block), the block
+//! may carry only the injected extended commit, pending forced transactions
+//! (by hash, including those the injected commit opens) and transactions
+//! whose actions are all `SubmitProof`, `RegisterProver`, `Unbond` or
+//! `Unjail` ([`back_pressure_exempt`]). PrepareProposal builds such blocks and
+//! ProcessProposal rejects any other. FinalizeBlock does not re-check: it
+//! only runs on proposals that passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +57,16 @@ pub enum ProposalError {
         hash: String,
         deadline: u64,
     },
+    #[error(
+        "tx {index} ({hash}) is not a proof, prover-set or forced transaction, but ordering is \
+         {lag} blocks ahead of proving (max_unproven_blocks {max})"
+    )]
+    BackPressure {
+        index: usize,
+        hash: String,
+        lag: u64,
+        max: u64,
+    },
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
 }
@@ -60,6 +80,7 @@ impl ProposalError {
             | ProposalError::UnexpectedSystemTx { .. }
             | ProposalError::BadExtendedCommit(_) => "bad_extended_commit",
             ProposalError::MissingForced { .. } => "missing_forced",
+            ProposalError::BackPressure { .. } => "back_pressure",
             ProposalError::Store(_) => "internal",
         }
     }
@@ -114,6 +135,32 @@ impl BlockContext<'_> {
         self.censor.is_some_and(|censor| censor(tx))
     }
 
+    /// `Some(lag)` when this block is under back-pressure (see the module
+    /// docs), read from the state before the block.
+    pub fn back_pressure(&self, state: &StateDelta) -> Result<Option<u64>, StoreError> {
+        let ordered = self.height.saturating_sub(1);
+        let lag = ordered.saturating_sub(state.proven_height()?);
+        Ok(over_unproven_limit(lag, self.params.max_unproven_blocks).then_some(lag))
+    }
+
+    /// Whether `tx` may go into a block under back-pressure.
+    fn admitted(
+        &self,
+        state: &StateDelta,
+        tx: &Transaction,
+        pressure: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        if pressure.is_none() || back_pressure_exempt(tx) {
+            return Ok(true);
+        }
+        let hash = tx.hash();
+        Ok(state
+            .forced_queue()?
+            .pending
+            .iter()
+            .any(|r| r.tx_hash == hash))
+    }
+
     /// Processes an injected extended commit: verifies it and opens requests
     /// for what more than 1/3 of the power listed.
     fn apply_system_tx(
@@ -156,6 +203,11 @@ impl BlockContext<'_> {
             forced_failed: Vec::new(),
             events: Vec::new(),
         };
+        let pressure = if strict {
+            self.back_pressure(state)?
+        } else {
+            None
+        };
         for (index, bytes) in txs.iter().enumerate() {
             if let Some(decoded) = decode_system_tx(bytes) {
                 let outcome = if index != 0 || !self.extended_commit_required() {
@@ -180,8 +232,19 @@ impl BlockContext<'_> {
                     height: self.height,
                 });
             }
-            let result = check_stateless(bytes, self.params, self.chain_id, self.signatures)
-                .map_err(ExecError::from)
+            let checked = check_stateless(bytes, self.params, self.chain_id, self.signatures)
+                .map_err(ExecError::from);
+            if let (Ok(tx), Some(lag)) = (&checked, pressure) {
+                if !self.admitted(state, tx, pressure)? {
+                    return Err(ProposalError::BackPressure {
+                        index,
+                        hash: hex::encode(tx.hash()),
+                        lag,
+                        max: self.params.max_unproven_blocks,
+                    });
+                }
+            }
+            let result = checked
                 .and_then(|tx| execute(state, self.params, &tx, self.height).map(|o| (tx, o)));
             match result {
                 Ok((tx, outcome)) => {
@@ -283,6 +346,14 @@ impl BlockContext<'_> {
         let mut used: u64 = 0;
         let mut selected = Vec::new();
         let mut included: BTreeSet<[u8; 32]> = BTreeSet::new();
+        let pressure = self.back_pressure(state)?;
+        if let Some(lag) = pressure {
+            tracing::info!(
+                lag,
+                max = self.params.max_unproven_blocks,
+                "back-pressure: proposing only proof, prover-set and forced transactions"
+            );
+        }
 
         if self.extended_commit_required() {
             let commit =
@@ -330,7 +401,10 @@ impl BlockContext<'_> {
             let Ok(tx) = check_stateless(bytes, self.params, self.chain_id, self.signatures) else {
                 continue;
             };
-            if self.censored(&tx) || included.contains(&tx.hash()) {
+            if self.censored(&tx)
+                || included.contains(&tx.hash())
+                || !self.admitted(state, &tx, pressure)?
+            {
                 continue;
             }
             let size = bytes.len() as u64;
@@ -393,6 +467,27 @@ pub fn matches_censor(tx: &Transaction, signers: &[Address], rollups: &[RollupId
         signers.contains(&t.signer) || rollups_of(t).iter().any(|r| rollups.contains(r))
     };
     hit(tx) || tx.forced_transactions().any(hit)
+}
+
+/// Whether ordering is too far ahead of proving: `lag` (last committed
+/// height minus proven height) above `max_unproven_blocks`.
+pub fn over_unproven_limit(lag: u64, max_unproven_blocks: u64) -> bool {
+    lag > max_unproven_blocks
+}
+
+/// Whether `tx` may be included under back-pressure on its own account: every
+/// action is a proof or a prover-set change (and there is at least one).
+pub fn back_pressure_exempt(tx: &Transaction) -> bool {
+    !tx.body.actions.is_empty()
+        && tx.body.actions.iter().all(|a| {
+            matches!(
+                a,
+                Action::SubmitProof { .. }
+                    | Action::RegisterProver { .. }
+                    | Action::Unbond
+                    | Action::Unjail
+            )
+        })
 }
 
 fn rollups_of(tx: &Transaction) -> BTreeSet<RollupId> {

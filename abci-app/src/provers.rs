@@ -190,6 +190,10 @@ pub struct AcceptedProof {
     pub height: u64,
     pub new_root: [u8; 32],
     pub prover: Address,
+    /// The root the proof started from (the rollup's previous proven root).
+    pub prev_root: [u8; 32],
+    /// The proof as submitted, kept with the proven job for PROVEN streams.
+    pub proof: Vec<u8>,
 }
 
 /// Every check of a `SubmitProof` by `signer`; `earlier` are the proofs
@@ -266,6 +270,8 @@ pub fn check_proof(
         height,
         new_root: *new_root,
         prover: signer,
+        prev_root,
+        proof: proof.to_vec(),
     })
 }
 
@@ -308,6 +314,8 @@ pub fn record_proof(
     job.prover = accepted.prover.0.to_vec();
     job.new_root = accepted.new_root.to_vec();
     job.proven_height = now;
+    job.proof = accepted.proof.clone();
+    job.prev_root = accepted.prev_root.to_vec();
     state.put_proof_job(&job);
     state.put_proof_queue(&queue);
     state.put_rollup_proving(&pb::RollupProving {
@@ -408,6 +416,8 @@ fn active_of(set: &pb::ProverSet) -> Vec<(Address, u64)> {
 struct Assigner {
     active: Vec<(Address, u64)>,
     seed: [u8; 32],
+    /// The block whose end assigns (recorded as `assigned_height`).
+    height: u64,
 }
 
 impl Assigner {
@@ -442,11 +452,13 @@ impl Assigner {
                 job.assigned_index = index as u64;
                 job.assigned = address;
                 job.deadline = deadline;
+                job.assigned_height = self.height;
                 true
             }
             None => {
                 job.assigned = Vec::new();
                 job.deadline = 0;
+                job.assigned_height = 0;
                 false
             }
         }
@@ -526,6 +538,7 @@ pub fn end_block(
     let assigner = Assigner {
         active: active_of(&set),
         seed: root_of(&set.seed),
+        height,
     };
 
     // 3. Deadlines and waiting jobs.
