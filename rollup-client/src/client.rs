@@ -24,12 +24,14 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code as GrpcCode, Status};
 
-use crate::verify::{verify_batch_for, VerifiedBatch, VerifyError};
+use seqnet_proto::groth16::PreparedKey;
+
+use crate::verify::{check_validity_proof, verify_batch_for, VerifiedBatch, VerifyError};
 
 /// Metadata key carrying the numeric `Code` of a rejected submission.
 pub const CODE_METADATA: &str = "seqnet-code";
 /// Largest message the client accepts from a node (a batch can be big).
-const MAX_DECODING_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_DECODING_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -112,14 +114,14 @@ impl RetryPolicy {
 
 /// What to do after a failed try.
 #[derive(Debug, PartialEq, Eq)]
-enum Transient {
+pub(crate) enum Transient {
     /// The node or the path to it is down: try the next endpoint.
     FailOver,
     /// The node is up but busy: try it again later.
     Retry,
 }
 
-fn transient(status: &Status) -> Option<Transient> {
+pub(crate) fn transient(status: &Status) -> Option<Transient> {
     match status.code() {
         // Transport errors surface as UNAVAILABLE or UNKNOWN; a node that
         // cannot reach its CometBFT answers UNAVAILABLE.
@@ -148,7 +150,7 @@ fn rejection(status: &Status) -> ClientError {
 
 /// The error for a status that is not retried (ALREADY_EXISTS is left to
 /// the caller, which knows whether it means success).
-fn classify(endpoint: &str, status: Status) -> ClientError {
+pub(crate) fn classify(endpoint: &str, status: Status) -> ClientError {
     match status.code() {
         GrpcCode::InvalidArgument | GrpcCode::FailedPrecondition | GrpcCode::AlreadyExists => {
             rejection(&status)
@@ -177,8 +179,13 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// A `RollupService` client on `channel`.
+fn rollup_service(channel: Channel) -> RollupServiceClient<Channel> {
+    RollupServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_BYTES)
+}
+
 /// How one call ended without an answer.
-enum Failure {
+pub(crate) enum Failure {
     /// A status that is not retried, from `endpoint`.
     Final { endpoint: String, status: Status },
     /// Transient failures all the way.
@@ -186,7 +193,7 @@ enum Failure {
 }
 
 impl Failure {
-    fn into_error(self) -> ClientError {
+    pub(crate) fn into_error(self) -> ClientError {
         match self {
             Failure::Final { endpoint, status } => classify(&endpoint, status),
             Failure::GaveUp(error) => error,
@@ -200,8 +207,8 @@ impl Failure {
 pub struct RollupClient {
     endpoints: Vec<String>,
     current: usize,
-    channel: Option<RollupServiceClient<Channel>>,
-    retry: RetryPolicy,
+    channel: Option<Channel>,
+    pub(crate) retry: RetryPolicy,
 }
 
 impl RollupClient {
@@ -248,7 +255,7 @@ impl RollupClient {
         &self.endpoints[self.current]
     }
 
-    async fn channel(&mut self) -> Result<RollupServiceClient<Channel>, Status> {
+    async fn channel(&mut self) -> Result<Channel, Status> {
         if let Some(channel) = &self.channel {
             return Ok(channel.clone());
         }
@@ -267,22 +274,32 @@ impl RollupClient {
                 error_chain(&e)
             ))
         })?;
-        let client =
-            RollupServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_BYTES);
-        self.channel = Some(client.clone());
-        Ok(client)
+        self.channel = Some(channel.clone());
+        Ok(channel)
     }
 
-    fn fail_over(&mut self) {
+    /// Drops the connection and moves to the next endpoint.
+    pub(crate) fn fail_over(&mut self) {
         self.channel = None;
         self.current = (self.current + 1) % self.endpoints.len();
     }
 
-    /// Runs `call`, retrying transient failures with back-off and moving to
-    /// the next endpoint after a node is found down.
+    /// [`RollupClient::try_call_on`] with the `RollupService` client.
     async fn try_call<T, F, Fut>(&mut self, call: F) -> Result<T, Failure>
     where
         F: Fn(RollupServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.try_call_on(|channel| call(rollup_service(channel)))
+            .await
+    }
+
+    /// Runs `call` on a connection to the current endpoint, retrying
+    /// transient failures with back-off and moving to the next endpoint
+    /// after a node is found down.
+    pub(crate) async fn try_call_on<T, F, Fut>(&mut self, call: F) -> Result<T, Failure>
+    where
+        F: Fn(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let endpoints = u32::try_from(self.endpoints.len()).unwrap_or(u32::MAX);
@@ -337,6 +354,15 @@ impl RollupClient {
         Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
     {
         self.try_call(call).await.map_err(Failure::into_error)
+    }
+
+    /// [`RollupClient::try_call_on`], failures as [`ClientError`]s.
+    pub(crate) async fn call_on<T, F, Fut>(&mut self, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.try_call_on(call).await.map_err(Failure::into_error)
     }
 
     /// Sends `tx` with `send`; ALREADY_EXISTS (a node already holds these
@@ -440,6 +466,38 @@ impl RollupClient {
             .await
     }
 
+    /// Ordered and proven height, the lag between them and, for `height`
+    /// (0: none), whether it is ordered and proven.
+    pub async fn finality(&mut self, height: u64) -> Result<pb::FinalityStatus, ClientError> {
+        self.call(|mut c| async move { c.get_finality(pb::GetFinalityRequest { height }).await })
+            .await
+    }
+
+    /// Polls until `height` is proven; returns the finality status then.
+    pub async fn wait_for_proven(
+        &mut self,
+        height: u64,
+        timeout: Duration,
+    ) -> Result<pb::FinalityStatus, ClientError> {
+        let started = tokio::time::Instant::now();
+        loop {
+            let status = self.finality(height).await?;
+            if status.proven {
+                return Ok(status);
+            }
+            if started.elapsed() >= timeout {
+                return Err(ClientError::Timeout {
+                    what: format!(
+                        "height {height} to be proven (proven height {}, ordered {})",
+                        status.proven_height, status.ordered_height
+                    ),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Polls until the node has committed `height`; returns its status then.
     pub async fn wait_for_height(
         &mut self,
@@ -528,12 +586,52 @@ impl RollupClient {
         from_height: u64,
         skip_empty: bool,
     ) -> BatchStream {
+        self.follow(
+            rollup_id,
+            from_height,
+            skip_empty,
+            pb::FinalityLevel::FinalityOrdered,
+        )
+    }
+
+    /// [`RollupClient::stream_batches`] at PROVEN finality: a height comes
+    /// only once it is proven (every proof job at heights up to it has a
+    /// verified proof on chain), and a batch with a proof job carries its
+    /// validity proof in [`VerifiedBatch::proof`], checked here against the
+    /// rollup's verifying key (`GetRollup`) and the batch's own items, and
+    /// chained: each proof starts from the root the previous one ended at.
+    /// A proof that does not check is an `Err(ClientError::Verify)` item,
+    /// asked for again from the next endpoint, like a batch that does not verify.
+    pub fn stream_proven_batches(
+        &self,
+        rollup_id: u64,
+        from_height: u64,
+        skip_empty: bool,
+    ) -> BatchStream {
+        self.follow(
+            rollup_id,
+            from_height,
+            skip_empty,
+            pb::FinalityLevel::FinalityProven,
+        )
+    }
+
+    fn follow(
+        &self,
+        rollup_id: u64,
+        from_height: u64,
+        skip_empty: bool,
+        finality: pb::FinalityLevel,
+    ) -> BatchStream {
         let (sender, receiver) = mpsc::channel(64);
         let follower = Follower {
             client: self.clone(),
             rollup_id,
             next: from_height.max(1),
             skip_empty,
+            finality,
+            key: None,
+            last_root: None,
             sender,
         };
         BatchStream {
@@ -579,6 +677,11 @@ struct Follower {
     /// The next height to deliver.
     next: u64,
     skip_empty: bool,
+    finality: pb::FinalityLevel,
+    /// The rollup's verifying key (PROVEN streams; fetched on first use).
+    key: Option<PreparedKey>,
+    /// New state root of the last proof delivered (PROVEN streams).
+    last_root: Option<[u8; 32]>,
     sender: mpsc::Sender<Result<VerifiedBatch, ClientError>>,
 }
 
@@ -622,17 +725,71 @@ impl Follower {
         self.sender.send(item).await.is_ok()
     }
 
+    fn proven(&self) -> bool {
+        self.finality == pb::FinalityLevel::FinalityProven
+    }
+
+    /// The rollup's verifying key, from the node (`refresh`: ask again, in
+    /// case the rollup changed it).
+    async fn key(&mut self, refresh: bool) -> Result<PreparedKey, ClientError> {
+        if let (Some(key), false) = (&self.key, refresh) {
+            return Ok(key.clone());
+        }
+        let rollup = self.client.rollup(self.rollup_id).await?;
+        let key = PreparedKey::decode(&rollup.verifying_key).map_err(|source| {
+            ClientError::Verify(VerifyError::Groth16 {
+                rollup_id: self.rollup_id,
+                height: self.next,
+                source,
+            })
+        })?;
+        self.key = Some(key.clone());
+        Ok(key)
+    }
+
+    /// Checks the validity proof `batch` carries (PROVEN streams).
+    async fn check_proof(
+        &mut self,
+        verified: &mut VerifiedBatch,
+        proof: &pb::BatchProof,
+    ) -> Result<(), ClientError> {
+        let mut result = Err(ClientError::NoEndpoints);
+        for refresh in [false, true] {
+            let key = self.key(refresh).await?;
+            result = check_validity_proof(verified, proof, &key, self.last_root)
+                .map_err(ClientError::Verify);
+            // Only a failed pairing check may come from a changed key.
+            if !matches!(
+                result,
+                Err(ClientError::Verify(VerifyError::Groth16 { .. }))
+            ) {
+                break;
+            }
+        }
+        let checked = result?;
+        self.last_root = Some(checked.new_state_root);
+        verified.proof = Some(checked);
+        Ok(())
+    }
+
     /// Verifies and delivers the batch at `self.next`; `Err` carries the
     /// reason to reopen, `Ok(false)` means the consumer is gone.
     async fn deliver(&mut self, batch: &pb::Batch) -> Result<bool, String> {
-        match verify_batch_for(batch, self.rollup_id, self.next) {
+        let mut result =
+            verify_batch_for(batch, self.rollup_id, self.next).map_err(ClientError::from);
+        if let (Ok(verified), Some(proof), true) = (&mut result, &batch.proven, self.proven()) {
+            if let Err(error) = self.check_proof(verified, proof).await {
+                result = Err(error);
+            }
+        }
+        match result {
             Ok(verified) => {
                 self.next += 1;
                 Ok(self.send(Ok(verified)).await)
             }
             Err(error) => {
                 let why = error.to_string();
-                if self.send(Err(error.into())).await {
+                if self.send(Err(error)).await {
                     Err(why)
                 } else {
                     Ok(false)
@@ -647,7 +804,7 @@ impl Follower {
             rollup_id: self.rollup_id,
             from_height: self.next,
             skip_empty: self.skip_empty,
-            ..Default::default()
+            finality: self.finality as i32,
         };
         let opened = self
             .client
@@ -695,6 +852,17 @@ impl Follower {
             }
             if self.skip_empty {
                 self.next = batch.height; // heights in between are empty
+            }
+            // A PROVEN stream that skips a height: ask again (GetBatch has
+            // no proofs), from the next endpoint.
+            if self.proven() && !self.skip_empty && self.next < batch.height {
+                return Stop::Reopen {
+                    progressed,
+                    why: format!(
+                        "the proven stream skipped from height {} to {}",
+                        self.next, batch.height
+                    ),
+                };
             }
             // Heights the node left out of a stream that should have them all.
             while self.next < batch.height {

@@ -2,9 +2,13 @@
 
 pub mod client;
 pub mod keys;
+pub mod prover;
 pub mod tx;
 pub mod verify;
 
 pub use client::{BatchStream, ClientError, RetryPolicy, RollupClient};
+pub use prover::{JobStream, JobStreamEvent};
 pub use tx::{FeeSchedule, TxSigner};
-pub use verify::{verify_batch, verify_batch_for, VerifiedBatch, VerifyError};
+pub use verify::{
+    check_validity_proof, verify_batch, verify_batch_for, CheckedProof, VerifiedBatch, VerifyError,
+};

@@ -94,6 +94,51 @@ enum Command {
     /// Batches with their proofs.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Provers: stake, leave, unjail, status.
+    #[command(subcommand)]
+    Prover(ProverCommand),
+    /// Ordered (soft) and proven (hard) finality, and whether HEIGHT is proven.
+    Finality {
+        /// A height to ask about.
+        height: Option<u64>,
+        /// Wait until HEIGHT is proven (up to this many seconds).
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60", requires = "height")]
+        wait: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProverCommand {
+    /// Lock stake from the key's balance as prover stake (registers the key
+    /// as a prover, or adds to its stake); it joins the active set at the
+    /// next epoch boundary.
+    Register {
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        stake: u64,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Leave the prover set; the stake returns after the unbonding period.
+    Unbond {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// End a jail term (allowed once the jail period is over).
+    Unjail {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// A prover's stake, status, totals and open jobs.
+    Status {
+        /// 64-hex address, or a key file.
+        who: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -192,6 +237,11 @@ enum BatchCommand {
         /// Leave out heights where the rollup has no data.
         #[arg(long)]
         skip_empty: bool,
+        /// Deliver a height only once it is proven; batches with a proof
+        /// job come with their validity proof, checked here against the
+        /// rollup's verifying key, and show the new state root.
+        #[arg(long)]
+        proven: bool,
     },
 }
 
@@ -262,6 +312,28 @@ fn batch_json(batch: &VerifiedBatch) -> Value {
         "root": hex::encode(batch.root.node.digest),
         "verified": true,
     })
+}
+
+fn proof_json(batch: &VerifiedBatch) -> Value {
+    match &batch.proof {
+        Some(p) => json!({
+            "prev_state_root": hex::encode(p.prev_state_root),
+            "new_state_root": hex::encode(p.new_state_root),
+            "prover": hex::encode(&p.prover),
+            "proven_at": p.proven_at,
+            "verified": true,
+        }),
+        None => Value::Null,
+    }
+}
+
+fn prover_status_name(status: i32) -> &'static str {
+    match pb::ProverStatus::try_from(status) {
+        Ok(pb::ProverStatus::Bonded) => "bonded",
+        Ok(pb::ProverStatus::Unbonding) => "unbonding",
+        Ok(pb::ProverStatus::Jailed) => "jailed",
+        _ => "unknown",
+    }
 }
 
 fn batch_bytes(batch: &VerifiedBatch) -> usize {
@@ -544,19 +616,43 @@ impl App {
                 rollup,
                 from,
                 skip_empty,
+                proven,
             }) => {
-                let mut stream = self.client.stream_batches(rollup, from, skip_empty);
+                let mut stream = if proven {
+                    self.client.stream_proven_batches(rollup, from, skip_empty)
+                } else {
+                    self.client.stream_batches(rollup, from, skip_empty)
+                };
                 while let Some(item) = stream.next().await {
                     match item {
-                        Ok(batch) => self.print(batch_json(&batch), || {
-                            format!(
-                                "rollup {} height {}: {} items, {} bytes; {VERIFIED}",
-                                batch.rollup_id,
-                                batch.height,
-                                batch.items.len(),
-                                batch_bytes(&batch)
-                            )
-                        }),
+                        Ok(batch) => {
+                            let mut value = batch_json(&batch);
+                            if proven {
+                                value["proven"] = json!(true);
+                                value["validity_proof"] = proof_json(&batch);
+                            }
+                            self.print(value, || {
+                                let mut line = format!(
+                                    "rollup {} height {}: {} items, {} bytes; {VERIFIED}",
+                                    batch.rollup_id,
+                                    batch.height,
+                                    batch.items.len(),
+                                    batch_bytes(&batch)
+                                );
+                                match (&batch.proof, proven) {
+                                    (Some(p), _) => line.push_str(&format!(
+                                        "; PROVEN: validity proof verified, state root {} -> {} (prover {}, block {})",
+                                        hex::encode(p.prev_state_root),
+                                        hex::encode(p.new_state_root),
+                                        hex::encode(&p.prover),
+                                        p.proven_at
+                                    )),
+                                    (None, true) => line.push_str("; PROVEN (no proof job at this height)"),
+                                    (None, false) => {}
+                                }
+                                line
+                            })
+                        }
                         // Reported, then asked for again from the next node.
                         Err(ClientError::Verify(e)) => self.print(
                             json!({"rollup_id": rollup, "verified": false, "error": e.to_string()}),
@@ -565,6 +661,115 @@ impl App {
                         Err(e) => return Err(e.into()),
                     }
                 }
+            }
+            Command::Prover(ProverCommand::Register { key, stake, send }) => {
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.register_prover(stake, send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Prover(ProverCommand::Unbond { key, send }) => {
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.unbond(send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Prover(ProverCommand::Unjail { key, send }) => {
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.unjail(send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Prover(ProverCommand::Status { who }) => {
+                let address = parse_address(&who)?;
+                let info = self.client.prover(address).await?;
+                let p = info.prover.clone().unwrap_or_default();
+                let jobs: Vec<Value> = info
+                    .assigned_jobs
+                    .iter()
+                    .map(|j| json!({"rollup_id": j.rollup_id, "height": j.height, "deadline": j.deadline, "reassignments": j.reassignments, "bounty": j.bounty}))
+                    .collect();
+                self.print(
+                    json!({
+                        "address": hex::encode(&p.address),
+                        "stake": p.stake,
+                        "status": prover_status_name(p.status),
+                        "active": info.active,
+                        "epoch": info.epoch,
+                        "misses": p.misses,
+                        "jailed_until": p.jailed_until,
+                        "unbond_at": p.unbond_at,
+                        "proven": p.proven,
+                        "slashed": p.slashed,
+                        "earned": p.earned,
+                        "assigned_jobs": jobs,
+                        "as_of_height": info.as_of_height,
+                    }),
+                    || {
+                        let mut text = format!(
+                            "prover {} {}{}: stake {}, {} in epoch {}, proven {}, missed {}, slashed {}, earned {} (as of height {})",
+                            hex::encode(&p.address),
+                            prover_status_name(p.status),
+                            match pb::ProverStatus::try_from(p.status) {
+                                Ok(pb::ProverStatus::Jailed) => format!(" until {}", p.jailed_until),
+                                Ok(pb::ProverStatus::Unbonding) => format!(" (stake back at {})", p.unbond_at),
+                                _ => String::new(),
+                            },
+                            p.stake,
+                            if info.active { "active" } else { "not active" },
+                            info.epoch,
+                            p.proven,
+                            p.misses,
+                            p.slashed,
+                            p.earned,
+                            info.as_of_height
+                        );
+                        for j in &info.assigned_jobs {
+                            text.push_str(&format!(
+                                "\n  job rollup {} height {}: deadline {}, reassigned {} times, bounty {}",
+                                j.rollup_id, j.height, j.deadline, j.reassignments, j.bounty
+                            ));
+                        }
+                        text
+                    },
+                );
+            }
+            Command::Finality { height, wait } => {
+                let asked = height.unwrap_or(0);
+                let f = match wait {
+                    Some(seconds) => {
+                        self.client
+                            .wait_for_proven(asked, Duration::from_secs(seconds))
+                            .await?
+                    }
+                    None => self.client.finality(asked).await?,
+                };
+                self.print(
+                    json!({
+                        "ordered_height": f.ordered_height,
+                        "proven_height": f.proven_height,
+                        "lag": f.lag,
+                        "open_jobs": f.open_jobs,
+                        "max_unproven_blocks": f.max_unproven_blocks,
+                        "height": height,
+                        "ordered": height.map(|_| f.ordered),
+                        "proven": height.map(|_| f.proven),
+                    }),
+                    || {
+                        let mut text = format!(
+                            "ordered height {}, proven height {} (lag {} of at most {}), {} proof jobs open",
+                            f.ordered_height, f.proven_height, f.lag, f.max_unproven_blocks, f.open_jobs
+                        );
+                        if let Some(h) = height {
+                            let state = if f.proven {
+                                "proven"
+                            } else if f.ordered {
+                                "ordered, not yet proven"
+                            } else {
+                                "not yet ordered"
+                            };
+                            text.push_str(&format!("\nheight {h}: {state}"));
+                        }
+                        text
+                    },
+                );
             }
         }
         Ok(())

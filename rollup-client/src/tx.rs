@@ -161,6 +161,43 @@ impl TxSigner {
         )
     }
 
+    /// Locks `stake` from the balance as prover stake (registers the
+    /// account as a prover, or adds to its stake).
+    pub fn register_prover(&mut self, stake: u64, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::RegisterProver { stake }], fee)
+    }
+
+    /// Leaves the prover set; the stake returns after the unbonding period.
+    pub fn unbond(&mut self, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::Unbond], fee)
+    }
+
+    /// Ends a jail term.
+    pub fn unjail(&mut self, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::Unjail], fee)
+    }
+
+    /// Validity proofs of consecutive jobs of one rollup, in height order:
+    /// `(rollup_id, height, proof, new_state_root)` each.
+    pub fn submit_proofs(
+        &mut self,
+        proofs: Vec<(u64, u64, Vec<u8>, [u8; 32])>,
+        fee: Option<u64>,
+    ) -> Transaction {
+        let actions = proofs
+            .into_iter()
+            .map(
+                |(rollup_id, height, proof, new_state_root)| Action::SubmitProof {
+                    rollup_id,
+                    height,
+                    proof,
+                    new_state_root,
+                },
+            )
+            .collect();
+        self.sign(actions, fee)
+    }
+
     /// A transaction asking the chain to include `inner` within its window.
     pub fn force_include(&mut self, inner: Transaction, fee: Option<u64>) -> Transaction {
         self.sign(

@@ -9,6 +9,7 @@
 //! (or in a root taken from elsewhere and compared with [`VerifiedBatch::root`]).
 
 use prost::Message;
+use seqnet_proto::groth16::{batch_commitment, BatchStatement, PreparedKey, ProofError};
 use seqnet_proto::nmt::{verify_namespace, NamespaceProof, NmtError, NmtRoot};
 use seqnet_proto::pb;
 
@@ -53,6 +54,45 @@ pub enum VerifyError {
         got_rollup: u64,
         got_height: u64,
     },
+    /// A field of a batch's validity proof has the wrong length.
+    #[error(
+        "validity proof of rollup {rollup_id} at height {height}: {field} is {got} bytes, want 32"
+    )]
+    ProofField {
+        rollup_id: u64,
+        height: u64,
+        field: &'static str,
+        got: usize,
+    },
+    /// The proof's commitment is not the commitment of the batch's items.
+    #[error(
+        "validity proof of rollup {rollup_id} at height {height} is for commitment {claimed}, \
+         the items commit to {computed}"
+    )]
+    CommitmentMismatch {
+        rollup_id: u64,
+        height: u64,
+        claimed: String,
+        computed: String,
+    },
+    /// The proof does not start from the state root the previous proof ended at.
+    #[error(
+        "validity proof of rollup {rollup_id} at height {height} starts from state root {got}, \
+         the previous proven batch ended at {want}"
+    )]
+    RootGap {
+        rollup_id: u64,
+        height: u64,
+        want: String,
+        got: String,
+    },
+    /// The Groth16 proof does not verify against the rollup's verifying key.
+    #[error("validity proof of rollup {rollup_id} at height {height} does not verify: {source}")]
+    Groth16 {
+        rollup_id: u64,
+        height: u64,
+        source: ProofError,
+    },
 }
 
 /// A batch whose namespace proof verified against `root`.
@@ -64,6 +104,88 @@ pub struct VerifiedBatch {
     pub items: Vec<pb::BatchItem>,
     /// The block's namespaced Merkle root the proof checked against.
     pub root: NmtRoot,
+    /// The batch's validity proof, checked by [`check_validity_proof`]
+    /// (only on batches of PROVEN streams whose rollup has a proof job at
+    /// that height).
+    pub proof: Option<CheckedProof>,
+}
+
+/// A batch's validity proof (Groth16) that verified against the rollup's
+/// verifying key for the batch's own commitment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedProof {
+    pub prev_state_root: [u8; 32],
+    pub new_state_root: [u8; 32],
+    pub commitment: [u8; 32],
+    /// The prover credited (32-byte address).
+    pub prover: Vec<u8>,
+    /// Block that included the proof.
+    pub proven_at: u64,
+    /// The proof bytes (compressed arkworks encoding).
+    pub proof: Vec<u8>,
+}
+
+/// Checks `proof` as the validity proof of `batch` under `key`: its
+/// commitment is the one the items make, and the Groth16 proof verifies for
+/// `(rollup, height, commitment, prev_state_root, new_state_root)`. With
+/// `prev_root` (the new root of the rollup's previous proven batch), the
+/// proof must also start there.
+pub fn check_validity_proof(
+    batch: &VerifiedBatch,
+    proof: &pb::BatchProof,
+    key: &PreparedKey,
+    prev_root: Option<[u8; 32]>,
+) -> Result<CheckedProof, VerifyError> {
+    let (rollup_id, height) = (batch.rollup_id, batch.height);
+    let field = |field: &'static str, bytes: &[u8]| {
+        <[u8; 32]>::try_from(bytes).map_err(|_| VerifyError::ProofField {
+            rollup_id,
+            height,
+            field,
+            got: bytes.len(),
+        })
+    };
+    let prev_state_root = field("prev_state_root", &proof.prev_state_root)?;
+    let new_state_root = field("new_state_root", &proof.new_state_root)?;
+    let claimed = field("commitment", &proof.commitment)?;
+    let commitment = batch_commitment(rollup_id, height, &batch.items);
+    if claimed != commitment {
+        return Err(VerifyError::CommitmentMismatch {
+            rollup_id,
+            height,
+            claimed: hex::encode(claimed),
+            computed: hex::encode(commitment),
+        });
+    }
+    if let Some(want) = prev_root.filter(|want| *want != prev_state_root) {
+        return Err(VerifyError::RootGap {
+            rollup_id,
+            height,
+            want: hex::encode(want),
+            got: hex::encode(prev_state_root),
+        });
+    }
+    let statement = BatchStatement {
+        rollup_id,
+        height,
+        commitment,
+        prev_root: prev_state_root,
+        new_root: new_state_root,
+    };
+    key.verify(&proof.proof, &statement)
+        .map_err(|source| VerifyError::Groth16 {
+            rollup_id,
+            height,
+            source,
+        })?;
+    Ok(CheckedProof {
+        prev_state_root,
+        new_state_root,
+        commitment,
+        prover: proof.prover.clone(),
+        proven_at: proof.proven_at,
+        proof: proof.proof.clone(),
+    })
 }
 
 /// Checks `batch`'s items against its root and namespace proof (namespace =
@@ -98,6 +220,7 @@ pub fn verify_batch(batch: &pb::Batch) -> Result<VerifiedBatch, VerifyError> {
         height,
         items: batch.items.clone(),
         root,
+        proof: None,
     })
 }
 
