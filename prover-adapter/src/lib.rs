@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod backend;
 pub mod circuit;
 pub mod groth16_prover;
+pub mod metrics;
 pub mod msm;
+pub mod worker;
 
 use ark_bls12_381::{Bls12_381, Fr};
 use ark_ff::UniformRand;

@@ -1,6 +1,8 @@
 //! `seqnet-prover`: development setup, proving and verification of the
 //! reference rollup circuit (Groth16 over BLS12-381).
 
+mod run;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -92,6 +94,9 @@ enum Command {
         #[arg(long)]
         new_root: String,
     },
+    /// Prover daemon: follow this key's proof jobs on one or more nodes,
+    /// prove them (reference circuit or an external command), submit.
+    Run(run::RunArgs),
 }
 
 fn hex32(name: &str, s: &str) -> Result<[u8; 32]> {
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
             proof,
             new_root,
         } => run_verify(keys, statement, proof, new_root),
+        Command::Run(args) => run::main(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,192 @@
+//! Prometheus metrics of `seqnet-prover run`, and the HTTP endpoint that
+//! serves them (`/metrics`, `/health`).
+//!
+//! | name | type | meaning |
+//! | --- | --- | --- |
+//! | `seqnet_prover_jobs_received_total` | counter | jobs delivered by the job stream |
+//! | `seqnet_prover_proving_seconds` | histogram | time the back end took per job |
+//! | `seqnet_prover_proving_failures_total` | counter | jobs the back end failed to prove |
+//! | `seqnet_prover_proofs_submitted_total` | counter | proofs a node accepted into its mempool |
+//! | `seqnet_prover_proofs_rejected_total{code}` | counter | submissions the node refused, by seqnet code |
+//! | `seqnet_prover_jobs_dropped_total{reason}` | counter | jobs given up (past deadline, retries exhausted) |
+//! | `seqnet_prover_stream_reconnects_total` | counter | job streams reopened after a drop |
+//! | `seqnet_prover_last_submitted_height{rollup}` | gauge | height of the last job whose proof a node accepted, per rollup |
+
+use std::sync::Arc;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// The prover's metrics, registered in their own registry.
+pub struct Metrics {
+    registry: Registry,
+    pub jobs_received: IntCounter,
+    pub proving_seconds: Histogram,
+    pub proving_failures: IntCounter,
+    pub proofs_submitted: IntCounter,
+    pub proofs_rejected: IntCounterVec,
+    pub jobs_dropped: IntCounterVec,
+    pub stream_reconnects: IntCounter,
+    pub last_submitted_height: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Arc<Metrics>, prometheus::Error> {
+        let registry = Registry::new();
+        let jobs_received = IntCounter::new(
+            "seqnet_prover_jobs_received_total",
+            "Jobs delivered by the job stream",
+        )?;
+        let proving_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "seqnet_prover_proving_seconds",
+                "Time the proving back end took per job",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ]),
+        )?;
+        let proving_failures = IntCounter::new(
+            "seqnet_prover_proving_failures_total",
+            "Jobs the back end failed to prove",
+        )?;
+        let proofs_submitted = IntCounter::new(
+            "seqnet_prover_proofs_submitted_total",
+            "Proofs a node accepted into its mempool",
+        )?;
+        let proofs_rejected = IntCounterVec::new(
+            Opts::new(
+                "seqnet_prover_proofs_rejected_total",
+                "Proof submissions the node refused, by seqnet code",
+            ),
+            &["code"],
+        )?;
+        let jobs_dropped = IntCounterVec::new(
+            Opts::new(
+                "seqnet_prover_jobs_dropped_total",
+                "Jobs given up without an accepted submission",
+            ),
+            &["reason"],
+        )?;
+        let stream_reconnects = IntCounter::new(
+            "seqnet_prover_stream_reconnects_total",
+            "Job streams reopened after a drop",
+        )?;
+        let last_submitted_height = IntGaugeVec::new(
+            Opts::new(
+                "seqnet_prover_last_submitted_height",
+                "Height of the last job whose proof a node accepted, per rollup",
+            ),
+            &["rollup"],
+        )?;
+        registry.register(Box::new(jobs_received.clone()))?;
+        registry.register(Box::new(proving_seconds.clone()))?;
+        registry.register(Box::new(proving_failures.clone()))?;
+        registry.register(Box::new(proofs_submitted.clone()))?;
+        registry.register(Box::new(proofs_rejected.clone()))?;
+        registry.register(Box::new(jobs_dropped.clone()))?;
+        registry.register(Box::new(stream_reconnects.clone()))?;
+        registry.register(Box::new(last_submitted_height.clone()))?;
+        Ok(Arc::new(Metrics {
+            registry,
+            jobs_received,
+            proving_seconds,
+            proving_failures,
+            proofs_submitted,
+            proofs_rejected,
+            jobs_dropped,
+            stream_reconnects,
+            last_submitted_height,
+        }))
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        let Ok((mut socket, _)) = accepted else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            let Ok(n) = socket.read(&mut buf).await else {
+                return;
+            };
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => ("200 OK", metrics.render()),
+                "/health" => ("200 OK", b"ok\n".to_vec()),
+                _ => ("404 Not Found", b"try /metrics or /health\n".to_vec()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = socket.write_all(head.as_bytes()).await;
+            let _ = socket.write_all(&body).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metrics_are_served() {
+        let metrics = Metrics::new().expect("metrics");
+        metrics.jobs_received.inc();
+        metrics.proving_seconds.observe(0.3);
+        metrics
+            .proofs_rejected
+            .with_label_values(&["not_assigned"])
+            .inc();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (_stop, stop) = watch::channel(false);
+        tokio::spawn(serve(listener, metrics, stop));
+        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        socket
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut text = String::new();
+        socket.read_to_string(&mut text).await.expect("read");
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(
+            text.contains("seqnet_prover_jobs_received_total 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seqnet_prover_proving_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seqnet_prover_proofs_rejected_total{code=\"not_assigned\"} 1"),
+            "{text}"
+        );
+    }
+}

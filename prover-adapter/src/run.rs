@@ -1,0 +1,128 @@
+//! `seqnet-prover run`: the prover daemon's command line (see
+//! `seqnet_prover::worker` for what it does).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::ValueEnum;
+use seqnet_prover::backend::{CommandBackend, ProvingBackend, ReferenceBackend};
+use seqnet_prover::metrics::{self, Metrics};
+use seqnet_prover::worker::{prover_retry_policy, Worker, WorkerConfig, DEFAULT_SUBMIT_ATTEMPTS};
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The prover's key file (`seqnet keys new` format): its account, its
+    /// stake and its job-stream identity.
+    #[arg(long, env = "SEQNET_PROVER_KEY")]
+    key: PathBuf,
+    /// Sequencer gRPC endpoint; repeat (or separate with commas) for fail-over.
+    #[arg(
+        long = "node",
+        env = "SEQNET_NODE",
+        value_delimiter = ',',
+        required = true
+    )]
+    nodes: Vec<String>,
+    /// Reference-circuit back end: directory written by `seqnet-prover setup`
+    /// (its proving_key.bin; the size is read from the key).
+    #[arg(long, conflicts_with = "command", required_unless_present = "command")]
+    keys: Option<PathBuf>,
+    /// External back end: a shell command run per job with the job as JSON
+    /// on stdin, answering {"proof": hex, "new_state_root": hex} on stdout
+    /// (see the README).
+    #[arg(long)]
+    command: Option<String>,
+    /// Seconds an external command may take per job.
+    #[arg(long, default_value_t = 300)]
+    command_timeout: u64,
+    /// Serve Prometheus metrics on ADDR (`/metrics`, `/health`).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
+    /// Sends of one proof before giving its job up.
+    #[arg(long, default_value_t = DEFAULT_SUBMIT_ATTEMPTS)]
+    submit_attempts: u32,
+    /// Log format (filter: RUST_LOG, default info).
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the prover until SIGINT or SIGTERM.
+pub fn main(args: &RunArgs) -> Result<()> {
+    init_logs(args.log_format);
+    let key = seqnet_rollup_client::keys::load(&args.key)?;
+    let backend: Arc<dyn ProvingBackend> =
+        match (&args.keys, &args.command) {
+            (Some(dir), None) => Arc::new(ReferenceBackend::load(dir).with_context(|| {
+                format!("loading the reference back end from {}", dir.display())
+            })?),
+            (None, Some(command)) => Arc::new(CommandBackend::new(
+                command.clone(),
+                Duration::from_secs(args.command_timeout.max(1)),
+            )),
+            _ => bail!("give --keys DIR (reference circuit) or --command CMD (external prover)"),
+        };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let metrics = Metrics::new().context("registering metrics")?;
+        let (stop, stopped) = watch::channel(false);
+        if let Some(addr) = &args.metrics {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--metrics {addr}: cannot listen"))?;
+            tracing::info!(addr = %addr, "metrics on /metrics");
+            tokio::spawn(metrics::serve(listener, metrics.clone(), stopped.clone()));
+        }
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop.send(true);
+        });
+        let config = WorkerConfig {
+            nodes: args.nodes.clone(),
+            key,
+            retry: prover_retry_policy(),
+            submit_attempts: args.submit_attempts,
+        };
+        Worker::new(config, backend, metrics).run(stopped).await?;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

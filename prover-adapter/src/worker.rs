@@ -1,0 +1,312 @@
+//! The prover daemon behind `seqnet-prover run`: follow the jobs the chain
+//! assigns to one prover key, prove each with a [`ProvingBackend`], submit
+//! the proofs.
+//!
+//! - **Nodes.** One or more sequencer gRPC endpoints; calls and the job
+//!   stream fail over between them (`seqnet_rollup_client`).
+//! - **Authentication.** The job stream opens with a fresh server challenge
+//!   signed by the prover's ed25519 key (the key of its account and stake).
+//! - **Resume.** After a drop the stream reopens after the cursor of the last
+//!   job received, so no job is lost or proven twice, on any node.
+//! - **Order.** Jobs are proven one at a time in delivery order; the chain
+//!   delivers a rollup's job only once the previous one is proven, so its
+//!   previous state root is final.
+//! - **Submission.** Each proof goes out as a `SubmitProof` transaction
+//!   signed by the prover, through `ProverService.SubmitProof` (the node
+//!   checks assignment, order and proof first). Transient failures resend the
+//!   same bytes with back-off (a node that has them answers "already
+//!   known"); a nonce refusal re-reads the nonce and signs again; any other
+//!   refusal (`NOT_ASSIGNED`: the deadline passed and the job moved on,
+//!   `PROOF_REJECTED`, ...) drops the job and counts it.
+//! - **Shutdown.** A job being proven when shutdown comes is abandoned; the
+//!   chain reassigns it at its deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use seqnet_proto::{pb, Code};
+use seqnet_rollup_client::{ClientError, JobStreamEvent, RetryPolicy, RollupClient, TxSigner};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tracing::Instrument;
+
+use crate::backend::{BackendError, JobInput, ProofOutput, ProvingBackend};
+use crate::metrics::Metrics;
+
+/// Why the worker stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("node endpoints: {0}")]
+    Endpoints(ClientError),
+    #[error("the job stream ended: {0}")]
+    Stream(ClientError),
+    #[error("the job stream ended without an error")]
+    StreamClosed,
+}
+
+/// What a worker needs besides its back end.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// Sequencer gRPC endpoints (`http://host:port`), in fail-over order.
+    pub nodes: Vec<String>,
+    /// The prover's key: its account, its stake and its stream identity.
+    pub key: SigningKey,
+    /// Retries of each call to the nodes.
+    pub retry: RetryPolicy,
+    /// Sends of one proof before the job is given up (transient failures
+    /// and nonce refusals).
+    pub submit_attempts: u32,
+}
+
+/// Follows, proves and submits (see the module docs).
+pub struct Worker {
+    config: WorkerConfig,
+    backend: Arc<dyn ProvingBackend>,
+    metrics: Arc<Metrics>,
+}
+
+/// How one job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// A node accepted the proof into its mempool.
+    Submitted { tx_hash: [u8; 32] },
+    /// The node refused it for good.
+    Rejected { code: Option<Code>, message: String },
+    /// The back end failed.
+    ProvingFailed(String),
+    /// Transient failures all the way.
+    GaveUp(String),
+}
+
+impl Worker {
+    pub fn new(
+        config: WorkerConfig,
+        backend: Arc<dyn ProvingBackend>,
+        metrics: Arc<Metrics>,
+    ) -> Worker {
+        Worker {
+            config,
+            backend,
+            metrics,
+        }
+    }
+
+    /// Runs until `shutdown` turns true (`Ok`) or the job stream fails for
+    /// good (a non-transient refusal, e.g. a malformed key).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<(), WorkerError> {
+        let mut client = RollupClient::new(self.config.nodes.clone())
+            .map_err(WorkerError::Endpoints)?
+            .with_retry(self.config.retry.clone());
+        let address = seqnet_rollup_client::keys::address(&self.config.key);
+        tracing::info!(
+            prover = %address,
+            backend = %self.backend.describe(),
+            nodes = ?self.config.nodes,
+            "prover starting"
+        );
+        let Some(mut signer) = self.signer(&mut client, &mut shutdown).await else {
+            return Ok(());
+        };
+        let mut stream = client.jobs(self.config.key.clone(), None);
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            for event in stream.events() {
+                if matches!(event, JobStreamEvent::Dropped { .. }) {
+                    self.metrics.stream_reconnects.inc();
+                }
+            }
+            let job = match item {
+                Some(Ok(job)) => job,
+                Some(Err(error)) => return Err(WorkerError::Stream(error)),
+                None => return Err(WorkerError::StreamClosed),
+            };
+            let span = tracing::info_span!(
+                "job",
+                rollup = job.rollup_id,
+                height = job.height,
+                rank = job.rank,
+                deadline = job.deadline
+            );
+            let outcome = tokio::select! {
+                outcome = self.handle(&mut client, &mut signer, &job).instrument(span) => outcome,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            tracing::debug!(
+                rollup = job.rollup_id,
+                height = job.height,
+                ?outcome,
+                "job done"
+            );
+        }
+    }
+
+    /// The transaction signer, with the chain id and fees from a node;
+    /// waits (with back-off) until a node answers. `None` on shutdown.
+    async fn signer(
+        &self,
+        client: &mut RollupClient,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<TxSigner> {
+        let mut failures = 0u32;
+        loop {
+            match client.status().await {
+                Ok(status) => {
+                    let mut signer = TxSigner::new(self.config.key.clone(), status.chain_id);
+                    if let Some(params) = &status.params {
+                        signer.fees = params.into();
+                    }
+                    return Some(signer);
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let pause = self.config.retry.backoff(failures);
+                    tracing::warn!(%error, ?pause, "no node answers yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Proves and submits one job.
+    pub async fn handle(
+        &self,
+        client: &mut RollupClient,
+        signer: &mut TxSigner,
+        job: &pb::Job,
+    ) -> JobOutcome {
+        self.metrics.jobs_received.inc();
+        tracing::info!(
+            reassignments = job.reassignments,
+            items = job.items.len(),
+            bounty = job.bounty,
+            "job received"
+        );
+        let input = JobInput::from_job(job);
+        let backend = self.backend.clone();
+        let started = Instant::now();
+        let proved = tokio::task::spawn_blocking(move || backend.prove(&input))
+            .await
+            .unwrap_or_else(|e| Err(BackendError::Task(e.to_string())));
+        let elapsed = started.elapsed();
+        let output = match proved {
+            Ok(output) => {
+                self.metrics.proving_seconds.observe(elapsed.as_secs_f64());
+                tracing::info!(
+                    proving_ms = elapsed.as_millis() as u64,
+                    new_state_root = %hex::encode(output.new_state_root),
+                    "proved"
+                );
+                output
+            }
+            Err(error) => {
+                self.metrics.proving_failures.inc();
+                self.metrics
+                    .jobs_dropped
+                    .with_label_values(&["proving_failed"])
+                    .inc();
+                tracing::error!(%error, "proving failed; the job is left to its back-ups");
+                return JobOutcome::ProvingFailed(error.to_string());
+            }
+        };
+        self.submit(client, signer, job, output).await
+    }
+
+    async fn submit(
+        &self,
+        client: &mut RollupClient,
+        signer: &mut TxSigner,
+        job: &pb::Job,
+        output: ProofOutput,
+    ) -> JobOutcome {
+        let attempts = self.config.submit_attempts.max(1);
+        let mut tx = None;
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if tx.is_none() {
+                // The nonce counts this account's transactions in the mempool.
+                if let Err(error) = signer.sync_nonce(client).await {
+                    last = error.to_string();
+                    tracing::warn!(%error, attempt, "cannot read the nonce");
+                    tokio::time::sleep(self.config.retry.backoff(attempt)).await;
+                    continue;
+                }
+                tx = Some(signer.submit_proofs(
+                    vec![(
+                        job.rollup_id,
+                        job.height,
+                        output.proof.clone(),
+                        output.new_state_root,
+                    )],
+                    None,
+                ));
+            }
+            let Some(signed) = &tx else { continue };
+            match client.submit_proof(signed).await {
+                Ok(tx_hash) => {
+                    self.metrics.proofs_submitted.inc();
+                    self.metrics
+                        .last_submitted_height
+                        .with_label_values(&[&job.rollup_id.to_string()])
+                        .set(i64::try_from(job.height).unwrap_or(i64::MAX));
+                    tracing::info!(
+                        tx = %hex::encode(tx_hash),
+                        nonce = signed.body.nonce,
+                        node = %client.endpoint(),
+                        "proof submitted"
+                    );
+                    return JobOutcome::Submitted { tx_hash };
+                }
+                Err(ClientError::Rejected {
+                    code: Some(Code::NonceReplayed | Code::NonceGap),
+                    message,
+                }) => {
+                    tracing::info!(%message, attempt, "nonce refused; signing again");
+                    last = message;
+                    tx = None;
+                }
+                Err(ClientError::Rejected { code, message }) => {
+                    let label = code.map_or("unknown", Code::name);
+                    self.metrics
+                        .proofs_rejected
+                        .with_label_values(&[label])
+                        .inc();
+                    tracing::warn!(code = label, %message, "proof rejected");
+                    return JobOutcome::Rejected { code, message };
+                }
+                Err(error) => {
+                    last = error.to_string();
+                    let pause = self.config.retry.backoff(attempt);
+                    tracing::warn!(%error, attempt, ?pause, "submission failed; retrying");
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+        self.metrics
+            .jobs_dropped
+            .with_label_values(&["submit_retries_exhausted"])
+            .inc();
+        tracing::error!(attempts, last = %last, "giving the job up");
+        JobOutcome::GaveUp(last)
+    }
+}
+
+/// Default [`WorkerConfig::submit_attempts`].
+pub const DEFAULT_SUBMIT_ATTEMPTS: u32 = 8;
+
+/// A retry policy for a long-running prover: patient with nodes that restart.
+pub fn prover_retry_policy() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 6,
+        initial_backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(3),
+        request_timeout: Duration::from_secs(30),
+    }
+}
