@@ -24,9 +24,11 @@
 //! a proof's bytes or hash as an identity.
 
 use ark_bls12_381::{Bls12_381, Fq, Fq2, G1Affine, G2Affine};
+use ark_ec::pairing::Pairing;
 use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, BigInteger256, BigInteger384, PrimeField};
 use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
+use ark_serialize::CanonicalSerialize;
 
 pub use ark_bls12_381::Fr;
 
@@ -173,7 +175,7 @@ pub fn root_from_bytes(bytes: &[u8; 32]) -> Result<Fr, ProofError> {
 }
 
 #[derive(Clone, Copy)]
-enum Ctx {
+pub(crate) enum Ctx {
     Proof,
     Key,
 }
@@ -246,7 +248,11 @@ fn unmasked(bytes: &[u8]) -> [u8; G1_LEN] {
 
 /// Decodes a compressed G1 point (`bytes.len() == G1_LEN`), checking canonical
 /// encoding, curve membership, subgroup membership and non-identity.
-fn decode_g1(bytes: &[u8], point: &'static str, ctx: Ctx) -> Result<G1Affine, ProofError> {
+pub(crate) fn decode_g1(
+    bytes: &[u8],
+    point: &'static str,
+    ctx: Ctx,
+) -> Result<G1Affine, ProofError> {
     let x_bytes = masked(bytes);
     let flags = parse_flags(bytes[0], x_bytes == [0u8; G1_LEN], point, ctx)?;
     let x = fq_from_be(&x_bytes).ok_or_else(|| {
@@ -264,7 +270,11 @@ fn decode_g1(bytes: &[u8], point: &'static str, ctx: Ctx) -> Result<G1Affine, Pr
 
 /// Decodes a compressed G2 point (`bytes.len() == G2_LEN`: x.c1 with flags, then
 /// x.c0), with the same checks as [`decode_g1`].
-fn decode_g2(bytes: &[u8], point: &'static str, ctx: Ctx) -> Result<G2Affine, ProofError> {
+pub(crate) fn decode_g2(
+    bytes: &[u8],
+    point: &'static str,
+    ctx: Ctx,
+) -> Result<G2Affine, ProofError> {
     let c1_bytes = masked(&bytes[..G1_LEN]);
     let c0_bytes = unmasked(&bytes[G1_LEN..G2_LEN]);
     let rest_zero = c1_bytes == [0u8; G1_LEN] && c0_bytes == [0u8; G1_LEN];
@@ -356,6 +366,10 @@ pub fn decode_verifying_key(bytes: &[u8]) -> Result<VerifyingKey<Bls12_381>, Pro
 #[derive(Clone, Debug)]
 pub struct PreparedKey {
     pvk: PreparedVerifyingKey<Bls12_381>,
+    /// `-beta`, prepared (batch verification pairs it with `sum r_i * alpha`).
+    beta_g2_neg_pc: <Bls12_381 as Pairing>::G2Prepared,
+    /// SHA-256 of the key's compressed encoding.
+    digest: [u8; 32],
 }
 
 impl PreparedKey {
@@ -378,9 +392,28 @@ impl PreparedKey {
     }
 
     fn prepare(vk: &VerifyingKey<Bls12_381>) -> Self {
+        let mut encoded = Vec::with_capacity(VK_LEN);
+        // Serializing into a Vec cannot fail.
+        let digest = match vk.serialize_compressed(&mut encoded) {
+            Ok(()) => crate::sha256(&encoded),
+            Err(_) => [0; 32],
+        };
         Self {
             pvk: ark_groth16::prepare_verifying_key(vk),
+            beta_g2_neg_pc: (-vk.beta_g2).into(),
+            digest,
         }
+    }
+
+    /// SHA-256 of the key's compressed encoding (the bytes
+    /// [`decode_verifying_key`] accepts): what transcripts absorb for the key.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// `-beta` in G2, prepared for pairings.
+    pub fn beta_g2_neg_prepared(&self) -> &<Bls12_381 as Pairing>::G2Prepared {
+        &self.beta_g2_neg_pc
     }
 
     /// The verifying key.
@@ -410,7 +443,8 @@ impl PreparedKey {
         self.verify_inputs(proof, &statement.public_inputs()?)
     }
 
-    fn verify_inputs(&self, proof: &Proof<Bls12_381>, inputs: &[Fr]) -> Result<(), ProofError> {
+    /// Verifies a decoded proof against already computed public inputs.
+    pub fn verify_inputs(&self, proof: &Proof<Bls12_381>, inputs: &[Fr]) -> Result<(), ProofError> {
         if proof.a.is_zero() || proof.b.is_zero() || proof.c.is_zero() {
             let point = if proof.a.is_zero() {
                 "proof.A"

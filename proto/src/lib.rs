@@ -1,10 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+pub mod batch_verify;
 pub mod codes;
 pub mod groth16;
 pub mod inclusion;
 pub mod nmt;
 pub mod prover;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub(crate) mod test_circuit;
+pub mod transcript;
 pub mod tx;
 
 /// Generated prost messages and tonic services (package `seqnet.v1`).
