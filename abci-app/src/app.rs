@@ -70,6 +70,8 @@ pub struct BlockSummary {
     pub jobs_proven: u64,
     /// Proof jobs still open after this block.
     pub jobs_open: u64,
+    /// Of those, jobs reassigned at least once (late).
+    pub jobs_late: u64,
     /// Highest height whose jobs (and all below) are proven, after this block.
     pub proven_height: u64,
 }
@@ -418,6 +420,7 @@ impl SeqnetApp {
         summary.jobs_opened = proving.jobs_opened;
         summary.jobs_reassigned = proving.jobs_reassigned;
         summary.jobs_open = proving.jobs_open;
+        summary.jobs_late = proving.jobs_late;
         summary.proven_height = proving.proven_height;
         block_events.extend(proving.events);
         summary.forced_pending = delta

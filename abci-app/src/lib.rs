@@ -15,5 +15,5 @@ pub mod store;
 
 pub use app::{BlockSummary, NoObserver, Observer, SeqnetApp};
 pub use params::ChainParams;
-pub use query::{QueryError, Reader};
+pub use query::{QueryError, Reader, ReadyJob};
 pub use store::Store;

@@ -350,6 +350,8 @@ pub struct ProverBlock {
     pub jobs_opened: u64,
     pub jobs_reassigned: u64,
     pub jobs_open: u64,
+    /// Open jobs reassigned at least once (a prover missed their deadline).
+    pub jobs_late: u64,
     pub proven_height: u64,
     pub epoch_changed: bool,
 }
@@ -650,6 +652,7 @@ pub fn end_block(
 
     // 5. Finality.
     out.jobs_open = queue.open.len() as u64;
+    out.jobs_late = queue.open.iter().filter(|j| j.reassignments > 0).count() as u64;
     out.proven_height = match queue.open.iter().map(|j| j.height).min() {
         Some(lowest) => lowest.saturating_sub(1),
         None => height,

@@ -2,6 +2,7 @@
 //! services: accounts, rollups, blocks, batches with their namespace proofs,
 //! provers, proof jobs and finality.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use seqnet_proto::nmt::{NamespacedMerkleTree, NmtNode, NmtRoot};
@@ -30,6 +31,27 @@ pub enum QueryError {
     Store(#[from] StoreError),
     #[error("stored block {height} is inconsistent: {detail}")]
     Inconsistent { height: u64, detail: String },
+}
+
+/// An open job that its assigned prover can prove now: the lowest open job
+/// of its rollup, so every earlier job of the rollup is proven and
+/// `prev_root` is final. Deliveries are ordered by `cursor()`, the same on
+/// every node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReadyJob {
+    /// The block after which the job became provable by its current prover:
+    /// max(`assigned_height`, the block that proved the rollup's previous job).
+    pub ready_height: u64,
+    pub job: pb::ProofJob,
+    /// The rollup's last proven root (32 zero bytes before the first proof).
+    pub prev_root: Vec<u8>,
+}
+
+impl ReadyJob {
+    /// (ready_height, rollup_id, height): the job stream's resume cursor.
+    pub fn cursor(&self) -> (u64, RollupId, u64) {
+        (self.ready_height, self.job.rollup_id, self.job.height)
+    }
 }
 
 /// Reads committed state; cheap to clone and safe to use from any thread.
@@ -274,6 +296,94 @@ impl Reader {
                 .filter(|j| j.rollup_id == rollup_id)
                 .collect(),
         })
+    }
+
+    /// Open jobs that `prover` is assigned and can prove now (see
+    /// [`ReadyJob`]), by cursor. A read straddling a commit is retried, so
+    /// the answer is one committed state's (returned with its height).
+    pub fn ready_jobs(&self, prover: &Address) -> Result<(u64, Vec<ReadyJob>), StoreError> {
+        loop {
+            let before = self.last_height()?;
+            let delta = self.delta();
+            let open = delta.proof_queue()?.open;
+            let mut lowest: BTreeMap<RollupId, &pb::ProofJob> = BTreeMap::new();
+            for job in &open {
+                let entry = lowest.entry(job.rollup_id).or_insert(job);
+                if job.height < entry.height {
+                    *entry = job;
+                }
+            }
+            let mut ready = Vec::new();
+            for job in lowest.into_values() {
+                if job.assigned != prover.0 {
+                    continue;
+                }
+                let proving = delta.rollup_proving(job.rollup_id)?;
+                let previous_proven_at = match proving.proven_height {
+                    0 => 0,
+                    h => delta
+                        .proof_job(job.rollup_id, h)?
+                        .map(|j| j.proven_height)
+                        .unwrap_or(0),
+                };
+                let mut prev_root = proving.proven_root;
+                prev_root.resize(32, 0);
+                ready.push(ReadyJob {
+                    ready_height: job.assigned_height.max(previous_proven_at),
+                    job: job.clone(),
+                    prev_root,
+                });
+            }
+            if self.last_height()? == before {
+                ready.sort_by_key(ReadyJob::cursor);
+                return Ok((before, ready));
+            }
+        }
+    }
+
+    /// Every check of a `SubmitProof` action by `signer` against committed
+    /// state (job, order, assignment, proof), as CheckTx and FinalizeBlock
+    /// apply it; `earlier` are the accepted actions before it in the same
+    /// transaction.
+    pub fn check_proof(
+        &self,
+        signer: Address,
+        rollup_id: RollupId,
+        height: u64,
+        proof: &[u8],
+        new_root: &[u8; 32],
+        earlier: &[crate::provers::AcceptedProof],
+    ) -> Result<crate::provers::AcceptedProof, crate::execute::ExecError> {
+        crate::provers::check_proof(
+            &self.delta(),
+            signer,
+            rollup_id,
+            height,
+            proof,
+            new_root,
+            earlier,
+        )
+    }
+
+    /// The accepted proof of the batch of `rollup_id` at `height`, if its
+    /// job is proven.
+    pub fn batch_proof(
+        &self,
+        rollup_id: RollupId,
+        height: u64,
+    ) -> Result<Option<pb::BatchProof>, StoreError> {
+        Ok(self
+            .delta()
+            .proof_job(rollup_id, height)?
+            .filter(|j| j.status == pb::JobStatus::Proven as i32)
+            .map(|j| pb::BatchProof {
+                proof: j.proof,
+                prev_state_root: j.prev_root,
+                new_state_root: j.new_root,
+                commitment: j.commitment,
+                prover: j.prover,
+                proven_at: j.proven_height,
+            }))
     }
 
     /// Highest height whose jobs (and all below) are proven.

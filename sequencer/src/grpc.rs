@@ -9,6 +9,7 @@ use seqnet_proto::{pb, Address, Code};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::cometbft::{RpcClient, RpcError};
 use crate::metrics::Metrics;
@@ -26,7 +27,7 @@ pub struct RollupServer {
     pub committed: watch::Receiver<u64>,
 }
 
-fn rejection(status: fn(String) -> Status, code: Code, message: String) -> Status {
+pub(crate) fn rejection(status: fn(String) -> Status, code: Code, message: String) -> Status {
     // CheckTx logs already start with the code's name.
     let message = if message.starts_with(code.name()) {
         message
@@ -40,11 +41,11 @@ fn rejection(status: fn(String) -> Status, code: Code, message: String) -> Statu
     status
 }
 
-fn internal(error: impl std::fmt::Display) -> Status {
+pub(crate) fn internal(error: impl std::fmt::Display) -> Status {
     Status::internal(error.to_string())
 }
 
-fn query_status(error: QueryError) -> Status {
+pub(crate) fn query_status(error: QueryError) -> Status {
     match error {
         QueryError::UnknownRollup(_)
         | QueryError::MissingBlock(_)
@@ -54,6 +55,44 @@ fn query_status(error: QueryError) -> Status {
         }
         QueryError::Store(_) | QueryError::Inconsistent { .. } => internal(error),
     }
+}
+
+/// Broadcasts checked transaction bytes through the local CometBFT node and
+/// maps its CheckTx verdict to a gRPC status.
+pub(crate) async fn broadcast(
+    rpc: &RpcClient,
+    metrics: &Metrics,
+    hash: &[u8; 32],
+    bytes: &[u8],
+) -> Result<(), Status> {
+    let span = tracing::debug_span!("broadcast", tx = %hex::encode(hash));
+    let _guard = span.enter();
+    let result = match rpc.broadcast_tx_sync(bytes).await {
+        Ok(result) => result,
+        Err(RpcError::Rpc { data, message, .. }) if data.contains("already exists") => {
+            return Err(Status::already_exists(format!(
+                "transaction {} is already in the mempool ({message}: {data})",
+                hex::encode(hash)
+            )))
+        }
+        Err(RpcError::Rpc { data, message, .. }) if data.contains("too large") => {
+            return Err(rejection(
+                Status::invalid_argument,
+                Code::TooLarge,
+                format!("{message}: {data}"),
+            ))
+        }
+        Err(error) => {
+            metrics.broadcast_errors.inc();
+            tracing::warn!(%error, "broadcast failed");
+            return Err(Status::unavailable(error.to_string()));
+        }
+    };
+    if result.code != 0 {
+        let code = Code::from_u32(result.code).unwrap_or(Code::Internal);
+        return Err(rejection(Status::failed_precondition, code, result.log));
+    }
+    Ok(())
 }
 
 impl RollupServer {
@@ -77,33 +116,7 @@ impl RollupService for RollupServer {
             .app
             .check_stateless(&bytes)
             .map_err(|e| rejection(Status::invalid_argument, e.code(), e.to_string()))?;
-        let span = tracing::debug_span!("submit", tx = %hex::encode(tx.hash()));
-        let _guard = span.enter();
-        let result = match self.rpc.broadcast_tx_sync(&bytes).await {
-            Ok(result) => result,
-            Err(RpcError::Rpc { data, message, .. }) if data.contains("already exists") => {
-                return Err(Status::already_exists(format!(
-                    "transaction {} is already in the mempool ({message}: {data})",
-                    hex::encode(tx.hash())
-                )))
-            }
-            Err(RpcError::Rpc { data, message, .. }) if data.contains("too large") => {
-                return Err(rejection(
-                    Status::invalid_argument,
-                    Code::TooLarge,
-                    format!("{message}: {data}"),
-                ))
-            }
-            Err(error) => {
-                self.metrics.broadcast_errors.inc();
-                tracing::warn!(%error, "broadcast failed");
-                return Err(Status::unavailable(error.to_string()));
-            }
-        };
-        if result.code != 0 {
-            let code = Code::from_u32(result.code).unwrap_or(Code::Internal);
-            return Err(rejection(Status::failed_precondition, code, result.log));
-        }
+        broadcast(&self.rpc, &self.metrics, &tx.hash(), &bytes).await?;
         Ok(Response::new(pb::SubmitTransactionResponse {
             tx_hash: tx.hash().to_vec(),
             code: 0,
@@ -171,14 +184,31 @@ impl RollupService for RollupServer {
         {
             return Err(query_status(QueryError::UnknownRollup(req.rollup_id)));
         }
+        let proven = req.finality == pb::FinalityLevel::FinalityProven as i32;
+        if !proven && req.finality != pb::FinalityLevel::FinalityOrdered as i32 {
+            return Err(Status::invalid_argument(format!(
+                "finality {} is neither ORDERED (0) nor PROVEN (1)",
+                req.finality
+            )));
+        }
         let (sender, receiver) = mpsc::channel(64);
         let reader = self.reader.clone();
         let mut committed = self.committed.clone();
         let rollup_id = req.rollup_id;
         let mut next = req.from_height.max(1);
-        tokio::spawn(async move {
+        let span = tracing::debug_span!("stream_batches", rollup_id, proven);
+        let follow = async move {
             loop {
-                let last = *committed.borrow_and_update();
+                let mut last = *committed.borrow_and_update();
+                if proven {
+                    last = match reader.proven_height() {
+                        Ok(h) => h.min(last),
+                        Err(e) => {
+                            let _ = sender.send(Err(internal(e))).await;
+                            return;
+                        }
+                    };
+                }
                 while next <= last {
                     let heights: Vec<u64> = if req.skip_empty {
                         match reader.batch_heights(rollup_id, next, STREAM_SCAN) {
@@ -192,7 +222,13 @@ impl RollupService for RollupServer {
                         (next..=last.min(next + STREAM_SCAN as u64)).collect()
                     };
                     for height in &heights {
-                        let batch = reader.batch(rollup_id, *height).map_err(query_status);
+                        let mut batch = reader.batch(rollup_id, *height).map_err(query_status);
+                        if let (true, Ok(b)) = (proven, &mut batch) {
+                            match reader.batch_proof(rollup_id, *height) {
+                                Ok(proof) => b.proven = proof,
+                                Err(e) => batch = Err(internal(e)),
+                            }
+                        }
                         if sender.send(batch).await.is_err() {
                             return; // client went away
                         }
@@ -208,7 +244,8 @@ impl RollupService for RollupServer {
                     return; // node shutting down
                 }
             }
-        });
+        };
+        tokio::spawn(follow.instrument(span));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 

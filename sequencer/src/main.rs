@@ -5,6 +5,7 @@ mod config;
 mod grpc;
 mod metrics;
 mod node;
+mod prover_service;
 mod timed;
 
 use std::path::PathBuf;

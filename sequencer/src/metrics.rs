@@ -29,6 +29,17 @@ pub const FORCED_FAILED: &str = "seqnet_forced_requests_failed_total";
 pub const FORCED_PENDING: &str = "seqnet_forced_requests_pending";
 pub const FORCED_DELAY: &str = "seqnet_forced_inclusion_delay_blocks";
 pub const EXTENDED_COMMIT_BYTES: &str = "seqnet_extended_commit_bytes";
+pub const PROVEN_HEIGHT: &str = "seqnet_proven_height";
+pub const PROVING_LAG: &str = "seqnet_proving_lag_blocks";
+pub const JOBS_OPEN: &str = "seqnet_proof_jobs_open";
+pub const JOBS_LATE: &str = "seqnet_proof_jobs_late";
+pub const JOBS_OPENED: &str = "seqnet_proof_jobs_opened_total";
+pub const JOBS_REASSIGNED: &str = "seqnet_proof_jobs_reassigned_total";
+pub const JOBS_PROVEN: &str = "seqnet_proof_jobs_proven_total";
+pub const PROOF_VERIFICATION: &str = "seqnet_proof_verification_seconds";
+pub const PROOF_SUBMISSIONS: &str = "seqnet_proof_submissions_total";
+pub const PROVER_STREAMS: &str = "seqnet_prover_streams";
+pub const JOBS_DELIVERED: &str = "seqnet_prover_jobs_delivered_total";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -49,6 +60,17 @@ pub struct Metrics {
     pub forced_pending: IntGauge,
     pub forced_delay: prometheus::Histogram,
     pub extended_commit_bytes: prometheus::Histogram,
+    pub proven_height: IntGauge,
+    pub proving_lag: IntGauge,
+    pub jobs_open: IntGauge,
+    pub jobs_late: IntGauge,
+    pub jobs_opened: IntCounter,
+    pub jobs_reassigned: IntCounter,
+    pub jobs_proven: IntCounter,
+    pub proof_verification: prometheus::Histogram,
+    pub proof_submissions: IntCounterVec,
+    pub prover_streams: IntGauge,
+    pub jobs_delivered: IntCounter,
 }
 
 impl Metrics {
@@ -118,6 +140,46 @@ impl Metrics {
                 )
                 .buckets(prometheus::exponential_buckets(256.0, 2.0, 10)?),
             )?,
+            proven_height: IntGauge::new(
+                PROVEN_HEIGHT,
+                "Highest height whose proof jobs (and all below) are proven",
+            )?,
+            proving_lag: IntGauge::new(
+                PROVING_LAG,
+                "Committed height minus proven height, in blocks",
+            )?,
+            jobs_open: IntGauge::new(JOBS_OPEN, "Proof jobs open")?,
+            jobs_late: IntGauge::new(
+                JOBS_LATE,
+                "Open proof jobs that missed at least one deadline",
+            )?,
+            jobs_opened: IntCounter::new(JOBS_OPENED, "Proof jobs opened")?,
+            jobs_reassigned: IntCounter::new(
+                JOBS_REASSIGNED,
+                "Proof jobs moved to a back-up prover after a missed deadline",
+            )?,
+            jobs_proven: IntCounter::new(JOBS_PROVEN, "Proof jobs proven")?,
+            proof_verification: prometheus::Histogram::with_opts(
+                HistogramOpts::new(
+                    PROOF_VERIFICATION,
+                    "Time to check one SubmitProof before broadcasting (Groth16 verification and assignment)",
+                )
+                .buckets(vec![
+                    0.0001, 0.0003, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0,
+                ]),
+            )?,
+            proof_submissions: IntCounterVec::new(
+                Opts::new(
+                    PROOF_SUBMISSIONS,
+                    "ProverService.SubmitProof answers, by result (ok or the code refused)",
+                ),
+                &["result"],
+            )?,
+            prover_streams: IntGauge::new(PROVER_STREAMS, "Prover job streams open")?,
+            jobs_delivered: IntCounter::new(
+                JOBS_DELIVERED,
+                "Jobs sent on prover job streams",
+            )?,
             registry,
         };
         let r = &metrics.registry;
@@ -137,6 +199,17 @@ impl Metrics {
         r.register(Box::new(metrics.forced_pending.clone()))?;
         r.register(Box::new(metrics.forced_delay.clone()))?;
         r.register(Box::new(metrics.extended_commit_bytes.clone()))?;
+        r.register(Box::new(metrics.proven_height.clone()))?;
+        r.register(Box::new(metrics.proving_lag.clone()))?;
+        r.register(Box::new(metrics.jobs_open.clone()))?;
+        r.register(Box::new(metrics.jobs_late.clone()))?;
+        r.register(Box::new(metrics.jobs_opened.clone()))?;
+        r.register(Box::new(metrics.jobs_reassigned.clone()))?;
+        r.register(Box::new(metrics.jobs_proven.clone()))?;
+        r.register(Box::new(metrics.proof_verification.clone()))?;
+        r.register(Box::new(metrics.proof_submissions.clone()))?;
+        r.register(Box::new(metrics.prover_streams.clone()))?;
+        r.register(Box::new(metrics.jobs_delivered.clone()))?;
         Ok(metrics)
     }
 
@@ -206,6 +279,16 @@ impl Observer for NodeObserver {
                 .extended_commit_bytes
                 .observe(summary.extended_commit_bytes as f64);
         }
+        let gauge = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.metrics.proven_height.set(gauge(summary.proven_height));
+        self.metrics
+            .proving_lag
+            .set(gauge(summary.height.saturating_sub(summary.proven_height)));
+        self.metrics.jobs_open.set(gauge(summary.jobs_open));
+        self.metrics.jobs_late.set(gauge(summary.jobs_late));
+        self.metrics.jobs_opened.inc_by(summary.jobs_opened);
+        self.metrics.jobs_reassigned.inc_by(summary.jobs_reassigned);
+        self.metrics.jobs_proven.inc_by(summary.jobs_proven);
         self.committed.send_replace(summary.height);
     }
 }
@@ -271,6 +354,10 @@ mod tests {
         };
         summary.rollups.insert(2, (3, 30));
         summary.forced_delays = vec![2, 4];
+        summary.proven_height = 4;
+        summary.jobs_open = 2;
+        summary.jobs_late = 1;
+        summary.jobs_reassigned = 1;
         observer.block_committed(&summary);
         observer.proposal_rejected(8, "missing_forced", "omits a forced tx");
         observer.check_tx(Code::NonceGap, false);
@@ -282,6 +369,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("code=\"nonce_gap\""), "{text}");
+        assert!(text.contains("seqnet_proven_height 4"), "{text}");
+        assert!(text.contains("seqnet_proving_lag_blocks 3"), "{text}");
+        assert!(text.contains("seqnet_proof_jobs_late 1"), "{text}");
+        assert!(
+            text.contains("seqnet_proof_jobs_reassigned_total 1"),
+            "{text}"
+        );
         assert!(
             text.contains("seqnet_forced_requests_included_total 2"),
             "{text}"

@@ -1,10 +1,12 @@
-//! Wiring of one node: RocksDB, the ABCI server, gRPC (RollupService, health,
-//! reflection), metrics, and shutdown on SIGTERM / Ctrl-C.
+//! Wiring of one node: RocksDB, the ABCI server, gRPC (RollupService,
+//! ProverService, health, reflection), metrics, and shutdown on SIGTERM /
+//! Ctrl-C.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use seqnet_abci::{SeqnetApp, Store};
+use seqnet_proto::pb::prover_service_server::ProverServiceServer;
 use seqnet_proto::pb::rollup_service_server::RollupServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -13,6 +15,7 @@ use crate::cometbft::RpcClient;
 use crate::config::Config;
 use crate::grpc::RollupServer;
 use crate::metrics::{self, Metrics, NodeObserver};
+use crate::prover_service::{Challenges, ProverServer, CHALLENGE_TTL, MAX_CHALLENGES};
 
 /// ABCI read window per connection (larger requests are read in several steps).
 const ABCI_READ_BUFFER: usize = 1024 * 1024;
@@ -78,16 +81,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
 
+    let rpc = RpcClient::new(&config.cometbft.rpc)?;
+    let prover_service = ProverServer {
+        app: app.clone(),
+        reader: reader.clone(),
+        rpc: rpc.clone(),
+        metrics: metrics.clone(),
+        committed: committed_rx.clone(),
+        challenges: Arc::new(Challenges::new(CHALLENGE_TTL, MAX_CHALLENGES)),
+    };
     let rollup_service = RollupServer {
         app,
         reader,
-        rpc: RpcClient::new(&config.cometbft.rpc)?,
+        rpc,
         metrics,
         committed: committed_rx,
     };
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<RollupServiceServer<RollupServer>>()
+        .await;
+    health_reporter
+        .set_serving::<ProverServiceServer<ProverServer>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(seqnet_proto::pb::FILE_DESCRIPTOR_SET)
@@ -104,6 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(RollupServiceServer::new(rollup_service))
+            .add_service(ProverServiceServer::new(prover_service))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                 async move {
