@@ -6,6 +6,7 @@ pub mod forced;
 pub mod genesis;
 pub mod keys;
 pub mod params;
+pub mod proof_batch;
 pub mod proposal;
 pub mod provers;
 pub mod query;

@@ -208,6 +208,9 @@ impl BlockContext<'_> {
         } else {
             None
         };
+        // Two or more proofs: verify them together first (a memo only; the
+        // per-transaction checks below decide, with the same verdicts).
+        crate::proof_batch::preverify(state, self.params, self.chain_id, self.signatures, txs)?;
         for (index, bytes) in txs.iter().enumerate() {
             if let Some(decoded) = decode_system_tx(bytes) {
                 let outcome = if index != 0 || !self.extended_commit_required() {

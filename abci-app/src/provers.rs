@@ -104,16 +104,13 @@ pub fn prepared_key(vk: &[u8]) -> Result<Arc<PreparedKey>, ProofError> {
 /// Most verified (key, statement, proof) triples remembered.
 const VERIFIED_CACHE_SIZE: usize = 4_096;
 
-/// Verifies `proof` of `statement` under `vk`, remembering successes so that
-/// CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock pay for the
-/// pairings once. A pure memo: a miss verifies again, the verdict is the same.
-pub fn verify_cached(
-    vk: &[u8],
-    proof: &[u8],
-    statement: &BatchStatement,
-) -> Result<(), ProofError> {
+fn verified_set() -> &'static Mutex<BTreeSet<[u8; 32]>> {
     static VERIFIED: OnceLock<Mutex<BTreeSet<[u8; 32]>>> = OnceLock::new();
-    let cache = VERIFIED.get_or_init(|| Mutex::new(BTreeSet::new()));
+    VERIFIED.get_or_init(|| Mutex::new(BTreeSet::new()))
+}
+
+/// The memo key of a (verifying key, statement, proof) triple.
+pub fn verified_id(vk: &[u8], proof: &[u8], statement: &BatchStatement) -> [u8; 32] {
     let mut buf = Vec::with_capacity(32 + 16 + 96 + proof.len());
     buf.extend_from_slice(&seqnet_proto::sha256(vk));
     buf.extend_from_slice(&statement.rollup_id.to_be_bytes());
@@ -122,17 +119,41 @@ pub fn verify_cached(
     buf.extend_from_slice(&statement.prev_root);
     buf.extend_from_slice(&statement.new_root);
     buf.extend_from_slice(proof);
-    let id = seqnet_proto::sha256(&buf);
-    if cache.lock().is_ok_and(|set| set.contains(&id)) {
-        return Ok(());
-    }
-    prepared_key(vk)?.verify(proof, statement)?;
-    if let Ok(mut set) = cache.lock() {
+    seqnet_proto::sha256(&buf)
+}
+
+/// Whether the triple with memo key `id` verified before.
+pub fn is_verified(id: &[u8; 32]) -> bool {
+    verified_set().lock().is_ok_and(|set| set.contains(id))
+}
+
+/// Remembers that the triple with memo key `id` verified (only ever call this
+/// after a successful verification, single or batch).
+pub fn remember_verified(id: [u8; 32]) {
+    if let Ok(mut set) = verified_set().lock() {
         if set.len() >= VERIFIED_CACHE_SIZE {
             set.clear();
         }
         set.insert(id);
     }
+}
+
+/// Verifies `proof` of `statement` under `vk`, remembering successes so that
+/// CheckTx, PrepareProposal, ProcessProposal and FinalizeBlock pay for the
+/// pairings once (and a block's proofs, batch-verified up front by
+/// [`crate::proof_batch`], pay nothing here). A pure memo: a miss verifies
+/// again, the verdict is the same.
+pub fn verify_cached(
+    vk: &[u8],
+    proof: &[u8],
+    statement: &BatchStatement,
+) -> Result<(), ProofError> {
+    let id = verified_id(vk, proof, statement);
+    if is_verified(&id) {
+        return Ok(());
+    }
+    prepared_key(vk)?.verify(proof, statement)?;
+    remember_verified(id);
     Ok(())
 }
 

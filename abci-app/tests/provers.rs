@@ -478,3 +478,33 @@ fn unbond_returns_the_stake_after_the_period() {
     assert_eq!(chain.balance(seed), balance - 10 + stake);
     assert!(chain.prover(seed).is_none());
 }
+
+/// A block with several proofs has them batch-verified before execution; the
+/// results are those of per-proof verification: a bad proof in the middle is
+/// rejected with its own code, the proofs around it are accepted (the one
+/// after it chains from the last good root).
+#[test]
+fn a_block_of_proofs_is_batch_verified_with_per_proof_results() {
+    let mut chain = setup();
+    for payload in [&b"batch two"[..], b"batch three"] {
+        let data = chain.data(payload);
+        chain.block(&[data]);
+    }
+    let (job2, job3) = (chain.job(2), chain.job(3));
+    let (proof2, root2) = prove(&job2, [0; 32]);
+    let (proof3, root3) = prove(&job3, root2);
+    let (bad3, bad_root3) = prove(&job3, [7; 32]);
+    let (p2, p3) = (seed_of(&job2.assigned), seed_of(&job3.assigned));
+    let good2 = chain.tx(p2, 10, vec![submit(2, proof2, root2)]);
+    let bad = chain.failing(p3, 10, vec![submit(3, bad3, bad_root3)]);
+    let good3 = chain.tx(p3, 10, vec![submit(3, proof3, root3)]);
+    let before = seqnet_abci::proof_batch::batch_verified_total();
+    chain.height += 1;
+    let response = finalize(&chain.node, chain.height, &[good2, bad, good3]);
+    let codes: Vec<u32> = response.tx_results.iter().map(|r| r.code).collect();
+    assert_eq!(codes, vec![0, Code::ProofRejected.as_u32(), 0]);
+    assert!(seqnet_abci::proof_batch::batch_verified_total() >= before + 2);
+    assert_eq!(chain.proven_root(), root3);
+    assert_eq!(chain.proven_height(), chain.height as u64);
+    assert_eq!(chain.job(3).prover, address(p3).0.to_vec());
+}
