@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod batch_verify;
 pub mod codes;
 pub mod groth16;

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+pub mod aggregate;
 pub mod backend;
 pub mod circuit;
 pub mod groth16_prover;
 pub mod metrics;
 pub mod msm;
+pub mod srs;
 pub mod worker;
 
 use ark_bls12_381::{Bls12_381, Fr};

@@ -1,0 +1,1002 @@
+//! SnarkPack aggregation of Groth16 proofs under one verifying key
+//! (Gailly, Maller, Nitulescu, "SnarkPack: Practical SNARK Aggregation",
+//! eprint 2021/529): the shared definitions (structured reference string of
+//! the verifier, the aggregate and its encoding, the Fiat–Shamir transcript,
+//! padding) and the verifier. The prover lives in `seqnet-prover`
+//! (`aggregate` module); both use [`AggregateTranscript`], so they cannot
+//! disagree on a challenge. Pure: no I/O, no clock, no randomness.
+//!
+//! # The argument
+//!
+//! `N` proofs `(A_i, B_i, C_i)` with public inputs `x_i` are padded to
+//! `n = max(2, N.next_power_of_two())` by repeating the last proof and its
+//! inputs ([`padded_size`]). The SRS holds two independent powers of tau, `a`
+//! and `b`: `g^{a^i}, g^{b^i}` (G1, `i < 2n`) and `h^{a^i}, h^{b^i}` (G2,
+//! `i < n`). The commitment keys for size `n` are `v = (h^{a^i}, h^{b^i})_{i<n}`
+//! (G2) and `w = (g^{a^{n+i}}, g^{b^{n+i}})_{i<n}` (G1), and
+//!
+//! - `com_ab = (T, U)`, `T = prod e(A_i, v1_i) * prod e(w1_i, B_i)`, `U` likewise
+//!   with `v2`, `w2` (two-tier, doubly homomorphic commitment to A and B);
+//! - `com_c = (prod e(C_i, v1_i), prod e(C_i, v2_i))`.
+//!
+//! With `r` drawn from the transcript (after every key, public input and both
+//! commitments), the prover claims `Z_AB = prod e(A_i, B_i)^{r^i}` and
+//! `Z_C = sum r^i C_i`; the aggregated Groth16 equation is
+//! `Z_AB = e(alpha, beta)^{sum r^i} * e(sum r^i L_i, gamma) * e(Z_C, delta)`.
+//! TIPP proves `Z_AB` against `com_ab` (with `B'_i = r^i B_i` and the key `w`
+//! rescaled by `r^{-i}`, which leaves `com_ab` unchanged), MIPP proves `Z_C`
+//! against `com_c` and the vector `(r^i)`. Both run in one GIPA loop of
+//! `log2 n` rounds sharing each round's challenge `x`: the prover sends the
+//! cross terms, then folds `A, C, w` by `L + x R` and `B, v, (r^i)` by
+//! `L + x^{-1} R`. At the end the verifier holds the folded commitments and
+//! checks them against the final single elements and keys; the final keys are
+//! `v = h^{f_v(a)}`, `w = g^{f_w(a)}` for polynomials it knows in product form
+//! ([`eval_v`], [`eval_w`]), proven by KZG openings at a challenge `z`.
+//!
+//! All final checks (the five commitment/inner-product equations, the
+//! aggregated Groth16 equation and four KZG openings) are combined with
+//! 128-bit transcript scalars into one multi-exponentiation in the target
+//! group and one multi-pairing with a single final exponentiation.
+//!
+//! Target-group elements of an aggregate are decoded canonically and must lie
+//! in the cyclotomic subgroup (cheap check with Frobenius maps); every
+//! operation the verifier applies to them is a group operation there, so a
+//! component outside the order-`r` subgroup cannot help the equations hold.
+//! G1/G2 points get the curve, subgroup and identity checks of
+//! [`crate::groth16`].
+
+use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+use ark_ec::pairing::Pairing;
+use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ff::{BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
+use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
+
+use crate::groth16::{
+    decode_g1, decode_g2, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN, G2_LEN,
+};
+use crate::transcript::Transcript;
+
+/// Domain separator of the aggregation transcript.
+pub const AGGREGATE_DOMAIN: &[u8] = b"seqnet/snarkpack/v1";
+/// Most proofs one aggregate may hold (bounds decoding and verification work).
+pub const MAX_AGGREGATE: usize = 1 << 16;
+/// Length of an encoded target-group element (12 base-field elements).
+pub const GT_LEN: usize = 576;
+/// Length of an encoded [`VerifierSrs`].
+pub const VERIFIER_SRS_LEN: usize = 4 + 3 * G1_LEN + 3 * G2_LEN;
+/// Length of the fixed part of an encoded aggregate (count, commitments,
+/// aggregated values, final elements and keys, openings).
+pub const AGGREGATE_FIXED_LEN: usize = 4
+    + 5 * GT_LEN
+    + G1_LEN
+    + (G1_LEN + G2_LEN + G1_LEN)
+    + 2 * G2_LEN
+    + 2 * G1_LEN
+    + 2 * G2_LEN
+    + 2 * G1_LEN;
+/// Length of one encoded GIPA round (ten target-group elements, two G1 points).
+pub const ROUND_LEN: usize = 10 * GT_LEN + 2 * G1_LEN;
+
+/// Why an aggregate was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AggregateError {
+    /// No proofs, or more than the SRS or [`MAX_AGGREGATE`] allows.
+    #[error("aggregate of {got} proofs: must be 1..={max}")]
+    Count { got: usize, max: usize },
+    /// The aggregate covers a different number of proofs than statements given.
+    #[error("aggregate covers {aggregate} proofs, {statements} statements were given")]
+    CountMismatch { aggregate: usize, statements: usize },
+    /// The encoding has the wrong length for its proof count.
+    #[error("aggregate is {got} bytes, want {want} for {count} proofs")]
+    Length {
+        got: usize,
+        want: usize,
+        count: usize,
+    },
+    /// A G1/G2 point of the aggregate is malformed, off the curve, outside the
+    /// subgroup or the identity.
+    #[error("aggregate {field}: {source}")]
+    Point {
+        field: String,
+        #[source]
+        source: ProofError,
+    },
+    /// A target-group element is not a canonical encoding.
+    #[error("aggregate {field}: not a canonical target-group encoding")]
+    MalformedGt { field: String },
+    /// A target-group element lies outside the cyclotomic subgroup.
+    #[error("aggregate {field}: not in the cyclotomic subgroup")]
+    NotCyclotomic { field: String },
+    /// The verifier SRS bytes are malformed.
+    #[error("verifier SRS: {reason}")]
+    MalformedSrs { reason: String },
+    /// A statement's public inputs are invalid, or the key's input count differs.
+    #[error("statement {index}: {source}")]
+    Statement {
+        index: usize,
+        #[source]
+        source: ProofError,
+    },
+    /// The aggregated C does not match the MIPP argument.
+    #[error("aggregate does not verify: MIPP value of C")]
+    InvalidMipp,
+    /// The combined pairing check failed.
+    #[error("aggregate does not verify: pairing checks")]
+    Invalid,
+}
+
+/// The verifier's part of an aggregation SRS: generators and the first
+/// powers of the two trapdoors, plus the largest aggregate the SRS supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierSrs {
+    /// Largest number of proofs (padded, a power of two) the SRS supports.
+    pub max_proofs: u32,
+    pub g: G1Affine,
+    pub g_alpha: G1Affine,
+    pub g_beta: G1Affine,
+    pub h: G2Affine,
+    pub h_alpha: G2Affine,
+    pub h_beta: G2Affine,
+}
+
+impl VerifierSrs {
+    /// `max_proofs (u32 BE) || g || g^a || g^b || h || h^a || h^b`, points
+    /// compressed ([`VERIFIER_SRS_LEN`] bytes).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(VERIFIER_SRS_LEN);
+        out.extend_from_slice(&self.max_proofs.to_be_bytes());
+        for p in [&self.g, &self.g_alpha, &self.g_beta] {
+            push_point(&mut out, p);
+        }
+        for p in [&self.h, &self.h_alpha, &self.h_beta] {
+            push_point(&mut out, p);
+        }
+        out
+    }
+
+    /// Decodes [`VerifierSrs::encode`]'s output, checking every point.
+    pub fn decode(bytes: &[u8]) -> Result<Self, AggregateError> {
+        let malformed = |reason: String| AggregateError::MalformedSrs { reason };
+        if bytes.len() != VERIFIER_SRS_LEN {
+            return Err(malformed(format!(
+                "{} bytes, want {VERIFIER_SRS_LEN}",
+                bytes.len()
+            )));
+        }
+        let mut max = [0u8; 4];
+        max.copy_from_slice(&bytes[..4]);
+        let max_proofs = u32::from_be_bytes(max);
+        if max_proofs < 2 || !max_proofs.is_power_of_two() {
+            return Err(malformed(format!(
+                "max_proofs {max_proofs} is not a power of two >= 2"
+            )));
+        }
+        let mut r = Reader::new(&bytes[4..]);
+        let point = |e: ProofError| malformed(e.to_string());
+        Ok(Self {
+            max_proofs,
+            g: r.g1("srs.g").map_err(point)?,
+            g_alpha: r.g1("srs.g_alpha").map_err(point)?,
+            g_beta: r.g1("srs.g_beta").map_err(point)?,
+            h: r.g2("srs.h").map_err(point)?,
+            h_alpha: r.g2("srs.h_alpha").map_err(point)?,
+            h_beta: r.g2("srs.h_beta").map_err(point)?,
+        })
+    }
+
+    /// SHA-256 of the encoding (absorbed by the transcript).
+    pub fn digest(&self) -> [u8; 32] {
+        crate::sha256(&self.encode())
+    }
+}
+
+/// The cross terms of one GIPA round (`_l`: left key half with right data
+/// half, `_r`: the reverse).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GipaRound {
+    pub t_ab_l: Fq12,
+    pub u_ab_l: Fq12,
+    pub t_ab_r: Fq12,
+    pub u_ab_r: Fq12,
+    pub z_ab_l: Fq12,
+    pub z_ab_r: Fq12,
+    pub t_c_l: Fq12,
+    pub u_c_l: Fq12,
+    pub t_c_r: Fq12,
+    pub u_c_r: Fq12,
+    pub z_c_l: G1Affine,
+    pub z_c_r: G1Affine,
+}
+
+/// An aggregate of `count` Groth16 proofs under one verifying key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AggregateProof {
+    /// Number of proofs aggregated (before padding).
+    pub count: u32,
+    /// `(T, U)` commitment to A and B.
+    pub com_ab: (Fq12, Fq12),
+    /// `(T, U)` commitment to C.
+    pub com_c: (Fq12, Fq12),
+    /// `prod e(A_i, B_i)^{r^i}`.
+    pub z_ab: Fq12,
+    /// `sum r^i C_i`.
+    pub z_c: G1Affine,
+    /// One per halving, `log2 n` in all.
+    pub rounds: Vec<GipaRound>,
+    pub final_a: G1Affine,
+    pub final_b: G2Affine,
+    pub final_c: G1Affine,
+    /// Final `(v1, v2)` key (G2).
+    pub final_v: (G2Affine, G2Affine),
+    /// Final `(w1, w2)` key (G1).
+    pub final_w: (G1Affine, G1Affine),
+    /// KZG openings of `v1`, `v2` at `z` (G2).
+    pub open_v: (G2Affine, G2Affine),
+    /// KZG openings of `w1`, `w2` at `z` (G1).
+    pub open_w: (G1Affine, G1Affine),
+}
+
+/// The padded size of an aggregate of `count` proofs: the next power of two,
+/// at least 2.
+pub fn padded_size(count: usize) -> usize {
+    count.max(2).next_power_of_two()
+}
+
+/// Encoded length of an aggregate of `count` proofs.
+pub fn encoded_len(count: usize) -> usize {
+    let rounds = padded_size(count).trailing_zeros() as usize;
+    AGGREGATE_FIXED_LEN + rounds * ROUND_LEN
+}
+
+impl AggregateProof {
+    /// The encoding: `count (u32 BE) || com_ab.T || com_ab.U || com_c.T ||
+    /// com_c.U || z_ab || z_c || rounds (t_ab_l, u_ab_l, t_ab_r, u_ab_r,
+    /// z_ab_l, z_ab_r, t_c_l, u_c_l, t_c_r, u_c_r, z_c_l, z_c_r) || final_a ||
+    /// final_b || final_c || v1 || v2 || w1 || w2 || open_v1 || open_v2 ||
+    /// open_w1 || open_w2`; G1/G2 compressed, target-group elements as 12
+    /// base-field elements of 48 bytes little-endian (`ark-serialize`).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(encoded_len(self.count as usize));
+        out.extend_from_slice(&self.count.to_be_bytes());
+        for f in [
+            &self.com_ab.0,
+            &self.com_ab.1,
+            &self.com_c.0,
+            &self.com_c.1,
+            &self.z_ab,
+        ] {
+            push_point(&mut out, f);
+        }
+        push_point(&mut out, &self.z_c);
+        for round in &self.rounds {
+            for f in round.gt_elements() {
+                push_point(&mut out, f);
+            }
+            push_point(&mut out, &round.z_c_l);
+            push_point(&mut out, &round.z_c_r);
+        }
+        push_point(&mut out, &self.final_a);
+        push_point(&mut out, &self.final_b);
+        push_point(&mut out, &self.final_c);
+        push_point(&mut out, &self.final_v.0);
+        push_point(&mut out, &self.final_v.1);
+        push_point(&mut out, &self.final_w.0);
+        push_point(&mut out, &self.final_w.1);
+        push_point(&mut out, &self.open_v.0);
+        push_point(&mut out, &self.open_v.1);
+        push_point(&mut out, &self.open_w.0);
+        push_point(&mut out, &self.open_w.1);
+        out
+    }
+
+    /// Decodes an aggregate, checking its length for its count, every point
+    /// (curve, subgroup, identity) and every target-group element (canonical,
+    /// cyclotomic).
+    pub fn decode(bytes: &[u8]) -> Result<Self, AggregateError> {
+        if bytes.len() < 4 {
+            return Err(AggregateError::Length {
+                got: bytes.len(),
+                want: AGGREGATE_FIXED_LEN,
+                count: 0,
+            });
+        }
+        let mut head = [0u8; 4];
+        head.copy_from_slice(&bytes[..4]);
+        let count = u32::from_be_bytes(head);
+        let n = count as usize;
+        if n == 0 || n > MAX_AGGREGATE {
+            return Err(AggregateError::Count {
+                got: n,
+                max: MAX_AGGREGATE,
+            });
+        }
+        let want = encoded_len(n);
+        if bytes.len() != want {
+            return Err(AggregateError::Length {
+                got: bytes.len(),
+                want,
+                count: n,
+            });
+        }
+        let mut r = Reader::new(&bytes[4..]);
+        let com_ab = (r.gt("com_ab.T")?, r.gt("com_ab.U")?);
+        let com_c = (r.gt("com_c.T")?, r.gt("com_c.U")?);
+        let z_ab = r.gt("z_ab")?;
+        let z_c = r.g1_field("z_c")?;
+        let rounds_count = padded_size(n).trailing_zeros() as usize;
+        let mut rounds = Vec::with_capacity(rounds_count);
+        for j in 0..rounds_count {
+            let name = |f: &str| format!("round {j} {f}");
+            rounds.push(GipaRound {
+                t_ab_l: r.gt(&name("t_ab_l"))?,
+                u_ab_l: r.gt(&name("u_ab_l"))?,
+                t_ab_r: r.gt(&name("t_ab_r"))?,
+                u_ab_r: r.gt(&name("u_ab_r"))?,
+                z_ab_l: r.gt(&name("z_ab_l"))?,
+                z_ab_r: r.gt(&name("z_ab_r"))?,
+                t_c_l: r.gt(&name("t_c_l"))?,
+                u_c_l: r.gt(&name("u_c_l"))?,
+                t_c_r: r.gt(&name("t_c_r"))?,
+                u_c_r: r.gt(&name("u_c_r"))?,
+                z_c_l: r.g1_field(&name("z_c_l"))?,
+                z_c_r: r.g1_field(&name("z_c_r"))?,
+            });
+        }
+        Ok(Self {
+            count,
+            com_ab,
+            com_c,
+            z_ab,
+            z_c,
+            rounds,
+            final_a: r.g1_field("final_a")?,
+            final_b: r.g2_field("final_b")?,
+            final_c: r.g1_field("final_c")?,
+            final_v: (r.g2_field("final_v1")?, r.g2_field("final_v2")?),
+            final_w: (r.g1_field("final_w1")?, r.g1_field("final_w2")?),
+            open_v: (r.g2_field("open_v1")?, r.g2_field("open_v2")?),
+            open_w: (r.g1_field("open_w1")?, r.g1_field("open_w2")?),
+        })
+    }
+}
+
+impl GipaRound {
+    /// The ten target-group elements, in encoding (and transcript) order.
+    pub fn gt_elements(&self) -> [&Fq12; 10] {
+        [
+            &self.t_ab_l,
+            &self.u_ab_l,
+            &self.t_ab_r,
+            &self.u_ab_r,
+            &self.z_ab_l,
+            &self.z_ab_r,
+            &self.t_c_l,
+            &self.u_c_l,
+            &self.t_c_r,
+            &self.u_c_r,
+        ]
+    }
+}
+
+fn push_point<T: CanonicalSerialize>(out: &mut Vec<u8>, p: &T) {
+    // Serializing into a Vec cannot fail.
+    let _ = p.serialize_compressed(out);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+
+    fn take(&mut self, len: usize) -> &'a [u8] {
+        // Callers checked the total length up front.
+        let end = (self.at + len).min(self.bytes.len());
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        out
+    }
+
+    fn g1(&mut self, name: &'static str) -> Result<G1Affine, ProofError> {
+        let bytes = self.take(G1_LEN);
+        if bytes.len() != G1_LEN {
+            return Err(ProofError::MalformedProof {
+                reason: format!("{name}: truncated"),
+            });
+        }
+        decode_g1(bytes, name, Ctx::Proof)
+    }
+
+    fn g2(&mut self, name: &'static str) -> Result<G2Affine, ProofError> {
+        let bytes = self.take(G2_LEN);
+        if bytes.len() != G2_LEN {
+            return Err(ProofError::MalformedProof {
+                reason: format!("{name}: truncated"),
+            });
+        }
+        decode_g2(bytes, name, Ctx::Proof)
+    }
+
+    fn g1_field(&mut self, field: &str) -> Result<G1Affine, AggregateError> {
+        self.g1("G1 point").map_err(|source| AggregateError::Point {
+            field: field.to_string(),
+            source,
+        })
+    }
+
+    fn g2_field(&mut self, field: &str) -> Result<G2Affine, AggregateError> {
+        self.g2("G2 point").map_err(|source| AggregateError::Point {
+            field: field.to_string(),
+            source,
+        })
+    }
+
+    fn gt(&mut self, field: &str) -> Result<Fq12, AggregateError> {
+        let bytes = self.take(GT_LEN);
+        let f = Fq12::deserialize_compressed(bytes).map_err(|_| AggregateError::MalformedGt {
+            field: field.to_string(),
+        })?;
+        if !is_cyclotomic(&f) {
+            return Err(AggregateError::NotCyclotomic {
+                field: field.to_string(),
+            });
+        }
+        Ok(f)
+    }
+}
+
+/// Whether `f` lies in the cyclotomic subgroup of `Fq12*` (order
+/// `p^4 - p^2 + 1`): `f != 0` and `f^(p^4) * f == f^(p^2)`.
+pub fn is_cyclotomic(f: &Fq12) -> bool {
+    if f.is_zero() {
+        return false;
+    }
+    let mut p4 = *f;
+    p4.frobenius_map_in_place(4);
+    let mut p2 = *f;
+    p2.frobenius_map_in_place(2);
+    p4 * f == p2
+}
+
+/// `prod bases[i]^exps[i]` for cyclotomic `bases` (interleaved signed-window
+/// exponentiation: the squarings are shared by all bases, inverses are
+/// conjugations).
+pub fn gt_multi_exp(bases: &[Fq12], exps: &[Fr]) -> Fq12 {
+    const W: usize = 5;
+    let mut tables: Vec<Vec<Fq12>> = Vec::with_capacity(bases.len());
+    let mut digits: Vec<Vec<i64>> = Vec::with_capacity(bases.len());
+    let mut len = 0;
+    for (base, e) in bases.iter().zip(exps) {
+        let naf = e.into_bigint().find_wnaf(W).unwrap_or_default();
+        if naf.iter().all(|d| *d == 0) {
+            continue;
+        }
+        // Odd powers base^1, base^3, ..., base^(2^(W-1) - 1).
+        let sq = base.cyclotomic_square();
+        let mut table = Vec::with_capacity(1 << (W - 2));
+        table.push(*base);
+        for i in 1..(1 << (W - 2)) {
+            let next = table[i - 1] * sq;
+            table.push(next);
+        }
+        len = len.max(naf.len());
+        tables.push(table);
+        digits.push(naf);
+    }
+    let mut acc = Fq12::one();
+    for i in (0..len).rev() {
+        acc.cyclotomic_square_in_place();
+        for (table, naf) in tables.iter().zip(&digits) {
+            let d = naf.get(i).copied().unwrap_or(0);
+            if d > 0 {
+                acc *= table[(d as usize) / 2];
+            } else if d < 0 {
+                let mut inv = table[(d.unsigned_abs() as usize) / 2];
+                inv.cyclotomic_inverse_in_place();
+                acc *= inv;
+            }
+        }
+    }
+    acc
+}
+
+/// The transcript of an aggregate, step by step (prover and verifier call the
+/// same steps in the same order).
+#[derive(Debug, Clone)]
+pub struct AggregateTranscript(Transcript);
+
+impl AggregateTranscript {
+    /// Starts with the SRS, the verifying key, the count, the padded size and
+    /// every public input of every (unpadded) proof.
+    pub fn new(srs: &VerifierSrs, key: &PreparedKey, inputs: &[Vec<Fr>]) -> Self {
+        let mut t = Transcript::new(AGGREGATE_DOMAIN);
+        t.append_bytes(b"srs", &srs.digest());
+        t.append_bytes(b"vk", key.digest());
+        t.append_u64(b"count", inputs.len() as u64);
+        t.append_u64(b"padded", padded_size(inputs.len()) as u64);
+        for x in inputs {
+            t.append_scalars(b"inputs", x);
+        }
+        Self(t)
+    }
+
+    /// Absorbs the commitments; returns `r` (nonzero).
+    pub fn commitments(&mut self, com_ab: &(Fq12, Fq12), com_c: &(Fq12, Fq12)) -> Fr {
+        self.0.append_gt(b"com_ab.T", &com_ab.0);
+        self.0.append_gt(b"com_ab.U", &com_ab.1);
+        self.0.append_gt(b"com_c.T", &com_c.0);
+        self.0.append_gt(b"com_c.U", &com_c.1);
+        self.0.challenge_scalar(b"r")
+    }
+
+    /// Absorbs the aggregated values `Z_AB` and `Z_C`.
+    pub fn aggregated(&mut self, z_ab: &Fq12, z_c: &G1Affine) {
+        self.0.append_gt(b"z_ab", z_ab);
+        self.0.append_g1(b"z_c", z_c);
+    }
+
+    /// Absorbs one round's cross terms; returns its challenge `x` (nonzero).
+    pub fn round(&mut self, round: &GipaRound) -> Fr {
+        for f in round.gt_elements() {
+            self.0.append_gt(b"round.gt", f);
+        }
+        self.0.append_g1(b"round.z_c_l", &round.z_c_l);
+        self.0.append_g1(b"round.z_c_r", &round.z_c_r);
+        self.0.challenge_scalar(b"x")
+    }
+
+    /// Absorbs the final elements and keys; returns the KZG point `z`.
+    pub fn finals(
+        &mut self,
+        a: &G1Affine,
+        b: &G2Affine,
+        c: &G1Affine,
+        v: &(G2Affine, G2Affine),
+        w: &(G1Affine, G1Affine),
+    ) -> Fr {
+        self.0.append_g1(b"final_a", a);
+        self.0.append_g2(b"final_b", b);
+        self.0.append_g1(b"final_c", c);
+        self.0.append_g2(b"final_v1", &v.0);
+        self.0.append_g2(b"final_v2", &v.1);
+        self.0.append_g1(b"final_w1", &w.0);
+        self.0.append_g1(b"final_w2", &w.1);
+        self.0.challenge_scalar(b"z")
+    }
+
+    /// Absorbs the openings; returns the verifier's ten 128-bit combination
+    /// scalars.
+    pub fn openings(&mut self, v: &(G2Affine, G2Affine), w: &(G1Affine, G1Affine)) -> [Fr; 10] {
+        self.0.append_g2(b"open_v1", &v.0);
+        self.0.append_g2(b"open_v2", &v.1);
+        self.0.append_g1(b"open_w1", &w.0);
+        self.0.append_g1(b"open_w2", &w.1);
+        std::array::from_fn(|_| self.0.challenge_u128(b"rho"))
+    }
+}
+
+/// `prod_j (1 + c_j * z^(n / 2^(j+1)))` for round challenges `c_j` (round 0
+/// first), with `n = 2^challenges.len()`: the final value of a vector
+/// `(z^i)_{i<n}` folded by `L + c_j R` in round `j`.
+pub fn eval_product(challenges: &[Fr], z: &Fr) -> Fr {
+    // Powers z^(2^i) for i < rounds; round j uses z^(2^(rounds-1-j)).
+    let rounds = challenges.len();
+    let mut powers = Vec::with_capacity(rounds);
+    let mut p = *z;
+    for _ in 0..rounds {
+        powers.push(p);
+        p.square_in_place();
+    }
+    challenges
+        .iter()
+        .enumerate()
+        .map(|(j, c)| Fr::one() + *c * powers[rounds - 1 - j])
+        .product()
+}
+
+/// `f_v(z)`: the final `v` key is `h^{f_v(a)}` (and `h^{f_v(b)}`); `v` folds
+/// by `L + x^{-1} R`.
+pub fn eval_v(x_inv: &[Fr], z: &Fr) -> Fr {
+    eval_product(x_inv, z)
+}
+
+/// `f_w(z) = z^n * prod_j (1 + x_j (z / r)^(n / 2^(j+1)))`: the final `w` key is
+/// `g^{f_w(a)}`; `w` starts at `g^{a^n}`, is rescaled by `r^{-i}` and folds by
+/// `L + x R`.
+pub fn eval_w(x: &[Fr], z: &Fr, r_inv: &Fr, n: usize) -> Fr {
+    z.pow([n as u64]) * eval_product(x, &(*z * r_inv))
+}
+
+/// Verifies an encoded aggregate of the proofs of `statements` (in order).
+pub fn verify_aggregate(
+    srs: &VerifierSrs,
+    key: &PreparedKey,
+    statements: &[BatchStatement],
+    aggregate: &[u8],
+) -> Result<(), AggregateError> {
+    let inputs = statements
+        .iter()
+        .enumerate()
+        .map(|(index, s)| {
+            s.public_inputs()
+                .map_err(|source| AggregateError::Statement { index, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let proof = AggregateProof::decode(aggregate)?;
+    verify_aggregate_inputs(srs, key, &inputs, &proof)
+}
+
+/// Verifies a decoded aggregate against the public inputs of each proof.
+pub fn verify_aggregate_inputs(
+    srs: &VerifierSrs,
+    key: &PreparedKey,
+    inputs: &[Vec<Fr>],
+    proof: &AggregateProof,
+) -> Result<(), AggregateError> {
+    let count = inputs.len();
+    if proof.count as usize != count {
+        return Err(AggregateError::CountMismatch {
+            aggregate: proof.count as usize,
+            statements: count,
+        });
+    }
+    let n = padded_size(count);
+    let max = (srs.max_proofs as usize).min(MAX_AGGREGATE);
+    if count == 0 || n > max {
+        return Err(AggregateError::Count { got: count, max });
+    }
+    let rounds = n.trailing_zeros() as usize;
+    if proof.rounds.len() != rounds {
+        return Err(AggregateError::Length {
+            got: proof.rounds.len(),
+            want: rounds,
+            count,
+        });
+    }
+    let expected = key.key().gamma_abc_g1.len().saturating_sub(1);
+    for (index, x) in inputs.iter().enumerate() {
+        if x.len() != expected {
+            return Err(AggregateError::Statement {
+                index,
+                source: ProofError::InputCount {
+                    expected,
+                    got: x.len(),
+                },
+            });
+        }
+    }
+
+    // Transcript.
+    let mut t = AggregateTranscript::new(srs, key, inputs);
+    let r = t.commitments(&proof.com_ab, &proof.com_c);
+    t.aggregated(&proof.z_ab, &proof.z_c);
+    let x: Vec<Fr> = proof.rounds.iter().map(|round| t.round(round)).collect();
+    let z = t.finals(
+        &proof.final_a,
+        &proof.final_b,
+        &proof.final_c,
+        &proof.final_v,
+        &proof.final_w,
+    );
+    let rho = t.openings(&proof.open_v, &proof.open_w);
+    let mut x_inv = x.clone();
+    ark_ff::batch_inversion(&mut x_inv);
+    let r_inv = r.inverse().ok_or(AggregateError::Invalid)?;
+
+    // MIPP: Z_C folded equals r* * C*.
+    let r_final = eval_product(&x_inv, &r);
+    let mut zc_bases = Vec::with_capacity(1 + 2 * rounds);
+    let mut zc_scalars = Vec::with_capacity(1 + 2 * rounds);
+    zc_bases.push(proof.z_c);
+    zc_scalars.push(Fr::one());
+    for (j, round) in proof.rounds.iter().enumerate() {
+        zc_bases.push(round.z_c_l);
+        zc_scalars.push(x[j]);
+        zc_bases.push(round.z_c_r);
+        zc_scalars.push(x_inv[j]);
+    }
+    zc_bases.push(proof.final_c);
+    zc_scalars.push(-r_final);
+    if !G1Projective::msm(&zc_bases, &zc_scalars)
+        .map(|s| s.is_zero())
+        .unwrap_or(false)
+    {
+        return Err(AggregateError::InvalidMipp);
+    }
+
+    // Target-group side: the five folded commitments/products (scaled by
+    // rho_0..rho_4) and Z_AB of the Groth16 equation (rho_5).
+    let [r_tab, r_uab, r_zab, r_tc, r_uc, r_g16, r_v1, r_v2, r_w1, r_w2] = rho;
+    let mut bases = Vec::with_capacity(6 + 10 * rounds);
+    let mut exps = Vec::with_capacity(6 + 10 * rounds);
+    bases.extend([proof.com_ab.0, proof.com_ab.1, proof.com_c.0, proof.com_c.1]);
+    exps.extend([r_tab, r_uab, r_tc, r_uc]);
+    bases.push(proof.z_ab);
+    exps.push(r_zab + r_g16);
+    for (j, round) in proof.rounds.iter().enumerate() {
+        let (xl, xr) = (x[j], x_inv[j]);
+        for (f, e) in [
+            (round.t_ab_l, r_tab * xl),
+            (round.t_ab_r, r_tab * xr),
+            (round.u_ab_l, r_uab * xl),
+            (round.u_ab_r, r_uab * xr),
+            (round.z_ab_l, r_zab * xl),
+            (round.z_ab_r, r_zab * xr),
+            (round.t_c_l, r_tc * xl),
+            (round.t_c_r, r_tc * xr),
+            (round.u_c_l, r_uc * xl),
+            (round.u_c_r, r_uc * xr),
+        ] {
+            bases.push(f);
+            exps.push(e);
+        }
+    }
+    let gt_side = gt_multi_exp(&bases, &exps);
+
+    // Groth16 aggregated inputs over the padded list: sum r^i and
+    // sum_i r^i x_ij.
+    let vk = key.key();
+    let mut sum_r = Fr::zero();
+    let mut input_sums = vec![Fr::zero(); expected];
+    let mut power = Fr::one();
+    for i in 0..n {
+        let x_i = &inputs[i.min(count - 1)];
+        sum_r += power;
+        for (s, v) in input_sums.iter_mut().zip(x_i) {
+            *s += power * v;
+        }
+        power *= r;
+    }
+    let mut coeffs = Vec::with_capacity(expected + 1);
+    coeffs.push(sum_r);
+    coeffs.extend(input_sums);
+    let sum_l = G1Projective::msm(&vk.gamma_abc_g1, &coeffs).unwrap_or_default();
+
+    // KZG evaluations.
+    let fv = eval_v(&x_inv, &z);
+    let fw = eval_w(&x, &z, &r_inv, n);
+    let g = srs.g.into_group();
+    let h = srs.h.into_group();
+    let h_fv = h * fv;
+    let z_h = h * z;
+    let g_fw = g * fw;
+    let z_g = g * z;
+    let (a, c) = (proof.final_a.into_group(), proof.final_c.into_group());
+
+    let g1: Vec<G1Projective> = vec![
+        -(a * r_tab + c * r_tc),
+        -(a * r_uab + c * r_uc),
+        -(proof.final_w.0 * r_tab + proof.final_w.1 * r_uab + a * r_zab),
+        vk.alpha_g1 * (sum_r * r_g16),
+        sum_l * r_g16,
+        proof.z_c * r_g16,
+        -(g * r_v1),
+        -(g * r_v2),
+        (srs.g_alpha.into_group() - z_g) * r_v1,
+        (srs.g_beta.into_group() - z_g) * r_v2,
+        -((proof.final_w.0.into_group() - g_fw) * r_w1
+            + (proof.final_w.1.into_group() - g_fw) * r_w2),
+        proof.open_w.0 * r_w1,
+        proof.open_w.1 * r_w2,
+    ];
+    let g2_plain: [G2Projective; 3] = [
+        proof.final_v.0.into_group(),
+        proof.final_v.1.into_group(),
+        proof.final_b.into_group(),
+    ];
+    let g2_kzg: [G2Projective; 7] = [
+        proof.final_v.0.into_group() - h_fv,
+        proof.final_v.1.into_group() - h_fv,
+        proof.open_v.0.into_group(),
+        proof.open_v.1.into_group(),
+        h,
+        srs.h_alpha.into_group() - z_h,
+        srs.h_beta.into_group() - z_h,
+    ];
+    let mut g2_points: Vec<G2Projective> = g2_plain.to_vec();
+    g2_points.extend(g2_kzg);
+    let g2_affine = G2Projective::normalize_batch(&g2_points);
+    let mut g2: Vec<<Bls12_381 as Pairing>::G2Prepared> = Vec::with_capacity(13);
+    for q in &g2_affine[..3] {
+        g2.push(q.into());
+    }
+    g2.push(key.beta_g2_neg_prepared().clone());
+    g2.push(key.prepared().gamma_g2_neg_pc.clone());
+    g2.push(key.prepared().delta_g2_neg_pc.clone());
+    for q in &g2_affine[3..] {
+        g2.push(q.into());
+    }
+    let g1 = G1Projective::normalize_batch(&g1);
+    let ml = Bls12_381::multi_miller_loop(g1, g2);
+    let pairing_side = Bls12_381::final_exponentiation(ml).ok_or(AggregateError::Invalid)?;
+    if (pairing_side.0 * gt_side).is_one() {
+        Ok(())
+    } else {
+        Err(AggregateError::Invalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ark_ec::PrimeGroup;
+    use ark_ff::UniformRand;
+    use proptest::prelude::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+
+    fn gt(seed: u64) -> Fq12 {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let p = G1Projective::generator() * Fr::rand(&mut rng);
+        let q = G2Projective::generator() * Fr::rand(&mut rng);
+        Bls12_381::pairing(p, q).0
+    }
+
+    fn srs() -> VerifierSrs {
+        let g = G1Projective::generator();
+        let h = G2Projective::generator();
+        let (a, b) = (Fr::from(7u64), Fr::from(9u64));
+        VerifierSrs {
+            max_proofs: 8,
+            g: g.into_affine(),
+            g_alpha: (g * a).into_affine(),
+            g_beta: (g * b).into_affine(),
+            h: h.into_affine(),
+            h_alpha: (h * a).into_affine(),
+            h_beta: (h * b).into_affine(),
+        }
+    }
+
+    #[test]
+    fn multi_exp_matches_naive() {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        for len in [0usize, 1, 2, 7] {
+            let bases: Vec<Fq12> = (0..len as u64).map(gt).collect();
+            let mut exps: Vec<Fr> = (0..len).map(|_| Fr::rand(&mut rng)).collect();
+            if len > 2 {
+                exps[1] = Fr::zero();
+                exps[2] = Fr::one();
+            }
+            let naive = bases
+                .iter()
+                .zip(&exps)
+                .fold(Fq12::one(), |acc, (b, e)| acc * b.pow(e.into_bigint()));
+            assert_eq!(gt_multi_exp(&bases, &exps), naive, "len {len}");
+        }
+    }
+
+    #[test]
+    fn pairing_outputs_are_cyclotomic_and_random_elements_are_not() {
+        assert!(is_cyclotomic(&gt(3)));
+        assert!(is_cyclotomic(&Fq12::one()));
+        assert!(!is_cyclotomic(&Fq12::zero()));
+        let mut rng = ChaCha20Rng::seed_from_u64(4);
+        assert!(!is_cyclotomic(&Fq12::rand(&mut rng)));
+    }
+
+    #[test]
+    fn eval_product_is_the_folded_power_vector() {
+        let z = Fr::from(5u64);
+        let c = [Fr::from(2u64), Fr::from(3u64)];
+        // n = 4: (1, z, z^2, z^3) -> fold by c0 -> fold by c1.
+        let v: Vec<Fr> = (0..4u64).map(|i| z.pow([i])).collect();
+        let v1: Vec<Fr> = (0..2).map(|i| v[i] + c[0] * v[i + 2]).collect();
+        let v2 = v1[0] + c[1] * v1[1];
+        assert_eq!(eval_product(&c, &z), v2);
+        assert_eq!(eval_product(&[], &z), Fr::one());
+    }
+
+    #[test]
+    fn padding_rule() {
+        assert_eq!(padded_size(1), 2);
+        assert_eq!(padded_size(2), 2);
+        assert_eq!(padded_size(3), 4);
+        assert_eq!(padded_size(64), 64);
+        assert_eq!(padded_size(65), 128);
+        assert_eq!(encoded_len(1), AGGREGATE_FIXED_LEN + ROUND_LEN);
+    }
+
+    #[test]
+    fn verifier_srs_roundtrip_and_errors() {
+        let s = srs();
+        let enc = s.encode();
+        assert_eq!(enc.len(), VERIFIER_SRS_LEN);
+        assert_eq!(VerifierSrs::decode(&enc), Ok(s.clone()));
+        assert!(matches!(
+            VerifierSrs::decode(&enc[1..]),
+            Err(AggregateError::MalformedSrs { .. })
+        ));
+        let mut bad = enc.clone();
+        bad[..4].copy_from_slice(&6u32.to_be_bytes());
+        assert!(matches!(
+            VerifierSrs::decode(&bad),
+            Err(AggregateError::MalformedSrs { reason }) if reason.contains("power of two")
+        ));
+        let mut bad = enc;
+        bad[4] = 0xc0;
+        bad[5..4 + G1_LEN].fill(0);
+        assert!(matches!(
+            VerifierSrs::decode(&bad),
+            Err(AggregateError::MalformedSrs { reason }) if reason.contains("identity")
+        ));
+    }
+
+    #[test]
+    fn decode_names_bad_elements() {
+        assert!(matches!(
+            AggregateProof::decode(&[0, 0, 0, 0]),
+            Err(AggregateError::Count { got: 0, .. })
+        ));
+        let mut bytes = vec![0u8; encoded_len(2)];
+        bytes[3] = 2;
+        // All-zero target-group element: canonical but zero.
+        assert_eq!(
+            AggregateProof::decode(&bytes),
+            Err(AggregateError::NotCyclotomic {
+                field: "com_ab.T".into()
+            })
+        );
+        // A random field element is not cyclotomic.
+        let mut rng = ChaCha20Rng::seed_from_u64(9);
+        let mut enc = Vec::new();
+        Fq12::rand(&mut rng).serialize_compressed(&mut enc).unwrap();
+        bytes[4..4 + GT_LEN].copy_from_slice(&enc);
+        assert!(matches!(
+            AggregateProof::decode(&bytes),
+            Err(AggregateError::NotCyclotomic { field }) if field == "com_ab.T"
+        ));
+        // Non-canonical coordinates.
+        bytes[4..4 + GT_LEN].fill(0xff);
+        assert!(matches!(
+            AggregateProof::decode(&bytes),
+            Err(AggregateError::MalformedGt { .. })
+        ));
+        // The first G1 point (z_c) outside the subgroup is named.
+        let good_gt = {
+            let mut e = Vec::new();
+            gt(1).serialize_compressed(&mut e).unwrap();
+            e
+        };
+        for i in 0..5 {
+            bytes[4 + i * GT_LEN..4 + (i + 1) * GT_LEN].copy_from_slice(&good_gt);
+        }
+        let mut bad_point = Vec::new();
+        crate::test_circuit::g1_outside_subgroup()
+            .serialize_compressed(&mut bad_point)
+            .unwrap();
+        bytes[4 + 5 * GT_LEN..4 + 5 * GT_LEN + G1_LEN].copy_from_slice(&bad_point);
+        assert!(matches!(
+            AggregateProof::decode(&bytes),
+            Err(AggregateError::Point { field, source: ProofError::NotInSubgroup { .. } })
+                if field == "z_c"
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..8000)) {
+            let _ = AggregateProof::decode(&bytes);
+        }
+
+        #[test]
+        fn decode_with_valid_length_never_panics(seed in any::<u64>(), count in 1u32..5) {
+            let mut rng = ChaCha20Rng::seed_from_u64(seed);
+            let mut bytes: Vec<u8> = (0..encoded_len(count as usize))
+                .map(|_| rand_chacha::rand_core::RngCore::next_u32(&mut rng) as u8)
+                .collect();
+            bytes[..4].copy_from_slice(&count.to_be_bytes());
+            prop_assert!(AggregateProof::decode(&bytes).is_err());
+        }
+
+        #[test]
+        fn srs_decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..500)) {
+            let _ = VerifierSrs::decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! SnarkPack aggregation end to end: proofs of the reference circuit are
+//! aggregated by `seqnet_prover::aggregate` (MSMs on the CPU back end) and
+//! checked by `seqnet_proto::aggregate::verify_aggregate`.
+
+use std::sync::OnceLock;
+
+use ark_bls12_381::Bls12_381;
+use ark_groth16::{Proof, ProvingKey};
+use seqnet_proto::aggregate::{
+    encoded_len, verify_aggregate, AggregateError, AggregateProof, VerifierSrs,
+};
+use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
+use seqnet_prover::aggregate::{aggregate_statements, AggregateProveError};
+use seqnet_prover::msm::CpuMsm;
+use seqnet_prover::srs::Srs;
+use seqnet_prover::JobStatement;
+
+const K: u32 = 8;
+
+struct Fixture {
+    pk: ProvingKey<Bls12_381>,
+    key: PreparedKey,
+    srs: Srs,
+    /// 64 (statement, proof) pairs of rollup 1 at heights 1..=64.
+    proofs: Vec<(BatchStatement, Proof<Bls12_381>)>,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let (pk, vk) = seqnet_prover::setup(K, 77).expect("setup");
+        let key = PreparedKey::from_key(&vk).expect("key");
+        let srs = Srs::generate_dev(64, 5).expect("srs");
+        let proofs = (1..=64u64)
+            .map(|height| {
+                let job = JobStatement {
+                    rollup_id: 1,
+                    height,
+                    commitment: batch_commitment(1, height, &[]),
+                    prev_root: [0; 32],
+                };
+                let (bytes, new_root) = seqnet_prover::prove(&pk, K, &job).expect("prove");
+                let st = BatchStatement {
+                    rollup_id: 1,
+                    height,
+                    commitment: job.commitment,
+                    prev_root: job.prev_root,
+                    new_root,
+                };
+                (st, decode_proof(&bytes).expect("proof"))
+            })
+            .collect();
+        Fixture {
+            pk,
+            key,
+            srs,
+            proofs,
+        }
+    })
+}
+
+fn make(n: usize) -> (Vec<BatchStatement>, Vec<u8>) {
+    let f = fixture();
+    let (statements, proofs): (Vec<_>, Vec<_>) = f.proofs[..n].iter().cloned().unzip();
+    let agg = aggregate_statements(&f.srs, &f.key, &proofs, &statements, &CpuMsm).expect("agg");
+    (statements, agg.encode())
+}
+
+fn verify(statements: &[BatchStatement], bytes: &[u8]) -> Result<(), AggregateError> {
+    let f = fixture();
+    verify_aggregate(&f.srs.verifier(), &f.key, statements, bytes)
+}
+
+#[test]
+fn round_trips_for_1_2_3_8_and_64_proofs() {
+    for n in [1, 2, 3, 8, 64] {
+        let (statements, bytes) = make(n);
+        assert_eq!(bytes.len(), encoded_len(n), "n = {n}");
+        verify(&statements, &bytes).unwrap_or_else(|e| panic!("n = {n}: {e}"));
+        let decoded = AggregateProof::decode(&bytes).expect("decode");
+        assert_eq!(decoded.encode(), bytes);
+        assert_eq!(decoded.count as usize, n);
+    }
+}
+
+#[test]
+fn size_grows_with_log_n() {
+    assert_eq!(encoded_len(2), encoded_len(1));
+    assert_eq!(encoded_len(3), encoded_len(4));
+    let step = encoded_len(4) - encoded_len(2);
+    assert_eq!(encoded_len(1024) - encoded_len(512), step);
+    assert!(encoded_len(1024) < 70_000);
+}
+
+#[test]
+fn tampered_aggregates_are_rejected() {
+    let (statements, bytes) = make(8);
+    let good = AggregateProof::decode(&bytes).expect("decode");
+    // Field by field: swap in another valid element of the same group.
+    let mut cases: Vec<(&str, AggregateProof)> = Vec::new();
+    let mut p = good.clone();
+    p.z_ab = good.com_ab.0;
+    cases.push(("z_ab", p));
+    let mut p = good.clone();
+    p.com_c.1 = good.com_c.0;
+    cases.push(("com_c.U", p));
+    let mut p = good.clone();
+    p.rounds[1].t_ab_l = good.rounds[1].u_ab_l;
+    cases.push(("round 1 t_ab_l", p));
+    let mut p = good.clone();
+    p.rounds[2].z_c_r = good.rounds[2].z_c_l;
+    cases.push(("round 2 z_c_r", p));
+    let mut p = good.clone();
+    p.final_a = good.final_c;
+    cases.push(("final_a", p));
+    let mut p = good.clone();
+    p.final_v = (good.final_v.1, good.final_v.0);
+    cases.push(("final_v", p));
+    let mut p = good.clone();
+    p.open_w.0 = good.open_w.1;
+    cases.push(("open_w1", p));
+    let mut p = good.clone();
+    p.z_c = good.final_c;
+    cases.push(("z_c", p));
+    for (what, p) in cases {
+        assert!(verify(&statements, &p.encode()).is_err(), "{what}");
+    }
+    // Byte flips are caught by decoding or by the checks.
+    for at in [4, 700, bytes.len() / 2, bytes.len() - 10] {
+        let mut b = bytes.clone();
+        b[at] ^= 0x01;
+        assert!(verify(&statements, &b).is_err(), "byte {at}");
+    }
+    // Wrong lengths and counts.
+    assert!(matches!(
+        verify(&statements, &bytes[..bytes.len() - 1]),
+        Err(AggregateError::Length { .. })
+    ));
+    assert!(matches!(
+        verify(&statements[..7], &bytes),
+        Err(AggregateError::CountMismatch {
+            aggregate: 8,
+            statements: 7
+        })
+    ));
+}
+
+#[test]
+fn an_invalid_proof_makes_the_aggregate_invalid() {
+    let f = fixture();
+    let (statements, mut proofs): (Vec<_>, Vec<_>) = f.proofs[..4].iter().cloned().unzip();
+    proofs[2] = proofs[1].clone();
+    let agg = aggregate_statements(&f.srs, &f.key, &proofs, &statements, &CpuMsm).expect("agg");
+    assert_eq!(
+        verify(&statements, &agg.encode()),
+        Err(AggregateError::Invalid)
+    );
+}
+
+#[test]
+fn wrong_srs_is_rejected() {
+    let (statements, bytes) = make(8);
+    let f = fixture();
+    let other = Srs::generate_dev(64, 6).expect("srs");
+    assert!(verify_aggregate(&other.verifier(), &f.key, &statements, &bytes).is_err());
+    // Same trapdoors but a different declared size: a different transcript.
+    let mut resized = f.srs.verifier();
+    resized.max_proofs = 128;
+    assert!(verify_aggregate(&resized, &f.key, &statements, &bytes).is_err());
+    // The verifier SRS round-trips through its encoding.
+    let v = f.srs.verifier();
+    assert_eq!(VerifierSrs::decode(&v.encode()).expect("decode"), v);
+    // An aggregate larger than the SRS supports cannot be made.
+    let small = Srs::generate_dev(4, 5).expect("srs");
+    let (st, pr): (Vec<_>, Vec<_>) = f.proofs[..5].iter().cloned().unzip();
+    assert!(matches!(
+        aggregate_statements(&small, &f.key, &pr, &st, &CpuMsm),
+        Err(AggregateProveError::Count { got: 5, max: 4 })
+    ));
+}
+
+#[test]
+fn reordered_public_inputs_are_rejected() {
+    let (mut statements, bytes) = make(8);
+    statements.swap(2, 5);
+    assert!(verify(&statements, &bytes).is_err());
+    let (mut statements, bytes) = make(3);
+    // One changed root.
+    statements[1].new_root = statements[0].new_root;
+    assert!(verify(&statements, &bytes).is_err());
+}
+
+#[test]
+fn another_verifying_key_is_rejected() {
+    let (statements, bytes) = make(2);
+    let (_, vk) = seqnet_prover::setup(K, 78).expect("setup");
+    let other = PreparedKey::from_key(&vk).expect("key");
+    let f = fixture();
+    assert!(verify_aggregate(&f.srs.verifier(), &other, &statements, &bytes).is_err());
+    // The fixture's proving key is the one that made the proofs.
+    assert_eq!(
+        PreparedKey::from_key(&f.pk.vk).expect("key").digest(),
+        f.key.digest()
+    );
+}
