@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use seqnet_prover::backend::{CommandBackend, ProvingBackend, ReferenceBackend};
 use seqnet_prover::metrics::{self, Metrics};
-use seqnet_prover::worker::{prover_retry_policy, Worker, WorkerConfig, DEFAULT_SUBMIT_ATTEMPTS};
+use seqnet_prover::worker::{
+    prover_retry_policy, Worker, WorkerConfig, DEFAULT_STATUS_INTERVAL, DEFAULT_SUBMIT_ATTEMPTS,
+};
 use tokio::sync::watch;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,6 +52,9 @@ pub struct RunArgs {
     /// Sends of one proof before giving its job up.
     #[arg(long, default_value_t = DEFAULT_SUBMIT_ATTEMPTS)]
     submit_attempts: u32,
+    /// Send Unjail automatically once a jail term is over.
+    #[arg(long)]
+    auto_unjail: bool,
     /// Log format (filter: RUST_LOG, default info).
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -60,7 +65,8 @@ fn init_logs(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -106,6 +112,8 @@ pub fn main(args: &RunArgs) -> Result<()> {
             key,
             retry: prover_retry_policy(),
             submit_attempts: args.submit_attempts,
+            auto_unjail: args.auto_unjail,
+            status_interval: DEFAULT_STATUS_INTERVAL,
         };
         Worker::new(config, backend, metrics).run(stopped).await?;
         Ok(())

@@ -18,6 +18,10 @@
 //!   known"); a nonce refusal re-reads the nonce and signs again; any other
 //!   refusal (`NOT_ASSIGNED`: the deadline passed and the job moved on,
 //!   `PROOF_REJECTED`, ...) drops the job and counts it.
+//! - **Jail.** With [`WorkerConfig::auto_unjail`], the worker reads its own
+//!   prover record every few seconds and, once a jail term is over, sends
+//!   `Unjail` (once per term), so an unattended prover rejoins the active
+//!   set at the next epoch boundary after an outage.
 //! - **Shutdown.** A job being proven when shutdown comes is abandoned; the
 //!   chain reassigns it at its deadline.
 
@@ -57,6 +61,10 @@ pub struct WorkerConfig {
     /// Sends of one proof before the job is given up (transient failures
     /// and nonce refusals).
     pub submit_attempts: u32,
+    /// Send `Unjail` when a jail term is over.
+    pub auto_unjail: bool,
+    /// How often the worker reads its own prover record.
+    pub status_interval: Duration,
 }
 
 /// Follows, proves and submits (see the module docs).
@@ -109,9 +117,16 @@ impl Worker {
             return Ok(());
         };
         let mut stream = client.jobs(self.config.key.clone(), None);
+        let mut ticker = tokio::time::interval(self.config.status_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unjailed_term = None;
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
+                _ = ticker.tick() => {
+                    self.check_record(&mut client, &mut signer, &mut unjailed_term).await;
+                    continue;
+                }
                 _ = shutdown.changed() => return Ok(()),
             };
             for event in stream.events() {
@@ -141,6 +156,57 @@ impl Worker {
                 ?outcome,
                 "job done"
             );
+        }
+    }
+
+    /// Reads this prover's record; sends `Unjail` once a jail term is over
+    /// (with `auto_unjail`, once per term).
+    async fn check_record(
+        &self,
+        client: &mut RollupClient,
+        signer: &mut TxSigner,
+        unjailed_term: &mut Option<u64>,
+    ) {
+        let address = signer.address();
+        let info = match client.prover(address).await {
+            Ok(info) => info,
+            Err(ClientError::NotFound(_)) => {
+                tracing::debug!("not registered as a prover (yet)");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the prover record");
+                return;
+            }
+        };
+        let Some(record) = info.prover else { return };
+        let jailed = record.status == pb::ProverStatus::Jailed as i32;
+        tracing::debug!(
+            stake = record.stake,
+            active = info.active,
+            jailed,
+            misses = record.misses,
+            open_jobs = info.assigned_jobs.len(),
+            height = info.as_of_height,
+            "prover record"
+        );
+        if !(self.config.auto_unjail && jailed) || *unjailed_term == Some(record.jailed_until) {
+            return;
+        }
+        if info.as_of_height < record.jailed_until {
+            return;
+        }
+        if let Err(error) = signer.sync_nonce(client).await {
+            tracing::warn!(%error, "cannot read the nonce for Unjail");
+            return;
+        }
+        let tx = signer.unjail(None);
+        match client.submit(&tx).await {
+            Ok(hash) => {
+                *unjailed_term = Some(record.jailed_until);
+                tracing::info!(tx = %hex::encode(hash), jailed_until = record.jailed_until, "jail term over: Unjail sent");
+            }
+            Err(error) => tracing::warn!(%error, "Unjail refused"),
         }
     }
 
@@ -299,6 +365,9 @@ impl Worker {
 
 /// Default [`WorkerConfig::submit_attempts`].
 pub const DEFAULT_SUBMIT_ATTEMPTS: u32 = 8;
+
+/// Default [`WorkerConfig::status_interval`].
+pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(2);
 
 /// A retry policy for a long-running prover: patient with nodes that restart.
 pub fn prover_retry_policy() -> RetryPolicy {

@@ -68,7 +68,8 @@ fn the_example_script_proves_a_job_that_verifies() {
         prev_root: [0; 32],
         new_root: out.new_state_root,
     };
-    key.verify(&out.proof, &statement).expect("the proof verifies");
+    key.verify(&out.proof, &statement)
+        .expect("the proof verifies");
 
     // The in-process back end reads k off the key and reaches the same root.
     let reference = ReferenceBackend::load(keys.path()).expect("load");

@@ -5,6 +5,8 @@
 //! - `seqnet-sequencer`: `$SEQNET_BIN_DIR/seqnet-sequencer`, else next to the
 //!   running executable (`target/debug/`, also from `target/debug/deps/` where
 //!   test executables live), else on `PATH`.
+//! - `seqnet-prover` (only for testnets with provers): the same places as
+//!   `seqnet-sequencer`.
 
 use std::path::{Path, PathBuf};
 
@@ -12,12 +14,15 @@ use crate::error::{Result, TestnetError};
 
 pub const COMETBFT: &str = "cometbft";
 pub const SEQUENCER: &str = "seqnet-sequencer";
+pub const PROVER: &str = "seqnet-prover";
 
 /// Paths of the programs a testnet runs.
 #[derive(Clone, Debug)]
 pub struct Binaries {
     pub cometbft: PathBuf,
     pub sequencer: PathBuf,
+    /// `None` when it is not built (testnets without provers do not need it).
+    pub prover: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -26,7 +31,16 @@ impl Binaries {
         Ok(Binaries {
             cometbft: locate_cometbft()?,
             sequencer: locate_sequencer()?,
+            prover: locate_prover().ok(),
         })
+    }
+
+    /// The prover binary, or why it is missing.
+    pub fn prover(&self) -> Result<PathBuf> {
+        match &self.prover {
+            Some(path) => Ok(path.clone()),
+            None => locate_prover(),
+        }
     }
 }
 
@@ -74,9 +88,19 @@ pub fn locate_cometbft() -> Result<PathBuf> {
 
 /// Finds `seqnet-sequencer`.
 pub fn locate_sequencer() -> Result<PathBuf> {
+    locate_seqnet(SEQUENCER)
+}
+
+/// Finds `seqnet-prover`.
+pub fn locate_prover() -> Result<PathBuf> {
+    locate_seqnet(PROVER)
+}
+
+/// Finds one of seqnet's own binaries (see the module docs).
+fn locate_seqnet(name: &'static str) -> Result<PathBuf> {
     let mut searched = Vec::new();
     if let Some(dir) = std::env::var_os("SEQNET_BIN_DIR") {
-        let bin = PathBuf::from(dir).join(SEQUENCER);
+        let bin = PathBuf::from(dir).join(name);
         if is_executable(&bin) {
             return Ok(bin);
         }
@@ -86,19 +110,19 @@ pub fn locate_sequencer() -> Result<PathBuf> {
         // target/debug/seqnet-testnet -> target/debug/;
         // target/debug/deps/e2e-<hash> -> target/debug/deps/, then target/debug/.
         for dir in exe.ancestors().skip(1).take(2) {
-            let bin = dir.join(SEQUENCER);
+            let bin = dir.join(name);
             if is_executable(&bin) {
                 return Ok(bin);
             }
             searched.push(bin.display().to_string());
         }
     }
-    if let Some(bin) = on_path(SEQUENCER) {
+    if let Some(bin) = on_path(name) {
         return Ok(bin);
     }
     searched.push("PATH".into());
     Err(TestnetError::BinaryMissing {
-        name: SEQUENCER,
+        name,
         searched: searched.join(", "),
         hint: "build it with `make build` (cargo build --workspace --bins) or set SEQNET_BIN_DIR",
     })

@@ -38,6 +38,10 @@ pub enum TestnetError {
     },
     #[error("node {node} does not exist: the testnet has {count} nodes (0..{count})")]
     NoSuchNode { node: usize, count: usize },
+    #[error("prover {prover} does not exist: the testnet has {count} provers (0..{count})")]
+    NoSuchProver { prover: usize, count: usize },
+    #[error("prover {prover} is already running (pid {pid}); stop it first")]
+    ProverRunning { prover: usize, pid: i32 },
     #[error(
         "node{node} {process} is already running (pid {pid}); run `seqnet-testnet down` first"
     )]

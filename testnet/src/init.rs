@@ -13,7 +13,19 @@
 //! D/node{i}/cometbft/          CometBFT home
 //! D/node{i}/sequencer.toml     seqnet-sequencer config (data in D/node{i}/data)
 //! D/node{i}/{sequencer,cometbft}.{log,pid}
+//! D/keys/prover-{j}.json       prover accounts (with --provers J)
+//! D/prover-keys/               reference-circuit keys (DEVELOPMENT setup)
+//! D/prover{j}/prover.{log,pid} seqnet-prover run
 //! ```
+//!
+//! With provers, the demo rollups are registered in genesis with the
+//! reference circuit's verifying key, so each of their batches becomes a
+//! proof job. The keys come from `seqnet-prover setup` (seeded: a
+//! development setup, not a ceremony), cached per size in
+//! `$SEQNET_CACHE_DIR` (default `$HOME/.cache/seqnet/prover-keys`). Provers
+//! are not in genesis: [`crate::Testnet::register_provers`] stakes them with
+//! `RegisterProver` transactions once the network runs, and they join the
+//! active set at the next epoch boundary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +35,10 @@ use seqnet_rollup_client::keys;
 use serde_json::{json, Value};
 
 use crate::error::{Result, TestnetError};
-use crate::manifest::{FeeParams, KeyManifest, Manifest, NodeManifest, Ports, RollupManifest};
+use crate::manifest::{
+    FeeParams, KeyManifest, Manifest, NodeManifest, Ports, ProverManifest, ProvingManifest,
+    RollupManifest,
+};
 
 /// Balance of the faucet account.
 pub const FAUCET_BALANCE: u64 = 1_000_000_000_000_000;
@@ -57,6 +72,19 @@ pub struct InitOptions {
     pub vote_extensions_enable_height: u64,
     /// Replace an existing directory.
     pub force: bool,
+    /// Prover accounts (`keys/prover-J.json`) and processes; with any, the
+    /// demo rollups get the reference circuit's verifying key.
+    pub provers: usize,
+    /// Reference circuit size k (about 2^k constraints).
+    pub circuit_size: u32,
+    /// Stake each prover registers with.
+    pub prover_stake: u64,
+    /// Proof window of the demo rollups (blocks).
+    pub proof_window: u64,
+    /// Chain parameter `epoch_length`.
+    pub epoch_length: u64,
+    /// Chain parameter `max_unproven_blocks` (`None`: the chain's default).
+    pub max_unproven_blocks: Option<u64>,
 }
 
 impl Default for InitOptions {
@@ -73,6 +101,12 @@ impl Default for InitOptions {
             sequencer_log_filter: "info".into(),
             vote_extensions_enable_height: 1,
             force: false,
+            provers: 0,
+            circuit_size: 8,
+            prover_stake: 10_000,
+            proof_window: 20,
+            epoch_length: 10,
+            max_unproven_blocks: None,
         }
     }
 }
@@ -136,6 +170,33 @@ impl InitOptions {
         }
         if self.users > 1000 {
             return Err(invalid("--users", self.users, "want 0..=1000"));
+        }
+        if self.provers > 100 {
+            return Err(invalid("--provers", self.provers, "want 0..=100"));
+        }
+        if !(8..=16).contains(&self.circuit_size) {
+            return Err(invalid(
+                "--circuit-size",
+                self.circuit_size,
+                "want 8..=16 for a local testnet",
+            ));
+        }
+        if self.proof_window == 0 || self.proof_window > 1000 {
+            return Err(invalid(
+                "--proof-window",
+                self.proof_window,
+                "want 1..=1000",
+            ));
+        }
+        if self.epoch_length == 0 {
+            return Err(invalid("--epoch-length", self.epoch_length, "want >= 1"));
+        }
+        if self.provers > 0 && self.prover_stake < 1_000 {
+            return Err(invalid(
+                "prover stake",
+                self.prover_stake,
+                "want at least min_prover_stake (1000)",
+            ));
         }
         check_duration("--timeout-commit", &self.timeout_commit)?;
         check_duration("--timeout-propose", &self.timeout_propose)?;
@@ -243,8 +304,76 @@ fn make_account(dir: &Path, name: String, balance: u64) -> Result<Account> {
     })
 }
 
-/// Generates a testnet in `dir` (see the module docs) and returns its manifest.
+/// Where development keys of the reference circuit are cached.
+pub fn prover_key_cache() -> PathBuf {
+    match std::env::var_os("SEQNET_CACHE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir)
+            .join(".cache/seqnet"),
+    }
+    .join("prover-keys")
+}
+
+/// Copies `seqnet-prover setup --size k` keys (seed 0) into `out`,
+/// generating them into the cache first if needed.
+pub fn reference_keys(prover: &Path, k: u32, out: &Path) -> Result<()> {
+    let cached = prover_key_cache().join(format!("reference-k{k}-seed0"));
+    if !cached.join("verifying_key.bin").is_file() {
+        let parent = cached.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| TestnetError::io(parent, e))?;
+        let tmp = parent.join(format!("reference-k{k}-seed0.tmp-{}", std::process::id()));
+        tracing::info!(k, cache = %cached.display(), "generating reference-circuit keys (DEVELOPMENT setup)");
+        let output = Command::new(prover)
+            .args(["setup", "--circuit", "reference", "--seed", "0", "--size"])
+            .arg(k.to_string())
+            .arg("--out")
+            .arg(&tmp)
+            .output()
+            .map_err(|e| TestnetError::io(prover, e))?;
+        if !output.status.success() {
+            return Err(TestnetError::CommandFailed {
+                command: format!(
+                    "{} setup --size {k} --out {}",
+                    prover.display(),
+                    tmp.display()
+                ),
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        // Another process may have won the race; its keys are the same.
+        if std::fs::rename(&tmp, &cached).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    std::fs::create_dir_all(out).map_err(|e| TestnetError::io(out, e))?;
+    for file in ["proving_key.bin", "verifying_key.bin", "SETUP.txt"] {
+        std::fs::copy(cached.join(file), out.join(file))
+            .map_err(|e| TestnetError::io(cached.join(file), e))?;
+    }
+    Ok(())
+}
+
+/// Generates a testnet in `dir` (see the module docs) and returns its
+/// manifest; `seqnet-prover` is looked up when `opts.provers > 0`.
 pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest> {
+    let prover = if opts.provers > 0 {
+        Some(crate::binaries::locate_prover()?)
+    } else {
+        None
+    };
+    init_with(dir, opts, cometbft, prover.as_deref())
+}
+
+/// [`init`] with the `seqnet-prover` binary given (needed with provers).
+pub fn init_with(
+    dir: &Path,
+    opts: &InitOptions,
+    cometbft: &Path,
+    prover: Option<&Path>,
+) -> Result<Manifest> {
     opts.validate()?;
     prepare_dir(dir, opts.force)?;
     tracing::info!(dir = %dir.display(), validators = opts.validators, rollups = opts.rollups, "generating testnet");
@@ -308,7 +437,52 @@ pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest>
     for user in 1..=opts.users {
         accounts.push(make_account(dir, format!("user-{user}"), ACCOUNT_BALANCE)?);
     }
+    let mut provers = Vec::with_capacity(opts.provers);
+    for index in 0..opts.provers {
+        let key = format!("prover-{}", index + 1);
+        accounts.push(make_account(dir, key.clone(), ACCOUNT_BALANCE)?);
+        let metrics_port = prover_metrics_port(opts.base_port, index)
+            .ok_or_else(|| invalid("--base-port", opts.base_port, "prover port out of range"))?;
+        // Its own node first, then the others in order.
+        let nodes = (0..opts.validators)
+            .map(|i| (index + i) % opts.validators)
+            .collect();
+        provers.push(ProverManifest {
+            index,
+            key,
+            dir: PathBuf::from(format!("prover{index}")),
+            metrics_port,
+            nodes,
+        });
+    }
     let keys: Vec<KeyManifest> = accounts.into_iter().map(|a| a.manifest).collect();
+
+    // Reference-circuit keys: the demo rollups' verifying key.
+    let (proving, verifying_key) = if opts.provers > 0 {
+        let prover = prover.ok_or(TestnetError::BinaryMissing {
+            name: crate::binaries::PROVER,
+            searched: "(not given)".into(),
+            hint: "build it with `make build` or set SEQNET_BIN_DIR",
+        })?;
+        let keys_dir = PathBuf::from("prover-keys");
+        reference_keys(prover, opts.circuit_size, &dir.join(&keys_dir))?;
+        let vk_path = dir.join(&keys_dir).join("verifying_key.bin");
+        let vk = std::fs::read(&vk_path).map_err(|e| TestnetError::io(&vk_path, e))?;
+        for p in &provers {
+            std::fs::create_dir_all(dir.join(&p.dir)).map_err(|e| TestnetError::io(&p.dir, e))?;
+        }
+        (
+            Some(ProvingManifest {
+                keys_dir,
+                circuit_size: opts.circuit_size,
+                stake: opts.prover_stake,
+                proof_window: opts.proof_window,
+            }),
+            hex::encode(vk),
+        )
+    } else {
+        (None, String::new())
+    };
 
     // 3. One genesis for every node.
     let app_state = json!({
@@ -321,6 +495,7 @@ pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest>
             "max_inclusion_window": 1000,
             "max_proof_window": 1000,
             "register_rollup_fee": 1000,
+            "epoch_length": opts.epoch_length,
         },
         "accounts": keys.iter().map(|k| json!({"address": k.address, "balance": k.balance})).collect::<Vec<_>>(),
         "rollups": rollups.iter().map(|r| {
@@ -329,12 +504,19 @@ pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest>
                 "id": r.id,
                 "name": r.name,
                 "owner": owner,
-                "proof_window": 20,
+                "proof_window": opts.proof_window,
                 "inclusion_window": 10,
-                "verifying_key": "",
+                "verifying_key": verifying_key,
             })
         }).collect::<Vec<_>>(),
     });
+    let mut app_state = app_state;
+    if let (Some(max), Some(params)) = (
+        opts.max_unproven_blocks,
+        app_state.get_mut("params").and_then(Value::as_object_mut),
+    ) {
+        params.insert("max_unproven_blocks".into(), json!(max));
+    }
     let genesis_path = dir
         .join(&nodes[0].cometbft_home)
         .join("config/genesis.json");
@@ -390,10 +572,19 @@ pub fn init(dir: &Path, opts: &InitOptions, cometbft: &Path) -> Result<Manifest>
         keys,
         rollups,
         fees,
+        provers,
+        proving,
     };
     manifest.save(dir)?;
     tracing::info!(manifest = %Manifest::path(dir).display(), "testnet generated");
     Ok(manifest)
+}
+
+/// Prometheus port of prover `index`: `base + 10 * index + 5` (offset 5 of
+/// a node's block of ten ports is otherwise unused).
+pub fn prover_metrics_port(base: u16, index: usize) -> Option<u16> {
+    let port = u32::from(base) + 10 * u32::try_from(index).ok()? + 5;
+    u16::try_from(port).ok()
 }
 
 fn set(table: &mut toml::Table, section: Option<&str>, key: &str, value: impl Into<toml::Value>) {

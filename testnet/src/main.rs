@@ -67,6 +67,23 @@ struct InitArgs {
     /// Sequencer log filter.
     #[arg(long, default_value = "info")]
     sequencer_log: String,
+    /// Provers (keys/prover-J.json, started by `up` and `demo`); with any,
+    /// the demo rollups are registered with the reference circuit's
+    /// verifying key and every batch of theirs must be proven.
+    #[arg(long, default_value_t = 3)]
+    provers: usize,
+    /// Reference circuit size k (DEVELOPMENT setup, cached).
+    #[arg(long, default_value_t = 8)]
+    circuit_size: u32,
+    /// Proof window of the demo rollups (blocks).
+    #[arg(long, default_value_t = 20)]
+    proof_window: u64,
+    /// Chain parameter epoch_length (the prover set changes at epoch boundaries).
+    #[arg(long, default_value_t = 10)]
+    epoch_length: u64,
+    /// Chain parameter max_unproven_blocks (default: the chain's).
+    #[arg(long)]
+    max_unproven_blocks: Option<u64>,
 }
 
 impl InitArgs {
@@ -83,6 +100,12 @@ impl InitArgs {
             sequencer_log_filter: self.sequencer_log.clone(),
             vote_extensions_enable_height: self.vote_extensions_height,
             force,
+            provers: self.provers,
+            circuit_size: self.circuit_size,
+            proof_window: self.proof_window,
+            epoch_length: self.epoch_length,
+            max_unproven_blocks: self.max_unproven_blocks,
+            ..InitOptions::default()
         }
     }
 }
@@ -99,10 +122,14 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Start every node, wait for height 2, then show live status until Ctrl-C.
+    /// Start every node, wait for height 2, stake and start the provers,
+    /// then show live status until Ctrl-C.
     Up {
         #[command(flatten)]
         dir: DirArg,
+        /// Provers to start (default: all the testnet has).
+        #[arg(long)]
+        provers: Option<usize>,
         /// Return once the network runs (stop it with `down`).
         #[arg(long)]
         detach: bool,
@@ -148,6 +175,16 @@ enum Command {
         #[arg(long)]
         censor: Vec<String>,
     },
+    /// Start, stop or kill one prover (fault drills).
+    Prover {
+        #[command(flatten)]
+        dir: DirArg,
+        #[arg(value_enum)]
+        action: ProverAction,
+        /// Prover index (0-based).
+        #[arg(long)]
+        index: usize,
+    },
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -167,6 +204,32 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProverAction {
+    Start,
+    Stop,
+    Kill,
+}
+
+/// Stakes the provers (if not yet) and starts the first `count` of them.
+async fn start_provers(net: &mut Testnet, count: Option<usize>) -> anyhow::Result<()> {
+    let count = count.unwrap_or(net.prover_count()).min(net.prover_count());
+    if count == 0 {
+        return Ok(());
+    }
+    println!("staking {} provers", net.prover_count());
+    net.register_provers(Duration::from_secs(60)).await?;
+    for index in 0..count {
+        if !net.prover_running(index) {
+            net.start_prover(index)?;
+        }
+    }
+    println!("{count} provers running; waiting for the epoch boundary that activates them");
+    net.wait_for_active_provers(count, Duration::from_secs(120))
+        .await?;
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -193,7 +256,7 @@ fn refresh_interval() -> Duration {
     }
 }
 
-async fn up(dir: &Path, detach: bool, timeout: u64) -> anyhow::Result<()> {
+async fn up(dir: &Path, detach: bool, timeout: u64, provers: Option<usize>) -> anyhow::Result<()> {
     let mut net = Testnet::open(dir)?.with_binaries(Binaries::locate()?);
     println!(
         "starting {} nodes of {} from {}",
@@ -202,6 +265,7 @@ async fn up(dir: &Path, detach: bool, timeout: u64) -> anyhow::Result<()> {
         dir.display()
     );
     net.start(Duration::from_secs(timeout)).await?;
+    start_provers(&mut net, provers).await?;
     println!(
         "{}",
         status::render(&status::collect(dir, net.manifest()).await)
@@ -271,6 +335,7 @@ async fn demo(
     } else {
         println!("starting {} nodes", net.node_count());
         net.start(Duration::from_secs(timeout)).await?;
+        start_provers(&mut net, Some(init.provers)).await?;
     }
     let manifest = net.manifest().clone();
     for rollup in &manifest.rollups {
@@ -342,6 +407,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init { dir, init, force } => {
             let cometbft = seqnet_testnet::binaries::locate_cometbft()?;
             let manifest = seqnet_testnet::init::init(&dir.dir, &init.options(force), &cometbft)?;
+            if let Some(p) = &manifest.proving {
+                println!(
+                    "demo rollups proven with the reference circuit, k = {} (DEVELOPMENT setup, keys in {}), proof window {}",
+                    p.circuit_size,
+                    dir.dir.join(&p.keys_dir).display(),
+                    p.proof_window
+                );
+                for prover in &manifest.provers {
+                    println!(
+                        "  prover {}: key {}, metrics {}",
+                        prover.index,
+                        prover.key,
+                        prover.metrics_url()
+                    );
+                }
+            }
             println!(
                 "generated {} validators of chain {} in {}",
                 manifest.nodes.len(),
@@ -372,7 +453,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dir,
             detach,
             timeout,
-        } => up(&dir.dir, detach, timeout).await?,
+            provers,
+        } => up(&dir.dir, detach, timeout, provers).await?,
+        Command::Prover { dir, action, index } => {
+            let mut net = Testnet::open(&dir.dir)?;
+            match action {
+                ProverAction::Start => {
+                    let mut net = net.with_binaries(Binaries::locate()?);
+                    net.detach();
+                    net.register_provers(Duration::from_secs(60)).await?;
+                    net.start_prover(index)?;
+                    println!("prover {index} started");
+                }
+                ProverAction::Stop => {
+                    net.stop_prover(index)?;
+                    net.detach();
+                    println!("prover {index} stopped");
+                }
+                ProverAction::Kill => {
+                    net.kill_prover(index)?;
+                    net.detach();
+                    println!("prover {index} killed");
+                }
+            }
+        }
         Command::Down { dir } => {
             let mut net = Testnet::open(&dir.dir)?;
             let running = (0..net.node_count()).filter(|&i| net.is_running(i)).count();

@@ -107,6 +107,41 @@ pub struct RollupManifest {
     pub submit_node: usize,
 }
 
+/// A prover process: `seqnet-prover run` with one funded key, the
+/// reference circuit's proving key, and the nodes it fails over between.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProverManifest {
+    pub index: usize,
+    /// Name of its key in `keys` (`prover-1`, ...).
+    pub key: String,
+    /// Its directory (log and pid file), relative to the testnet directory.
+    pub dir: PathBuf,
+    /// Its Prometheus port (`/metrics`) on 127.0.0.1.
+    pub metrics_port: u16,
+    /// Nodes it connects to, in fail-over order.
+    pub nodes: Vec<usize>,
+}
+
+impl ProverManifest {
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.metrics_port)
+    }
+}
+
+/// Proof settings of a testnet whose demo rollups are proven.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProvingManifest {
+    /// `seqnet-prover setup` output (reference circuit, DEVELOPMENT setup),
+    /// relative to the testnet directory.
+    pub keys_dir: PathBuf,
+    /// Circuit size k.
+    pub circuit_size: u32,
+    /// Stake each prover registers with.
+    pub stake: u64,
+    /// Proof window of the demo rollups.
+    pub proof_window: u64,
+}
+
 /// The fee rules written into genesis, so load generators can pay exactly.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 pub struct FeeParams {
@@ -136,6 +171,12 @@ pub struct Manifest {
     pub keys: Vec<KeyManifest>,
     pub rollups: Vec<RollupManifest>,
     pub fees: FeeParams,
+    /// Provers (none in testnets generated before provers existed).
+    #[serde(default)]
+    pub provers: Vec<ProverManifest>,
+    /// Set when the demo rollups have a verifying key.
+    #[serde(default)]
+    pub proving: Option<ProvingManifest>,
 }
 
 impl Manifest {
@@ -173,6 +214,13 @@ impl Manifest {
         self.nodes.get(index).ok_or(TestnetError::NoSuchNode {
             node: index,
             count: self.nodes.len(),
+        })
+    }
+
+    pub fn prover(&self, index: usize) -> Result<&ProverManifest> {
+        self.provers.get(index).ok_or(TestnetError::NoSuchProver {
+            prover: index,
+            count: self.provers.len(),
         })
     }
 

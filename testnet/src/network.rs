@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use seqnet_rollup_client::RollupClient;
+use seqnet_proto::{pb, Address};
+use seqnet_rollup_client::{keys, ClientError, RollupClient, TxSigner};
 
 use crate::binaries::Binaries;
 use crate::error::{Result, TestnetError};
@@ -46,6 +47,9 @@ impl NodeProcesses {
     }
 }
 
+/// Name (log and pid file) of a prover process in its directory.
+pub const PROVER_PROCESS: &str = "prover";
+
 /// A testnet directory plus the processes this value started or adopted.
 /// Dropping it stops every process it knows, unless [`Testnet::detach`] was called.
 pub struct Testnet {
@@ -53,6 +57,7 @@ pub struct Testnet {
     manifest: Manifest,
     binaries: Option<Binaries>,
     nodes: Vec<NodeProcesses>,
+    provers: Vec<Option<Managed>>,
     stop_on_drop: bool,
 }
 
@@ -69,7 +74,12 @@ impl std::fmt::Debug for Testnet {
 impl Testnet {
     /// Generates a testnet in `dir` (see [`init::init`]) and opens it.
     pub fn init(dir: &Path, opts: &InitOptions, binaries: Binaries) -> Result<Testnet> {
-        init::init(dir, opts, &binaries.cometbft)?;
+        let prover = if opts.provers > 0 {
+            Some(binaries.prover()?)
+        } else {
+            None
+        };
+        init::init_with(dir, opts, &binaries.cometbft, prover.as_deref())?;
         let mut testnet = Testnet::open(dir)?;
         testnet.binaries = Some(binaries);
         Ok(testnet)
@@ -93,11 +103,29 @@ impl Testnet {
                 cometbft: adopt(process::COMETBFT, crate::binaries::COMETBFT),
             });
         }
+        let provers = manifest
+            .provers
+            .iter()
+            .map(|p| {
+                let prover_dir = dir.join(&p.dir);
+                let pid = process::read_pid(&prover_dir, PROVER_PROCESS)?;
+                (process::is_alive(pid) && process::runs_program(pid, crate::binaries::PROVER))
+                    .then(|| {
+                        Managed::adopt(
+                            p.index,
+                            PROVER_PROCESS,
+                            pid,
+                            process::log_path(&prover_dir, PROVER_PROCESS),
+                        )
+                    })
+            })
+            .collect();
         Ok(Testnet {
             dir: dir.to_path_buf(),
             manifest,
             binaries: None,
             nodes,
+            provers,
             stop_on_drop: true,
         })
     }
@@ -322,8 +350,9 @@ impl Testnet {
         Ok(())
     }
 
-    /// Stops every process: all CometBFTs, then all sequencers.
+    /// Stops every process: all provers, all CometBFTs, then all sequencers.
     pub fn stop(&mut self) {
+        self.stop_provers();
         self.stop_group("cometbft", |n| n.cometbft.take());
         self.stop_group("sequencers", |n| n.sequencer.take());
         for node in &self.manifest.nodes {
@@ -340,6 +369,232 @@ impl Testnet {
             tracing::info!(count = group.len(), "stopping {what}");
             process::stop_all(&mut group, STOP_GRACE);
         }
+    }
+
+    pub fn prover_count(&self) -> usize {
+        self.manifest.provers.len()
+    }
+
+    /// The account address (= prover identity) of prover `index`.
+    pub fn prover_address(&self, index: usize) -> Result<Address> {
+        let key = &self.manifest.prover(index)?.key;
+        let path = self.key_path(key).ok_or_else(|| TestnetError::KeyFile {
+            path: PathBuf::from(key),
+            reason: "not in the manifest".into(),
+        })?;
+        Ok(keys::address(&keys::load(&path)?))
+    }
+
+    /// Whether prover `index` runs (started or adopted by this value).
+    pub fn prover_running(&mut self, index: usize) -> bool {
+        self.provers
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .is_some_and(|p| p.exit_status().is_none())
+    }
+
+    /// Stakes every prover that has no prover record yet with a
+    /// `RegisterProver` transaction (the manifest's stake), through its own
+    /// node, and waits until they are committed. They join the active set
+    /// at the next epoch boundary. Idempotent.
+    pub async fn register_provers(&mut self, timeout: Duration) -> Result<()> {
+        let Some(proving) = self.manifest.proving.clone() else {
+            return Ok(());
+        };
+        let mut pending = Vec::new();
+        for prover in self.manifest.provers.clone() {
+            let node = prover.nodes.first().copied().unwrap_or(0);
+            let url = self.grpc_url(node)?;
+            let mut client = self.client(node)?;
+            let address = self.prover_address(prover.index)?;
+            match client.prover(address).await {
+                Ok(_) => continue, // already registered
+                Err(ClientError::NotFound(_)) => {}
+                Err(e) => return Err(TestnetError::grpc(url, e)),
+            }
+            let path = self
+                .key_path(&prover.key)
+                .ok_or_else(|| TestnetError::KeyFile {
+                    path: PathBuf::from(&prover.key),
+                    reason: "not in the manifest".into(),
+                })?;
+            let mut signer = TxSigner::new(keys::load(&path)?, self.manifest.chain_id.clone())
+                .with_fees(self.manifest.fees.schedule());
+            signer
+                .sync_nonce(&mut client)
+                .await
+                .map_err(|e| TestnetError::grpc(&url, e))?;
+            let tx = signer.register_prover(proving.stake, None);
+            client
+                .submit(&tx)
+                .await
+                .map_err(|e| TestnetError::grpc(&url, e))?;
+            tracing::info!(prover = prover.index, %address, stake = proving.stake, "RegisterProver sent");
+            pending.push((client, url, address, tx.body.nonce + 1));
+        }
+        for (mut client, url, address, nonce) in pending {
+            client
+                .wait_for_nonce(address, nonce, timeout)
+                .await
+                .map_err(|e| TestnetError::grpc(url, e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts `seqnet-prover run` for prover `index` (reference circuit,
+    /// its nodes in fail-over order, metrics on its port).
+    pub fn start_prover(&mut self, index: usize) -> Result<()> {
+        let prover = self.manifest.prover(index)?.clone();
+        let proving = self
+            .manifest
+            .proving
+            .clone()
+            .ok_or_else(|| TestnetError::InvalidOption {
+                name: "provers",
+                value: index.to_string(),
+                reason: "this testnet was generated without provers (init --provers N)".into(),
+            })?;
+        if let Some(p) = self.provers.get_mut(index).and_then(Option::as_mut) {
+            if p.exit_status().is_none() {
+                return Err(TestnetError::ProverRunning {
+                    prover: index,
+                    pid: p.pid,
+                });
+            }
+        }
+        let binary = self.binaries()?.prover()?;
+        let prover_dir = self.dir.join(&prover.dir);
+        std::fs::create_dir_all(&prover_dir).map_err(|e| TestnetError::io(&prover_dir, e))?;
+        let absolute = |path: &Path| {
+            std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
+        };
+        let key_rel = self
+            .manifest
+            .key(&prover.key)
+            .map(|k| k.path.clone())
+            .ok_or_else(|| TestnetError::KeyFile {
+                path: PathBuf::from(&prover.key),
+                reason: "not in the manifest".into(),
+            })?;
+        let mut command = Command::new(binary);
+        command
+            .arg("run")
+            .arg("--key")
+            .arg(absolute(&key_rel)?)
+            .arg("--keys")
+            .arg(absolute(&proving.keys_dir)?)
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{}", prover.metrics_port))
+            .arg("--auto-unjail")
+            .current_dir(&prover_dir)
+            .env_remove("SEQNET_NODE")
+            .env_remove("SEQNET_PROVER_KEY")
+            .env(
+                "RUST_LOG",
+                std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for node in &prover.nodes {
+            command.arg("--node").arg(self.grpc_url(*node)?);
+        }
+        tracing::info!(prover = index, "starting prover");
+        let managed = Managed::spawn(index, PROVER_PROCESS, &prover_dir, command)?;
+        if self.provers.len() <= index {
+            self.provers.resize_with(index + 1, || None);
+        }
+        self.provers[index] = Some(managed);
+        Ok(())
+    }
+
+    /// Starts every prover that is not running.
+    pub fn start_provers(&mut self) -> Result<()> {
+        for index in 0..self.prover_count() {
+            if !self.prover_running(index) {
+                self.start_prover(index)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops prover `index` cleanly (SIGTERM, SIGKILL after a grace period).
+    pub fn stop_prover(&mut self, index: usize) -> Result<()> {
+        let prover = self.manifest.prover(index)?.clone();
+        if let Some(p) = self.provers.get_mut(index).and_then(Option::take) {
+            process::stop_all(&mut [p], STOP_GRACE);
+        }
+        process::remove_pid(&self.dir.join(&prover.dir), PROVER_PROCESS);
+        Ok(())
+    }
+
+    /// SIGKILLs prover `index` (a crash).
+    pub fn kill_prover(&mut self, index: usize) -> Result<()> {
+        let prover = self.manifest.prover(index)?.clone();
+        if let Some(mut p) = self.provers.get_mut(index).and_then(Option::take) {
+            tracing::info!(prover = index, pid = p.pid, "SIGKILL");
+            p.kill()?;
+        }
+        process::remove_pid(&self.dir.join(&prover.dir), PROVER_PROCESS);
+        Ok(())
+    }
+
+    /// Stops every prover.
+    pub fn stop_provers(&mut self) {
+        let mut group: Vec<Managed> = self.provers.iter_mut().filter_map(Option::take).collect();
+        if !group.is_empty() {
+            tracing::info!(count = group.len(), "stopping provers");
+            process::stop_all(&mut group, STOP_GRACE);
+        }
+        for p in &self.manifest.provers {
+            process::remove_pid(&self.dir.join(&p.dir), PROVER_PROCESS);
+        }
+    }
+
+    /// Waits until at least `count` provers are in the active set (they join
+    /// at the epoch boundary after their `RegisterProver`).
+    pub async fn wait_for_active_provers(&mut self, count: usize, timeout: Duration) -> Result<()> {
+        let url = self.grpc_url(0)?;
+        let mut client = RollupClient::new(
+            (0..self.node_count())
+                .map(|i| self.grpc_url(i))
+                .collect::<Result<Vec<_>>>()?,
+        )
+        .map_err(|e| TestnetError::grpc(&url, e))?;
+        let addresses = (0..self.prover_count())
+            .map(|i| self.prover_address(i))
+            .collect::<Result<Vec<_>>>()?;
+        let start = Instant::now();
+        loop {
+            self.check_alive("waiting for provers to become active")?;
+            let mut active = 0;
+            let mut height = 0;
+            for address in &addresses {
+                if let Ok(info) = client.prover(*address).await {
+                    height = info.as_of_height;
+                    active += usize::from(info.active);
+                }
+            }
+            if active >= count {
+                tracing::info!(active, height, "provers active");
+                return Ok(());
+            }
+            if start.elapsed() >= timeout {
+                return Err(TestnetError::Timeout {
+                    what: format!("{count} active provers"),
+                    secs: timeout.as_secs(),
+                    detail: format!("; {active} active at height {height}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Ordered and proven height from node `index`.
+    pub async fn finality(&self, index: usize) -> Result<pb::FinalityStatus> {
+        let url = self.grpc_url(index)?;
+        let mut client = self.client(index)?;
+        client
+            .finality(0)
+            .await
+            .map_err(|e| TestnetError::grpc(url, e))
     }
 
     /// An error if a process this value runs has died.

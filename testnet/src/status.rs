@@ -1,11 +1,14 @@
 //! The status table: per node (height, short app hash, catching up, peers,
 //! process state) from CometBFT RPC, per rollup (items, bytes, last height)
-//! from one node's gRPC `GetStatus`.
+//! from one node's gRPC `GetStatus`, finality (ordered and proven height,
+//! lag) from its `GetFinality`, and per prover (process state, stake,
+//! status, proofs, misses, slashed) from its `ProverService.GetProver`.
 
 use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 
+use seqnet_proto::pb;
 use seqnet_rollup_client::{RetryPolicy, RollupClient};
 
 use crate::manifest::Manifest;
@@ -36,6 +39,19 @@ pub struct RollupRow {
     pub last_height: u64,
 }
 
+/// One prover's row.
+#[derive(Clone, Debug, Default)]
+pub struct ProverRow {
+    pub index: usize,
+    /// `up` or `down` (from its pid file).
+    pub process: String,
+    pub address: String,
+    /// `None` until it registered.
+    pub record: Option<pb::Prover>,
+    pub active: bool,
+    pub open_jobs: usize,
+}
+
 /// A snapshot of the whole network.
 #[derive(Clone, Debug)]
 pub struct NetworkStatus {
@@ -44,6 +60,9 @@ pub struct NetworkStatus {
     pub rollups: Vec<RollupRow>,
     /// Which node answered `GetStatus` (or why none did).
     pub rollups_from: Result<usize, String>,
+    /// Ordered and proven height (from the node that answered `GetStatus`).
+    pub finality: Option<pb::FinalityStatus>,
+    pub provers: Vec<ProverRow>,
 }
 
 fn processes_state(dir: &Path, node_dir: &Path) -> String {
@@ -92,6 +111,8 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
     order.sort_by_key(|n| std::cmp::Reverse(n.height));
     let mut rollups = Vec::new();
     let mut rollups_from = Err("no node answered".to_string());
+    let mut finality = None;
+    let mut provers = prover_rows_offline(dir, manifest);
     for row in order {
         let Ok(node) = manifest.node(row.index) else {
             continue;
@@ -103,12 +124,23 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
             ..RetryPolicy::default()
         };
         let answer = tokio::time::timeout(std::time::Duration::from_secs(3), async {
-            let mut c = RollupClient::new(vec![url.clone()])?.with_retry(once);
+            let mut c = RollupClient::new(vec![url.clone()])?.with_retry(once.clone());
             c.status().await
         })
         .await;
         match answer {
             Ok(Ok(status)) => {
+                let mut client = RollupClient::new(vec![url.clone()])
+                    .map(|c| c.with_retry(once.clone()))
+                    .ok();
+                if let Some(client) = client.as_mut() {
+                    finality =
+                        tokio::time::timeout(std::time::Duration::from_secs(3), client.finality(0))
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
+                    provers = prover_rows(dir, manifest, client).await;
+                }
                 rollups = status
                     .rollups
                     .iter()
@@ -135,7 +167,49 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
         nodes,
         rollups,
         rollups_from,
+        finality,
+        provers,
     }
+}
+
+/// Prover rows with what the files say (process state, address).
+fn prover_rows_offline(dir: &Path, manifest: &Manifest) -> Vec<ProverRow> {
+    manifest
+        .provers
+        .iter()
+        .map(|p| {
+            let up = process::read_pid(&dir.join(&p.dir), crate::network::PROVER_PROCESS)
+                .is_some_and(process::is_alive);
+            let address = manifest
+                .key(&p.key)
+                .map(|k| k.address.clone())
+                .unwrap_or_default();
+            ProverRow {
+                index: p.index,
+                process: if up { "up" } else { "down" }.into(),
+                address,
+                ..ProverRow::default()
+            }
+        })
+        .collect()
+}
+
+/// Prover rows with each prover's record from `client`'s node.
+async fn prover_rows(dir: &Path, manifest: &Manifest, client: &mut RollupClient) -> Vec<ProverRow> {
+    let mut rows = prover_rows_offline(dir, manifest);
+    for row in &mut rows {
+        let Ok(address) = seqnet_proto::Address::from_hex(&row.address) else {
+            continue;
+        };
+        let answer =
+            tokio::time::timeout(std::time::Duration::from_secs(2), client.prover(address)).await;
+        if let Ok(Ok(info)) = answer {
+            row.record = info.prover;
+            row.active = info.active;
+            row.open_jobs = info.assigned_jobs.len();
+        }
+    }
+    rows
 }
 
 /// Runs futures concurrently on the current task and collects their outputs
@@ -224,6 +298,60 @@ pub fn render(status: &NetworkStatus) -> String {
         }
         Err(e) => {
             let _ = writeln!(out, "(rollup stats unavailable: {e})");
+        }
+    }
+    if let Some(f) = &status.finality {
+        let _ = writeln!(
+            out,
+            "\nfinality: ordered {} proven {} lag {} (back-pressure past {}), {} proof jobs open",
+            f.ordered_height, f.proven_height, f.lag, f.max_unproven_blocks, f.open_jobs
+        );
+    }
+    if !status.provers.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<7} {:<6} {:<13} {:>10} {:<10} {:<7} {:>7} {:>6} {:>8} {:>5}",
+            "prover",
+            "proc",
+            "address",
+            "stake",
+            "status",
+            "active",
+            "proven",
+            "missed",
+            "slashed",
+            "jobs"
+        );
+        for p in &status.provers {
+            let (stake, state, proven, misses, slashed) = match &p.record {
+                Some(r) => (
+                    r.stake.to_string(),
+                    match pb::ProverStatus::try_from(r.status) {
+                        Ok(pb::ProverStatus::Bonded) => "bonded",
+                        Ok(pb::ProverStatus::Unbonding) => "unbonding",
+                        Ok(pb::ProverStatus::Jailed) => "jailed",
+                        _ => "?",
+                    },
+                    r.proven.to_string(),
+                    r.misses.to_string(),
+                    r.slashed.to_string(),
+                ),
+                None => ("-".into(), "unknown", "-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                out,
+                "{:<7} {:<6} {:<13} {:>10} {:<10} {:<7} {:>7} {:>6} {:>8} {:>5}",
+                p.index,
+                p.process,
+                short_hash(&p.address),
+                stake,
+                state,
+                if p.active { "yes" } else { "no" },
+                proven,
+                misses,
+                slashed,
+                p.open_jobs
+            );
         }
     }
     out
