@@ -3,6 +3,7 @@
 pub mod aggregate;
 pub mod backend;
 pub mod circuit;
+pub mod cuda;
 pub mod groth16_prover;
 pub mod metrics;
 pub mod msm;

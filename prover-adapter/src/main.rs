@@ -1,6 +1,7 @@
 //! `seqnet-prover`: development setup, proving and verification of the
 //! reference rollup circuit (Groth16 over BLS12-381).
 
+mod bench_cmd;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,8 @@ enum Command {
     /// Prover daemon: follow this key's proof jobs on one or more nodes,
     /// prove them (reference circuit or an external command), submit.
     Run(run::RunArgs),
+    /// MSM (G1, G2) and proving times on the CPU and the GPU, with ratios.
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn hex32(name: &str, s: &str) -> Result<[u8; 32]> {
@@ -231,6 +234,7 @@ fn main() -> ExitCode {
             new_root,
         } => run_verify(keys, statement, proof, new_root),
         Command::Run(args) => run::main(args).map(|()| true),
+        Command::Bench(args) => bench_cmd::main(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

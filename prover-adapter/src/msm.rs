@@ -67,6 +67,127 @@ impl MsmBackend for CpuMsm {
     }
 }
 
+/// Which MSM back end to use (`--msm`, config key `msm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MsmChoice {
+    /// The GPU when the CUDA driver and NVRTC load and a device answers, else the CPU.
+    #[default]
+    Auto,
+    /// All CPU cores (arkworks).
+    Cpu,
+    /// The GPU; an error if there is none.
+    Cuda,
+}
+
+impl std::str::FromStr for MsmChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(MsmChoice::Auto),
+            "cpu" => Ok(MsmChoice::Cpu),
+            "cuda" => Ok(MsmChoice::Cuda),
+            other => Err(format!(
+                "unknown MSM back end {other:?}: want auto, cpu or cuda"
+            )),
+        }
+    }
+}
+
+/// MSMs smaller than this stay on the CPU even with a GPU: launch and copy
+/// overhead outweigh the work.
+pub const GPU_MIN_SIZE: usize = 1 << 12;
+
+/// Builds the back end for `choice`; `auto` logs which one it chose and why.
+pub fn select(
+    choice: MsmChoice,
+) -> Result<std::sync::Arc<dyn MsmBackend>, crate::cuda::CudaUnavailable> {
+    use std::sync::Arc;
+    match choice {
+        MsmChoice::Cpu => {
+            tracing::info!(backend = "cpu", reason = "selected", "MSM back end");
+            Ok(Arc::new(CpuMsm))
+        }
+        MsmChoice::Cuda => {
+            let gpu = crate::cuda::CudaMsm::new(GPU_MIN_SIZE)?;
+            tracing::info!(
+                backend = "cuda",
+                device = gpu.device(),
+                reason = "selected",
+                "MSM back end"
+            );
+            Ok(Arc::new(WithCpuFallback::new(gpu)))
+        }
+        MsmChoice::Auto => match crate::cuda::CudaMsm::new(GPU_MIN_SIZE) {
+            Ok(gpu) => {
+                tracing::info!(
+                    backend = "cuda",
+                    device = gpu.device(),
+                    reason = "a GPU answered",
+                    "MSM back end"
+                );
+                Ok(Arc::new(WithCpuFallback::new(gpu)))
+            }
+            Err(why) => {
+                tracing::info!(backend = "cpu", reason = %why, "MSM back end");
+                Ok(Arc::new(CpuMsm))
+            }
+        },
+    }
+}
+
+/// A GPU back end whose errors fall back to the CPU for that call, counted in
+/// [`WithCpuFallback::fallbacks`]: a device failure costs time, never a result.
+pub struct WithCpuFallback<B> {
+    gpu: B,
+    fallbacks: std::sync::atomic::AtomicU64,
+}
+
+impl<B: MsmBackend> WithCpuFallback<B> {
+    pub fn new(gpu: B) -> Self {
+        WithCpuFallback {
+            gpu,
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Calls that failed on the GPU and were computed on the CPU instead.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn fall_back(&self, err: &MsmError) {
+        self.fallbacks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        GPU_FALLBACKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(backend = self.gpu.name(), error = %err, "MSM failed on the GPU; computed on the CPU");
+    }
+}
+
+/// Process-wide count of GPU MSM calls that fell back to the CPU (for metrics).
+pub static GPU_FALLBACKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl<B: MsmBackend> MsmBackend for WithCpuFallback<B> {
+    fn name(&self) -> &'static str {
+        self.gpu.name()
+    }
+
+    fn msm_g1(&self, bases: &[G1Affine], scalars: &[ScalarRepr]) -> Result<G1Projective, MsmError> {
+        check_lengths(bases.len(), scalars.len())?;
+        self.gpu.msm_g1(bases, scalars).or_else(|e| {
+            self.fall_back(&e);
+            CpuMsm.msm_g1(bases, scalars)
+        })
+    }
+
+    fn msm_g2(&self, bases: &[G2Affine], scalars: &[ScalarRepr]) -> Result<G2Projective, MsmError> {
+        check_lengths(bases.len(), scalars.len())?;
+        self.gpu.msm_g2(bases, scalars).or_else(|e| {
+            self.fall_back(&e);
+            CpuMsm.msm_g2(bases, scalars)
+        })
+    }
+}
+
 /// Canonical forms of `scalars`, in parallel.
 pub fn to_reprs(scalars: &[Fr]) -> Vec<ScalarRepr> {
     use rayon::prelude::*;
@@ -106,6 +227,55 @@ mod tests {
                 .expect("lengths match"),
             naive2
         );
+    }
+
+    /// A back end that always fails, standing in for a GPU error.
+    struct Broken;
+    impl MsmBackend for Broken {
+        fn name(&self) -> &'static str {
+            "broken"
+        }
+        fn msm_g1(&self, _: &[G1Affine], _: &[ScalarRepr]) -> Result<G1Projective, MsmError> {
+            Err(MsmError::Device {
+                backend: "broken",
+                reason: "test".into(),
+            })
+        }
+        fn msm_g2(&self, _: &[G2Affine], _: &[ScalarRepr]) -> Result<G2Projective, MsmError> {
+            Err(MsmError::Device {
+                backend: "broken",
+                reason: "test".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn device_errors_fall_back_to_the_cpu_and_are_counted() {
+        let backend = WithCpuFallback::new(Broken);
+        let g = G1Projective::generator().into_affine();
+        let got = backend.msm_g1(&[g, g], &to_reprs(&[Fr::from(2u64), Fr::from(3u64)]));
+        assert_eq!(
+            got.expect("fallback answers"),
+            G1Projective::generator() * Fr::from(5u64)
+        );
+        let g2 = G2Projective::generator().into_affine();
+        let _ = backend
+            .msm_g2(&[g2], &to_reprs(&[Fr::from(1u64)]))
+            .expect("fallback answers");
+        assert_eq!(backend.fallbacks(), 2);
+    }
+
+    #[test]
+    fn choice_parses_and_auto_never_fails() {
+        assert_eq!("cuda".parse::<MsmChoice>(), Ok(MsmChoice::Cuda));
+        assert!("gpu".parse::<MsmChoice>().is_err());
+        // Without a GPU auto picks the CPU; with one, the GPU. Either way it works.
+        let backend = select(MsmChoice::Auto).expect("auto always yields a back end");
+        let g = G1Projective::generator().into_affine();
+        let got = backend
+            .msm_g1(&[g], &to_reprs(&[Fr::from(7u64)]))
+            .expect("msm");
+        assert_eq!(got, G1Projective::generator() * Fr::from(7u64));
     }
 
     #[test]
