@@ -1,6 +1,7 @@
 //! `seqnet-prover`: development setup, proving and verification of the
 //! reference rollup circuit (Groth16 over BLS12-381).
 
+mod aggregate_cmd;
 mod bench_cmd;
 mod run;
 
@@ -100,6 +101,12 @@ enum Command {
     Run(run::RunArgs),
     /// MSM (G1, G2) and proving times on the CPU and the GPU, with ratios.
     Bench(bench_cmd::BenchArgs),
+    /// Aggregation SRS: generate a DEVELOPMENT one, check a file, export the
+    /// verifier's part.
+    Srs(aggregate_cmd::SrsArgs),
+    /// N single vs one batch vs one aggregate verification (one core), and
+    /// aggregation time (all cores), per N.
+    BenchAggregate(aggregate_cmd::BenchAggregateArgs),
 }
 
 fn hex32(name: &str, s: &str) -> Result<[u8; 32]> {
@@ -235,6 +242,8 @@ fn main() -> ExitCode {
         } => run_verify(keys, statement, proof, new_root),
         Command::Run(args) => run::main(args).map(|()| true),
         Command::Bench(args) => bench_cmd::main(args).map(|()| true),
+        Command::Srs(args) => aggregate_cmd::srs(args).map(|()| true),
+        Command::BenchAggregate(args) => aggregate_cmd::bench_aggregate(args).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

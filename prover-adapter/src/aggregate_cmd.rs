@@ -1,0 +1,248 @@
+//! `seqnet-prover srs ...` (development aggregation SRS: generate, inspect,
+//! check, export the verifier's part) and `seqnet-prover bench-aggregate`
+//! (single vs batch vs aggregate verification, and aggregation time).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use ark_bls12_381::Bls12_381;
+use ark_groth16::Proof;
+use seqnet_proto::aggregate::{verify_aggregate, VerifierSrs};
+use seqnet_proto::batch_verify::{verify_batch, BatchItem};
+use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
+
+use seqnet_prover::aggregate::aggregate_statements;
+use seqnet_prover::msm::{CpuMsm, MsmBackend};
+use seqnet_prover::srs::Srs;
+use seqnet_prover::JobStatement;
+
+/// `seqnet-prover srs`.
+#[derive(clap::Args)]
+pub struct SrsArgs {
+    #[command(subcommand)]
+    command: SrsCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum SrsCommand {
+    /// Writes a DEVELOPMENT aggregation SRS (seeded: anyone knowing the seed
+    /// can forge aggregates; never use it in production).
+    GenerateDev {
+        /// Largest number of proofs per aggregate (a power of two >= 2).
+        #[arg(long, default_value_t = 1024)]
+        max_proofs: usize,
+        /// Seed of the trapdoors.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Loads an SRS file, checks every point and the consistency of the
+    /// powers, prints its label and size.
+    Check {
+        #[arg(long)]
+        srs: PathBuf,
+    },
+    /// Writes the verifier's part (436 bytes) of an SRS file, hex, to stdout.
+    VerifierKey {
+        #[arg(long)]
+        srs: PathBuf,
+    },
+}
+
+/// Loads and checks an SRS file (points and consistency); warns on a
+/// development SRS.
+pub fn load_srs(path: &std::path::Path) -> Result<Srs> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let srs = Srs::decode(&bytes).with_context(|| format!("decoding {}", path.display()))?;
+    srs.check_consistency()
+        .with_context(|| format!("checking {}", path.display()))?;
+    if srs.is_development() {
+        eprintln!("warning: {}: {}", path.display(), srs.label);
+    }
+    Ok(srs)
+}
+
+pub fn srs(args: &SrsArgs) -> Result<()> {
+    match &args.command {
+        SrsCommand::GenerateDev {
+            max_proofs,
+            seed,
+            out,
+        } => {
+            let started = Instant::now();
+            let srs = Srs::generate_dev(*max_proofs, *seed)?;
+            std::fs::write(out, srs.encode())
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!(
+                "wrote {} ({} proofs max) in {:.1} s\n{}",
+                out.display(),
+                srs.max_proofs,
+                started.elapsed().as_secs_f64(),
+                srs.label
+            );
+        }
+        SrsCommand::Check { srs } => {
+            let loaded = load_srs(srs)?;
+            println!(
+                "ok: {} proofs max; label: {}; verifier key {}",
+                loaded.max_proofs,
+                loaded.label,
+                hex::encode(seqnet_proto::sha256(&loaded.verifier().encode()))
+            );
+        }
+        SrsCommand::VerifierKey { srs } => {
+            println!("{}", hex::encode(load_srs(srs)?.verifier().encode()));
+        }
+    }
+    Ok(())
+}
+
+/// `seqnet-prover bench-aggregate`.
+#[derive(clap::Args)]
+pub struct BenchAggregateArgs {
+    /// Numbers of proofs.
+    #[arg(long, value_delimiter = ',', default_value = "8,64,256,1024")]
+    sizes: Vec<usize>,
+    /// Reference circuit size of the proofs (verification does not depend on it).
+    #[arg(long, default_value_t = 8)]
+    k: u32,
+    /// Repetitions of each verification (the best is shown).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+}
+
+fn best<F: FnMut() -> Result<()>>(reps: usize, mut f: F) -> Result<Duration> {
+    let mut best = Duration::MAX;
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed());
+    }
+    Ok(best)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Proofs of the reference circuit for `count` statements (rollup 1, heights
+/// 1..=count), with their statements.
+pub fn make_proofs(
+    k: u32,
+    count: usize,
+) -> Result<(PreparedKey, Vec<BatchStatement>, Vec<Vec<u8>>)> {
+    let (pk, vk) = seqnet_prover::setup(k, 1)?;
+    let key = PreparedKey::from_key(&vk)?;
+    let mut statements = Vec::with_capacity(count);
+    let mut proofs = Vec::with_capacity(count);
+    for height in 1..=count as u64 {
+        let job = JobStatement {
+            rollup_id: 1,
+            height,
+            commitment: batch_commitment(1, height, &[]),
+            prev_root: [0; 32],
+        };
+        let (proof, new_root) = seqnet_prover::prove(&pk, k, &job)?;
+        statements.push(BatchStatement {
+            rollup_id: 1,
+            height,
+            commitment: job.commitment,
+            prev_root: job.prev_root,
+            new_root,
+        });
+        proofs.push(proof);
+    }
+    Ok((key, statements, proofs))
+}
+
+pub fn bench_aggregate(args: &BenchAggregateArgs) -> Result<()> {
+    let max = args.sizes.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        bail!("--sizes: give at least one positive size");
+    }
+    let cores = rayon::current_num_threads();
+    eprintln!(
+        "making {max} proofs of the reference circuit (k = {}) ...",
+        args.k
+    );
+    let started = Instant::now();
+    let (key, statements, proofs) = make_proofs(args.k, max)?;
+    let decoded: Vec<Proof<Bls12_381>> = proofs
+        .iter()
+        .map(|p| decode_proof(p))
+        .collect::<Result<_, _>>()?;
+    eprintln!("  {:.1} s", started.elapsed().as_secs_f64());
+    let srs_size = max.max(2).next_power_of_two();
+    eprintln!("development SRS for {srs_size} proofs ...");
+    let srs = Srs::generate_dev(srs_size, 1)?;
+    let verifier: VerifierSrs = srs.verifier();
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let msm: &dyn MsmBackend = &CpuMsm;
+
+    println!(
+        "verification on 1 core; aggregation on {cores} core(s), MSM back end {}",
+        msm.name()
+    );
+    println!(
+        "| N | N single verifications (ms) | batch verification (ms) | batch speed-up | aggregate verification (ms) | aggregate size (bytes) | aggregation ({cores} cores, ms) |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for &n in &args.sizes {
+        if n == 0 {
+            continue;
+        }
+        let st = &statements[..n];
+        let pr = &proofs[..n];
+        let t_agg = Instant::now();
+        let agg = aggregate_statements(&srs, &key, &decoded[..n], st, msm)?;
+        let aggregation = t_agg.elapsed();
+        let bytes = agg.encode();
+        let (single, batch, aggregate) = one.install(|| -> Result<_> {
+            let single = best(args.reps.min(3), || {
+                for (s, p) in st.iter().zip(pr) {
+                    key.verify(p, s)?;
+                }
+                Ok(())
+            })?;
+            let items: Vec<BatchItem<'_>> = st
+                .iter()
+                .zip(pr)
+                .map(|(statement, proof)| BatchItem {
+                    key: &key,
+                    proof,
+                    statement,
+                })
+                .collect();
+            let batch = best(args.reps, || {
+                verify_batch(&items).map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
+            let aggregate = best(args.reps, || {
+                verify_aggregate(&verifier, &key, st, &bytes).map_err(|e| anyhow::anyhow!("{e}"))
+            })?;
+            let decode = best(args.reps, || {
+                for p in pr {
+                    decode_proof(p)?;
+                }
+                Ok(())
+            })?;
+            eprintln!(
+                "  N = {n}: decoding the N proofs alone: {:.1} ms",
+                ms(decode)
+            );
+            Ok((single, batch, aggregate))
+        })?;
+        println!(
+            "| {n} | {:.1} | {:.1} | {:.1}x | {:.1} | {} | {:.0} |",
+            ms(single),
+            ms(batch),
+            single.as_secs_f64() / batch.as_secs_f64().max(1e-9),
+            ms(aggregate),
+            bytes.len(),
+            ms(aggregation),
+        );
+    }
+    Ok(())
+}
