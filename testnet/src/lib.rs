@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bench;
 pub mod binaries;
 pub mod error;
 pub mod init;
 pub mod load;
+pub mod loadgen;
 pub mod manifest;
 pub mod network;
 pub mod process;

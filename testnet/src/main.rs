@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use seqnet_testnet::load::{self, LoadOptions, LoadStats};
 use seqnet_testnet::{status, Binaries, InitOptions, Manifest, Testnet};
 
+mod bench_cli;
+
 #[derive(Parser)]
 #[command(
     name = "seqnet-testnet",
@@ -185,6 +187,9 @@ enum Command {
         #[arg(long)]
         index: usize,
     },
+    /// Measure seqnet against CometBFT's kvstore app: same machine, config,
+    /// block parameters, tx size and load generator (open and closed loop).
+    Bench(bench_cli::BenchArgs),
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -513,6 +518,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 d = dir.dir.display()
             );
         }
+        Command::Bench(args) => bench_cli::run(args).await?,
         Command::Demo {
             dir,
             init,
