@@ -1,0 +1,521 @@
+//! Proof-gated finality end to end: a real 4-validator CometBFT network,
+//! 3 `seqnet-prover run` processes (reference circuit, k = 8) and 2 rollups
+//! with the reference verifying key, under a steady load.
+//!
+//! 1. Under load every ordered batch becomes proven, and the proven height
+//!    follows the ordered height within the proof window.
+//! 2. The primary prover of upcoming jobs is SIGKILLed: its jobs move to
+//!    back-ups at their deadlines and are proven by them, it is slashed
+//!    (stake and totals checked against the slashing rule, balance
+//!    untouched) and jailed, and the proven height passes the kill height
+//!    within the proof window (plus a few blocks of delivery).
+//! 3. Every prover is stopped: ordering goes on until the lag exceeds
+//!    `max_unproven_blocks`, then blocks carry no rollup data (back-pressure).
+//! 4. One prover is started again: it unjails itself when its term is over
+//!    (`--auto-unjail`), finality catches up, and ordering resumes.
+//!
+//! At the end every non-empty batch of both rollups is read back through a
+//! PROVEN stream whose validity proofs the client checks itself. Figures
+//! (lag under load, time to resume after the kill, catch-up) are printed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seqnet_proto::pb;
+use seqnet_rollup_client::RollupClient;
+use seqnet_testnet::load::{self, LoadOptions, LoadStats};
+use seqnet_testnet::{Binaries, InitOptions, Testnet};
+use tokio_stream::StreamExt;
+
+/// Longer than a backlog of `MAX_UNPROVEN` blocks takes to prove: a job's
+/// deadline counts from its batch's height, not from when it becomes
+/// provable, so a shorter window slashes honest provers behind a backlog.
+const PROOF_WINDOW: u64 = 20;
+const EPOCH: u64 = 5;
+const MAX_UNPROVEN: u64 = 8;
+/// Blocks a jailed prover waits before `Unjail` (chain default 20).
+const JAIL_PERIOD: u64 = 10;
+const SLASH_BPS: u64 = 1_000; // the chain default
+/// Blocks a back-up needs after a deadline to get, prove and land a job.
+const DELIVERY_SLACK: u64 = 6;
+/// Load over both rollups: most blocks carry data of each.
+const LOAD_RATE: f64 = 3.0;
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+type Result<T> = anyhow::Result<T>;
+
+/// Finality samples: (ordered, proven) over time.
+#[derive(Default)]
+struct Lag {
+    samples: Vec<(u64, u64)>,
+}
+
+impl Lag {
+    fn push(&mut self, f: &pb::FinalityStatus) {
+        self.samples.push((f.ordered_height, f.proven_height));
+    }
+
+    fn lags(&self) -> Vec<u64> {
+        self.samples
+            .iter()
+            .map(|(o, p)| o.saturating_sub(*p))
+            .collect()
+    }
+
+    fn max(&self) -> u64 {
+        self.lags().into_iter().max().unwrap_or(0)
+    }
+
+    /// The most blocks ordered while the proven height stood still.
+    fn max_stall(&self) -> u64 {
+        let mut stall = 0;
+        let mut since = None;
+        let mut last_proven = None;
+        for (ordered, proven) in &self.samples {
+            if last_proven != Some(*proven) {
+                last_proven = Some(*proven);
+                since = Some(*ordered);
+            }
+            if let Some(since) = since {
+                stall = stall.max(ordered.saturating_sub(since));
+            }
+        }
+        stall
+    }
+
+    fn summary(&self) -> String {
+        let mut lags = self.lags();
+        if lags.is_empty() {
+            return "no samples".into();
+        }
+        lags.sort_unstable();
+        let mean = lags.iter().sum::<u64>() as f64 / lags.len() as f64;
+        format!(
+            "lag (blocks) over {} samples: mean {mean:.1}, median {}, p90 {}, max {}",
+            lags.len(),
+            lags[lags.len() / 2],
+            lags[lags.len() * 9 / 10],
+            lags[lags.len() - 1]
+        )
+    }
+}
+
+/// Sets `params.<key> = value` in every node's genesis before the first start.
+fn patch_genesis(net: &Testnet, key: &str, value: u64) -> Result<()> {
+    for node in &net.manifest().nodes {
+        let path = net
+            .dir()
+            .join(&node.cometbft_home)
+            .join("config/genesis.json");
+        let mut genesis: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        genesis["app_state"]["params"][key] = serde_json::json!(value);
+        std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)?;
+    }
+    Ok(())
+}
+
+async fn finality(client: &mut RollupClient) -> Result<pb::FinalityStatus> {
+    Ok(client.finality(0).await?)
+}
+
+/// Polls finality (recording it) until `done` holds or `timeout` passes.
+async fn wait_finality(
+    client: &mut RollupClient,
+    lag: &mut Lag,
+    what: &str,
+    timeout: Duration,
+    mut done: impl FnMut(&pb::FinalityStatus) -> bool,
+) -> Result<pb::FinalityStatus> {
+    let start = Instant::now();
+    loop {
+        let f = finality(client).await?;
+        lag.push(&f);
+        if done(&f) {
+            return Ok(f);
+        }
+        if start.elapsed() > timeout {
+            anyhow::bail!(
+                "timed out after {timeout:?} waiting for {what}: ordered {} proven {} open jobs {}",
+                f.ordered_height,
+                f.proven_height,
+                f.open_jobs
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn items(client: &mut RollupClient) -> Result<BTreeMap<u64, (u64, u64)>> {
+    let status = client.status().await?;
+    Ok(status
+        .rollups
+        .iter()
+        .map(|r| {
+            let s = r.stats.unwrap_or_default();
+            (r.id, (s.items, s.last_height))
+        })
+        .collect())
+}
+
+/// The stake left after `misses` slashes of `SLASH_BPS` each, from `stake`.
+fn after_slashes(mut stake: u64, misses: u64) -> u64 {
+    for _ in 0..misses {
+        stake -= stake * SLASH_BPS / 10_000;
+    }
+    stake
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
+    // SEQNET_KEEP_TESTNET=1 keeps the directory (logs) for a post-mortem.
+    let dir = tempfile::TempDir::with_prefix("seqnet-provers-")?;
+    let (_guard, root) = if std::env::var_os("SEQNET_KEEP_TESTNET").is_some() {
+        let path = dir.keep();
+        eprintln!("keeping the testnet in {}", path.display());
+        (None, path)
+    } else {
+        let path = dir.path().to_path_buf();
+        (Some(dir), path)
+    };
+    let opts = InitOptions {
+        validators: 4,
+        rollups: 2,
+        users: 1,
+        provers: 3,
+        base_port: seqnet_testnet::pick_free_base_port(4)?,
+        chain_id: "seqnet-provers".into(),
+        timeout_commit: "500ms".into(),
+        proof_window: PROOF_WINDOW,
+        epoch_length: EPOCH,
+        max_unproven_blocks: Some(MAX_UNPROVEN),
+        // No inclusion lists: with them, a data transaction that waits in
+        // the mempool under back-pressure is listed, becomes forced and is
+        // included anyway (docs/provers.md, "Known limits").
+        vote_extensions_enable_height: 0,
+        ..InitOptions::default()
+    };
+    let mut net = Testnet::init(&root.join("net"), &opts, Binaries::locate()?)?;
+    patch_genesis(&net, "jail_period", JAIL_PERIOD)?;
+    let started = Instant::now();
+    net.start(TIMEOUT).await?;
+    net.register_provers(TIMEOUT).await?;
+    net.start_provers()?;
+    net.wait_for_active_provers(3, TIMEOUT).await?;
+    eprintln!(
+        "network, 3 provers active after {:.0?} (dir {})",
+        started.elapsed(),
+        net.dir().display()
+    );
+    let urls: Vec<String> = (0..4)
+        .map(|i| net.grpc_url(i))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut client = RollupClient::new(urls)?;
+    let addresses: Vec<_> = (0..3)
+        .map(|i| net.prover_address(i))
+        .collect::<std::result::Result<_, _>>()?;
+
+    // Load through every rollup's own node, until the end of the test.
+    let stats = Arc::new(LoadStats::default());
+    let (stop_load, stop_rx) = tokio::sync::watch::channel(false);
+    let load_task = {
+        let dir = net.dir().to_path_buf();
+        let manifest = net.manifest().clone();
+        let stats = stats.clone();
+        let opts = LoadOptions {
+            rate: LOAD_RATE,
+            payload_bytes: 128,
+        };
+        tokio::spawn(async move { load::run(&dir, &manifest, &opts, stats, stop_rx).await })
+    };
+
+    // 1. Under load: proven height follows ordered height within the window.
+    let mut under_load = Lag::default();
+    let first = finality(&mut client).await?;
+    let target = first.ordered_height + 30;
+    let phase = Instant::now();
+    let end_of_load_phase = wait_finality(
+        &mut client,
+        &mut under_load,
+        "30 blocks under load",
+        TIMEOUT,
+        |f| f.ordered_height >= target,
+    )
+    .await?;
+    let load_blocks = end_of_load_phase.ordered_height - first.ordered_height;
+    eprintln!(
+        "under load ({LOAD_RATE} tx/s, {load_blocks} blocks in {:.0?}): {}",
+        phase.elapsed(),
+        under_load.summary()
+    );
+    assert!(
+        under_load.max() <= PROOF_WINDOW,
+        "proven height fell more than the proof window behind: {}",
+        under_load.summary()
+    );
+    assert!(
+        end_of_load_phase.proven_height >= first.ordered_height + 20,
+        "proving did not keep up: {end_of_load_phase:?}"
+    );
+
+    // 2. Kill the primary of upcoming jobs.
+    let mut victim = None;
+    let pick_start = Instant::now();
+    while victim.is_none() && pick_start.elapsed() < Duration::from_secs(30) {
+        let mut best = (0usize, 0usize);
+        for (i, address) in addresses.iter().enumerate() {
+            let info = client.prover(*address).await?;
+            let primary = info
+                .assigned_jobs
+                .iter()
+                .filter(|j| j.reassignments == 0 && j.assigned_index == 0)
+                .count();
+            if primary > best.1 {
+                best = (i, primary);
+            }
+        }
+        if best.1 > 0 {
+            victim = Some(best.0);
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let victim = victim.ok_or_else(|| anyhow::anyhow!("no prover had an open primary job"))?;
+    let victim_address = addresses[victim];
+    let before = client.prover(victim_address).await?;
+    let record_before = before.prover.clone().unwrap_or_default();
+    let account_before = client.account(victim_address).await?;
+    net.kill_prover(victim)?;
+    let kill = finality(&mut client).await?;
+    let mut after_kill = Lag::default();
+    // Proofs it sent just before it died may still land; what it holds two
+    // blocks later is stranded and must go to back-ups.
+    wait_finality(&mut client, &mut after_kill, "2 blocks", TIMEOUT, |f| {
+        f.ordered_height >= kill.ordered_height + 2
+    })
+    .await?;
+    let victim_jobs: BTreeSet<(u64, u64)> = client
+        .prover(victim_address)
+        .await?
+        .assigned_jobs
+        .iter()
+        .map(|j| (j.rollup_id, j.height))
+        .collect();
+    eprintln!(
+        "killed prover {victim} at height {} (stake {}), stranded jobs {:?}",
+        kill.ordered_height, record_before.stake, victim_jobs
+    );
+    let resumed = wait_finality(
+        &mut client,
+        &mut after_kill,
+        "finality past the kill height",
+        TIMEOUT,
+        |f| f.proven_height >= kill.ordered_height,
+    )
+    .await?;
+    let resume_blocks = resumed.ordered_height - kill.ordered_height;
+    eprintln!(
+        "finality passed the kill height {} blocks after the kill (proof window {PROOF_WINDOW})",
+        resume_blocks
+    );
+    assert!(
+        resume_blocks <= PROOF_WINDOW + DELIVERY_SLACK,
+        "finality resumed {resume_blocks} blocks after the kill, window {PROOF_WINDOW}"
+    );
+    // Slashed (and jailed after repeated misses), balance untouched.
+    let jailed_by = kill.ordered_height + 6 * PROOF_WINDOW;
+    let slashed = loop {
+        let info = client.prover(victim_address).await?;
+        let record = info.prover.clone().unwrap_or_default();
+        let height = info.as_of_height;
+        if record.status == pb::ProverStatus::Jailed as i32 && !info.active {
+            break record;
+        }
+        anyhow::ensure!(
+            height <= jailed_by,
+            "prover {victim} not jailed and out of the set by height {jailed_by}: {record:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let misses = slashed.misses;
+    assert!(misses >= 1, "{slashed:?}");
+    assert_eq!(
+        slashed.stake,
+        after_slashes(record_before.stake, misses),
+        "stake after {misses} slashes of {SLASH_BPS} bps"
+    );
+    assert_eq!(
+        slashed.slashed - record_before.slashed,
+        record_before.stake - slashed.stake
+    );
+    // Its proofs already in mempools may still land (paying their fee,
+    // earning their reward); nothing else touches its balance.
+    let account_after = client.account(victim_address).await?;
+    let fees = net.manifest().fees.base_fee * (account_after.nonce - account_before.nonce);
+    assert_eq!(
+        account_after.balance + fees,
+        account_before.balance + (slashed.earned - record_before.earned),
+        "slashing takes stake, not balance"
+    );
+    eprintln!(
+        "prover {victim}: {misses} missed deadlines, stake {} -> {} (slashed {}), jailed until {}",
+        record_before.stake, slashed.stake, slashed.slashed, slashed.jailed_until
+    );
+    // Finality back within the window once the victim is out of the set.
+    let settled = wait_finality(
+        &mut client,
+        &mut after_kill,
+        "lag back within the proof window",
+        TIMEOUT,
+        |f| f.lag <= PROOF_WINDOW,
+    )
+    .await?;
+    let stall = after_kill.max_stall();
+    eprintln!(
+        "after the kill: {}; longest stall of the proven height {stall} blocks (settled at height {})",
+        after_kill.summary(),
+        settled.ordered_height
+    );
+    assert!(
+        stall <= PROOF_WINDOW + DELIVERY_SLACK,
+        "the proven height stood still for {stall} blocks after the kill (window {PROOF_WINDOW})"
+    );
+
+    // 3. Stop every prover: back-pressure past max_unproven_blocks.
+    net.stop_provers();
+    let stopped = finality(&mut client).await?;
+    let mut stopped_lag = Lag::default();
+    let pressure = wait_finality(
+        &mut client,
+        &mut stopped_lag,
+        "lag past max_unproven_blocks",
+        TIMEOUT,
+        |f| f.lag > MAX_UNPROVEN,
+    )
+    .await?;
+    let at_pressure = items(&mut client).await?;
+    for (rollup, (_, last)) in &at_pressure {
+        assert!(
+            *last + 4 >= stopped.proven_height + MAX_UNPROVEN,
+            "rollup {rollup}: ordering stopped early (last batch at {last}, proven {} when provers stopped)",
+            stopped.proven_height
+        );
+    }
+    let later = wait_finality(
+        &mut client,
+        &mut stopped_lag,
+        "8 blocks of back-pressure",
+        TIMEOUT,
+        |f| f.ordered_height >= pressure.ordered_height + 8,
+    )
+    .await?;
+    let after_pressure = items(&mut client).await?;
+    assert_eq!(
+        at_pressure, after_pressure,
+        "rollup data was ordered past max_unproven_blocks (lag {})",
+        later.lag
+    );
+    eprintln!(
+        "provers stopped at height {}: back-pressure from height {} (lag {}), still ordering empty blocks at {}; rollup items frozen at {:?}",
+        stopped.ordered_height, pressure.ordered_height, pressure.lag, later.ordered_height, after_pressure
+    );
+
+    // 4. Start one prover (not the victim): it unjails itself, catches up.
+    let back = (victim + 1) % 3;
+    net.start_prover(back)?;
+    let restart = finality(&mut client).await?;
+    let restarted = Instant::now();
+    let mut catch_up = Lag::default();
+    let caught = wait_finality(
+        &mut client,
+        &mut catch_up,
+        "finality to catch up after the restart",
+        Duration::from_secs(300),
+        |f| f.proven_height >= restart.ordered_height,
+    )
+    .await?;
+    eprintln!(
+        "prover {back} restarted at height {}: proven height caught up {} blocks / {:.0?} later",
+        restart.ordered_height,
+        caught.ordered_height - restart.ordered_height,
+        restarted.elapsed()
+    );
+    let resumed_items = loop {
+        let now = items(&mut client).await?;
+        if now
+            .iter()
+            .all(|(id, (n, _))| *n > after_pressure.get(id).map_or(0, |v| v.0))
+        {
+            break now;
+        }
+        anyhow::ensure!(
+            restarted.elapsed() < Duration::from_secs(360),
+            "ordering did not resume: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    eprintln!("ordering resumed: {resumed_items:?}");
+
+    // Every ordered batch is proven: stop the load, let finality catch up,
+    // then read every batch back with its validity proof checked here.
+    let _ = stop_load.send(true);
+    load_task.await??;
+    let end = finality(&mut client).await?;
+    wait_finality(
+        &mut client,
+        &mut catch_up,
+        "the last batches to be proven",
+        Duration::from_secs(180),
+        |f| f.proven_height >= end.ordered_height,
+    )
+    .await?;
+    let mut proofs = 0;
+    for rollup in 1..=2u64 {
+        let mut stream = client.stream_proven_batches(rollup, 1, true);
+        let mut last_root = None;
+        loop {
+            let batch = tokio::time::timeout(Duration::from_secs(60), stream.next())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("proven stream of rollup {rollup} ended"))??;
+            if batch.height > end.ordered_height {
+                break;
+            }
+            if batch.items.is_empty() {
+                continue;
+            }
+            let proof = batch.proof.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("rollup {rollup} height {}: no validity proof", batch.height)
+            })?;
+            if victim_jobs.contains(&(rollup, batch.height)) {
+                assert_ne!(
+                    proof.prover,
+                    victim_address.0.to_vec(),
+                    "a job of the killed prover was credited to it"
+                );
+            }
+            last_root = Some(proof.new_state_root);
+            proofs += 1;
+            if batch.height == end.ordered_height {
+                break;
+            }
+        }
+        eprintln!(
+            "rollup {rollup}: every non-empty batch up to {} proven; state root {}",
+            end.ordered_height,
+            last_root.map(hex::encode).unwrap_or_default()
+        );
+    }
+    eprintln!(
+        "{proofs} validity proofs checked client-side; {}; total {:.0?}",
+        stats.summary(started.elapsed()),
+        started.elapsed()
+    );
+    eprintln!("FIGURES: under load {}", under_load.summary());
+    eprintln!(
+        "FIGURES: after the kill {}, longest stall {stall} blocks; catch-up after restart {} blocks",
+        after_kill.summary(),
+        caught.ordered_height - restart.ordered_height
+    );
+    net.stop();
+    Ok(())
+}
