@@ -83,7 +83,8 @@ pub struct InitOptions {
     pub proof_window: u64,
     /// Chain parameter `epoch_length`.
     pub epoch_length: u64,
-    /// Chain parameter `max_unproven_blocks` (`None`: the chain's default).
+    /// Chain parameter `max_unproven_blocks` (`None`: half the proof window
+    /// with provers, the chain's default without).
     pub max_unproven_blocks: Option<u64>,
 }
 
@@ -511,8 +512,13 @@ pub fn init_with(
         }).collect::<Vec<_>>(),
     });
     let mut app_state = app_state;
+    // With provers, a backlog must drain within the proof window (a job's
+    // deadline counts from its batch's height): half the window by default.
+    let max_unproven = opts
+        .max_unproven_blocks
+        .or((opts.provers > 0).then_some((opts.proof_window / 2).max(1)));
     if let (Some(max), Some(params)) = (
-        opts.max_unproven_blocks,
+        max_unproven,
         app_state.get_mut("params").and_then(Value::as_object_mut),
     ) {
         params.insert("max_unproven_blocks".into(), json!(max));
