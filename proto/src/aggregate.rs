@@ -45,12 +45,13 @@
 //! G1/G2 points get the curve, subgroup and identity checks of
 //! [`crate::groth16`].
 
-use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
-use ark_ec::pairing::Pairing;
-use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine};
+use ark_ec::pairing::{MillerLoopOutput, Pairing};
+use ark_ec::{CurveGroup, VariableBaseMSM};
 use ark_ff::{BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
+use crate::batch_verify::{multi_miller_loop, G2Prepared};
 use crate::groth16::{
     decode_g1, decode_g2, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN, G2_LEN,
 };
@@ -187,6 +188,27 @@ impl VerifierSrs {
     /// SHA-256 of the encoding (absorbed by the transcript).
     pub fn digest(&self) -> [u8; 32] {
         crate::sha256(&self.encode())
+    }
+}
+
+/// A [`VerifierSrs`] with its G2 points prepared for pairings: decode and
+/// prepare once, verify many aggregates.
+#[derive(Debug, Clone)]
+pub struct PreparedVerifierSrs {
+    pub srs: VerifierSrs,
+    h: G2Prepared,
+    h_alpha: G2Prepared,
+    h_beta: G2Prepared,
+}
+
+impl From<VerifierSrs> for PreparedVerifierSrs {
+    fn from(srs: VerifierSrs) -> Self {
+        Self {
+            h: srs.h.into(),
+            h_alpha: srs.h_alpha.into(),
+            h_beta: srs.h_beta.into(),
+            srs,
+        }
     }
 }
 
@@ -611,9 +633,21 @@ pub fn eval_w(x: &[Fr], z: &Fr, r_inv: &Fr, n: usize) -> Fr {
     z.pow([n as u64]) * eval_product(x, &(*z * r_inv))
 }
 
-/// Verifies an encoded aggregate of the proofs of `statements` (in order).
+/// Verifies an encoded aggregate of the proofs of `statements` (in order);
+/// prepares `srs` first ([`verify_aggregate_prepared`] with a cached
+/// [`PreparedVerifierSrs`] saves that).
 pub fn verify_aggregate(
     srs: &VerifierSrs,
+    key: &PreparedKey,
+    statements: &[BatchStatement],
+    aggregate: &[u8],
+) -> Result<(), AggregateError> {
+    verify_aggregate_prepared(&srs.clone().into(), key, statements, aggregate)
+}
+
+/// Verifies an encoded aggregate of the proofs of `statements` (in order).
+pub fn verify_aggregate_prepared(
+    srs: &PreparedVerifierSrs,
     key: &PreparedKey,
     statements: &[BatchStatement],
     aggregate: &[u8],
@@ -632,7 +666,7 @@ pub fn verify_aggregate(
 
 /// Verifies a decoded aggregate against the public inputs of each proof.
 pub fn verify_aggregate_inputs(
-    srs: &VerifierSrs,
+    srs: &PreparedVerifierSrs,
     key: &PreparedKey,
     inputs: &[Vec<Fr>],
     proof: &AggregateProof,
@@ -645,7 +679,7 @@ pub fn verify_aggregate_inputs(
         });
     }
     let n = padded_size(count);
-    let max = (srs.max_proofs as usize).min(MAX_AGGREGATE);
+    let max = (srs.srs.max_proofs as usize).min(MAX_AGGREGATE);
     if count == 0 || n > max {
         return Err(AggregateError::Count { got: count, max });
     }
@@ -671,7 +705,7 @@ pub fn verify_aggregate_inputs(
     }
 
     // Transcript.
-    let mut t = AggregateTranscript::new(srs, key, inputs);
+    let mut t = AggregateTranscript::new(&srs.srs, key, inputs);
     let r = t.commitments(&proof.com_ab, &proof.com_c);
     t.aggregated(&proof.z_ab, &proof.z_c);
     let x: Vec<Fr> = proof.rounds.iter().map(|round| t.round(round)).collect();
@@ -754,65 +788,70 @@ pub fn verify_aggregate_inputs(
     let mut coeffs = Vec::with_capacity(expected + 1);
     coeffs.push(sum_r);
     coeffs.extend(input_sums);
-    let sum_l = G1Projective::msm(&vk.gamma_abc_g1, &coeffs).unwrap_or_default();
 
     // KZG evaluations.
     let fv = eval_v(&x_inv, &z);
     let fw = eval_w(&x, &z, &r_inv, n);
-    let g = srs.g.into_group();
-    let h = srs.h.into_group();
-    let h_fv = h * fv;
-    let z_h = h * z;
-    let g_fw = g * fw;
-    let z_g = g * z;
-    let (a, c) = (proof.final_a.into_group(), proof.final_c.into_group());
 
-    let g1: Vec<G1Projective> = vec![
-        -(a * r_tab + c * r_tc),
-        -(a * r_uab + c * r_uc),
-        -(proof.final_w.0 * r_tab + proof.final_w.1 * r_uab + a * r_zab),
+    // The pairing side, grouped by G2 point (11 pairs, five G2 points to
+    // prepare); each G1 side is one small MSM.
+    let msm =
+        |bases: &[G1Affine], scalars: &[Fr]| G1Projective::msm(bases, scalars).unwrap_or_default();
+    let (a, c) = (proof.final_a, proof.final_c);
+    let (w1, w2) = proof.final_w;
+    let (pw1, pw2) = proof.open_w;
+    let g = srs.srs.g;
+    let g1 = [
+        msm(&[a, c, g], &[-r_tab, -r_tc, -r_v1]),
+        msm(&[a, c, g], &[-r_uab, -r_uc, -r_v2]),
+        msm(&[w1, w2, a], &[-r_tab, -r_uab, -r_zab]),
         vk.alpha_g1 * (sum_r * r_g16),
-        sum_l * r_g16,
+        msm(
+            &vk.gamma_abc_g1,
+            &coeffs.iter().map(|k| *k * r_g16).collect::<Vec<_>>(),
+        ),
         proof.z_c * r_g16,
-        -(g * r_v1),
-        -(g * r_v2),
-        (srs.g_alpha.into_group() - z_g) * r_v1,
-        (srs.g_beta.into_group() - z_g) * r_v2,
-        -((proof.final_w.0.into_group() - g_fw) * r_w1
-            + (proof.final_w.1.into_group() - g_fw) * r_w2),
-        proof.open_w.0 * r_w1,
-        proof.open_w.1 * r_w2,
+        msm(&[srs.srs.g_alpha, g], &[r_v1, -(r_v1 * z)]),
+        msm(&[srs.srs.g_beta, g], &[r_v2, -(r_v2 * z)]),
+        msm(
+            &[g, w1, w2, pw1, pw2],
+            &[
+                (r_v1 + r_v2) * fv + (r_w1 + r_w2) * fw,
+                -r_w1,
+                -r_w2,
+                -(r_w1 * z),
+                -(r_w2 * z),
+            ],
+        ),
+        pw1 * r_w1,
+        pw2 * r_w2,
     ];
-    let g2_plain: [G2Projective; 3] = [
-        proof.final_v.0.into_group(),
-        proof.final_v.1.into_group(),
-        proof.final_b.into_group(),
-    ];
-    let g2_kzg: [G2Projective; 7] = [
-        proof.final_v.0.into_group() - h_fv,
-        proof.final_v.1.into_group() - h_fv,
-        proof.open_v.0.into_group(),
-        proof.open_v.1.into_group(),
-        h,
-        srs.h_alpha.into_group() - z_h,
-        srs.h_beta.into_group() - z_h,
-    ];
-    let mut g2_points: Vec<G2Projective> = g2_plain.to_vec();
-    g2_points.extend(g2_kzg);
-    let g2_affine = G2Projective::normalize_batch(&g2_points);
-    let mut g2: Vec<<Bls12_381 as Pairing>::G2Prepared> = Vec::with_capacity(13);
-    for q in &g2_affine[..3] {
-        g2.push(q.into());
-    }
-    g2.push(key.beta_g2_neg_prepared().clone());
-    g2.push(key.prepared().gamma_g2_neg_pc.clone());
-    g2.push(key.prepared().delta_g2_neg_pc.clone());
-    for q in &g2_affine[3..] {
-        g2.push(q.into());
-    }
     let g1 = G1Projective::normalize_batch(&g1);
-    let ml = Bls12_381::multi_miller_loop(g1, g2);
-    let pairing_side = Bls12_381::final_exponentiation(ml).ok_or(AggregateError::Invalid)?;
+    let fresh: [G2Prepared; 5] = [
+        proof.final_v.0.into(),
+        proof.final_v.1.into(),
+        proof.final_b.into(),
+        proof.open_v.0.into(),
+        proof.open_v.1.into(),
+    ];
+    let pvk = key.prepared();
+    let g2: [&G2Prepared; 11] = [
+        &fresh[0],
+        &fresh[1],
+        &fresh[2],
+        key.beta_g2_neg_prepared(),
+        &pvk.gamma_g2_neg_pc,
+        &pvk.delta_g2_neg_pc,
+        &fresh[3],
+        &fresh[4],
+        &srs.h,
+        &srs.h_alpha,
+        &srs.h_beta,
+    ];
+    let pairs: Vec<(G1Affine, &G2Prepared)> = g1.into_iter().zip(g2).collect();
+    let ml = multi_miller_loop(&pairs);
+    let pairing_side =
+        Bls12_381::final_exponentiation(MillerLoopOutput(ml)).ok_or(AggregateError::Invalid)?;
     if (pairing_side.0 * gt_side).is_one() {
         Ok(())
     } else {
@@ -823,6 +862,7 @@ pub fn verify_aggregate_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ark_bls12_381::G2Projective;
     use ark_ec::PrimeGroup;
     use ark_ff::UniformRand;
     use proptest::prelude::*;

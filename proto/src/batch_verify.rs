@@ -39,10 +39,17 @@
 
 use std::collections::BTreeMap;
 
-use ark_bls12_381::{Bls12_381, Fr, G1Affine, G1Projective};
-use ark_ec::pairing::Pairing;
-use ark_ec::{AffineRepr, CurveGroup, VariableBaseMSM};
-use ark_ff::{One, PrimeField, Zero};
+use ark_bls12_381::g1::Config as G1Config;
+use ark_bls12_381::{Bls12_381, Config as Bls12Config, Fq12, Fr, G1Affine, G1Projective};
+use ark_ec::bls12::{Bls12Config as Bls12ConfigTrait, G2Prepared as Bls12G2Prepared};
+use ark_ec::models::bls12::g2::EllCoeff;
+use ark_ec::pairing::{MillerLoopOutput, Pairing};
+use ark_ec::scalar_mul::glv::GLVConfig;
+use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup, VariableBaseMSM};
+use ark_ff::{BitIteratorBE, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
+
+/// A G2 point prepared for the Miller loop (its line coefficients).
+pub type G2Prepared = Bls12G2Prepared<Bls12Config>;
 use ark_groth16::Proof;
 
 use crate::groth16::{decode_proof, BatchStatement, PreparedKey, ProofError};
@@ -226,8 +233,43 @@ fn bisect(items: &[DecodedItem<'_>], at: &[usize], verdicts: &mut [Result<(), Pr
     }
 }
 
+/// A batch scalar `r = r1 + lambda * r2` with `r1, r2 < 2^64` (`lambda` the
+/// eigenvalue of the G1 endomorphism, about `2^128`): `2^128` distinct values,
+/// and `r * A = r1 * A + r2 * phi(A)` costs a 64-bit double-scalar
+/// multiplication instead of a 128-bit one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchScalar {
+    pub r1: u64,
+    pub r2: u64,
+}
+
+impl BatchScalar {
+    /// `r1 + lambda * r2` in the scalar field.
+    pub fn value(&self) -> Fr {
+        Fr::from(self.r1) + <G1Config as GLVConfig>::LAMBDA * Fr::from(self.r2)
+    }
+
+    /// `self.value() * a`.
+    pub fn mul(&self, a: &G1Affine) -> G1Projective {
+        let phi = <G1Config as GLVConfig>::endomorphism_affine(a);
+        let both = (*a + phi).into_affine();
+        let mut acc = G1Projective::zero();
+        let top = 64 - (self.r1 | self.r2).leading_zeros();
+        for bit in (0..top).rev() {
+            acc.double_in_place();
+            match ((self.r1 >> bit) & 1, (self.r2 >> bit) & 1) {
+                (1, 0) => acc += a,
+                (0, 1) => acc += phi,
+                (1, 1) => acc += both,
+                _ => {}
+            }
+        }
+        acc
+    }
+}
+
 /// The scalars `r_i` for the proofs `items[at[..]]`.
-pub fn batch_scalars(items: &[DecodedItem<'_>], at: &[usize]) -> Vec<Fr> {
+pub fn batch_scalars(items: &[DecodedItem<'_>], at: &[usize]) -> Vec<BatchScalar> {
     let mut t = Transcript::new(BATCH_DOMAIN);
     t.append_u64(b"count", at.len() as u64);
     for &i in at {
@@ -238,7 +280,58 @@ pub fn batch_scalars(items: &[DecodedItem<'_>], at: &[usize]) -> Vec<Fr> {
         t.append_g1(b"C", &item.proof.c);
         t.append_scalars(b"inputs", &item.inputs);
     }
-    at.iter().map(|_| t.challenge_u128(b"r")).collect()
+    at.iter()
+        .map(|_| {
+            let bytes = t.challenge_bytes(b"r");
+            let word = |k: usize| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&bytes[8 * k..8 * k + 8]);
+                u64::from_be_bytes(w)
+            };
+            let (r1, r2) = (word(0), word(1));
+            BatchScalar {
+                r1: if r1 == 0 && r2 == 0 { 1 } else { r1 },
+                r2,
+            }
+        })
+        .collect()
+}
+
+/// `prod e(p_i, q_i)` before the final exponentiation, with one accumulator
+/// for all pairs (the squarings of the Miller loop are shared; arkworks'
+/// loop starts a new accumulator every four pairs). Identity points are
+/// skipped (their pairing is 1).
+pub fn multi_miller_loop(pairs: &[(G1Affine, &G2Prepared)]) -> Fq12 {
+    let mut lines: Vec<(G1Affine, std::slice::Iter<'_, EllCoeff<Bls12Config>>)> = pairs
+        .iter()
+        .filter(|(p, q)| !p.is_zero() && !q.infinity)
+        .map(|(p, q)| (*p, q.ell_coeffs.iter()))
+        .collect();
+    let mut f = Fq12::one();
+    let ell = |f: &mut Fq12, p: &G1Affine, c: Option<&EllCoeff<Bls12Config>>| {
+        if let Some((c0, c1, c2)) = c {
+            // BLS12-381 has an M-type twist.
+            let (mut c1, mut c2) = (*c1, *c2);
+            c2.mul_assign_by_fp(&p.y);
+            c1.mul_assign_by_fp(&p.x);
+            f.mul_by_014(c0, &c1, &c2);
+        }
+    };
+    for bit in BitIteratorBE::without_leading_zeros(<Bls12Config as Bls12ConfigTrait>::X).skip(1) {
+        f.square_in_place();
+        for (p, coeffs) in lines.iter_mut() {
+            ell(&mut f, p, coeffs.next());
+        }
+        if bit {
+            for (p, coeffs) in lines.iter_mut() {
+                ell(&mut f, p, coeffs.next());
+            }
+        }
+    }
+    if <Bls12Config as Bls12ConfigTrait>::X_IS_NEGATIVE {
+        f.cyclotomic_inverse_in_place();
+    }
+    f
 }
 
 /// Per-key sums of one batch.
@@ -257,9 +350,10 @@ fn batch_holds_at(items: &[DecodedItem<'_>], at: &[usize]) -> bool {
     let scalars = batch_scalars(items, at);
     let mut groups: BTreeMap<[u8; 32], KeyGroup<'_>> = BTreeMap::new();
     let mut g1: Vec<G1Projective> = Vec::with_capacity(at.len() + 8);
-    let mut g2: Vec<<Bls12_381 as Pairing>::G2Prepared> = Vec::with_capacity(at.len() + 8);
-    for (&i, r) in at.iter().zip(&scalars) {
+    let mut b_prepared: Vec<G2Prepared> = Vec::with_capacity(at.len());
+    for (&i, s) in at.iter().zip(&scalars) {
         let item = &items[i];
+        let r = s.value();
         let group = groups
             .entry(*item.key.digest())
             .or_insert_with(|| KeyGroup {
@@ -271,33 +365,35 @@ fn batch_holds_at(items: &[DecodedItem<'_>], at: &[usize]) -> bool {
             });
         group.sum_r += r;
         for (sum, x) in group.input_sums.iter_mut().zip(&item.inputs) {
-            *sum += *r * x;
+            *sum += r * x;
         }
-        let r_repr = r.into_bigint();
         group.c_points.push(item.proof.c);
-        group.c_scalars.push(r_repr);
-        g1.push(item.proof.a.mul_bigint(r_repr));
-        g2.push(item.proof.b.into());
+        group.c_scalars.push(r.into_bigint());
+        g1.push(s.mul(&item.proof.a));
+        b_prepared.push(item.proof.b.into());
     }
+    let mut fixed: Vec<&G2Prepared> = Vec::with_capacity(3 * groups.len());
     for group in groups.values() {
         let vk = group.key.key();
         let pvk = group.key.prepared();
         // alpha * sum r, against -beta.
-        g1.push(vk.alpha_g1.mul_bigint(group.sum_r.into_bigint()));
-        g2.push(group.key.beta_g2_neg_prepared().clone());
+        g1.push(vk.alpha_g1 * group.sum_r);
+        fixed.push(group.key.beta_g2_neg_prepared());
         // sum r_i L_i = (sum r) gamma_abc[0] + sum_j (sum_i r_i x_ij) gamma_abc[j+1].
         let mut coeffs = Vec::with_capacity(vk.gamma_abc_g1.len());
         coeffs.push(group.sum_r.into_bigint());
         coeffs.extend(group.input_sums.iter().map(|s| s.into_bigint()));
         g1.push(G1Projective::msm_bigint(&vk.gamma_abc_g1, &coeffs));
-        g2.push(pvk.gamma_g2_neg_pc.clone());
+        fixed.push(&pvk.gamma_g2_neg_pc);
         // sum r_i C_i, against -delta.
         g1.push(G1Projective::msm_bigint(&group.c_points, &group.c_scalars));
-        g2.push(pvk.delta_g2_neg_pc.clone());
+        fixed.push(&pvk.delta_g2_neg_pc);
     }
     let g1 = G1Projective::normalize_batch(&g1);
-    let ml = Bls12_381::multi_miller_loop(g1, g2);
-    Bls12_381::final_exponentiation(ml).is_some_and(|out| out.0.is_one())
+    let pairs: Vec<(G1Affine, &G2Prepared)> =
+        g1.into_iter().zip(b_prepared.iter().chain(fixed)).collect();
+    let ml = multi_miller_loop(&pairs);
+    Bls12_381::final_exponentiation(MillerLoopOutput(ml)).is_some_and(|out| out.0.is_one())
 }
 
 #[cfg(test)]
@@ -502,7 +598,7 @@ mod tests {
     fn scalars_are_deterministic_and_bound_to_inputs() {
         let set = valid(0, 3);
         let key = keys(0).prepared();
-        let decoded = |set: &[(BatchStatement, Vec<u8>)]| -> Vec<Fr> {
+        let decoded = |set: &[(BatchStatement, Vec<u8>)]| -> Vec<BatchScalar> {
             let d: Vec<DecodedItem<'_>> = set
                 .iter()
                 .map(|(st, p)| DecodedItem {
@@ -518,6 +614,44 @@ mod tests {
         let mut changed = set.clone();
         changed[2].0.new_root = root_to_bytes(Fr::from(5u64));
         assert_ne!(base, decoded(&changed));
+    }
+
+    #[test]
+    fn endomorphism_scalars_multiply_like_their_value() {
+        use ark_ec::PrimeGroup;
+        let a = (G1Projective::generator() * Fr::from(12345u64)).into_affine();
+        for (r1, r2) in [
+            (1u64, 0u64),
+            (0, 1),
+            (u64::MAX, u64::MAX),
+            (7, 1 << 63),
+            (0, 0),
+        ] {
+            let s = BatchScalar { r1, r2 };
+            assert_eq!(s.mul(&a), a * s.value(), "{r1} {r2}");
+        }
+        // Distinct (r1, r2) give distinct values (lambda > 2^64).
+        assert_ne!(
+            BatchScalar { r1: 1, r2: 0 }.value(),
+            BatchScalar { r1: 0, r2: 1 }.value()
+        );
+    }
+
+    #[test]
+    fn single_accumulator_miller_loop_matches_arkworks() {
+        use ark_bls12_381::{G2Affine, G2Projective};
+        use ark_ec::PrimeGroup;
+        let p: Vec<G1Affine> = (1..=6u64)
+            .map(|i| (G1Projective::generator() * Fr::from(i * 31)).into_affine())
+            .chain([G1Affine::zero()])
+            .collect();
+        let q: Vec<G2Affine> = (1..=7u64)
+            .map(|i| (G2Projective::generator() * Fr::from(i * 17)).into_affine())
+            .collect();
+        let prepared: Vec<G2Prepared> = q.iter().map(|q| q.into()).collect();
+        let pairs: Vec<(G1Affine, &G2Prepared)> = p.iter().copied().zip(&prepared).collect();
+        let ours = Bls12_381::final_exponentiation(MillerLoopOutput(multi_miller_loop(&pairs)));
+        assert_eq!(ours, Some(Bls12_381::multi_pairing(p, q)));
     }
 
     proptest! {

@@ -5,7 +5,7 @@
 //! prints the full table up to 1,024).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use seqnet_proto::aggregate::verify_aggregate;
+use seqnet_proto::aggregate::{verify_aggregate_prepared, PreparedVerifierSrs};
 use seqnet_proto::batch_verify::{verify_batch, BatchItem};
 use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
 use seqnet_prover::aggregate::aggregate_statements;
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
         .map(|p| decode_proof(p).expect("proof"))
         .collect();
     let srs = Srs::generate_dev(max.max(2).next_power_of_two(), 1).expect("srs");
-    let verifier = srs.verifier();
+    let verifier: PreparedVerifierSrs = srs.verifier().into();
     let one = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -93,7 +93,9 @@ fn bench(c: &mut Criterion) {
             b.iter(|| one.install(|| verify_batch(&items).expect("valid")))
         });
         group.bench_with_input(BenchmarkId::new("aggregate_1core", n), &n, |b, _| {
-            b.iter(|| one.install(|| verify_aggregate(&verifier, &key, st, &agg).expect("valid")))
+            b.iter(|| {
+                one.install(|| verify_aggregate_prepared(&verifier, &key, st, &agg).expect("valid"))
+            })
         });
         group.bench_with_input(BenchmarkId::new("aggregation_all_cores", n), &n, |b, _| {
             b.iter(|| aggregate_statements(&srs, &key, &decoded[..n], st, &CpuMsm).expect("agg"))

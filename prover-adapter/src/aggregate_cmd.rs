@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ark_bls12_381::Bls12_381;
 use ark_groth16::Proof;
-use seqnet_proto::aggregate::{verify_aggregate, VerifierSrs};
+use seqnet_proto::aggregate::{verify_aggregate_prepared, PreparedVerifierSrs};
 use seqnet_proto::batch_verify::{verify_batch, BatchItem};
 use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
 
@@ -178,7 +178,7 @@ pub fn bench_aggregate(args: &BenchAggregateArgs) -> Result<()> {
     let srs_size = max.max(2).next_power_of_two();
     eprintln!("development SRS for {srs_size} proofs ...");
     let srs = Srs::generate_dev(srs_size, 1)?;
-    let verifier: VerifierSrs = srs.verifier();
+    let verifier: PreparedVerifierSrs = srs.verifier().into();
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let msm: &dyn MsmBackend = &CpuMsm;
 
@@ -220,7 +220,8 @@ pub fn bench_aggregate(args: &BenchAggregateArgs) -> Result<()> {
                 verify_batch(&items).map_err(|e| anyhow::anyhow!("{e}"))
             })?;
             let aggregate = best(args.reps, || {
-                verify_aggregate(&verifier, &key, st, &bytes).map_err(|e| anyhow::anyhow!("{e}"))
+                verify_aggregate_prepared(&verifier, &key, st, &bytes)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
             })?;
             let decode = best(args.reps, || {
                 for p in pr {
