@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod binaries;
+pub mod check;
 pub mod error;
 pub mod init;
 pub mod load;
@@ -10,6 +11,7 @@ pub mod manifest;
 pub mod network;
 pub mod process;
 pub mod rpc;
+pub mod scenario;
 pub mod status;
 
 pub use binaries::Binaries;

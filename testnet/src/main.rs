@@ -10,6 +10,8 @@ use seqnet_testnet::load::{self, LoadOptions, LoadStats};
 use seqnet_testnet::{status, Binaries, InitOptions, Manifest, Testnet};
 
 mod bench_cli;
+mod check_cli;
+mod scenario_cli;
 
 #[derive(Parser)]
 #[command(
@@ -123,6 +125,9 @@ enum Command {
         /// Replace an existing directory.
         #[arg(long)]
         force: bool,
+        /// Generate from a scenario manifest (TOML; testnet/manifests/) instead of the flags.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
     /// Start every node, wait for height 2, stake and start the provers,
     /// then show live status until Ctrl-C.
@@ -190,6 +195,11 @@ enum Command {
     /// Measure seqnet against CometBFT's kvstore app: same machine, config,
     /// block parameters, tx size and load generator (open and closed loop).
     Bench(bench_cli::BenchArgs),
+    /// Check invariants of a running testnet (app hashes, acked txs once,
+    /// forced windows, proof deadlines, no panics); non-zero exit on a breach.
+    Check(check_cli::CheckArgs),
+    /// Run a manifest's scenario: start, load, perturb, check.
+    Scenario(scenario_cli::ScenarioArgs),
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -409,7 +419,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .init();
 
     match cli.command {
-        Command::Init { dir, init, force } => {
+        Command::Init {
+            dir,
+            manifest: Some(manifest),
+            force,
+            ..
+        } => scenario_cli::init(&dir.dir, &manifest, force)?,
+        Command::Init {
+            dir, init, force, ..
+        } => {
             let cometbft = seqnet_testnet::binaries::locate_cometbft()?;
             let manifest = seqnet_testnet::init::init(&dir.dir, &init.options(force), &cometbft)?;
             if let Some(p) = &manifest.proving {
@@ -519,6 +537,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Bench(args) => bench_cli::run(args).await?,
+        Command::Check(args) => {
+            if !check_cli::run(args).await? {
+                anyhow::bail!("invariant breached (see the table above)");
+            }
+        }
+        Command::Scenario(args) => {
+            if !scenario_cli::run(args).await? {
+                anyhow::bail!("scenario failed (see the tables above)");
+            }
+        }
         Command::Demo {
             dir,
             init,

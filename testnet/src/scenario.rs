@@ -1,0 +1,823 @@
+//! Scenarios: a TOML manifest that describes a network once (validators
+//! with voting power and faults, provers, rollups with their windows, chain
+//! parameters, load, perturbations), `init --manifest` to generate it, and
+//! [`run`] to start it, load it, break it on schedule, and check it.
+//!
+//! ```toml
+//! [network]          # chain_id, timeout_commit, timeout_propose, base_port
+//! [chain]            # epoch_length, vote_extensions_enable_height, max_unproven_blocks
+//! [[validator]]      # power = 10, censor = ["rollup:2"]   (one table per validator)
+//! [provers]          # count, circuit_size, stake
+//! [[rollup]]         # inclusion_window, proof_window     (ids 1, 2, ... in order)
+//! [load]             # mode = "open" | "closed", rate, workers, tx_bytes, nodes, duration_secs
+//! [[perturbation]]   # node, kind, at_height | at_secs, duration_secs
+//! ```
+//!
+//! Perturbations, in process mode, one at a time in schedule order (a
+//! trigger already passed fires at once):
+//!
+//! - `kill`: SIGKILL both processes of the node, wait `duration_secs`, start it.
+//! - `restart`: SIGTERM, then start at once.
+//! - `pause`: SIGSTOP both process groups, wait, SIGCONT.
+//! - `disconnect`: the node is restarted *isolated*: CometBFT with no
+//!   persistent peers, PEX off and its p2p listener moved to a private port,
+//!   so no peer can reach it and it reaches none; after `duration_secs` it is
+//!   restarted with its own config and reconnects. A network namespace per
+//!   node would cut links without a restart, but needs root, veth pairs and
+//!   an address per node instead of the loopback layout every tool here
+//!   uses; iptables cannot tell loopback connections of one node from
+//!   another's without per-process cgroups. The isolated restart needs
+//!   neither and is what a crashed link looks like to the peers.
+//! - `wipe`: SIGKILL, delete the CometBFT block store, state, WAL and
+//!   evidence (keeping `priv_validator_state.json`, so the validator cannot
+//!   sign below what it signed) and the sequencer's data, start: the node
+//!   block-syncs from its peers and replays every block through its app.
+//!
+//! Recovery time of a perturbation: from the moment the node is restored
+//! (started, resumed, reconnected) until its height reaches the highest
+//! height of the network at that moment plus two (caught up and
+//! committing again). The load goes through the nodes in `load.nodes`
+//! (node 0 by default): perturb other nodes, or acknowledged transactions
+//! held only in a killed node's mempool are legitimately lost.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seqnet_rollup_client::{keys, TxSigner};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::bench::SeqnetSource;
+use crate::binaries::Binaries;
+use crate::check::{self, CheckReport};
+use crate::error::{Result, TestnetError};
+use crate::init::{self, InitOptions};
+use crate::loadgen::{self, BlockIndex, Counters, LoadSpec, LoopMode, TxSource};
+use crate::manifest::Manifest;
+use crate::network::Testnet;
+use crate::process;
+use crate::rpc::CometRpc;
+
+/// Copy of the scenario manifest inside a generated testnet.
+pub const SCENARIO_FILE: &str = "scenario.toml";
+/// Load log a scenario writes (what `check` reads by default).
+pub const LOAD_LOG: &str = "load.json";
+/// Offset (in a node's block of ten ports) of the p2p port of an isolated node.
+pub const ISOLATED_P2P_OFFSET: u16 = 7;
+
+/// `[network]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(default = "default_chain_id")]
+    pub chain_id: String,
+    #[serde(default = "default_timeout_commit")]
+    pub timeout_commit: String,
+    #[serde(default = "default_timeout_propose")]
+    pub timeout_propose: String,
+    /// `None`: 27000, or a free range when [`run`] is asked to pick one.
+    pub base_port: Option<u16>,
+}
+
+fn default_chain_id() -> String {
+    "seqnet-scenario".into()
+}
+fn default_timeout_commit() -> String {
+    InitOptions::default().timeout_commit
+}
+fn default_timeout_propose() -> String {
+    InitOptions::default().timeout_propose
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection {
+            chain_id: default_chain_id(),
+            timeout_commit: default_timeout_commit(),
+            timeout_propose: default_timeout_propose(),
+            base_port: None,
+        }
+    }
+}
+
+/// `[chain]`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainSection {
+    pub epoch_length: Option<u64>,
+    pub vote_extensions_enable_height: Option<u64>,
+    pub max_unproven_blocks: Option<u64>,
+}
+
+/// One `[[validator]]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorSection {
+    #[serde(default = "default_power")]
+    pub power: u64,
+    /// Sequencer `[fault] censor` rules (`rollup:<id>`, `signer:<hex>`).
+    #[serde(default)]
+    pub censor: Vec<String>,
+}
+
+fn default_power() -> u64 {
+    init::VALIDATOR_POWER
+}
+
+/// `[provers]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProversSection {
+    #[serde(default)]
+    pub count: usize,
+    #[serde(default = "default_circuit_size")]
+    pub circuit_size: u32,
+    #[serde(default = "default_stake")]
+    pub stake: u64,
+}
+
+fn default_circuit_size() -> u32 {
+    InitOptions::default().circuit_size
+}
+fn default_stake() -> u64 {
+    InitOptions::default().prover_stake
+}
+
+impl Default for ProversSection {
+    fn default() -> Self {
+        ProversSection {
+            count: 0,
+            circuit_size: default_circuit_size(),
+            stake: default_stake(),
+        }
+    }
+}
+
+/// One `[[rollup]]` (ids are assigned 1, 2, ... in order).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollupSection {
+    #[serde(default = "default_inclusion_window")]
+    pub inclusion_window: u64,
+    #[serde(default = "default_proof_window")]
+    pub proof_window: u64,
+}
+
+fn default_inclusion_window() -> u64 {
+    10
+}
+fn default_proof_window() -> u64 {
+    InitOptions::default().proof_window
+}
+
+/// `[load]`: signed `RollupData` to rollup 1, one funded user per worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSection {
+    #[serde(default = "default_mode")]
+    pub mode: String,
+    /// Open loop: transactions per second.
+    #[serde(default = "default_rate")]
+    pub rate: f64,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    #[serde(default = "default_tx_bytes")]
+    pub tx_bytes: usize,
+    /// Nodes whose RPC the load uses.
+    #[serde(default = "default_load_nodes")]
+    pub nodes: Vec<usize>,
+    /// How long the load runs (the scenario lasts at least this long).
+    #[serde(default = "default_load_secs")]
+    pub duration_secs: u64,
+}
+
+fn default_mode() -> String {
+    "open".into()
+}
+fn default_rate() -> f64 {
+    20.0
+}
+fn default_workers() -> usize {
+    4
+}
+fn default_tx_bytes() -> usize {
+    256
+}
+fn default_load_nodes() -> Vec<usize> {
+    vec![0]
+}
+fn default_load_secs() -> u64 {
+    60
+}
+
+/// What a perturbation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerturbationKind {
+    Kill,
+    Restart,
+    Pause,
+    Disconnect,
+    Wipe,
+}
+
+/// One `[[perturbation]]`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerturbationSection {
+    pub node: usize,
+    pub kind: PerturbationKind,
+    /// Fires once the network's highest height reaches this.
+    pub at_height: Option<u64>,
+    /// Fires this many seconds after the load starts.
+    pub at_secs: Option<u64>,
+    /// How long the node stays down, paused or disconnected.
+    #[serde(default = "default_perturbation_secs")]
+    pub duration_secs: u64,
+}
+
+fn default_perturbation_secs() -> u64 {
+    5
+}
+
+/// A scenario manifest (see the module docs).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub network: NetworkSection,
+    #[serde(default)]
+    pub chain: ChainSection,
+    #[serde(default, rename = "validator")]
+    pub validators: Vec<ValidatorSection>,
+    #[serde(default)]
+    pub provers: ProversSection,
+    #[serde(default, rename = "rollup")]
+    pub rollups: Vec<RollupSection>,
+    pub load: Option<LoadSection>,
+    #[serde(default, rename = "perturbation")]
+    pub perturbations: Vec<PerturbationSection>,
+}
+
+fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) -> TestnetError {
+    TestnetError::InvalidOption {
+        name,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Scenario {
+    pub fn from_toml(path: &Path, text: &str) -> Result<Scenario> {
+        let scenario: Scenario = toml::from_str(text).map_err(|e| TestnetError::parse(path, e))?;
+        scenario.validate()?;
+        Ok(scenario)
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario> {
+        let text = std::fs::read_to_string(path).map_err(|e| TestnetError::io(path, e))?;
+        Scenario::from_toml(path, &text)
+    }
+
+    /// Checks what [`InitOptions::validate`] does not.
+    pub fn validate(&self) -> Result<()> {
+        if self.validators.is_empty() {
+            return Err(invalid(
+                "[[validator]]",
+                0,
+                "want at least one validator table",
+            ));
+        }
+        for v in &self.validators {
+            if v.power == 0 {
+                return Err(invalid("validator.power", 0, "want >= 1"));
+            }
+        }
+        for r in &self.rollups {
+            if r.inclusion_window == 0 || r.inclusion_window > 1000 {
+                return Err(invalid(
+                    "rollup.inclusion_window",
+                    r.inclusion_window,
+                    "want 1..=1000",
+                ));
+            }
+            if r.proof_window == 0 || r.proof_window > 1000 {
+                return Err(invalid(
+                    "rollup.proof_window",
+                    r.proof_window,
+                    "want 1..=1000",
+                ));
+            }
+        }
+        if let Some(load) = &self.load {
+            if !matches!(load.mode.as_str(), "open" | "closed") {
+                return Err(invalid("load.mode", &load.mode, "want open or closed"));
+            }
+            if self.rollups.is_empty() {
+                return Err(invalid(
+                    "[load]",
+                    "rollup 1",
+                    "the load posts to rollup 1: add a [[rollup]]",
+                ));
+            }
+            if load.tx_bytes < crate::bench::SEQNET_MIN_TX_BYTES {
+                return Err(invalid("load.tx_bytes", load.tx_bytes, "want >= 200"));
+            }
+            if load.nodes.is_empty() || load.nodes.iter().any(|n| *n >= self.validators.len()) {
+                return Err(invalid(
+                    "load.nodes",
+                    format!("{:?}", load.nodes),
+                    "want indices of validators",
+                ));
+            }
+        }
+        for p in &self.perturbations {
+            if p.node >= self.validators.len() {
+                return Err(invalid(
+                    "perturbation.node",
+                    p.node,
+                    format!("want 0..{}", self.validators.len()),
+                ));
+            }
+            if p.at_height.is_some() == p.at_secs.is_some() {
+                return Err(invalid(
+                    "perturbation",
+                    format!("{:?} node {}", p.kind, p.node),
+                    "give exactly one of at_height and at_secs",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The [`InitOptions`] this scenario generates with.
+    pub fn init_options(&self, base_port: Option<u16>, force: bool) -> InitOptions {
+        let defaults = InitOptions::default();
+        InitOptions {
+            validators: self.validators.len(),
+            chain_id: self.network.chain_id.clone(),
+            base_port: base_port
+                .or(self.network.base_port)
+                .unwrap_or(defaults.base_port),
+            rollups: self.rollups.len() as u64,
+            users: self.load.as_ref().map_or(2, |l| l.workers.max(2)),
+            timeout_commit: self.network.timeout_commit.clone(),
+            timeout_propose: self.network.timeout_propose.clone(),
+            vote_extensions_enable_height: self
+                .chain
+                .vote_extensions_enable_height
+                .unwrap_or(defaults.vote_extensions_enable_height),
+            force,
+            provers: self.provers.count,
+            circuit_size: self.provers.circuit_size,
+            prover_stake: self.provers.stake,
+            proof_window: self
+                .rollups
+                .first()
+                .map_or(defaults.proof_window, |r| r.proof_window),
+            epoch_length: self.chain.epoch_length.unwrap_or(defaults.epoch_length),
+            max_unproven_blocks: self.chain.max_unproven_blocks,
+            ..defaults
+        }
+    }
+}
+
+/// Generates the testnet of `scenario` in `dir`: [`init::init_with`], then
+/// the per-validator powers and per-rollup windows patched into every
+/// node's genesis, the censor faults, and a copy of the scenario.
+pub fn init(
+    dir: &Path,
+    scenario: &Scenario,
+    base_port: Option<u16>,
+    force: bool,
+    binaries: &Binaries,
+) -> Result<Manifest> {
+    scenario.validate()?;
+    let opts = scenario.init_options(base_port, force);
+    let prover = if opts.provers > 0 {
+        Some(binaries.prover()?)
+    } else {
+        None
+    };
+    let manifest = init::init_with(dir, &opts, &binaries.cometbft, prover.as_deref())?;
+    for node in &manifest.nodes {
+        let path = dir.join(&node.cometbft_home).join("config/genesis.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
+        let mut genesis: Value =
+            serde_json::from_str(&text).map_err(|e| TestnetError::parse(&path, e))?;
+        if let Some(validators) = genesis.get_mut("validators").and_then(Value::as_array_mut) {
+            for (v, section) in validators.iter_mut().zip(&scenario.validators) {
+                v["power"] = json!(section.power.to_string());
+            }
+        }
+        if let Some(rollups) = genesis
+            .pointer_mut("/app_state/rollups")
+            .and_then(Value::as_array_mut)
+        {
+            for (r, section) in rollups.iter_mut().zip(&scenario.rollups) {
+                r["inclusion_window"] = json!(section.inclusion_window);
+                r["proof_window"] = json!(section.proof_window);
+            }
+        }
+        let text =
+            serde_json::to_string_pretty(&genesis).map_err(|e| TestnetError::parse(&path, e))?;
+        std::fs::write(&path, text + "\n").map_err(|e| TestnetError::io(&path, e))?;
+    }
+    for (node, section) in manifest.nodes.iter().zip(&scenario.validators) {
+        if !section.censor.is_empty() {
+            init::set_fault_censor(dir, node, &section.censor)?;
+        }
+    }
+    let text =
+        toml::to_string(scenario).map_err(|e| TestnetError::parse(dir.join(SCENARIO_FILE), e))?;
+    let path = dir.join(SCENARIO_FILE);
+    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))?;
+    Ok(manifest)
+}
+
+/// What happened to one perturbation.
+#[derive(Clone, Debug, Serialize)]
+pub struct PerturbationRecord {
+    pub node: usize,
+    pub kind: PerturbationKind,
+    /// Network height when it fired.
+    pub fired_at_height: u64,
+    /// Seconds after the load started.
+    pub fired_at_secs: f64,
+    /// Height the node had to reach to count as recovered.
+    pub target_height: u64,
+    /// Seconds from restoring the node to reaching the target (`None`: not
+    /// within the timeout).
+    pub recovery_secs: Option<f64>,
+}
+
+/// A scenario's outcome.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioReport {
+    pub perturbations: Vec<PerturbationRecord>,
+    pub load: Option<loadgen::RunStats>,
+    pub check: CheckReport,
+}
+
+impl ScenarioReport {
+    pub fn passed(&self) -> bool {
+        self.check.passed() && self.perturbations.iter().all(|p| p.recovery_secs.is_some())
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if !self.perturbations.is_empty() {
+            out.push_str(&format!(
+                "{:<11} {:>4} {:>8} {:>8} {:>7} {:>10}\n",
+                "perturb", "node", "at h", "at s", "target", "recovery"
+            ));
+            for p in &self.perturbations {
+                out.push_str(&format!(
+                    "{:<11} {:>4} {:>8} {:>8.1} {:>7} {:>10}\n",
+                    format!("{:?}", p.kind).to_lowercase(),
+                    p.node,
+                    p.fired_at_height,
+                    p.fired_at_secs,
+                    p.target_height,
+                    p.recovery_secs
+                        .map_or_else(|| "TIMEOUT".to_string(), |s| format!("{s:.1} s"))
+                ));
+            }
+        }
+        if let Some(l) = &self.load {
+            out.push_str(&format!(
+                "load: {} sent, {} acked, {} rejected, {} transport errors; {:.1} tx/s ordered, p50 {:.0} ms, p99 {:.0} ms\n",
+                l.sent, l.acked, l.rejected, l.transport_errors, l.tps, l.p50_ms, l.p99_ms
+            ));
+        }
+        out.push_str(&self.check.render());
+        out
+    }
+}
+
+async fn max_height(net: &Testnet) -> u64 {
+    net.heights().await.into_iter().flatten().max().unwrap_or(0)
+}
+
+/// SIGSTOP (`pause = true`) or SIGCONT both process groups of a node, by
+/// their pid files.
+pub fn signal_node(net: &Testnet, index: usize, pause: bool) -> Result<()> {
+    let node_dir = net.dir().join(&net.node(index)?.dir);
+    let signal = if pause {
+        rustix::process::Signal::STOP
+    } else {
+        rustix::process::Signal::CONT
+    };
+    for name in process::PROCESSES {
+        if let Some(pid) = process::read_pid(&node_dir, name) {
+            process::signal_group(pid, signal)?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites node `index`'s `config.toml` p2p section: isolated (no
+/// persistent peers, PEX off, p2p on a private port) or back as generated.
+/// Returns the original text when isolating.
+fn isolate_config(net: &Testnet, index: usize) -> Result<String> {
+    let node = net.node(index)?;
+    let path = net
+        .dir()
+        .join(&node.cometbft_home)
+        .join("config/config.toml");
+    let original = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
+    let mut config: toml::Table = original
+        .parse()
+        .map_err(|e| TestnetError::parse(&path, e))?;
+    let private = node.ports.p2p.saturating_add(ISOLATED_P2P_OFFSET);
+    if let Some(p2p) = config.get_mut("p2p").and_then(toml::Value::as_table_mut) {
+        p2p.insert("persistent_peers".into(), "".into());
+        p2p.insert("pex".into(), false.into());
+        p2p.insert("seeds".into(), "".into());
+        p2p.insert("laddr".into(), format!("tcp://127.0.0.1:{private}").into());
+    }
+    let text = toml::to_string(&config).map_err(|e| TestnetError::parse(&path, e))?;
+    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))?;
+    // The address book would let it dial peers again once PEX is back.
+    let _ = std::fs::remove_file(
+        net.dir()
+            .join(&node.cometbft_home)
+            .join("config/addrbook.json"),
+    );
+    Ok(original)
+}
+
+fn restore_config(net: &Testnet, index: usize, original: &str) -> Result<()> {
+    let node = net.node(index)?;
+    let path = net
+        .dir()
+        .join(&node.cometbft_home)
+        .join("config/config.toml");
+    std::fs::write(&path, original).map_err(|e| TestnetError::io(&path, e))
+}
+
+/// Deletes node `index`'s CometBFT chain data (not its keys or
+/// `priv_validator_state.json`) and its sequencer's data.
+fn wipe_node(net: &Testnet, index: usize) -> Result<()> {
+    let node = net.node(index)?;
+    let data = net.dir().join(&node.cometbft_home).join("data");
+    let entries = std::fs::read_dir(&data).map_err(|e| TestnetError::io(&data, e))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n == "priv_validator_state.json")
+        {
+            continue;
+        }
+        let result = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        result.map_err(|e| TestnetError::io(&path, e))?;
+    }
+    let app_data = net.dir().join(&node.dir).join("data");
+    if app_data.exists() {
+        std::fs::remove_dir_all(&app_data).map_err(|e| TestnetError::io(&app_data, e))?;
+    }
+    Ok(())
+}
+
+/// Applies one perturbation and measures the node's recovery.
+pub async fn perturb(
+    net: &mut Testnet,
+    p: &PerturbationSection,
+    load_started: Instant,
+    recovery_timeout: Duration,
+) -> Result<PerturbationRecord> {
+    let fired_at_height = max_height(net).await;
+    let fired_at_secs = load_started.elapsed().as_secs_f64();
+    let hold = Duration::from_secs(p.duration_secs);
+    tracing::info!(node = p.node, kind = ?p.kind, height = fired_at_height, "perturbation");
+    match p.kind {
+        PerturbationKind::Kill => {
+            net.kill_node(p.node)?;
+            tokio::time::sleep(hold).await;
+        }
+        PerturbationKind::Restart => net.stop_node(p.node)?,
+        PerturbationKind::Pause => {
+            signal_node(net, p.node, true)?;
+            tokio::time::sleep(hold).await;
+        }
+        PerturbationKind::Disconnect => {
+            net.stop_node(p.node)?;
+            let original = isolate_config(net, p.node)?;
+            let started = net.start_node(p.node).await;
+            tokio::time::sleep(hold).await;
+            net.stop_node(p.node)?;
+            restore_config(net, p.node, &original)?;
+            started?;
+        }
+        PerturbationKind::Wipe => {
+            net.kill_node(p.node)?;
+            wipe_node(net, p.node)?;
+            tokio::time::sleep(hold).await;
+        }
+    }
+    let target_height = max_height(net).await + 2;
+    let restored = Instant::now();
+    match p.kind {
+        PerturbationKind::Pause => signal_node(net, p.node, false)?,
+        _ => net.start_node(p.node).await?,
+    }
+    let recovery_secs = match net
+        .wait_node_height(p.node, target_height, recovery_timeout)
+        .await
+    {
+        Ok(()) => Some(restored.elapsed().as_secs_f64()),
+        Err(e) => {
+            tracing::warn!(node = p.node, "did not recover: {e}");
+            None
+        }
+    };
+    tracing::info!(node = p.node, kind = ?p.kind, ?recovery_secs, "recovered");
+    Ok(PerturbationRecord {
+        node: p.node,
+        kind: p.kind,
+        fired_at_height,
+        fired_at_secs,
+        target_height,
+        recovery_secs,
+    })
+}
+
+fn load_sources(
+    dir: &Path,
+    manifest: &Manifest,
+    load: &LoadSection,
+) -> Result<Vec<Box<dyn TxSource>>> {
+    (0..load.workers)
+        .map(|w| -> Result<Box<dyn TxSource>> {
+            let name = format!("user-{}", w + 1);
+            let path = manifest
+                .key(&name)
+                .map(|k| dir.join(&k.path))
+                .ok_or_else(|| TestnetError::KeyFile {
+                    path: dir.join("keys"),
+                    reason: format!("no key {name:?} (one funded user per load worker)"),
+                })?;
+            let signer = TxSigner::new(keys::load(&path)?, manifest.chain_id.clone())
+                .with_fees(manifest.fees.schedule());
+            Ok(Box::new(SeqnetSource::new(signer, 1, load.tx_bytes)))
+        })
+        .collect()
+}
+
+/// Runs the scenario of the testnet in `dir` (generated by [`init`]): start,
+/// stake and start provers, load, perturb on schedule, stop the load, wait
+/// for acknowledged transactions to be ordered, check. The network is
+/// stopped afterwards unless `keep_running`.
+pub async fn run(
+    dir: &Path,
+    scenario: &Scenario,
+    binaries: Binaries,
+    keep_running: bool,
+) -> Result<ScenarioReport> {
+    let mut net = Testnet::open(dir)?.with_binaries(binaries);
+    let startup = Duration::from_secs(180);
+    net.start(startup).await?;
+    if net.prover_count() > 0 {
+        net.register_provers(Duration::from_secs(60)).await?;
+        net.start_provers()?;
+        net.wait_for_active_provers(net.prover_count(), Duration::from_secs(120))
+            .await?;
+    }
+    let manifest = net.manifest().clone();
+    let start_height = max_height(&net).await + 1;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let load_started = Instant::now();
+    let load_task = match &scenario.load {
+        Some(load) => {
+            let spec = LoadSpec {
+                mode: if load.mode == "closed" {
+                    LoopMode::Closed
+                } else {
+                    LoopMode::Open { rate: load.rate }
+                },
+                workers: load.workers,
+                duration: Some(Duration::from_secs(load.duration_secs)),
+                endpoints: load
+                    .nodes
+                    .iter()
+                    .map(|i| manifest.node(*i).map(|n| n.rpc_addr()))
+                    .collect::<Result<_>>()?,
+            };
+            let sources = load_sources(dir, &manifest, load)?;
+            let counters = Arc::new(Counters::default());
+            Some((
+                spec.clone(),
+                tokio::spawn(async move { loadgen::run(&spec, sources, counters, stop_rx).await }),
+            ))
+        }
+        None => None,
+    };
+
+    let mut schedule = scenario.perturbations.clone();
+    schedule.sort_by_key(|p| (p.at_secs.unwrap_or(0), p.at_height.unwrap_or(0)));
+    let mut records = Vec::new();
+    let mut failure = None;
+    for p in &schedule {
+        loop {
+            let due = match (p.at_height, p.at_secs) {
+                (Some(h), _) => max_height(&net).await >= h,
+                (_, Some(s)) => load_started.elapsed() >= Duration::from_secs(s),
+                _ => true,
+            };
+            if due {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        match perturb(&mut net, p, load_started, Duration::from_secs(120)).await {
+            Ok(record) => records.push(record),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let mut stats = None;
+    let mut log = None;
+    if let Some((spec, task)) = load_task {
+        if failure.is_some() {
+            let _ = stop_tx.send(true);
+        }
+        let result = task
+            .await
+            .map_err(|e| invalid("load task", e, "panicked"))?;
+        let l = result?;
+        let first = spec.endpoints.first().cloned().unwrap_or_default();
+        let mut index = BlockIndex::new(CometRpc::new(first), start_height);
+        if !loadgen::drain(&mut index, &l, Duration::from_secs(60)).await? {
+            tracing::warn!("not every acknowledged transaction was ordered within 60 s");
+        }
+        let tx_bytes = scenario.load.as_ref().map_or(0, |l| l.tx_bytes);
+        stats = Some(loadgen::analyze(
+            &l,
+            &index,
+            Duration::ZERO,
+            tx_bytes,
+            spec.mode,
+            spec.workers,
+        ));
+        l.save(&dir.join(LOAD_LOG))?;
+        log = Some(l);
+    }
+    drop(stop_tx);
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let report = check::check(dir, &manifest, log.as_ref()).await;
+    if keep_running {
+        net.detach();
+    } else {
+        net.stop();
+    }
+    Ok(ScenarioReport {
+        perturbations: records,
+        load: stats,
+        check: report,
+    })
+}
+
+/// Where a scenario's testnet keeps its copy of the manifest.
+pub fn scenario_path(dir: &Path) -> PathBuf {
+    dir.join(SCENARIO_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_manifests_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests");
+        for name in ["ci.toml", "demo.toml", "bench.toml"] {
+            let path = dir.join(name);
+            let scenario = Scenario::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            scenario
+                .init_options(None, false)
+                .validate()
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn bad_manifests_name_the_value() {
+        let path = Path::new("m.toml");
+        let err = Scenario::from_toml(path, "[[validator]]\npower = 0\n").expect_err("power 0");
+        assert!(err.to_string().contains("validator.power"), "{err}");
+        let text = "[[validator]]\n[[perturbation]]\nnode = 3\nkind = \"kill\"\nat_secs = 1\n";
+        let err = Scenario::from_toml(path, text).expect_err("node 3");
+        assert!(err.to_string().contains("perturbation.node"), "{err}");
+        let text = "[[validator]]\n[[perturbation]]\nnode = 0\nkind = \"explode\"\nat_secs = 1\n";
+        assert!(Scenario::from_toml(path, text).is_err());
+    }
+}
