@@ -319,3 +319,252 @@ impl JobFollower {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::RetryPolicy;
+    use seqnet_proto::pb::prover_service_server::{ProverService, ProverServiceServer};
+    use seqnet_proto::{Action, TransactionBody};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    const CHAIN: &str = "prover-test";
+
+    /// An in-test node: jobs of rollup 1 at heights 1..=tip, one per
+    /// ready height.
+    #[derive(Clone, Default)]
+    struct Node {
+        tip: u64,
+        /// Each stream fails with UNAVAILABLE after this many jobs.
+        drop_after: Option<usize>,
+        /// Streams start from the first job, whatever the cursor.
+        rewind: bool,
+        /// SubmitProof answers with this code (0: accepted).
+        answer_code: u32,
+        /// `resume_after` of every stream opened (ready height).
+        opened: Arc<Mutex<Vec<Option<u64>>>>,
+        challenges: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    fn job(height: u64, prover: &[u8]) -> pb::Job {
+        pb::Job {
+            cursor: Some(pb::JobCursor {
+                ready_height: height,
+                rollup_id: 1,
+                height,
+            }),
+            rollup_id: 1,
+            height,
+            batch_commitment: vec![7; 32],
+            prev_state_root: vec![0; 32],
+            deadline: height + 20,
+            prover: prover.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    type Answer<T> = Result<tonic::Response<T>, Status>;
+
+    #[tonic::async_trait]
+    impl ProverService for Node {
+        async fn get_challenge(
+            &self,
+            _: tonic::Request<pb::GetChallengeRequest>,
+        ) -> Answer<pb::Challenge> {
+            let mut challenges = self.challenges.lock().unwrap();
+            let challenge = vec![u8::try_from(challenges.len() % 256).unwrap(); 32];
+            challenges.push(challenge.clone());
+            Ok(tonic::Response::new(pb::Challenge {
+                challenge,
+                expires_at_unix_ms: u64::MAX,
+                chain_id: CHAIN.into(),
+            }))
+        }
+
+        type JobsStream = ReceiverStream<Result<pb::Job, Status>>;
+        async fn jobs(&self, r: tonic::Request<pb::JobsRequest>) -> Answer<Self::JobsStream> {
+            let r = r.into_inner();
+            if !self.challenges.lock().unwrap().contains(&r.challenge) {
+                return Err(Status::unauthenticated("unknown challenge"));
+            }
+            seqnet_proto::prover::verify_auth(CHAIN, &r.challenge, &r.public_key, &r.signature)
+                .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            let after = r.resume_after.map(|c| c.ready_height);
+            self.opened.lock().unwrap().push(after);
+            let node = self.clone();
+            let (sender, receiver) = mpsc::channel(4);
+            tokio::spawn(async move {
+                let first = if node.rewind {
+                    1
+                } else {
+                    after.unwrap_or(0) + 1
+                };
+                for (sent, height) in (first..=node.tip).enumerate() {
+                    if node.drop_after == Some(sent) {
+                        let _ = sender.send(Err(Status::unavailable("node stopping"))).await;
+                        return;
+                    }
+                    if sender.send(Ok(job(height, &r.public_key))).await.is_err() {
+                        return;
+                    }
+                }
+                sender.closed().await; // follow: no new blocks
+            });
+            Ok(tonic::Response::new(ReceiverStream::new(receiver)))
+        }
+
+        async fn submit_proof(
+            &self,
+            r: tonic::Request<pb::SubmitProofRequest>,
+        ) -> Answer<pb::SubmitProofResponse> {
+            Ok(tonic::Response::new(pb::SubmitProofResponse {
+                tx_hash: seqnet_proto::sha256(&r.into_inner().tx).to_vec(),
+                code: self.answer_code,
+                log: if self.answer_code == 0 {
+                    String::new()
+                } else {
+                    "job (1, 5) is assigned to another prover".into()
+                },
+            }))
+        }
+
+        async fn get_prover(
+            &self,
+            _: tonic::Request<pb::GetProverRequest>,
+        ) -> Answer<pb::ProverInfo> {
+            Err(Status::not_found("no prover record"))
+        }
+    }
+
+    async fn serve(node: Node) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ProverServiceServer::new(node))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        url
+    }
+
+    fn client(urls: Vec<String>) -> RollupClient {
+        RollupClient::new(urls).unwrap().with_retry(RetryPolicy {
+            attempts: 5,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        })
+    }
+
+    async fn take(stream: &mut JobStream, n: usize) -> Vec<u64> {
+        let mut heights = Vec::new();
+        while heights.len() < n {
+            let job = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("a job in time")
+                .expect("stream open")
+                .expect("a job");
+            heights.push(job.height);
+        }
+        heights
+    }
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[5; 32])
+    }
+
+    #[tokio::test]
+    async fn dropped_job_streams_resume_after_the_last_cursor() {
+        let node = Node {
+            tip: 10,
+            drop_after: Some(3),
+            ..Node::default()
+        };
+        let opened = node.opened.clone();
+        let url = serve(node).await;
+        let mut stream = client(vec![url]).jobs(key(), None);
+        assert_eq!(take(&mut stream, 10).await, (1..=10).collect::<Vec<_>>());
+        assert_eq!(
+            *opened.lock().unwrap(),
+            vec![None, Some(3), Some(6), Some(9)]
+        );
+        let events = stream.events();
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, JobStreamEvent::Dropped { .. }))
+                .count(),
+            3,
+            "{events:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dead_node_fails_over_and_a_rewinding_one_is_deduplicated() {
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}", listener.local_addr().unwrap())
+        };
+        let dropping = serve(Node {
+            tip: 6,
+            drop_after: Some(3),
+            ..Node::default()
+        })
+        .await;
+        let rewinding = serve(Node {
+            tip: 6,
+            rewind: true,
+            ..Node::default()
+        })
+        .await;
+        let mut stream = client(vec![dead, dropping, rewinding]).jobs(key(), None);
+        // 1..=3 from the second node; the third sends 1..=6 again, of which
+        // only 4..=6 are new.
+        assert_eq!(take(&mut stream, 6).await, (1..=6).collect::<Vec<_>>());
+        let extra = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
+        assert!(extra.is_err(), "nothing more: {extra:?}");
+    }
+
+    fn proof_tx() -> Transaction {
+        TransactionBody {
+            chain_id: CHAIN.into(),
+            nonce: 0,
+            fee: 10,
+            actions: vec![Action::SubmitProof {
+                rollup_id: 1,
+                height: 5,
+                proof: vec![1; 192],
+                new_state_root: [0; 32],
+            }],
+        }
+        .sign(&key())
+    }
+
+    #[tokio::test]
+    async fn submissions_are_accepted_or_refused_with_the_chain_code() {
+        let url = serve(Node::default()).await;
+        let tx = proof_tx();
+        assert_eq!(
+            client(vec![url]).submit_proof(&tx).await.unwrap(),
+            tx.hash()
+        );
+        let url = serve(Node {
+            answer_code: Code::NotAssigned.as_u32(),
+            ..Node::default()
+        })
+        .await;
+        match client(vec![url.clone()]).submit_proof(&tx).await {
+            Err(ClientError::Rejected { code, message }) => {
+                assert_eq!(code, Some(Code::NotAssigned));
+                assert!(message.contains("another prover"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            client(vec![url]).prover(Address([1; 32])).await,
+            Err(ClientError::NotFound(_))
+        ));
+    }
+}
