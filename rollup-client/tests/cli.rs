@@ -130,8 +130,18 @@ impl RollupService for Node {
             params: None,
         }))
     }
-    async fn get_finality(&self, _: Request<pb::GetFinalityRequest>) -> Answer<pb::FinalityStatus> {
-        Err(Status::unimplemented("not in this test node"))
+    async fn get_finality(&self, r: Request<pb::GetFinalityRequest>) -> Answer<pb::FinalityStatus> {
+        let height = r.into_inner().height;
+        Ok(Response::new(pb::FinalityStatus {
+            ordered_height: 5,
+            proven_height: 3,
+            lag: 2,
+            height,
+            proven: height != 0 && height <= 3,
+            ordered: height != 0 && height <= 5,
+            open_jobs: 2,
+            max_unproven_blocks: 100,
+        }))
     }
     async fn force_include(
         &self,
@@ -378,4 +388,53 @@ fn bad_input_gets_a_clear_message() {
         "{}",
         stdout(&status)
     );
+}
+
+#[test]
+fn finality_and_prover_transactions() {
+    let (url, submitted) = start_node();
+    let out = seqnet(&url, &["finality", "4"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("ordered height 5, proven height 3 (lag 2 of at most 100)"),
+        "{text}"
+    );
+    assert!(text.contains("height 4: ordered, not yet proven"), "{text}");
+    let out = seqnet(&url, &["--json", "finality", "3"]);
+    let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(value["proven"], true);
+    assert_eq!(value["proven_height"], 3);
+    assert_eq!(value["lag"], 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("p.json");
+    new_key(&url, &key);
+    let key = key.to_str().unwrap();
+    for args in [
+        vec!["prover", "register", "--key", key, "--stake", "5000"],
+        vec!["prover", "unjail", "--key", key],
+        vec!["prover", "unbond", "--key", key],
+    ] {
+        let out = seqnet(&url, &args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let actions: Vec<Action> = submitted
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|tx| tx.body.actions.clone())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            Action::RegisterProver { stake: 5000 },
+            Action::Unjail,
+            Action::Unbond
+        ]
+    );
+    // `prover status` asks ProverService, which this node lacks.
+    let out = seqnet(&url, &["prover", "status", key]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("error:"), "{}", stderr(&out));
 }
