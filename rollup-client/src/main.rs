@@ -136,8 +136,11 @@ enum ProverCommand {
     },
     /// A prover's stake, status, totals and open jobs.
     Status {
-        /// 64-hex address, or a key file.
-        who: String,
+        /// 64-hex address, or a key file (default: --key).
+        who: Option<String>,
+        /// The prover's key file, when no address is given.
+        #[arg(long, env = "SEQNET_PROVER_KEY")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -677,8 +680,14 @@ impl App {
                 let tx = signer.unjail(send.fee);
                 self.send(&tx, &send).await?;
             }
-            Command::Prover(ProverCommand::Status { who }) => {
-                let address = parse_address(&who)?;
+            Command::Prover(ProverCommand::Status { who, key }) => {
+                let address = match (who, key) {
+                    (Some(who), _) => parse_address(&who)?,
+                    (None, Some(key)) => keys::address(&keys::load(&key)?),
+                    (None, None) => bail!(
+                        "give the prover's address or key file (or --key / SEQNET_PROVER_KEY)"
+                    ),
+                };
                 let info = self.client.prover(address).await?;
                 let p = info.prover.clone().unwrap_or_default();
                 let jobs: Vec<Value> = info
