@@ -12,12 +12,15 @@ use std::sync::{Arc, Mutex};
 use ark_ec::short_weierstrass::{Affine, Projective};
 use ark_ec::VariableBaseMSM;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaModule, CudaStream, LaunchConfig, PinnedHostSlice, PushKernelArg,
 };
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use sha2::{Digest, Sha256};
 
-use super::{encode, finish, GpuCurve, Plan, KERNEL_SOURCE, SCAN_CHUNK};
+use super::{
+    encode_points, encode_scalars, finish, GpuCurve, Plan, BUCKET_CHUNK, KERNEL_SOURCE,
+    SCALAR_WORDS, SCAN_CHUNK,
+};
 use crate::msm::{check_lengths, MsmBackend, MsmError, ScalarRepr};
 
 /// Why the CUDA back end cannot be used on this machine.
@@ -35,16 +38,18 @@ pub enum CudaUnavailable {
     Load(String),
 }
 
-const KERNELS: [&str; 11] = [
+const KERNELS: [&str; 13] = [
     "count_digits",
     "scan_chunks",
     "scan_chunk_sums",
     "add_chunk_offsets",
     "scatter_digits",
-    "bucket_sums_g1",
+    "bucket_chunks_g1",
+    "bucket_merge_g1",
     "window_segments_g1",
     "sum_groups_g1",
-    "bucket_sums_g2",
+    "bucket_chunks_g2",
+    "bucket_merge_g2",
     "window_segments_g2",
     "sum_groups_g2",
 ];
@@ -52,11 +57,13 @@ const KERNELS: [&str; 11] = [
 /// Multi-scalar multiplication on an NVIDIA GPU. Calls are serialised on one
 /// stream; MSMs below `min_size` points run on the CPU (launch overhead wins).
 pub struct CudaMsm {
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    upload: Arc<CudaStream>,
     kernels: Vec<CudaFunction>,
     device: String,
     min_size: usize,
-    busy: Mutex<()>,
+    staging: Mutex<Staging>,
     _module: Arc<CudaModule>,
 }
 
@@ -167,12 +174,18 @@ impl CudaMsm {
             ptx_cache = from_cache,
             "CUDA MSM kernels loaded"
         );
+        let new_stream = || {
+            ctx.new_stream()
+                .map_err(|e| CudaUnavailable::Load(format!("creating a stream: {e:?}")))
+        };
         Ok(CudaMsm {
-            stream: ctx.default_stream(),
+            stream: new_stream()?,
+            upload: new_stream()?,
+            ctx: ctx.clone(),
             kernels,
             device: format!("{name} ({arch})"),
             min_size,
-            busy: Mutex::new(()),
+            staging: Mutex::new(Staging::default()),
             _module: module,
         })
     }
@@ -203,18 +216,46 @@ impl CudaMsm {
             ));
         }
         let n32 = u32::try_from(n).map_err(|_| driver_error(format!("{n} points exceed u32")))?;
-        let plan = Plan::for_size(n);
-        let (points, words) = encode::<C>(bases, scalars);
-        let _guard = self
-            .busy
+        // SEQNET_MSM_WINDOW overrides the window width (for tuning runs).
+        let plan = match std::env::var("SEQNET_MSM_WINDOW")
+            .ok()
+            .and_then(|c| c.parse().ok())
+        {
+            Some(c) => Plan::with_window(c),
+            None => Plan::for_size(n),
+        };
+        let mut staging = self
+            .staging
             .lock()
             .map_err(|_| driver_error("poisoned lock"))?;
-        let s = &self.stream;
+        let (s, up) = (&self.stream, &self.upload);
+        let mut profile = Profile::new();
+        let (c, windows, nb, segs, group) = (
+            plan.c,
+            plan.windows,
+            plan.buckets,
+            plan.segments,
+            plan.group,
+        );
         let total = plan.total_buckets();
         let chunks = plan.scan_chunks();
         let xyzz = 4 * C::WORDS;
+        let pairs = n
+            .checked_mul(windows as usize)
+            .ok_or_else(|| driver_error("pair count overflows"))?;
+        let bucket_chunks = u32::try_from(pairs.div_ceil(BUCKET_CHUNK as usize))
+            .map_err(|_| driver_error(format!("{pairs} pairs exceed u32")))?;
 
-        let d_scalars = s.clone_htod(&words).map_err(driver_error)?;
+        // Scalars first: digits, histogram and sort run on `s` while the host
+        // encodes the points and `up` copies them (pinned staging buffers).
+        let words = staging.scalars(&self.ctx, n * SCALAR_WORDS)?;
+        encode_scalars::<C>(bases, scalars, words);
+        let mut d_scalars = s
+            .alloc_zeros::<u32>(n * SCALAR_WORDS)
+            .map_err(driver_error)?;
+        s.memcpy_htod(&*words, &mut d_scalars)
+            .map_err(driver_error)?;
+        profile.mark(s, "encode + upload scalars")?;
         let mut counts = s.alloc_zeros::<u32>(total as usize).map_err(driver_error)?;
         let mut offsets = s
             .alloc_zeros::<u32>(total as usize + 1)
@@ -223,20 +264,7 @@ impl CudaMsm {
         let mut chunk_sums = s
             .alloc_zeros::<u32>(chunks as usize)
             .map_err(driver_error)?;
-        let pairs = n
-            .checked_mul(plan.windows as usize)
-            .ok_or_else(|| driver_error("pair count overflows"))?;
         let mut refs = s.alloc_zeros::<u32>(pairs).map_err(driver_error)?;
-        let (c, windows, nb, segs, group) = (
-            plan.c,
-            plan.windows,
-            plan.buckets,
-            plan.segments,
-            plan.group,
-        );
-
-        // Scalars first: the digit and sort kernels run while the points upload
-        // (the copy below is queued behind them on the same stream).
         // SAFETY (all launches below): arguments match the kernel signatures
         // in msm.cu (device pointers to u32 or point structs, then u32s), and
         // every buffer holds at least as many elements as the kernel indexes.
@@ -282,30 +310,50 @@ impl CudaMsm {
                 .launch(grid(n32, 256))
                 .map_err(driver_error)?;
         }
-        let d_points = s.clone_htod(&points).map_err(driver_error)?;
-        let mut buckets: CudaSlice<u32> =
-            s.alloc_zeros(total as usize * xyzz).map_err(driver_error)?;
-        let mut segments: CudaSlice<u32> = s
-            .alloc_zeros((windows * segs) as usize * xyzz)
+        profile.mark(s, "digits + sort")?;
+        let point_words = staging.points(&self.ctx, n * 2 * C::WORDS)?;
+        encode_points::<C>(bases, point_words);
+        let mut d_points = up
+            .alloc_zeros::<u32>(n * 2 * C::WORDS)
             .map_err(driver_error)?;
+        up.memcpy_htod(&*point_words, &mut d_points)
+            .map_err(driver_error)?;
+        s.join(up).map_err(driver_error)?;
+        profile.mark(s, "encode + upload points")?;
+
+        let alloc_points = |count: usize| s.alloc_zeros::<u32>(count * xyzz).map_err(driver_error);
+        let mut buckets = alloc_points(total as usize)?;
+        let mut heads = alloc_points(bucket_chunks as usize)?;
+        let mut tails = alloc_points(bucket_chunks as usize)?;
+        let mut segments = alloc_points((windows * segs) as usize)?;
         let groups = windows * segs / group;
-        let mut level1: CudaSlice<u32> = s
-            .alloc_zeros(groups as usize * xyzz)
-            .map_err(driver_error)?;
-        let mut out: CudaSlice<u32> = s
-            .alloc_zeros(windows as usize * xyzz)
-            .map_err(driver_error)?;
+        let mut level1 = alloc_points(groups as usize)?;
+        let mut out = alloc_points(windows as usize)?;
         let per_window = segs / group;
         let suffix = C::SUFFIX;
         unsafe {
-            s.launch_builder(self.kernel(&format!("bucket_sums_{suffix}"))?)
+            s.launch_builder(self.kernel(&format!("bucket_chunks_{suffix}"))?)
                 .arg(&d_points)
                 .arg(&refs)
                 .arg(&offsets)
                 .arg(&total)
+                .arg(&BUCKET_CHUNK)
+                .arg(&mut buckets)
+                .arg(&mut heads)
+                .arg(&mut tails)
+                .launch(grid(bucket_chunks, 128))
+                .map_err(driver_error)?;
+            profile.mark(s, "bucket chunks")?;
+            s.launch_builder(self.kernel(&format!("bucket_merge_{suffix}"))?)
+                .arg(&offsets)
+                .arg(&total)
+                .arg(&BUCKET_CHUNK)
+                .arg(&heads)
+                .arg(&tails)
                 .arg(&mut buckets)
                 .launch(grid(total, 128))
                 .map_err(driver_error)?;
+            profile.mark(s, "bucket merge")?;
             s.launch_builder(self.kernel(&format!("window_segments_{suffix}"))?)
                 .arg(&buckets)
                 .arg(&nb)
@@ -330,7 +378,88 @@ impl CudaMsm {
                 .map_err(driver_error)?;
         }
         let sums = s.clone_dtoh(&out).map_err(driver_error)?;
+        profile.mark(s, "window reduction + download")?;
+        profile.report(n, &plan);
         Ok(finish::<C>(&plan, &sums))
+    }
+}
+
+/// Page-locked host buffers reused across calls (allocating them costs more
+/// than the copy they speed up), grown to the largest MSM seen.
+#[derive(Default)]
+struct Staging {
+    scalars: Option<PinnedHostSlice<u32>>,
+    points: Option<PinnedHostSlice<u32>>,
+}
+
+fn pinned<'a>(
+    slot: &'a mut Option<PinnedHostSlice<u32>>,
+    ctx: &Arc<CudaContext>,
+    len: usize,
+) -> Result<&'a mut [u32], MsmError> {
+    if slot.as_ref().is_none_or(|b| b.len() < len) {
+        *slot = None;
+        // SAFETY: the buffer's contents are only read after encode_* wrote
+        // the first `len` words.
+        *slot = Some(unsafe { ctx.alloc_pinned::<u32>(len) }.map_err(driver_error)?);
+    }
+    let buffer = slot
+        .as_mut()
+        .ok_or_else(|| driver_error("pinned buffer missing"))?;
+    Ok(&mut buffer.as_mut_slice().map_err(driver_error)?[..len])
+}
+
+impl Staging {
+    fn scalars(&mut self, ctx: &Arc<CudaContext>, len: usize) -> Result<&mut [u32], MsmError> {
+        pinned(&mut self.scalars, ctx, len)
+    }
+    fn points(&mut self, ctx: &Arc<CudaContext>, len: usize) -> Result<&mut [u32], MsmError> {
+        pinned(&mut self.points, ctx, len)
+    }
+}
+
+/// Per-phase timings when `SEQNET_MSM_PROFILE` is set: the stream is synchronised
+/// after each phase (slower overall), and the phases are logged at the end.
+struct Profile {
+    last: Option<std::time::Instant>,
+    phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Profile {
+    fn new() -> Profile {
+        let enabled = std::env::var_os("SEQNET_MSM_PROFILE").is_some();
+        Profile {
+            last: enabled.then(std::time::Instant::now),
+            phases: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, stream: &CudaStream, phase: &'static str) -> Result<(), MsmError> {
+        if let Some(last) = self.last {
+            stream.synchronize().map_err(driver_error)?;
+            let now = std::time::Instant::now();
+            self.phases.push((phase, now - last));
+            self.last = Some(now);
+        }
+        Ok(())
+    }
+
+    fn report(&self, n: usize, plan: &Plan) {
+        if self.last.is_some() {
+            let phases: Vec<String> = self
+                .phases
+                .iter()
+                .map(|(p, d)| format!("{p} {:.2} ms", d.as_secs_f64() * 1e3))
+                .collect();
+            tracing::info!(
+                n,
+                c = plan.c,
+                windows = plan.windows,
+                "msm phases: {}",
+                phases.join(", ")
+            );
+            eprintln!("msm n={n} c={}: {}", plan.c, phases.join(", "));
+        }
     }
 }
 

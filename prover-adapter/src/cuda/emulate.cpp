@@ -7,6 +7,10 @@
 
 #include "msm.cu"
 
+#ifndef BUCKET_CHUNK
+#define BUCKET_CHUNK 32
+#endif
+
 template <class F>
 static int run(u32 n, u32 c, u32 windows, u32 segs, u32 group1) {
     std::vector<Affine<F>> points(n > 0 ? n : 1);
@@ -29,8 +33,15 @@ static int run(u32 n, u32 c, u32 windows, u32 segs, u32 group1) {
         scatter_digits(scalars.data(), n, c, windows, cursors.data(), refs.data());
 
     std::vector<Xyzz<F>> buckets(total), segments((size_t)windows * segs);
+    const u32 bucket_chunk = BUCKET_CHUNK, nchunk = (n * windows + bucket_chunk - 1) / bucket_chunk;
+    std::vector<Xyzz<F>> heads(nchunk + 1), tails(nchunk + 1);
+    for (auto* v : {&buckets, &heads, &tails})
+        for (auto& p : *v) xyzz_set_inf(p);
+    for (seq_emu_tid = 0; seq_emu_tid < nchunk; seq_emu_tid++)
+        bucket_chunks<F>(points.data(), refs.data(), offsets.data(), total, bucket_chunk, buckets.data(),
+                         heads.data(), tails.data());
     for (seq_emu_tid = 0; seq_emu_tid < total; seq_emu_tid++)
-        bucket_sums<F>(points.data(), refs.data(), offsets.data(), total, buckets.data());
+        bucket_merge<F>(offsets.data(), total, bucket_chunk, heads.data(), tails.data(), buckets.data());
     for (seq_emu_tid = 0; seq_emu_tid < windows * segs; seq_emu_tid++)
         window_segments<F>(buckets.data(), nb, windows, segs, segments.data());
     const u32 groups1 = windows * segs / group1;

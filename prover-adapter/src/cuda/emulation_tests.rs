@@ -14,7 +14,7 @@ use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
 use ark_ff::{PrimeField, UniformRand};
 use rand::SeedableRng;
 
-use super::{encode, finish, GpuCurve, Plan, KERNEL_SOURCE};
+use super::{encode_points, encode_scalars, finish, GpuCurve, Plan, KERNEL_SOURCE};
 use crate::msm::{to_reprs, ScalarRepr};
 
 const HARNESS: &str = include_str!("emulate.cpp");
@@ -29,7 +29,8 @@ fn harness() -> Option<&'static PathBuf> {
         let bin = dir.join("emulate");
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let status = Command::new(&cxx)
-            .args(["-O2", "-std=c++14", "-o"])
+            // Chunks of 3 pairs so that small tests have buckets spanning chunks.
+            .args(["-O2", "-std=c++14", "-DBUCKET_CHUNK=3", "-o"])
             .arg(&bin)
             .arg(dir.join("emulate.cpp"))
             .status();
@@ -48,7 +49,10 @@ fn harness() -> Option<&'static PathBuf> {
 fn emulate<C: GpuCurve>(bases: &[Affine<C>], scalars: &[ScalarRepr]) -> Option<Projective<C>> {
     let bin = harness()?;
     let plan = Plan::for_size(bases.len());
-    let (points, words) = encode::<C>(bases, scalars);
+    let mut points = vec![0u32; bases.len() * 2 * C::WORDS];
+    let mut words = vec![0u32; bases.len() * 8];
+    encode_points::<C>(bases, &mut points);
+    encode_scalars::<C>(bases, scalars, &mut words);
     let group = if C::WORDS == 12 { 1u32 } else { 2 };
     let n = u32::try_from(bases.len()).expect("test sizes fit u32");
     let header = [group, n, plan.c, plan.windows, plan.segments, plan.group];

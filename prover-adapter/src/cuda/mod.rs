@@ -27,6 +27,9 @@ pub const KERNEL_SOURCE: &str = include_str!("msm.cu");
 const SCALAR_WORDS: usize = 8;
 /// Threads that each scan one chunk of the bucket histogram.
 const SCAN_CHUNK: u32 = 256;
+/// Sorted (bucket, point) pairs per bucket-sum thread (`BUCKET_CHUNK` in msm.cu's
+/// harness): bounds any thread's additions whatever the scalar distribution.
+const BUCKET_CHUNK: u32 = 32;
 
 /// How one MSM of `n` points is split across the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,12 @@ impl Plan {
     /// between 5 and 16 so bucket indices and the histogram stay small.
     pub fn for_size(n: usize) -> Plan {
         let log2 = usize::BITS - 1 - n.max(1).leading_zeros();
-        let c = log2.saturating_sub(4).clamp(5, 16);
+        Plan::with_window(log2.saturating_sub(4))
+    }
+
+    /// The plan for window width `c` (clamped to 5..=16).
+    pub fn with_window(c: u32) -> Plan {
+        let c = c.clamp(5, 16);
         let buckets = 1u32 << (c - 1);
         let segments = buckets.min(1024);
         Plan {
@@ -120,31 +128,35 @@ impl GpuCurve for ark_bls12_381::g2::Config {
     }
 }
 
-/// Points as `(x, y)` limbs and scalars as 8 `u32` limbs each; a point at
+/// Scalars as 8 `u32` limbs each into `out` (`8 * n` words); a point at
 /// infinity gets a zero scalar, so the kernels never read its coordinates.
-pub(crate) fn encode<C: GpuCurve>(
+pub(crate) fn encode_scalars<C: GpuCurve>(
     bases: &[Affine<C>],
     scalars: &[ScalarRepr],
-) -> (Vec<u32>, Vec<u32>) {
-    let point_words = 2 * C::WORDS;
-    let mut points = vec![0u32; bases.len() * point_words];
-    let mut words = vec![0u32; scalars.len() * SCALAR_WORDS];
-    points
-        .par_chunks_mut(point_words)
-        .zip(words.par_chunks_mut(SCALAR_WORDS))
+    out: &mut [u32],
+) {
+    out.par_chunks_mut(SCALAR_WORDS)
         .zip(bases.par_iter().zip(scalars.par_iter()))
-        .for_each(|((p, s), (base, scalar))| {
+        .for_each(|(s, (base, scalar))| {
             if base.infinity {
+                s.fill(0);
                 return;
             }
-            C::write_coord(&base.x, &mut p[..C::WORDS]);
-            C::write_coord(&base.y, &mut p[C::WORDS..]);
             for (i, limb) in scalar.0.iter().enumerate() {
                 s[2 * i] = *limb as u32;
                 s[2 * i + 1] = (*limb >> 32) as u32;
             }
         });
-    (points, words)
+}
+
+/// Points as `(x, y)` limbs into `out` (`2 * WORDS * n` words).
+pub(crate) fn encode_points<C: GpuCurve>(bases: &[Affine<C>], out: &mut [u32]) {
+    out.par_chunks_mut(2 * C::WORDS)
+        .zip(bases.par_iter())
+        .for_each(|(p, base)| {
+            C::write_coord(&base.x, &mut p[..C::WORDS]);
+            C::write_coord(&base.y, &mut p[C::WORDS..]);
+        });
 }
 
 /// Window sums (XYZZ limbs, `4 * WORDS` per window) combined as

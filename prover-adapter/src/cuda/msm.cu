@@ -13,7 +13,9 @@
 //   2. scan_chunks / scan_chunk_sums / add_chunk_offsets
 //                        exclusive prefix sum of the histogram = bucket offsets
 //   3. scatter_digits    (bucket, point) pairs sorted by bucket (counting sort)
-//   4. bucket_sums_*     one thread per bucket: XYZZ += affine mixed additions
+//   4. bucket_chunks_* / bucket_merge_*
+//                        XYZZ += affine mixed additions in equal chunks of the
+//                        sorted pairs, then the chunks of long buckets merged
 //   5. window_segments_* parallel running-sum reduction of each window's buckets
 //   6. sum_groups_*      two levels of small sums: segments -> windows
 // The host finishes with sum_w 2^(c w) * T_w (a handful of doublings).
@@ -472,26 +474,70 @@ SEQ_GLOBAL void scatter_digits(const u32* scalars, u32 n, u32 c, u32 windows, u3
     }
 }
 
-// 4. One thread per bucket: sum of its (signed) points.
+// 4a. Bucket sums in fixed-size chunks of the sorted pairs, so no thread adds
+// more than `chunk` points however skewed the buckets are (a sparse top window,
+// witness scalars that are mostly 0 or 1, all scalars equal). Thread k takes
+// pairs [k chunk, (k + 1) chunk): a bucket wholly inside goes straight to
+// buckets[b]; the first run, if its bucket began earlier, goes to heads[k]; the
+// last run, if its bucket goes on past the chunk, goes to tails[k].
 template <class F>
-SEQ_DEVICE void bucket_sums(const Affine<F>* points, const u32* refs, const u32* offsets, u32 total,
-                            Xyzz<F>* buckets) {
-    u32 b = SEQ_TID;
-    if (b >= total) return;
-    Xyzz<F> acc;
-    xyzz_set_inf(acc);
-    u32 end = offsets[b + 1];
-    for (u32 k = offsets[b]; k < end; k++) {
-        u32 r = refs[k];
-        const Affine<F>& q = points[r & 0x7fffffffu];
-        if (r & 0x80000000u) {
-            F ny;
-            fp_neg(ny, q.y);
-            xyzz_add_affine(acc, q.x, ny);
+SEQ_DEVICE void bucket_chunks(const Affine<F>* points, const u32* refs, const u32* offsets, u32 total,
+                              u32 chunk, Xyzz<F>* buckets, Xyzz<F>* heads, Xyzz<F>* tails) {
+    u32 k = SEQ_TID;
+    const u32 pairs = offsets[total];
+    const u64 start64 = (u64)k * chunk;
+    if (start64 >= pairs) return;
+    const u32 start = (u32)start64;
+    const u32 end = start + chunk < pairs ? start + chunk : pairs;
+    // The bucket of pair `start`: the last b with offsets[b] <= start.
+    u32 lo = 0, hi = total;
+    while (lo < hi) {
+        u32 mid = lo + (hi - lo + 1) / 2;
+        if (offsets[mid] <= start) lo = mid; else hi = mid - 1;
+    }
+    u32 b = lo;
+    u32 pos = start;
+    while (pos < end) {
+        while (offsets[b + 1] <= pos) b++;
+        const u32 run_end = offsets[b + 1] < end ? offsets[b + 1] : end;
+        Xyzz<F> acc;
+        xyzz_set_inf(acc);
+        for (; pos < run_end; pos++) {
+            u32 r = refs[pos];
+            const Affine<F>& q = points[r & 0x7fffffffu];
+            if (r & 0x80000000u) {
+                F ny;
+                fp_neg(ny, q.y);
+                xyzz_add_affine(acc, q.x, ny);
+            } else {
+                xyzz_add_affine(acc, q.x, q.y);
+            }
+        }
+        const bool began_before = offsets[b] < start;
+        const bool goes_on = offsets[b + 1] > end;
+        if (began_before) {
+            heads[k] = acc;
+        } else if (goes_on) {
+            tails[k] = acc;
         } else {
-            xyzz_add_affine(acc, q.x, q.y);
+            buckets[b] = acc;
         }
     }
+}
+
+// 4b. One thread per bucket that spans chunks: its tail in the first chunk plus
+// the heads of the chunks it reaches into.
+template <class F>
+SEQ_DEVICE void bucket_merge(const u32* offsets, u32 total, u32 chunk, const Xyzz<F>* heads,
+                             const Xyzz<F>* tails, Xyzz<F>* buckets) {
+    u32 b = SEQ_TID;
+    if (b >= total) return;
+    const u32 first = offsets[b], last = offsets[b + 1];
+    if (first == last) return;
+    const u32 cs = first / chunk, ce = (last - 1) / chunk;
+    if (cs == ce) return;
+    Xyzz<F> acc = tails[cs];
+    for (u32 k = cs + 1; k <= ce; k++) xyzz_add(acc, heads[k]);
     buckets[b] = acc;
 }
 
@@ -535,11 +581,19 @@ SEQ_DEVICE void sum_groups(const Xyzz<F>* in, u32 groups, u32 group, Xyzz<F>* ou
     out[t] = acc;
 }
 
-SEQ_GLOBAL void bucket_sums_g1(const Affine<Fp>* p, const u32* r, const u32* o, u32 t, Xyzz<Fp>* b) {
-    bucket_sums<Fp>(p, r, o, t, b);
+SEQ_GLOBAL void bucket_chunks_g1(const Affine<Fp>* p, const u32* r, const u32* o, u32 t, u32 c, Xyzz<Fp>* b,
+                                 Xyzz<Fp>* h, Xyzz<Fp>* tl) {
+    bucket_chunks<Fp>(p, r, o, t, c, b, h, tl);
 }
-SEQ_GLOBAL void bucket_sums_g2(const Affine<Fp2>* p, const u32* r, const u32* o, u32 t, Xyzz<Fp2>* b) {
-    bucket_sums<Fp2>(p, r, o, t, b);
+SEQ_GLOBAL void bucket_chunks_g2(const Affine<Fp2>* p, const u32* r, const u32* o, u32 t, u32 c, Xyzz<Fp2>* b,
+                                 Xyzz<Fp2>* h, Xyzz<Fp2>* tl) {
+    bucket_chunks<Fp2>(p, r, o, t, c, b, h, tl);
+}
+SEQ_GLOBAL void bucket_merge_g1(const u32* o, u32 t, u32 c, const Xyzz<Fp>* h, const Xyzz<Fp>* tl, Xyzz<Fp>* b) {
+    bucket_merge<Fp>(o, t, c, h, tl, b);
+}
+SEQ_GLOBAL void bucket_merge_g2(const u32* o, u32 t, u32 c, const Xyzz<Fp2>* h, const Xyzz<Fp2>* tl, Xyzz<Fp2>* b) {
+    bucket_merge<Fp2>(o, t, c, h, tl, b);
 }
 SEQ_GLOBAL void window_segments_g1(const Xyzz<Fp>* b, u32 nb, u32 w, u32 s, Xyzz<Fp>* o) {
     window_segments<Fp>(b, nb, w, s, o);
