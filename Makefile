@@ -5,6 +5,9 @@
 #   make run            deps + build + a local 4-validator network with demo load
 #   make test           deps + build + fmt check + clippy + all tests (end-to-end included)
 #   make clean-testnet  stop and delete the local network in $(TESTNET_DIR)
+#   make bench          kvstore vs seqnet on this machine (writes bench.json)
+#   make compose-test   the docker compose testnet end to end (installs docker.io,
+#                       docker-compose and debootstrap if missing, starts dockerd)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +25,7 @@ TESTNET_DIR ?= .testnet
 DEMO_ARGS ?=
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test clean-testnet
+.PHONY: deps build run test clean-testnet bench compose-deps compose-test
 
 deps:
 	@if ! command -v clang >/dev/null 2>&1 || ! { dpkg -s libclang-dev >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then \
@@ -59,3 +62,15 @@ clean-testnet:
 	  $(CARGO_TARGET_DIR)/debug/seqnet-testnet down --dir $(TESTNET_DIR) || true; \
 	fi
 	rm -rf $(TESTNET_DIR)
+
+BENCH_ARGS ?=
+bench: deps build
+	$(CARGO_TARGET_DIR)/debug/seqnet-testnet bench --out bench.json $(BENCH_ARGS)
+
+compose-deps:
+	testnet/scripts/compose-deps.sh
+
+# Not part of `make test` (it installs packages and starts dockerd); .ci/run
+# runs it as a separate step.
+compose-test: deps build compose-deps
+	SEQNET_COMPOSE_TEST=1 $(CARGO) test -p seqnet-testnet --test compose -- --nocapture

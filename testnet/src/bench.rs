@@ -208,8 +208,18 @@ impl TxSource for SeqnetSource {
         best
     }
 
-    fn rejected(&mut self) {
-        self.signer.next_nonce = self.signer.next_nonce.saturating_sub(1);
+    fn rejected(&mut self, log: &str) {
+        // seqnet's nonce errors name the account's next nonce: resync to it
+        // (a lost transaction would otherwise stall this worker for good).
+        let next = log
+            .split("next nonce is ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok());
+        self.signer.next_nonce = match next {
+            Some(n) => n,
+            None => self.signer.next_nonce.saturating_sub(1),
+        };
     }
 }
 

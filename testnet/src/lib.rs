@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod binaries;
 pub mod check;
+pub mod compose;
 pub mod error;
 pub mod init;
 pub mod load;

@@ -21,9 +21,10 @@
 //! CometBFT's own load tools do: a transaction's commit time is the time of
 //! the block *after* the one that holds it (the median of the precommit
 //! timestamps that committed it), minus the local send time (one machine,
-//! one clock). Invariant: every worker's acknowledged transactions are
-//! recorded in send order; a transport failure re-sends the same bytes, so
-//! one logical transaction never has two encodings.
+//! one clock). A transport failure re-sends the same bytes, so one logical
+//! transaction never has two encodings; if the re-send finds it already in
+//! the mempool cache, its verdict is unknown and it is not counted as
+//! acknowledged.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,9 +42,11 @@ use crate::rpc::CometRpc;
 pub trait TxSource: Send + 'static {
     /// The next transaction's bytes.
     fn next_tx(&mut self) -> Vec<u8>;
-    /// CheckTx rejected the last transaction: it is not in any mempool, so
-    /// its slot (a nonce) may be reused.
-    fn rejected(&mut self) {}
+    /// CheckTx rejected the last transaction (`log` says why): it is not in
+    /// any mempool, so its slot (a nonce) may be reused.
+    fn rejected(&mut self, log: &str) {
+        let _ = log;
+    }
 }
 
 /// How the load is paced.
@@ -197,7 +200,7 @@ pub async fn run(
         let endpoint = spec.endpoints[worker % spec.endpoints.len()].clone();
         tasks.spawn(worker_task(
             worker,
-            CometRpc::new(endpoint).with_timeout(Duration::from_secs(5)),
+            CometRpc::new(endpoint).with_timeout(Duration::from_secs(15)),
             source,
             period,
             deadline,
@@ -282,7 +285,9 @@ async fn worker_task(
                     log.last_problem = Some(format!("CheckTx code {}: {}", r.code, r.log));
                     break Some(false);
                 }
-                Err(e) if e.to_string().contains("already exists in cache") => break Some(true),
+                // An earlier attempt reached the mempool; its verdict is
+                // unknown here, so it does not count as acknowledged.
+                Err(e) if e.to_string().contains("already exists in cache") => break None,
                 Err(e) => {
                     log.errors += 1;
                     counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -294,23 +299,24 @@ async fn worker_task(
                 }
             }
         };
-        let acked = match acked {
-            Some(a) => a,
-            None => {
-                // Unknown fate; record it as sent but not acknowledged.
-                log.txs.push(SentTx {
-                    hash,
-                    sent,
-                    acked: false,
-                    worker,
-                });
+        let Some(acked) = acked else {
+            // Unknown fate (stopped while retrying, or an earlier attempt
+            // got in): recorded as sent, not acknowledged.
+            log.txs.push(SentTx {
+                hash,
+                sent,
+                acked: false,
+                worker,
+            });
+            if should_stop(deadline, &stop) {
                 break;
             }
+            continue;
         };
         if acked {
             counters.acked.fetch_add(1, Ordering::Relaxed);
         } else {
-            source.rejected();
+            source.rejected(log.last_problem.as_deref().unwrap_or(""));
         }
         log.txs.push(SentTx {
             hash,

@@ -11,6 +11,7 @@ use seqnet_testnet::{status, Binaries, InitOptions, Manifest, Testnet};
 
 mod bench_cli;
 mod check_cli;
+mod compose_cli;
 mod scenario_cli;
 
 #[derive(Parser)]
@@ -200,6 +201,8 @@ enum Command {
     Check(check_cli::CheckArgs),
     /// Run a manifest's scenario: start, load, perturb, check.
     Scenario(scenario_cli::ScenarioArgs),
+    /// Run the testnet's validators as docker compose containers (up|down).
+    Compose(compose_cli::ComposeArgs),
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -542,6 +545,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("invariant breached (see the table above)");
             }
         }
+        Command::Compose(args) => compose_cli::run(args).await?,
         Command::Scenario(args) => {
             if !scenario_cli::run(args).await? {
                 anyhow::bail!("scenario failed (see the tables above)");

@@ -429,6 +429,7 @@ pub fn init(
             init::set_fault_censor(dir, node, &section.censor)?;
         }
     }
+    crate::compose::write(dir, &manifest)?;
     let text =
         toml::to_string(scenario).map_err(|e| TestnetError::parse(dir.join(SCENARIO_FILE), e))?;
     let path = dir.join(SCENARIO_FILE);

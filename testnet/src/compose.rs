@@ -1,0 +1,247 @@
+//! docker compose: the same generated testnet, one container per validator.
+//!
+//! `init --manifest` writes, next to the process layout:
+//!
+//! ```text
+//! D/docker-compose.yml   one service per validator (node0..), a private bridge network
+//! D/image/Dockerfile     FROM ${BASE_IMAGE} (default debian:bookworm-slim), binaries copied in
+//! D/image/seqnet-node    entrypoint: sequencer in the background, then CometBFT
+//! D/image/bin/           filled by `compose up` with the host's cometbft and seqnet-sequencer
+//! ```
+//!
+//! Every container mounts its own node directory (`D/node{i}` at
+//! `/net/node{i}`): the CometBFT home, `sequencer.toml`, the state and the
+//! logs are the files the process mode uses. Only the listeners change, by
+//! flags and environment (which take precedence over the files): CometBFT's
+//! p2p and RPC and the sequencer's gRPC and metrics listen on `0.0.0.0`,
+//! the peers are the containers' fixed addresses on the compose network,
+//! and each node's RPC, gRPC and metrics ports are published on the host's
+//! 127.0.0.1 with the same numbers as in process mode. So `status`,
+//! `check`, the load generator and `seqnet` work unchanged against a
+//! compose network. Logs go to the node directories as in process mode.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::binaries::Binaries;
+use crate::error::{Result, TestnetError};
+use crate::manifest::Manifest;
+
+/// File names in the testnet directory.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
+pub const IMAGE_DIR: &str = "image";
+/// Default base image for users online.
+pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
+
+/// The compose network's subnet: `172.29.<third>.0/24`, from the base port
+/// so two testnets with different ports get different subnets.
+pub fn subnet_third_octet(base_port: u16) -> u16 {
+    (base_port / 10) % 200 + 20
+}
+
+/// Container address of node `index`.
+pub fn node_ip(manifest: &Manifest, index: usize) -> String {
+    format!(
+        "172.29.{}.{}",
+        subnet_third_octet(manifest.base_port),
+        10 + index
+    )
+}
+
+/// The compose project name of a testnet (its chain id and base port).
+pub fn project_name(manifest: &Manifest) -> String {
+    let id: String = manifest
+        .chain_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{id}-{}", manifest.base_port)
+}
+
+const DOCKERFILE: &str = r#"# seqnet validator image: CometBFT and seqnet-sequencer built on the host.
+# The base image is a build argument: a stock slim Debian for users online;
+# offline, any local image with glibc and libstdc++ (e.g. `debootstrap
+# --variant=minbase bookworm` + `docker import`, see testnet/README.md).
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+COPY bin/ /usr/local/bin/
+COPY seqnet-node /usr/local/bin/seqnet-node
+RUN chmod 0755 /usr/local/bin/seqnet-node /usr/local/bin/cometbft /usr/local/bin/seqnet-sequencer
+ENTRYPOINT ["/usr/local/bin/seqnet-node"]
+"#;
+
+const ENTRYPOINT: &str = r#"#!/bin/sh
+# Runs one validator: the sequencer in the background, then CometBFT.
+# NODE (node dir under /net), ABCI, P2P, RPC, GRPC, METRICS (ports), PEERS.
+set -eu
+home="/net/$NODE"
+export SEQNET_GRPC_LISTEN="0.0.0.0:$GRPC"
+export SEQNET_METRICS_LISTEN="0.0.0.0:$METRICS"
+seqnet-sequencer start --config "$home/sequencer.toml" >>"$home/sequencer.log" 2>&1 &
+seq=$!
+trap 'kill -TERM "$seq" 2>/dev/null; kill -TERM "$cmt" 2>/dev/null' TERM INT
+# Give the sequencer a moment to open its ABCI port (CometBFT retries too).
+sleep 1
+cometbft start --home "$home/cometbft" \
+  --proxy_app "tcp://127.0.0.1:$ABCI" \
+  --p2p.laddr "tcp://0.0.0.0:$P2P" \
+  --rpc.laddr "tcp://0.0.0.0:$RPC" \
+  --p2p.persistent_peers "$PEERS" >>"$home/cometbft.log" 2>&1 &
+cmt=$!
+# Exit (and let the container stop) when either process ends.
+while kill -0 "$seq" 2>/dev/null && kill -0 "$cmt" 2>/dev/null; do sleep 1; done
+kill -TERM "$seq" "$cmt" 2>/dev/null || true
+wait
+"#;
+
+/// Writes `docker-compose.yml` and `image/` for the testnet in `dir`.
+pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let image_dir = dir.join(IMAGE_DIR);
+    std::fs::create_dir_all(image_dir.join("bin")).map_err(|e| TestnetError::io(&image_dir, e))?;
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|e| TestnetError::io(path, e))
+    };
+    write(image_dir.join("Dockerfile"), DOCKERFILE)?;
+    write(image_dir.join("seqnet-node"), ENTRYPOINT)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let path = image_dir.join("seqnet-node");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| TestnetError::io(path, e))?;
+    }
+    let third = subnet_third_octet(manifest.base_port);
+    let mut yml = format!(
+        "# Generated by seqnet-testnet init --manifest; `seqnet-testnet compose up|down --dir .`\n\
+         # or `docker compose up -d` here (build arg BASE_IMAGE picks the base image).\n\
+         version: \"3.8\"\n\
+         x-node: &node\n  image: seqnet-node:{project}\n  build:\n    context: ./image\n    args:\n      BASE_IMAGE: ${{BASE_IMAGE:-debian:bookworm-slim}}\n  restart: \"no\"\n  stop_grace_period: 10s\n\
+         services:\n",
+        project = project_name(manifest)
+    );
+    for node in &manifest.nodes {
+        let peers: Vec<String> = manifest
+            .nodes
+            .iter()
+            .filter(|o| o.index != node.index)
+            .map(|o| {
+                format!(
+                    "{}@{}:{}",
+                    o.node_id,
+                    node_ip(manifest, o.index),
+                    o.ports.p2p
+                )
+            })
+            .collect();
+        let p = node.ports;
+        yml.push_str(&format!(
+            "  {name}:\n    <<: *node\n    hostname: {name}\n    environment:\n      NODE: {dir}\n      ABCI: \"{abci}\"\n      P2P: \"{p2p}\"\n      RPC: \"{rpc}\"\n      GRPC: \"{grpc}\"\n      METRICS: \"{metrics}\"\n      PEERS: \"{peers}\"\n    volumes:\n      - ./{dir}:/net/{dir}\n    ports:\n      - \"127.0.0.1:{rpc}:{rpc}\"\n      - \"127.0.0.1:{grpc}:{grpc}\"\n      - \"127.0.0.1:{metrics}:{metrics}\"\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
+            name = node.moniker,
+            dir = node.dir.display(),
+            abci = p.abci,
+            p2p = p.p2p,
+            rpc = p.rpc,
+            grpc = p.grpc,
+            metrics = p.metrics,
+            peers = peers.join(","),
+            ip = node_ip(manifest, node.index),
+        ));
+    }
+    yml.push_str(&format!(
+        "networks:\n  seqnet:\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 172.29.{third}.0/24\n"
+    ));
+    write(dir.join(COMPOSE_FILE), &yml)
+}
+
+/// The compose command here: `docker compose` (plugin) or `docker-compose`.
+pub fn compose_command() -> Result<Vec<String>> {
+    let works = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if works("docker", &["compose", "version"]) {
+        return Ok(vec!["docker".into(), "compose".into()]);
+    }
+    if works("docker-compose", &["version"]) {
+        return Ok(vec!["docker-compose".into()]);
+    }
+    Err(TestnetError::BinaryMissing {
+        name: "docker compose",
+        searched: "`docker compose`, `docker-compose` on PATH".into(),
+        hint: "install docker.io and docker-compose (make compose-deps) and start dockerd",
+    })
+}
+
+fn run_compose(dir: &Path, manifest: &Manifest, args: &[&str], base_image: &str) -> Result<()> {
+    let compose = compose_command()?;
+    let mut command = Command::new(&compose[0]);
+    command
+        .args(&compose[1..])
+        .arg("-p")
+        .arg(project_name(manifest))
+        .arg("-f")
+        .arg(dir.join(COMPOSE_FILE))
+        .args(args)
+        .env("BASE_IMAGE", base_image)
+        .current_dir(dir);
+    let line = format!("{} {}", compose.join(" "), args.join(" "));
+    tracing::info!(dir = %dir.display(), "{line}");
+    let out = command
+        .output()
+        .map_err(|e| TestnetError::io(PathBuf::from(&compose[0]), e))?;
+    if !out.status.success() {
+        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if stderr.len() > 4000 {
+            stderr = stderr[stderr.len() - 4000..].to_string();
+        }
+        return Err(TestnetError::CommandFailed {
+            command: line,
+            status: out.status.to_string(),
+            stderr,
+        });
+    }
+    Ok(())
+}
+
+/// Copies the host's binaries into the image context, builds the image and
+/// starts every container; waits until every node reports height 2.
+pub async fn up(
+    dir: &Path,
+    binaries: &Binaries,
+    base_image: &str,
+    timeout: Duration,
+) -> Result<()> {
+    let manifest = Manifest::load(dir)?;
+    if !dir.join(COMPOSE_FILE).is_file() {
+        write(dir, &manifest)?;
+    }
+    let bin = dir.join(IMAGE_DIR).join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| TestnetError::io(&bin, e))?;
+    for (src, name) in [
+        (&binaries.cometbft, crate::binaries::COMETBFT),
+        (&binaries.sequencer, crate::binaries::SEQUENCER),
+    ] {
+        std::fs::copy(src, bin.join(name)).map_err(|e| TestnetError::io(src, e))?;
+    }
+    run_compose(dir, &manifest, &["up", "-d", "--build"], base_image)?;
+    crate::bench::wait_all_height(&manifest, 2, timeout).await
+}
+
+/// Stops and removes the containers and the network.
+pub fn down(dir: &Path) -> Result<()> {
+    let manifest = Manifest::load(dir)?;
+    run_compose(
+        dir,
+        &manifest,
+        &["down", "--timeout", "10"],
+        DEFAULT_BASE_IMAGE,
+    )
+}

@@ -1,0 +1,86 @@
+//! The docker compose path end to end: `compose-deps.sh` (docker.io, a
+//! compose tool and debootstrap from Debian if missing, dockerd if none
+//! runs, the base image from `debootstrap --variant=minbase bookworm` +
+//! `docker import` if missing), `init --manifest ci.toml` (which writes
+//! `docker-compose.yml`), `compose up` (the host's binaries copied into the
+//! image), blocks on every container, the invariant checker, `compose down`.
+//!
+//! Runs only with `SEQNET_COMPOSE_TEST=1` (`make compose-test`, a separate
+//! step of `.ci/run`): it installs packages and starts a daemon.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use seqnet_testnet::scenario::{self, Scenario};
+use seqnet_testnet::{check, compose, Binaries, CometRpc};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result<()> {
+    if std::env::var("SEQNET_COMPOSE_TEST").as_deref() != Ok("1") {
+        eprintln!("skipped: set SEQNET_COMPOSE_TEST=1 (make compose-test) to run the compose test");
+        return Ok(());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deps = Command::new(root.join("scripts/compose-deps.sh")).output()?;
+    anyhow::ensure!(
+        deps.status.success(),
+        "compose-deps.sh failed: {}",
+        String::from_utf8_lossy(&deps.stderr)
+    );
+    let base_image = String::from_utf8_lossy(&deps.stdout)
+        .lines()
+        .last()
+        .unwrap_or("seqnet-base:bookworm")
+        .trim()
+        .to_string();
+
+    let mut scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
+    scenario.load = None;
+    scenario.perturbations.clear();
+    let tmp = tempfile::Builder::new()
+        .prefix("seqnet-compose-")
+        .tempdir()?;
+    let dir = tmp.path().join("net");
+    let binaries = Binaries::locate()?;
+    let base_port = seqnet_testnet::pick_free_base_port(scenario.validators.len())?;
+    let manifest = scenario::init(&dir, &scenario, Some(base_port), false, &binaries)?;
+    assert!(dir.join(compose::COMPOSE_FILE).is_file());
+
+    let started = Instant::now();
+    let up = compose::up(&dir, &binaries, &base_image, Duration::from_secs(300)).await;
+    let result = async {
+        up?;
+        eprintln!(
+            "compose: {} containers at height 2 in {:.1} s",
+            manifest.nodes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        // Blocks on every container: each node's height moves on.
+        let mut first = Vec::new();
+        for node in &manifest.nodes {
+            first.push(CometRpc::new(node.rpc_addr()).status().await?.height);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for (node, h0) in manifest.nodes.iter().zip(&first) {
+            let h = CometRpc::new(node.rpc_addr()).status().await?.height;
+            anyhow::ensure!(h > *h0, "{} stuck at height {h}", node.moniker);
+        }
+        let report = check::check(&dir, &manifest, None).await;
+        eprintln!("{}", report.render());
+        anyhow::ensure!(report.passed(), "checker:\n{}", report.render());
+        anyhow::Ok(())
+    }
+    .await;
+    let down_started = Instant::now();
+    let down = compose::down(&dir);
+    eprintln!(
+        "compose down in {:.1} s",
+        down_started.elapsed().as_secs_f64()
+    );
+    result?;
+    down?;
+    // Containers ran as root and wrote into the node directories.
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
