@@ -14,7 +14,7 @@
 //! multiplications for the folding, MSMs of `3 n` G1 and `2 n` G2 points.
 
 use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
-use ark_ec::pairing::Pairing;
+use ark_ec::pairing::{MillerLoopOutput, Pairing};
 use ark_ec::CurveGroup;
 use ark_ff::{Field, One, Zero};
 use ark_groth16::Proof;
@@ -22,6 +22,7 @@ use rayon::prelude::*;
 use seqnet_proto::aggregate::{
     padded_size, AggregateProof, AggregateTranscript, GipaRound, MAX_AGGREGATE,
 };
+use seqnet_proto::batch_verify::{multi_miller_loop, G2Prepared};
 use seqnet_proto::groth16::{BatchStatement, PreparedKey, ProofError};
 
 use crate::msm::{to_reprs, MsmBackend, MsmError};
@@ -61,27 +62,52 @@ pub enum AggregateProveError {
 /// `prod e(g1[i], g2[i])` (Miller loops in parallel chunks, one final
 /// exponentiation).
 pub fn pairing_product(g1: &[G1Affine], g2: &[G2Affine]) -> Result<Fq12, AggregateProveError> {
+    let prepared = prepare(g2);
+    let refs: Vec<&G2Prepared> = prepared.iter().collect();
+    pairing_product_prepared(g1, &refs)
+}
+
+/// G2 points prepared for Miller loops, in parallel.
+pub fn prepare(g2: &[G2Affine]) -> Vec<G2Prepared> {
+    g2.par_iter().map(G2Prepared::from).collect()
+}
+
+/// `prod e(g1[i], g2[i])` over prepared G2 points.
+pub fn pairing_product_prepared(
+    g1: &[G1Affine],
+    g2: &[&G2Prepared],
+) -> Result<Fq12, AggregateProveError> {
     let threads = rayon::current_num_threads().max(1);
     let chunk = g1.len().div_ceil(threads).max(1);
     let ml = g1
         .par_chunks(chunk)
         .zip(g2.par_chunks(chunk))
-        .map(|(a, b)| Bls12_381::multi_miller_loop(a.iter().copied(), b.iter()).0)
+        .map(|(a, b)| {
+            let pairs: Vec<(G1Affine, &G2Prepared)> =
+                a.iter().copied().zip(b.iter().copied()).collect();
+            multi_miller_loop(&pairs)
+        })
         .reduce(Fq12::one, |x, y| x * y);
-    Bls12_381::final_exponentiation(ark_ec::pairing::MillerLoopOutput(ml))
+    Bls12_381::final_exponentiation(MillerLoopOutput(ml))
         .map(|out| out.0)
         .ok_or(AggregateProveError::Pairing)
 }
 
+/// `prod e(a1, b1) * prod e(a2, b2)` over prepared G2 points.
 fn pp2(
     a1: &[G1Affine],
-    b1: &[G2Affine],
+    b1: &[G2Prepared],
     a2: &[G1Affine],
-    b2: &[G2Affine],
+    b2: &[G2Prepared],
 ) -> Result<Fq12, AggregateProveError> {
     let g1: Vec<G1Affine> = a1.iter().chain(a2).copied().collect();
-    let g2: Vec<G2Affine> = b1.iter().chain(b2).copied().collect();
-    pairing_product(&g1, &g2)
+    let g2: Vec<&G2Prepared> = b1.iter().chain(b2).collect();
+    pairing_product_prepared(&g1, &g2)
+}
+
+fn pp(a: &[G1Affine], b: &[G2Prepared]) -> Result<Fq12, AggregateProveError> {
+    let g2: Vec<&G2Prepared> = b.iter().collect();
+    pairing_product_prepared(a, &g2)
 }
 
 /// `L + s R` for the halves of `v`, G1.
@@ -186,9 +212,11 @@ pub fn aggregate(
     let w1: &[G1Affine] = &srs.g_alpha[n..2 * n];
     let w2: &[G1Affine] = &srs.g_beta[n..2 * n];
 
-    // Commitments.
-    let com_ab = (pp2(&a, &v1, w1, &b)?, pp2(&a, &v2, w2, &b)?);
-    let com_c = (pairing_product(&c, &v1)?, pairing_product(&c, &v2)?);
+    // Commitments (each G2 vector prepared once).
+    let (v1_p, v2_p, b_p) = (prepare(&v1), prepare(&v2), prepare(&b));
+    let com_ab = (pp2(&a, &v1_p, w1, &b_p)?, pp2(&a, &v2_p, w2, &b_p)?);
+    let com_c = (pp(&c, &v1_p)?, pp(&c, &v2_p)?);
+    drop(b_p);
     let verifier = srs.verifier();
     let mut t = AggregateTranscript::new(&verifier, key, inputs);
     let r = t.commitments(&com_ab, &com_c);
@@ -225,27 +253,30 @@ pub fn aggregate(
     while a.len() > 1 {
         let m = a.len() / 2;
         let (a_l, a_r) = a.split_at(m);
-        let (b_l, b_r) = b.split_at(m);
         let (c_l, c_r) = c.split_at(m);
-        let (v1_l, v1_r) = v1.split_at(m);
-        let (v2_l, v2_r) = v2.split_at(m);
         let (w1_l, w1_r) = w1.split_at(m);
         let (w2_l, w2_r) = w2.split_at(m);
         let (rv_l, rv_r) = rv.split_at(m);
+        // Prepared once per round: each half serves two or three products.
+        let (b_p, v1_p, v2_p) = (prepare(&b), prepare(&v1), prepare(&v2));
+        let (b_l, b_r) = b_p.split_at(m);
+        let (v1_l, v1_r) = v1_p.split_at(m);
+        let (v2_l, v2_r) = v2_p.split_at(m);
         let round = GipaRound {
             t_ab_l: pp2(a_r, v1_l, w1_r, b_l)?,
             u_ab_l: pp2(a_r, v2_l, w2_r, b_l)?,
             t_ab_r: pp2(a_l, v1_r, w1_l, b_r)?,
             u_ab_r: pp2(a_l, v2_r, w2_l, b_r)?,
-            z_ab_l: pairing_product(a_r, b_l)?,
-            z_ab_r: pairing_product(a_l, b_r)?,
-            t_c_l: pairing_product(c_r, v1_l)?,
-            u_c_l: pairing_product(c_r, v2_l)?,
-            t_c_r: pairing_product(c_l, v1_r)?,
-            u_c_r: pairing_product(c_l, v2_r)?,
+            z_ab_l: pp(a_r, b_l)?,
+            z_ab_r: pp(a_l, b_r)?,
+            t_c_l: pp(c_r, v1_l)?,
+            u_c_l: pp(c_r, v2_l)?,
+            t_c_r: pp(c_l, v1_r)?,
+            u_c_r: pp(c_l, v2_r)?,
             z_c_l: msm.msm_g1(c_r, &to_reprs(rv_l))?.into_affine(),
             z_c_r: msm.msm_g1(c_l, &to_reprs(rv_r))?.into_affine(),
         };
+        drop((b_p, v1_p, v2_p));
         let x = t.round(&round);
         let x_inv = x.inverse().ok_or(AggregateProveError::Pairing)?;
         a = fold_g1(&a, &x);
