@@ -39,8 +39,9 @@ const JAIL_PERIOD: u64 = 10;
 const SLASH_BPS: u64 = 1_000; // the chain default
 /// Blocks a back-up needs after a deadline to get, prove and land a job.
 const DELIVERY_SLACK: u64 = 6;
-/// Load over both rollups: most blocks carry data of each.
-const LOAD_RATE: f64 = 3.0;
+/// Load over both rollups: about every other block carries data of each
+/// (a rollup gets at most one proof per block, docs/provers.md).
+const LOAD_RATE: f64 = 2.0;
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 type Result<T> = anyhow::Result<T>;
@@ -454,18 +455,17 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    eprintln!("ordering resumed: {resumed_items:?}");
-
     // Every ordered batch is proven: stop the load, let finality catch up,
     // then read every batch back with its validity proof checked here.
     let _ = stop_load.send(true);
     load_task.await??;
+    eprintln!("ordering resumed: {resumed_items:?}; load stopped");
     let end = finality(&mut client).await?;
     wait_finality(
         &mut client,
         &mut catch_up,
         "the last batches to be proven",
-        Duration::from_secs(180),
+        Duration::from_secs(240),
         |f| f.proven_height >= end.ordered_height,
     )
     .await?;
