@@ -74,6 +74,15 @@ pub struct Worker {
     metrics: Arc<Metrics>,
 }
 
+/// What the worker last learned from its own prover record.
+#[derive(Debug, Default)]
+struct RecordState {
+    /// Committed height the record was read at (a lower bound of the chain's).
+    height: u64,
+    /// The jail term (its `jailed_until`) an `Unjail` was sent for.
+    unjailed_term: Option<u64>,
+}
+
 /// How one job ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobOutcome {
@@ -119,12 +128,12 @@ impl Worker {
         let mut stream = client.jobs(self.config.key.clone(), None);
         let mut ticker = tokio::time::interval(self.config.status_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut unjailed_term = None;
+        let mut record = RecordState::default();
         loop {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = ticker.tick() => {
-                    self.check_record(&mut client, &mut signer, &mut unjailed_term).await;
+                    self.check_record(&mut client, &mut signer, &mut record).await;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
@@ -146,6 +155,22 @@ impl Worker {
                 rank = job.rank,
                 deadline = job.deadline
             );
+            // A committed height at or past the deadline: a proof could only
+            // land after it (the job has moved on, or will at this block's end).
+            let known = record
+                .height
+                .max(job.cursor.as_ref().map_or(0, |c| c.ready_height));
+            if known >= job.deadline {
+                self.metrics.jobs_received.inc();
+                self.metrics
+                    .jobs_dropped
+                    .with_label_values(&["past_deadline"])
+                    .inc();
+                span.in_scope(|| {
+                    tracing::warn!(committed = known, "job arrived past its deadline; skipped")
+                });
+                continue;
+            }
             let outcome = tokio::select! {
                 outcome = self.handle(&mut client, &mut signer, &job).instrument(span) => outcome,
                 _ = shutdown.changed() => return Ok(()),
@@ -165,7 +190,7 @@ impl Worker {
         &self,
         client: &mut RollupClient,
         signer: &mut TxSigner,
-        unjailed_term: &mut Option<u64>,
+        state: &mut RecordState,
     ) {
         let address = signer.address();
         let info = match client.prover(address).await {
@@ -179,6 +204,8 @@ impl Worker {
                 return;
             }
         };
+        state.height = state.height.max(info.as_of_height);
+        let unjailed_term = &mut state.unjailed_term;
         let Some(record) = info.prover else { return };
         let jailed = record.status == pb::ProverStatus::Jailed as i32;
         tracing::debug!(
