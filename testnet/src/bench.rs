@@ -463,6 +463,8 @@ async fn bench_app(
 
 fn git_commit() -> Option<String> {
     let out = Command::new("git")
+        .arg("-C")
+        .arg(env!("CARGO_MANIFEST_DIR"))
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()?;
