@@ -462,16 +462,19 @@ async fn proofs(dir: &Path, manifest: &Manifest, rpc: &CometRpc, tip: u64) -> Ve
             }
         }
     }
-    let finality: pb::FinalityStatus = match query(rpc, "/finality").await {
+    let finality: pb::Finality = match query(rpc, "/finality").await {
         Ok(f) => f,
         Err(e) => return Verdict::breach(NAME, format!("/finality: {e}")),
     };
-    if finality.lag > bound && finality.open_jobs > 0 {
+    let lag = finality
+        .ordered_height
+        .saturating_sub(finality.proven_height);
+    if lag > bound && finality.open_jobs > 0 {
         return Verdict::breach(
             NAME,
             format!(
-                "proven height {} lags ordered height {} by {} > bound {bound}",
-                finality.proven_height, finality.ordered_height, finality.lag
+                "proven height {} lags ordered height {} by {lag} > bound {bound}",
+                finality.proven_height, finality.ordered_height
             ),
         );
     }
