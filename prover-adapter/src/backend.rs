@@ -22,7 +22,7 @@ use ark_groth16::ProvingKey;
 use seqnet_proto::pb;
 use serde::{Deserialize, Serialize};
 
-use crate::{check_proving_key, decode_proving_key, prove, JobStatement, ProverError};
+use crate::{check_proving_key, decode_proving_key, JobStatement, ProverError};
 
 /// Version of the JSON a [`CommandBackend`] program receives.
 pub const JOB_JSON_VERSION: u32 = 1;
@@ -172,6 +172,7 @@ pub trait ProvingBackend: Send + Sync {
 pub struct ReferenceBackend {
     pk: ProvingKey<Bls12_381>,
     k: u32,
+    msm: std::sync::Arc<dyn crate::msm::MsmBackend>,
 }
 
 /// File name of the proving key in a `seqnet-prover setup` directory.
@@ -201,7 +202,17 @@ impl ReferenceBackend {
         }
         let k = domain.trailing_zeros();
         check_proving_key(&pk, k).map_err(|e| invalid(e.to_string()))?;
-        Ok(ReferenceBackend { pk, k })
+        Ok(ReferenceBackend {
+            pk,
+            k,
+            msm: std::sync::Arc::new(crate::msm::CpuMsm),
+        })
+    }
+
+    /// Proves with MSMs on `msm` (see [`crate::msm::select`]) instead of the CPU.
+    pub fn with_msm(mut self, msm: std::sync::Arc<dyn crate::msm::MsmBackend>) -> ReferenceBackend {
+        self.msm = msm;
+        self
     }
 
     /// The circuit size the key was made for.
@@ -212,11 +223,21 @@ impl ReferenceBackend {
 
 impl ProvingBackend for ReferenceBackend {
     fn describe(&self) -> String {
-        format!("reference circuit, k = {}", self.k)
+        format!(
+            "reference circuit, k = {}, MSM on {}",
+            self.k,
+            self.msm.name()
+        )
     }
 
     fn prove(&self, job: &JobInput) -> Result<ProofOutput, BackendError> {
-        let (proof, new_state_root) = prove(&self.pk, self.k, &job.statement()?)?;
+        let (proof, new_state_root) = crate::prove_with_backend(
+            &self.pk,
+            self.k,
+            &job.statement()?,
+            self.msm.as_ref(),
+            &mut rand::rngs::OsRng,
+        )?;
         Ok(ProofOutput {
             proof,
             new_state_root,

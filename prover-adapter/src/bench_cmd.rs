@@ -33,6 +33,9 @@ pub struct BenchArgs {
     /// Reference-circuit sizes k to prove (setup is untimed); empty to skip.
     #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "16,18,20")]
     prove_sizes: Vec<u32>,
+    /// Aggregation sizes (proofs per aggregate, reference-circuit key); empty to skip.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_value = "256,1024")]
+    aggregate_sizes: Vec<usize>,
     /// Timed repetitions per cell (after one untimed warm-up); the median is reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -161,6 +164,55 @@ pub fn main(args: &BenchArgs) -> Result<()> {
             cpu,
             gpu_time,
         ));
+    }
+    let largest = args.aggregate_sizes.iter().copied().max().unwrap_or(0);
+    if largest > 0 {
+        // Timing only: random proof points and inputs (the aggregate of
+        // non-proofs is computed exactly like a real one, it just won't verify).
+        eprintln!("development SRS and {largest} random proofs for aggregation ...");
+        let srs = seqnet_prover::srs::Srs::generate_dev(largest.next_power_of_two().max(2), 1)?;
+        let (_, vk) = setup(8, 1)?;
+        let key = seqnet_proto::groth16::PreparedKey::from_key(&vk)?;
+        let inputs_per_proof = vk.gamma_abc_g1.len() - 1;
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let proofs: Vec<ark_groth16::Proof<ark_bls12_381::Bls12_381>> = (0..largest)
+            .map(|_| ark_groth16::Proof {
+                a: G1Projective::rand(&mut rng).into_affine(),
+                b: G2Projective::rand(&mut rng).into_affine(),
+                c: G1Projective::rand(&mut rng).into_affine(),
+            })
+            .collect();
+        let inputs: Vec<Vec<Fr>> = (0..largest)
+            .map(|_| (0..inputs_per_proof).map(|_| Fr::rand(&mut rng)).collect())
+            .collect();
+        for &count in &args.aggregate_sizes {
+            let run = |backend: &dyn MsmBackend| -> Result<()> {
+                let agg = seqnet_prover::aggregate::aggregate(
+                    &srs,
+                    &key,
+                    &proofs[..count],
+                    &inputs[..count],
+                    backend,
+                )?;
+                std::hint::black_box(agg);
+                Ok(())
+            };
+            let cpu = if want_cpu {
+                Some(time(args.repeat, || run(&CpuMsm))?)
+            } else {
+                None
+            };
+            let gpu_time = match &gpu {
+                Some(g) => Some(time(args.repeat, || run(g.as_ref()))?),
+                None => None,
+            };
+            rows.push(report(
+                "SnarkPack aggregation",
+                format!("{count} proofs"),
+                cpu,
+                gpu_time,
+            ));
+        }
     }
 
     println!("| operation | size | CPU ms | GPU ms | CPU/GPU |");

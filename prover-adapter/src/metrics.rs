@@ -33,6 +33,8 @@ pub struct Metrics {
     pub jobs_dropped: IntCounterVec,
     pub stream_reconnects: IntCounter,
     pub last_submitted_height: IntGaugeVec,
+    /// Mirrors [`crate::msm::GPU_FALLBACKS`] at each scrape.
+    pub msm_gpu_fallbacks: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -84,6 +86,11 @@ impl Metrics {
             ),
             &["rollup"],
         )?;
+        let msm_gpu_fallbacks = prometheus::IntGauge::new(
+            "seqnet_prover_msm_gpu_fallbacks_total",
+            "MSMs that failed on the GPU and were computed on the CPU instead",
+        )?;
+        registry.register(Box::new(msm_gpu_fallbacks.clone()))?;
         registry.register(Box::new(jobs_received.clone()))?;
         registry.register(Box::new(proving_seconds.clone()))?;
         registry.register(Box::new(proving_failures.clone()))?;
@@ -102,11 +109,16 @@ impl Metrics {
             jobs_dropped,
             stream_reconnects,
             last_submitted_height,
+            msm_gpu_fallbacks,
         }))
     }
 
     /// The text exposition format.
     pub fn render(&self) -> Vec<u8> {
+        self.msm_gpu_fallbacks.set(
+            i64::try_from(crate::msm::GPU_FALLBACKS.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(i64::MAX),
+        );
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

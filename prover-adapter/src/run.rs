@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// (its proving_key.bin; the size is read from the key).
     #[arg(long, conflicts_with = "command", required_unless_present = "command")]
     keys: Option<PathBuf>,
+    /// MSM back end of the reference prover: `auto` (the GPU when the CUDA
+    /// driver and NVRTC load and a device answers, else all CPU cores), `cpu`, `cuda`.
+    #[arg(long, env = "SEQNET_PROVER_MSM", default_value = "auto")]
+    msm: seqnet_prover::msm::MsmChoice,
     /// External back end: a shell command run per job with the job as JSON
     /// on stdin, answering {"proof": hex, "new_state_root": hex} on stdout
     /// (see the README).
@@ -77,17 +81,23 @@ fn init_logs(format: LogFormat) {
 pub fn main(args: &RunArgs) -> Result<()> {
     init_logs(args.log_format);
     let key = seqnet_rollup_client::keys::load(&args.key)?;
-    let backend: Arc<dyn ProvingBackend> =
-        match (&args.keys, &args.command) {
-            (Some(dir), None) => Arc::new(ReferenceBackend::load(dir).with_context(|| {
-                format!("loading the reference back end from {}", dir.display())
-            })?),
-            (None, Some(command)) => Arc::new(CommandBackend::new(
-                command.clone(),
-                Duration::from_secs(args.command_timeout.max(1)),
-            )),
-            _ => bail!("give --keys DIR (reference circuit) or --command CMD (external prover)"),
-        };
+    let backend: Arc<dyn ProvingBackend> = match (&args.keys, &args.command) {
+        (Some(dir), None) => {
+            let msm = seqnet_prover::msm::select(args.msm).context("--msm")?;
+            Arc::new(
+                ReferenceBackend::load(dir)
+                    .with_context(|| {
+                        format!("loading the reference back end from {}", dir.display())
+                    })?
+                    .with_msm(msm),
+            )
+        }
+        (None, Some(command)) => Arc::new(CommandBackend::new(
+            command.clone(),
+            Duration::from_secs(args.command_timeout.max(1)),
+        )),
+        _ => bail!("give --keys DIR (reference circuit) or --command CMD (external prover)"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

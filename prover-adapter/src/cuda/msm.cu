@@ -301,9 +301,10 @@ SEQ_CALL void xyzz_double_affine(Xyzz<F>& p, const F& qx, const F& qy) {
     p.zzz = w;
 }
 
-// p += (qx, qy) (madd-2008-s), qy already negated for negative digits.
+// p += (qx, qy) (madd-2008-s), qy already negated for negative digits. Inlined
+// into the bucket kernels (the hot loop: the accumulator stays in registers).
 template <class F>
-SEQ_CALL void xyzz_add_affine(Xyzz<F>& p, const F& qx, const F& qy) {
+SEQ_DEVICE void xyzz_add_affine(Xyzz<F>& p, const F& qx, const F& qy) {
     if (xyzz_is_inf(p)) {
         p.x = qx;
         p.y = qy;
@@ -503,15 +504,11 @@ SEQ_DEVICE void bucket_chunks(const Affine<F>* points, const u32* refs, const u3
         Xyzz<F> acc;
         xyzz_set_inf(acc);
         for (; pos < run_end; pos++) {
-            u32 r = refs[pos];
+            const u32 r = refs[pos];
             const Affine<F>& q = points[r & 0x7fffffffu];
-            if (r & 0x80000000u) {
-                F ny;
-                fp_neg(ny, q.y);
-                xyzz_add_affine(acc, q.x, ny);
-            } else {
-                xyzz_add_affine(acc, q.x, q.y);
-            }
+            F y = q.y;
+            if (r & 0x80000000u) fp_neg(y, q.y);
+            xyzz_add_affine(acc, q.x, y);
         }
         const bool began_before = offsets[b] < start;
         const bool goes_on = offsets[b + 1] > end;
