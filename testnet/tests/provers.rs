@@ -3,7 +3,9 @@
 //! with the reference verifying key, under a steady load.
 //!
 //! 1. Under load every ordered batch becomes proven, and the proven height
-//!    follows the ordered height within the proof window.
+//!    follows the ordered height within the proof window. Node 0 crashes:
+//!    prover 0, connected to it first, reopens its job stream on another
+//!    node (its metrics count the reconnect) and finality goes on.
 //! 2. The primary prover of upcoming jobs is SIGKILLed: its jobs move to
 //!    back-ups at their deadlines and are proven by them, it is slashed
 //!    (stake and totals checked against the slashing rule, balance
@@ -114,6 +116,22 @@ fn patch_genesis(net: &Testnet, key: &str, value: u64) -> Result<()> {
         std::fs::write(&path, serde_json::to_vec_pretty(&genesis)?)?;
     }
     Ok(())
+}
+
+/// Sum of the samples of a metric (name with labels, as a line prefix) that
+/// prover `index` exports.
+async fn prover_metric(net: &Testnet, index: usize, name: &str) -> Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = net.manifest().prover(index)?.metrics_port;
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+    let mut text = String::new();
+    socket.read_to_string(&mut text).await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 async fn finality(client: &mut RollupClient) -> Result<pb::FinalityStatus> {
@@ -257,6 +275,36 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
     assert!(
         end_of_load_phase.proven_height >= first.ordered_height + 20,
         "proving did not keep up: {end_of_load_phase:?}"
+    );
+
+    // 1b. Node 0 crashes: prover 0, connected to it first, fails over to
+    // the next node and resumes its job stream there; finality goes on.
+    let reconnects = prover_metric(&net, 0, "seqnet_prover_stream_reconnects_total").await?;
+    net.kill_node(0)?;
+    let crash = finality(&mut client).await?;
+    let mut crash_lag = Lag::default();
+    wait_finality(
+        &mut client,
+        &mut crash_lag,
+        "10 blocks without node 0",
+        TIMEOUT,
+        |f| f.ordered_height >= crash.ordered_height + 10,
+    )
+    .await?;
+    let after = prover_metric(&net, 0, "seqnet_prover_stream_reconnects_total").await?;
+    assert!(after > reconnects, "prover 0 did not reopen its job stream");
+    assert!(
+        crash_lag.max() <= PROOF_WINDOW,
+        "finality fell behind while node 0 was down: {}",
+        crash_lag.summary()
+    );
+    net.start_node(0).await?;
+    let tip = finality(&mut client).await?.ordered_height;
+    net.wait_node_height(0, tip, TIMEOUT).await?;
+    eprintln!(
+        "node 0 down for 10 blocks: prover 0 reopened its stream elsewhere ({} reconnects); {}",
+        after - reconnects,
+        crash_lag.summary()
     );
 
     // 2. Kill the primary of upcoming jobs.
