@@ -86,7 +86,15 @@ export SEQNET_GRPC_LISTEN="0.0.0.0:$GRPC"
 export SEQNET_METRICS_LISTEN="0.0.0.0:$METRICS"
 seqnet-sequencer start --config "$home/sequencer.toml" >>"$home/sequencer.log" 2>&1 &
 seq=$!
-trap 'kill -TERM "$seq" 2>/dev/null; kill -TERM "$cmt" 2>/dev/null' TERM INT
+cmt=""
+# Stop CometBFT first and wait for it, then the sequencer: an app that
+# vanishes under a committing CometBFT makes it log a consensus failure.
+stop() {
+  [ -n "$cmt" ] && kill -TERM "$cmt" 2>/dev/null && wait "$cmt" 2>/dev/null
+  kill -TERM "$seq" 2>/dev/null && wait "$seq" 2>/dev/null
+  exit 0
+}
+trap stop TERM INT
 # Give the sequencer a moment to open its ABCI port (CometBFT retries too).
 sleep 1
 cometbft start --home "$home/cometbft" \
@@ -97,8 +105,7 @@ cometbft start --home "$home/cometbft" \
 cmt=$!
 # Exit (and let the container stop) when either process ends.
 while kill -0 "$seq" 2>/dev/null && kill -0 "$cmt" 2>/dev/null; do sleep 1; done
-kill -TERM "$seq" "$cmt" 2>/dev/null || true
-wait
+stop
 "#;
 
 /// Writes `docker-compose.yml` and `image/` for the testnet in `dir`.
@@ -141,7 +148,7 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
             .collect();
         let p = node.ports;
         yml.push_str(&format!(
-            "  {name}:\n    <<: *node\n    hostname: {name}\n    environment:\n      NODE: {dir}\n      ABCI: \"{abci}\"\n      P2P: \"{p2p}\"\n      RPC: \"{rpc}\"\n      GRPC: \"{grpc}\"\n      METRICS: \"{metrics}\"\n      PEERS: \"{peers}\"\n    volumes:\n      - ./{dir}:/net/{dir}\n    ports:\n      - \"127.0.0.1:{rpc}:{rpc}\"\n      - \"127.0.0.1:{grpc}:{grpc}\"\n      - \"127.0.0.1:{metrics}:{metrics}\"\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
+            "  {name}:\n    <<: *node\n    container_name: {project}-{name}\n    hostname: {name}\n    environment:\n      NODE: {dir}\n      ABCI: \"{abci}\"\n      P2P: \"{p2p}\"\n      RPC: \"{rpc}\"\n      GRPC: \"{grpc}\"\n      METRICS: \"{metrics}\"\n      PEERS: \"{peers}\"\n    volumes:\n      - ./{dir}:/net/{dir}\n    ports:\n      - \"127.0.0.1:{rpc}:{rpc}\"\n      - \"127.0.0.1:{grpc}:{grpc}\"\n      - \"127.0.0.1:{metrics}:{metrics}\"\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
             name = node.moniker,
             dir = node.dir.display(),
             abci = p.abci,
@@ -151,10 +158,12 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
             metrics = p.metrics,
             peers = peers.join(","),
             ip = node_ip(manifest, node.index),
+            project = project_name(manifest),
         ));
     }
     yml.push_str(&format!(
-        "networks:\n  seqnet:\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 172.29.{third}.0/24\n"
+        "networks:\n  seqnet:\n    name: {net}\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 172.29.{third}.0/24\n",
+        net = network_name(manifest)
     ));
     write(dir.join(COMPOSE_FILE), &yml)
 }
@@ -244,4 +253,49 @@ pub fn down(dir: &Path) -> Result<()> {
         &["down", "--timeout", "10"],
         DEFAULT_BASE_IMAGE,
     )
+}
+
+/// Container name of node `index` (`container_name` in the compose file).
+pub fn container_name(manifest: &Manifest, index: usize) -> Result<String> {
+    Ok(format!(
+        "{}-{}",
+        project_name(manifest),
+        manifest.node(index)?.moniker
+    ))
+}
+
+/// Name of the compose network.
+pub fn network_name(manifest: &Manifest) -> String {
+    format!("{}-net", project_name(manifest))
+}
+
+/// Runs `docker <args>`.
+pub fn docker(args: &[&str]) -> Result<()> {
+    let line = format!("docker {}", args.join(" "));
+    tracing::info!("{line}");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .map_err(|e| TestnetError::io(PathBuf::from("docker"), e))?;
+    if !out.status.success() {
+        return Err(TestnetError::CommandFailed {
+            command: line,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Cuts node `index`'s container off the compose network (`docker network
+/// disconnect`), or connects it again with its fixed address.
+pub fn set_connected(manifest: &Manifest, index: usize, connected: bool) -> Result<()> {
+    let container = container_name(manifest, index)?;
+    let network = network_name(manifest);
+    if connected {
+        let ip = node_ip(manifest, index);
+        docker(&["network", "connect", "--ip", &ip, &network, &container])
+    } else {
+        docker(&["network", "disconnect", "--force", &network, &container])
+    }
 }

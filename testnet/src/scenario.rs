@@ -501,10 +501,6 @@ impl ScenarioReport {
     }
 }
 
-async fn max_height(net: &Testnet) -> u64 {
-    net.heights().await.into_iter().flatten().max().unwrap_or(0)
-}
-
 /// SIGSTOP (`pause = true`) or SIGCONT both process groups of a node, by
 /// their pid files.
 pub fn signal_node(net: &Testnet, index: usize, pause: bool) -> Result<()> {
@@ -564,9 +560,9 @@ fn restore_config(net: &Testnet, index: usize, original: &str) -> Result<()> {
 
 /// Deletes node `index`'s CometBFT chain data (not its keys or
 /// `priv_validator_state.json`) and its sequencer's data.
-fn wipe_node(net: &Testnet, index: usize) -> Result<()> {
-    let node = net.node(index)?;
-    let data = net.dir().join(&node.cometbft_home).join("data");
+fn wipe_dirs(dir: &Path, manifest: &Manifest, index: usize) -> Result<()> {
+    let node = manifest.node(index)?;
+    let data = dir.join(&node.cometbft_home).join("data");
     let entries = std::fs::read_dir(&data).map_err(|e| TestnetError::io(&data, e))?;
     for entry in entries.flatten() {
         let path = entry.path();
@@ -583,57 +579,163 @@ fn wipe_node(net: &Testnet, index: usize) -> Result<()> {
         };
         result.map_err(|e| TestnetError::io(&path, e))?;
     }
-    let app_data = net.dir().join(&node.dir).join("data");
+    let app_data = dir.join(&node.dir).join("data");
     if app_data.exists() {
         std::fs::remove_dir_all(&app_data).map_err(|e| TestnetError::io(&app_data, e))?;
     }
     Ok(())
 }
 
+/// Where a scenario's network runs.
+pub enum Target<'a> {
+    /// Processes on this machine.
+    Process(&'a mut Testnet),
+    /// docker compose containers (see [`crate::compose`]).
+    Compose {
+        dir: &'a Path,
+        manifest: &'a Manifest,
+    },
+}
+
+impl Target<'_> {
+    fn manifest(&self) -> &Manifest {
+        match self {
+            Target::Process(net) => net.manifest(),
+            Target::Compose { manifest, .. } => manifest,
+        }
+    }
+
+    async fn heights(&self) -> Vec<Option<u64>> {
+        let polls = self.manifest().nodes.iter().map(|node| async move {
+            let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(3));
+            rpc.status().await.ok().map(|s| s.height)
+        });
+        crate::status::futures_join_all(polls).await
+    }
+
+    async fn max_height(&self) -> u64 {
+        self.heights()
+            .await
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Takes the node down (or off the network, or paused) for `hold`.
+    async fn apply(&mut self, p: &PerturbationSection, hold: Duration) -> Result<()> {
+        match self {
+            Target::Process(net) => match p.kind {
+                PerturbationKind::Kill => {
+                    net.kill_node(p.node)?;
+                    tokio::time::sleep(hold).await;
+                }
+                PerturbationKind::Restart => net.stop_node(p.node)?,
+                PerturbationKind::Pause => {
+                    signal_node(net, p.node, true)?;
+                    tokio::time::sleep(hold).await;
+                }
+                PerturbationKind::Disconnect => {
+                    net.stop_node(p.node)?;
+                    let original = isolate_config(net, p.node)?;
+                    let started = net.start_node(p.node).await;
+                    tokio::time::sleep(hold).await;
+                    net.stop_node(p.node)?;
+                    restore_config(net, p.node, &original)?;
+                    started?;
+                }
+                PerturbationKind::Wipe => {
+                    net.kill_node(p.node)?;
+                    wipe_dirs(net.dir(), net.manifest(), p.node)?;
+                    tokio::time::sleep(hold).await;
+                }
+            },
+            Target::Compose { dir, manifest } => {
+                let container = crate::compose::container_name(manifest, p.node)?;
+                match p.kind {
+                    PerturbationKind::Kill => crate::compose::docker(&["kill", &container])?,
+                    PerturbationKind::Restart => {
+                        crate::compose::docker(&["stop", "-t", "10", &container])?
+                    }
+                    PerturbationKind::Pause => crate::compose::docker(&["pause", &container])?,
+                    PerturbationKind::Disconnect => {
+                        crate::compose::set_connected(manifest, p.node, false)?
+                    }
+                    PerturbationKind::Wipe => {
+                        crate::compose::docker(&["kill", &container])?;
+                        wipe_dirs(dir, manifest, p.node)?;
+                    }
+                }
+                if p.kind != PerturbationKind::Restart {
+                    tokio::time::sleep(hold).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the node back.
+    async fn restore(&mut self, p: &PerturbationSection) -> Result<()> {
+        match self {
+            Target::Process(net) => match p.kind {
+                PerturbationKind::Pause => signal_node(net, p.node, false),
+                _ => net.start_node(p.node).await,
+            },
+            Target::Compose { manifest, .. } => {
+                let container = crate::compose::container_name(manifest, p.node)?;
+                match p.kind {
+                    PerturbationKind::Pause => crate::compose::docker(&["unpause", &container]),
+                    PerturbationKind::Disconnect => {
+                        crate::compose::set_connected(manifest, p.node, true)
+                    }
+                    _ => crate::compose::docker(&["start", &container]),
+                }
+            }
+        }
+    }
+
+    async fn wait_node(&mut self, index: usize, height: u64, timeout: Duration) -> Result<()> {
+        match self {
+            Target::Process(net) => net.wait_node_height(index, height, timeout).await,
+            Target::Compose { manifest, .. } => {
+                let node = manifest.node(index)?;
+                let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(3));
+                let start = Instant::now();
+                loop {
+                    if rpc.status().await.is_ok_and(|s| s.height >= height) {
+                        return Ok(());
+                    }
+                    if start.elapsed() >= timeout {
+                        return Err(TestnetError::Timeout {
+                            what: format!("height {height} on node{index}"),
+                            secs: timeout.as_secs(),
+                            detail: String::new(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+            }
+        }
+    }
+}
+
 /// Applies one perturbation and measures the node's recovery.
 pub async fn perturb(
-    net: &mut Testnet,
+    target: &mut Target<'_>,
     p: &PerturbationSection,
     load_started: Instant,
     recovery_timeout: Duration,
 ) -> Result<PerturbationRecord> {
-    let fired_at_height = max_height(net).await;
+    let fired_at_height = target.max_height().await;
     let fired_at_secs = load_started.elapsed().as_secs_f64();
     let hold = Duration::from_secs(p.duration_secs);
     tracing::info!(node = p.node, kind = ?p.kind, height = fired_at_height, "perturbation");
-    match p.kind {
-        PerturbationKind::Kill => {
-            net.kill_node(p.node)?;
-            tokio::time::sleep(hold).await;
-        }
-        PerturbationKind::Restart => net.stop_node(p.node)?,
-        PerturbationKind::Pause => {
-            signal_node(net, p.node, true)?;
-            tokio::time::sleep(hold).await;
-        }
-        PerturbationKind::Disconnect => {
-            net.stop_node(p.node)?;
-            let original = isolate_config(net, p.node)?;
-            let started = net.start_node(p.node).await;
-            tokio::time::sleep(hold).await;
-            net.stop_node(p.node)?;
-            restore_config(net, p.node, &original)?;
-            started?;
-        }
-        PerturbationKind::Wipe => {
-            net.kill_node(p.node)?;
-            wipe_node(net, p.node)?;
-            tokio::time::sleep(hold).await;
-        }
-    }
-    let target_height = max_height(net).await + 2;
+    target.apply(p, hold).await?;
+    let target_height = target.max_height().await + 2;
     let restored = Instant::now();
-    match p.kind {
-        PerturbationKind::Pause => signal_node(net, p.node, false)?,
-        _ => net.start_node(p.node).await?,
-    }
-    let recovery_secs = match net
-        .wait_node_height(p.node, target_height, recovery_timeout)
+    target.restore(p).await?;
+    let recovery_secs = match target
+        .wait_node(p.node, target_height, recovery_timeout)
         .await
     {
         Ok(()) => Some(restored.elapsed().as_secs_f64()),
@@ -725,10 +827,9 @@ async fn forced_requests(
     accepted
 }
 
-/// Runs the scenario of the testnet in `dir` (generated by [`init`]): start,
-/// stake and start provers, load, perturb on schedule, stop the load, wait
-/// for acknowledged transactions to be ordered, check. The network is
-/// stopped afterwards unless `keep_running`.
+/// Runs the scenario of the testnet in `dir` (generated by [`init`]) as
+/// processes: start, stake and start provers, then [`drive`]. The network
+/// is stopped afterwards unless `keep_running`.
 pub async fn run(
     dir: &Path,
     scenario: &Scenario,
@@ -744,8 +845,63 @@ pub async fn run(
         net.wait_for_active_provers(net.prover_count(), Duration::from_secs(120))
             .await?;
     }
-    let manifest = net.manifest().clone();
-    let start_height = max_height(&net).await + 1;
+    let report = drive(dir, scenario, &mut Target::Process(&mut net)).await;
+    if keep_running {
+        net.detach();
+    } else {
+        net.stop();
+    }
+    report
+}
+
+/// Runs the scenario of the testnet in `dir` as docker compose containers:
+/// [`crate::compose::up`], [`drive`] (perturbations through `docker kill`,
+/// `stop`, `pause`, `network disconnect`), then `compose down` unless
+/// `keep_running`. Provers are not containerized yet: a scenario with
+/// provers is refused.
+pub async fn run_compose(
+    dir: &Path,
+    scenario: &Scenario,
+    binaries: &Binaries,
+    base_image: &str,
+    keep_running: bool,
+) -> Result<ScenarioReport> {
+    if scenario.provers.count > 0 {
+        return Err(invalid(
+            "provers.count",
+            scenario.provers.count,
+            "provers do not run in compose mode yet; run this scenario as processes",
+        ));
+    }
+    let manifest = Manifest::load(dir)?;
+    crate::compose::up(dir, binaries, base_image, Duration::from_secs(300)).await?;
+    let report = drive(
+        dir,
+        scenario,
+        &mut Target::Compose {
+            dir,
+            manifest: &manifest,
+        },
+    )
+    .await;
+    if !keep_running {
+        if let Err(e) = crate::compose::down(dir) {
+            tracing::warn!("compose down: {e}");
+        }
+    }
+    report
+}
+
+/// Load, perturb on schedule, stop the load, wait for acknowledged
+/// transactions to be ordered, check: the part of a scenario that is the
+/// same for processes and containers.
+pub async fn drive(
+    dir: &Path,
+    scenario: &Scenario,
+    target: &mut Target<'_>,
+) -> Result<ScenarioReport> {
+    let manifest = target.manifest().clone();
+    let start_height = target.max_height().await + 1;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let load_started = Instant::now();
     let load_task = match &scenario.load {
@@ -800,7 +956,7 @@ pub async fn run(
     for p in &schedule {
         loop {
             let due = match (p.at_height, p.at_secs) {
-                (Some(h), _) => max_height(&net).await >= h,
+                (Some(h), _) => target.max_height().await >= h,
                 (_, Some(s)) => load_started.elapsed() >= Duration::from_secs(s),
                 _ => true,
             };
@@ -809,7 +965,7 @@ pub async fn run(
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        match perturb(&mut net, p, load_started, Duration::from_secs(120)).await {
+        match perturb(target, p, load_started, Duration::from_secs(120)).await {
             Ok(record) => records.push(record),
             Err(e) => {
                 failure = Some(e);
@@ -855,11 +1011,6 @@ pub async fn run(
         return Err(e);
     }
     let report = check::check(dir, &manifest, log.as_ref()).await;
-    if keep_running {
-        net.detach();
-    } else {
-        net.stop();
-    }
     Ok(ScenarioReport {
         perturbations: records,
         load: stats,

@@ -37,6 +37,13 @@ pub struct ScenarioArgs {
     /// Base port when generating (default: the manifest's, else 27000).
     #[arg(long)]
     base_port: Option<u16>,
+    /// Run the validators as docker compose containers (perturbations via
+    /// docker kill/stop/pause/network disconnect) instead of processes.
+    #[arg(long)]
+    compose: bool,
+    /// Base image for --compose (build argument BASE_IMAGE).
+    #[arg(long, env = "SEQNET_BASE_IMAGE", default_value = seqnet_testnet::compose::DEFAULT_BASE_IMAGE)]
+    base_image: String,
     /// Leave the network running afterwards.
     #[arg(long)]
     keep_running: bool,
@@ -61,7 +68,18 @@ pub async fn run(args: ScenarioArgs) -> anyhow::Result<bool> {
             )
         })?,
     };
-    let report = scenario::run(&args.dir, &scenario, binaries, args.keep_running).await?;
+    let report = if args.compose {
+        scenario::run_compose(
+            &args.dir,
+            &scenario,
+            &binaries,
+            &args.base_image,
+            args.keep_running,
+        )
+        .await?
+    } else {
+        scenario::run(&args.dir, &scenario, binaries, args.keep_running).await?
+    };
     print!("{}", report.render());
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;

@@ -3,7 +3,9 @@
 //! runs, the base image from `debootstrap --variant=minbase bookworm` +
 //! `docker import` if missing), `init --manifest ci.toml` (which writes
 //! `docker-compose.yml`), `compose up` (the host's binaries copied into the
-//! image), blocks on every container, the invariant checker, `compose down`.
+//! image), blocks on every container, the invariant checker, `compose down`;
+//! then the whole CI scenario (load, kill, pause, network disconnect, wipe)
+//! in containers, through the checker.
 //!
 //! Runs only with `SEQNET_COMPOSE_TEST=1` (`make compose-test`, a separate
 //! step of `.ci/run`): it installs packages and starts a daemon.
@@ -35,9 +37,9 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
         .trim()
         .to_string();
 
-    let mut scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
-    scenario.load = None;
-    scenario.perturbations.clear();
+    // The CI scenario (load, forced requests, kill, pause, disconnect, wipe)
+    // with the validators in containers.
+    let scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
     let tmp = tempfile::Builder::new()
         .prefix("seqnet-compose-")
         .tempdir()?;
@@ -47,6 +49,7 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
     let manifest = scenario::init(&dir, &scenario, Some(base_port), false, &binaries)?;
     assert!(dir.join(compose::COMPOSE_FILE).is_file());
 
+    // Up, blocks on every container, down.
     let started = Instant::now();
     let up = compose::up(&dir, &binaries, &base_image, Duration::from_secs(300)).await;
     let result = async {
@@ -56,7 +59,6 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
             manifest.nodes.len(),
             started.elapsed().as_secs_f64()
         );
-        // Blocks on every container: each node's height moves on.
         let mut first = Vec::new();
         for node in &manifest.nodes {
             first.push(CometRpc::new(node.rpc_addr()).status().await?.height);
@@ -80,7 +82,18 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
     );
     result?;
     down?;
-    // Containers ran as root and wrote into the node directories.
-    let _ = std::fs::remove_dir_all(&dir);
+
+    // The whole scenario in containers (compose up again on the same state).
+    let report = scenario::run_compose(&dir, &scenario, &binaries, &base_image, false).await;
+    if std::env::var_os("SEQNET_E2E_KEEP").is_some() {
+        eprintln!("keeping {}", tmp.keep().display());
+    }
+    let report = report?;
+    eprintln!("{}", report.render());
+    assert!(
+        report.passed(),
+        "compose scenario failed:\n{}",
+        report.render()
+    );
     Ok(())
 }
