@@ -143,6 +143,17 @@ async fn query<M: Message + Default>(rpc: &CometRpc, path: &str) -> Result<M> {
 /// Runs every check against the network in `dir`; `load` is what the load
 /// generator sent (the acked-once check is skipped without it).
 pub async fn check(dir: &Path, manifest: &Manifest, load: Option<&LoadLog>) -> CheckReport {
+    check_with(dir, manifest, load, None).await
+}
+
+/// [`check`] with the number of running provers given (compose mode);
+/// `None` counts live prover processes from their pid files.
+pub async fn check_with(
+    dir: &Path,
+    manifest: &Manifest,
+    load: Option<&LoadLog>,
+    provers_alive: Option<usize>,
+) -> CheckReport {
     let mut verdicts = Vec::new();
     let (hash_verdict, common) = app_hashes(manifest).await;
     verdicts.push(hash_verdict);
@@ -168,7 +179,7 @@ pub async fn check(dir: &Path, manifest: &Manifest, load: Option<&LoadLog>) -> C
                     ));
                 }
             }
-            verdicts.push(proofs(dir, manifest, &rpc, tip).await);
+            verdicts.push(proofs(dir, manifest, &rpc, tip, provers_alive).await);
         }
         _ => {
             for name in ["acked-once", "forced", "proofs"] {
@@ -415,19 +426,27 @@ async fn forced(rpc: &CometRpc, chain: &Chain, tip: u64) -> Verdict {
     )
 }
 
-async fn proofs(dir: &Path, manifest: &Manifest, rpc: &CometRpc, tip: u64) -> Verdict {
+async fn proofs(
+    dir: &Path,
+    manifest: &Manifest,
+    rpc: &CometRpc,
+    tip: u64,
+    provers_alive: Option<usize>,
+) -> Verdict {
     const NAME: &str = "proofs";
     let Some(proving) = &manifest.proving else {
         return Verdict::skip(NAME, "no provers in this testnet".into());
     };
-    let alive = manifest
-        .provers
-        .iter()
-        .filter(|p| {
-            process::read_pid(&dir.join(&p.dir), crate::network::PROVER_PROCESS)
-                .is_some_and(process::is_alive)
-        })
-        .count();
+    let alive = provers_alive.unwrap_or_else(|| {
+        manifest
+            .provers
+            .iter()
+            .filter(|p| {
+                process::read_pid(&dir.join(&p.dir), crate::network::PROVER_PROCESS)
+                    .is_some_and(process::is_alive)
+            })
+            .count()
+    });
     if alive == 0 {
         return Verdict::skip(NAME, "no prover is running".into());
     }

@@ -3,7 +3,7 @@
 //! `init --manifest` writes, next to the process layout:
 //!
 //! ```text
-//! D/docker-compose.yml   one service per validator (node0..), a private bridge network
+//! D/docker-compose.yml   one service per validator (node0..) and prover (prover0..), a private bridge network
 //! D/image/Dockerfile     FROM ${BASE_IMAGE} (default debian:bookworm-slim), binaries copied in
 //! D/image/seqnet-node    entrypoint: sequencer in the background, then CometBFT
 //! D/image/bin/           filled by `compose up` with the host's cometbft and seqnet-sequencer
@@ -161,11 +161,87 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
             project = project_name(manifest),
         ));
     }
+    for prover in &manifest.provers {
+        yml.push_str(&prover_service(manifest, prover)?);
+    }
     yml.push_str(&format!(
         "networks:\n  seqnet:\n    name: {net}\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 172.29.{third}.0/24\n",
         net = network_name(manifest)
     ));
     write(dir.join(COMPOSE_FILE), &yml)
+}
+
+/// Container address of prover `index`.
+pub fn prover_ip(manifest: &Manifest, index: usize) -> String {
+    format!(
+        "172.29.{}.{}",
+        subnet_third_octet(manifest.base_port),
+        100 + index
+    )
+}
+
+/// Container name of prover `index`.
+pub fn prover_container(manifest: &Manifest, index: usize) -> String {
+    format!("{}-prover{index}", project_name(manifest))
+}
+
+/// A prover's service: `seqnet-prover run` with its key and the
+/// reference-circuit keys mounted read-only, its nodes at their container
+/// addresses, its log in its own directory, metrics published.
+fn prover_service(manifest: &Manifest, prover: &crate::manifest::ProverManifest) -> Result<String> {
+    let proving = manifest
+        .proving
+        .as_ref()
+        .ok_or_else(|| TestnetError::InvalidOption {
+            name: "provers",
+            value: manifest.provers.len().to_string(),
+            reason: "the manifest has provers but no proving keys".into(),
+        })?;
+    let key = manifest
+        .key(&prover.key)
+        .ok_or_else(|| TestnetError::KeyFile {
+            path: PathBuf::from(&prover.key),
+            reason: "not in the manifest".into(),
+        })?;
+    let mut nodes = String::new();
+    for i in &prover.nodes {
+        let node = manifest.node(*i)?;
+        nodes.push_str(&format!(
+            " --node http://{}:{}",
+            node_ip(manifest, *i),
+            node.ports.grpc
+        ));
+    }
+    let dir = prover.dir.display();
+    let command = format!(
+        "exec seqnet-prover run --key /net/{key} --keys /net/{keys} --metrics 0.0.0.0:{port} --auto-unjail{nodes} >>/net/{dir}/prover.log 2>&1",
+        key = key.path.display(),
+        keys = proving.keys_dir.display(),
+        port = prover.metrics_port,
+    );
+    Ok(format!(
+        "  prover{index}:\n    <<: *node\n    container_name: {container}\n    hostname: prover{index}\n    entrypoint: [\"/bin/sh\", \"-c\", {command:?}]\n    environment:\n      RUST_LOG: info\n    volumes:\n      - ./keys:/net/keys:ro\n      - ./{keys}:/net/{keys}:ro\n      - ./{dir}:/net/{dir}\n    ports:\n      - \"127.0.0.1:{port}:{port}\"\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
+        index = prover.index,
+        container = prover_container(manifest, prover.index),
+        keys = proving.keys_dir.display(),
+        port = prover.metrics_port,
+        ip = prover_ip(manifest, prover.index),
+    ))
+}
+
+/// How many prover containers run.
+pub fn provers_running(manifest: &Manifest) -> usize {
+    manifest
+        .provers
+        .iter()
+        .filter(|p| {
+            Command::new("docker")
+                .args(["inspect", "-f", "{{.State.Running}}"])
+                .arg(prover_container(manifest, p.index))
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "true")
+        })
+        .count()
 }
 
 /// The compose command here: `docker compose` (plugin) or `docker-compose`.
@@ -234,14 +310,39 @@ pub async fn up(
     }
     let bin = dir.join(IMAGE_DIR).join("bin");
     std::fs::create_dir_all(&bin).map_err(|e| TestnetError::io(&bin, e))?;
-    for (src, name) in [
-        (&binaries.cometbft, crate::binaries::COMETBFT),
-        (&binaries.sequencer, crate::binaries::SEQUENCER),
-    ] {
+    let mut copies = vec![
+        (binaries.cometbft.clone(), crate::binaries::COMETBFT),
+        (binaries.sequencer.clone(), crate::binaries::SEQUENCER),
+    ];
+    if !manifest.provers.is_empty() {
+        copies.push((binaries.prover()?, crate::binaries::PROVER));
+    }
+    for (src, name) in &copies {
         std::fs::copy(src, bin.join(name)).map_err(|e| TestnetError::io(src, e))?;
     }
-    run_compose(dir, &manifest, &["up", "-d", "--build"], base_image)?;
-    crate::bench::wait_all_height(&manifest, 2, timeout).await
+    run_compose(dir, &manifest, &["build"], base_image)?;
+    let mut up = vec!["up", "-d", "--no-build"];
+    let nodes: Vec<&str> = manifest.nodes.iter().map(|n| n.moniker.as_str()).collect();
+    up.extend(nodes.iter().copied());
+    run_compose(dir, &manifest, &up, base_image)?;
+    crate::bench::wait_all_height(&manifest, 2, timeout).await?;
+    if !manifest.provers.is_empty() {
+        // Stake them through the published gRPC ports, then start them.
+        let mut net = crate::network::Testnet::open(dir)?;
+        net.detach();
+        net.register_provers(Duration::from_secs(60)).await?;
+        let names: Vec<String> = manifest
+            .provers
+            .iter()
+            .map(|p| format!("prover{}", p.index))
+            .collect();
+        let mut up = vec!["up", "-d", "--no-build"];
+        up.extend(names.iter().map(String::as_str));
+        run_compose(dir, &manifest, &up, base_image)?;
+        net.wait_for_active_provers(manifest.provers.len(), Duration::from_secs(120))
+            .await?;
+    }
+    Ok(())
 }
 
 /// Stops and removes the containers and the network.

@@ -531,6 +531,16 @@ pub struct RunStats {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Latency to proven (testnets with provers, see [`ProvenTimeline`]):
+    /// acknowledged transactions in the window whose block was proven.
+    #[serde(default)]
+    pub proven: Option<u64>,
+    #[serde(default)]
+    pub proven_p50_ms: Option<f64>,
+    #[serde(default)]
+    pub proven_p95_ms: Option<f64>,
+    #[serde(default)]
+    pub proven_p99_ms: Option<f64>,
     pub last_problem: Option<String>,
 }
 
@@ -609,6 +619,75 @@ pub fn analyze(
         p99_ms: percentile(&latencies, 99.0),
         max_ms: latencies.last().copied().unwrap_or(0.0),
         last_problem: log.last_problem.clone(),
+        ..RunStats::default()
+    }
+}
+
+/// When each height became proven: samples of the chain's proven height
+/// (`/finality`), taken while a scenario runs.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ProvenTimeline {
+    /// (local time, proven height), in time order.
+    pub samples: Vec<(f64, u64)>,
+}
+
+impl ProvenTimeline {
+    /// The first sample time at which `height` was proven.
+    pub fn proven_at(&self, height: u64) -> Option<f64> {
+        let i = self.samples.partition_point(|(_, h)| *h < height);
+        self.samples.get(i).map(|(t, _)| *t)
+    }
+
+    /// The highest proven height seen.
+    pub fn proven_height(&self) -> u64 {
+        self.samples.last().map_or(0, |(_, h)| *h)
+    }
+
+    /// Samples `/finality` on `rpc` every `every` until `stop` turns true.
+    pub async fn track(rpc: CometRpc, every: Duration, mut stop: watch::Receiver<bool>) -> Self {
+        use prost::Message;
+        let mut timeline = ProvenTimeline::default();
+        let mut last = 0;
+        loop {
+            if let Ok(bytes) = crate::check::abci_query(&rpc, "/finality").await {
+                if let Ok(f) = seqnet_proto::pb::Finality::decode(bytes.as_slice()) {
+                    // Monotone by construction; keep it so for partition_point.
+                    last = last.max(f.proven_height);
+                    timeline.samples.push((unix_now(), last));
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.wait_for(|s| *s) => return timeline,
+            }
+        }
+    }
+
+    /// Adds latency-to-proven figures to `stats` (same window as
+    /// [`analyze`]: transactions sent after `warmup`).
+    pub fn annotate(
+        &self,
+        stats: &mut RunStats,
+        log: &LoadLog,
+        index: &BlockIndex,
+        warmup: Duration,
+    ) {
+        let from = log.started + warmup.as_secs_f64();
+        let mut latencies: Vec<f64> = log
+            .acked()
+            .filter(|tx| tx.sent >= from)
+            .filter_map(|tx| {
+                let height = *index.occurrences.get(&tx.hash)?.first()?;
+                Some((self.proven_at(height)? - tx.sent).max(0.0) * 1000.0)
+            })
+            .collect();
+        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        stats.proven = Some(latencies.len() as u64);
+        if !latencies.is_empty() {
+            stats.proven_p50_ms = Some(percentile(&latencies, 50.0));
+            stats.proven_p95_ms = Some(percentile(&latencies, 95.0));
+            stats.proven_p99_ms = Some(percentile(&latencies, 99.0));
+        }
     }
 }
 
@@ -657,6 +736,17 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.iter().filter(|c| **c == b'=').count(), 1);
         assert!(!a.contains(&b':'));
+    }
+
+    #[test]
+    fn proven_timeline_finds_the_first_sample() {
+        let t = ProvenTimeline {
+            samples: vec![(10.0, 0), (11.0, 4), (12.0, 4), (13.0, 9)],
+        };
+        assert_eq!(t.proven_at(1), Some(11.0));
+        assert_eq!(t.proven_at(4), Some(11.0));
+        assert_eq!(t.proven_at(5), Some(13.0));
+        assert_eq!(t.proven_at(10), None);
     }
 
     #[test]

@@ -495,6 +495,13 @@ impl ScenarioReport {
                 "load: {} sent, {} acked, {} rejected, {} transport errors; {:.1} tx/s ordered, p50 {:.0} ms, p99 {:.0} ms\n",
                 l.sent, l.acked, l.rejected, l.transport_errors, l.tps, l.p50_ms, l.p99_ms
             ));
+            if let (Some(n), Some(p50), Some(p95), Some(p99)) =
+                (l.proven, l.proven_p50_ms, l.proven_p95_ms, l.proven_p99_ms)
+            {
+                out.push_str(&format!(
+                    "      to proven: {n} txs, p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms\n"
+                ));
+            }
         }
         out.push_str(&self.check.render());
         out
@@ -857,8 +864,7 @@ pub async fn run(
 /// Runs the scenario of the testnet in `dir` as docker compose containers:
 /// [`crate::compose::up`], [`drive`] (perturbations through `docker kill`,
 /// `stop`, `pause`, `network disconnect`), then `compose down` unless
-/// `keep_running`. Provers are not containerized yet: a scenario with
-/// provers is refused.
+/// `keep_running`. Provers run in their own containers.
 pub async fn run_compose(
     dir: &Path,
     scenario: &Scenario,
@@ -866,13 +872,6 @@ pub async fn run_compose(
     base_image: &str,
     keep_running: bool,
 ) -> Result<ScenarioReport> {
-    if scenario.provers.count > 0 {
-        return Err(invalid(
-            "provers.count",
-            scenario.provers.count,
-            "provers do not run in compose mode yet; run this scenario as processes",
-        ));
-    }
     let manifest = Manifest::load(dir)?;
     crate::compose::up(dir, binaries, base_image, Duration::from_secs(300)).await?;
     let report = drive(
@@ -975,6 +974,17 @@ pub async fn drive(
     }
     let mut stats = None;
     let mut log = None;
+    // Latency to proven: the proven height sampled while the load runs.
+    let (proven_stop, proven_rx) = tokio::sync::watch::channel(false);
+    let proven_task = manifest.proving.as_ref().and_then(|_| {
+        let node = manifest.nodes.first()?;
+        let rpc = CometRpc::new(node.rpc_addr());
+        Some(tokio::spawn(loadgen::ProvenTimeline::track(
+            rpc,
+            Duration::from_millis(250),
+            proven_rx,
+        )))
+    });
     if let Some((spec, task)) = load_task {
         if failure.is_some() {
             let _ = stop_tx.send(true);
@@ -989,14 +999,43 @@ pub async fn drive(
             tracing::warn!("not every acknowledged transaction was ordered within 60 s");
         }
         let tx_bytes = scenario.load.as_ref().map_or(0, |l| l.tx_bytes);
-        stats = Some(loadgen::analyze(
+        let mut run_stats = loadgen::analyze(
             &l,
             &index,
             Duration::ZERO,
             tx_bytes,
             spec.mode,
             spec.workers,
-        ));
+        );
+        if let Some(task) = proven_task {
+            // Give the provers time to prove the load's last blocks.
+            let last = l
+                .acked()
+                .filter_map(|tx| index.occurrences.get(&tx.hash)?.first().copied())
+                .max()
+                .unwrap_or(0);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(60) {
+                let proven =
+                    check::abci_query(&CometRpc::new(manifest.nodes[0].rpc_addr()), "/finality")
+                        .await
+                        .ok()
+                        .and_then(|b| {
+                            <seqnet_proto::pb::Finality as prost::Message>::decode(b.as_slice())
+                                .ok()
+                        })
+                        .map_or(0, |f| f.proven_height);
+                if proven >= last {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let _ = proven_stop.send(true);
+            if let Ok(timeline) = task.await {
+                timeline.annotate(&mut run_stats, &l, &index, Duration::ZERO);
+            }
+        }
+        stats = Some(run_stats);
         l.save(&dir.join(LOAD_LOG))?;
         log = Some(l);
     }
@@ -1010,7 +1049,11 @@ pub async fn drive(
     if let Some(e) = failure {
         return Err(e);
     }
-    let report = check::check(dir, &manifest, log.as_ref()).await;
+    let provers_alive = match target {
+        Target::Process(_) => None,
+        Target::Compose { manifest, .. } => Some(crate::compose::provers_running(manifest)),
+    };
+    let report = check::check_with(dir, &manifest, log.as_ref(), provers_alive).await;
     Ok(ScenarioReport {
         perturbations: records,
         load: stats,
