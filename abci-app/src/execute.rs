@@ -180,6 +180,7 @@ impl SignatureCache {
             }
         }
         tx.verify_signature()?;
+        tx.verify_entry_signatures()?;
         if let Ok(mut inner) = self.inner.lock() {
             if inner.set.insert(hash) {
                 inner.order.push_back(hash);
@@ -227,6 +228,8 @@ pub struct Planned {
     /// The signer's prover record, if an action changed it.
     prover: Option<pb::Prover>,
     proofs: Vec<crate::provers::AcceptedProof>,
+    /// Accepted aggregates: (proofs covered, aggregator fee).
+    aggregates: Vec<(usize, u64)>,
     height: u64,
 }
 
@@ -279,6 +282,10 @@ pub fn apply(
         outcome.events.push(event);
         outcome.proofs += 1;
     }
+    for (entries, fee) in planned.aggregates {
+        let event = crate::provers::pay_aggregator(state, outcome.signer, fee, entries)?;
+        outcome.events.push(event);
+    }
     Ok(outcome)
 }
 
@@ -301,6 +308,7 @@ pub fn check(
     };
     let mut prover: Option<Option<pb::Prover>> = None;
     let mut proofs: Vec<crate::provers::AcceptedProof> = Vec::new();
+    let mut aggregates: Vec<(usize, u64)> = Vec::new();
     let tx_hash = hex::encode(tx.hash());
 
     let mut account = state.account(&signer)?;
@@ -619,6 +627,12 @@ pub fn check(
                 )?;
                 proofs.push(accepted);
             }
+            Action::SubmitAggregate { entries, aggregate } => {
+                let accepted =
+                    crate::provers::check_aggregate(state, params, entries, aggregate, &proofs)?;
+                aggregates.push((accepted.proofs.len(), accepted.aggregator_fee));
+                proofs.extend(accepted.proofs);
+            }
         }
     }
     Ok(Planned {
@@ -629,6 +643,7 @@ pub fn check(
         forced,
         prover: prover.flatten(),
         proofs,
+        aggregates,
         height,
     })
 }

@@ -36,6 +36,12 @@ pub struct ChainParams {
     /// Back-pressure: when ordered height minus proven height exceeds this,
     /// proposals carry only proof, prover-set and forced transactions.
     pub max_unproven_blocks: u64,
+    /// Share of each job's fees paid to the aggregator whose
+    /// `SubmitAggregate` proves it (besides the prover's share).
+    pub aggregator_fee_bps: u32,
+    /// Hex of the aggregation verifier SRS (`seqnet-prover srs verifier-key`,
+    /// 436 bytes); empty disables `SubmitAggregate`.
+    pub aggregation_srs: String,
 }
 
 impl Default for ChainParams {
@@ -64,6 +70,8 @@ impl Default for ChainParams {
             jail_period: 20,
             prover_fee_share_bps: 5_000,
             max_unproven_blocks: 100,
+            aggregator_fee_bps: 1_000,
+            aggregation_srs: String::new(),
         }
     }
 }
@@ -133,10 +141,23 @@ impl ChainParams {
             ("slash_bps", self.slash_bps),
             ("bounty_bps", self.bounty_bps),
             ("prover_fee_share_bps", self.prover_fee_share_bps),
+            ("aggregator_fee_bps", self.aggregator_fee_bps),
         ] {
             if bps > 10_000 {
                 return Err(format!("{name} {bps} must be in 0..=10000"));
             }
+        }
+        if self.prover_fee_share_bps + self.aggregator_fee_bps > 10_000 {
+            return Err(format!(
+                "prover_fee_share_bps + aggregator_fee_bps ({} + {}) must be at most 10000",
+                self.prover_fee_share_bps, self.aggregator_fee_bps
+            ));
+        }
+        if !self.aggregation_srs.is_empty() {
+            let bytes = hex::decode(&self.aggregation_srs)
+                .map_err(|e| format!("aggregation_srs is not hex: {e}"))?;
+            seqnet_proto::aggregate::VerifierSrs::decode(&bytes)
+                .map_err(|e| format!("aggregation_srs: {e}"))?;
         }
         Ok(())
     }
@@ -183,6 +204,8 @@ impl ChainParams {
             jail_period: self.jail_period,
             prover_fee_share_bps: self.prover_fee_share_bps,
             max_unproven_blocks: self.max_unproven_blocks,
+            aggregator_fee_bps: self.aggregator_fee_bps,
+            aggregation_srs: hex::decode(&self.aggregation_srs).unwrap_or_default(),
         }
     }
 
@@ -211,6 +234,8 @@ impl ChainParams {
             jail_period: p.jail_period,
             prover_fee_share_bps: p.prover_fee_share_bps,
             max_unproven_blocks: p.max_unproven_blocks,
+            aggregator_fee_bps: p.aggregator_fee_bps,
+            aggregation_srs: hex::encode(&p.aggregation_srs),
         }
     }
 }
@@ -259,5 +284,20 @@ mod tests {
             ..ChainParams::default()
         };
         assert!(p.validate().unwrap_err().contains("epoch_length"));
+        let p = ChainParams {
+            aggregator_fee_bps: 6_000,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("aggregator_fee_bps"));
+        let p = ChainParams {
+            aggregation_srs: "00".repeat(436),
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("aggregation_srs"));
+        let p = ChainParams {
+            aggregation_srs: "zz".into(),
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("aggregation_srs"));
     }
 }

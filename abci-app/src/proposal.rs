@@ -486,6 +486,7 @@ pub fn back_pressure_exempt(tx: &Transaction) -> bool {
             matches!(
                 a,
                 Action::SubmitProof { .. }
+                    | Action::SubmitAggregate { .. }
                     | Action::RegisterProver { .. }
                     | Action::Unbond
                     | Action::Unjail

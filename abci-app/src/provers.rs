@@ -38,12 +38,21 @@
 //! (32 zero bytes before the first proof). The prover then earns
 //! `prover_fee_share_bps` of the job's fees (from the fee pool) and the job's
 //! bounty. Proofs are never identified by their bytes (they are malleable).
+//!
+//! `SubmitAggregate` ([`check_aggregate`]) applies the same job rules to
+//! each of its entries (with the entry's signing prover in place of the
+//! transaction's signer), verifies one SnarkPack aggregate for all of them,
+//! credits each prover exactly as `SubmitProof` does, and pays the sender
+//! `aggregator_fee_bps` of the covered jobs' fees.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use seqnet_proto::aggregate::{
+    padded_size, verify_aggregate_prepared, AggregateError, PreparedVerifierSrs, VerifierSrs,
+};
 use seqnet_proto::groth16::{batch_commitment, BatchStatement, PreparedKey, ProofError};
-use seqnet_proto::{pb, Address, RollupId};
+use seqnet_proto::{pb, Address, ProofEntry, RollupId};
 
 use crate::execute::{Event, ExecError};
 use crate::params::ChainParams;
@@ -217,23 +226,23 @@ pub struct AcceptedProof {
     pub proof: Vec<u8>,
 }
 
-/// Every check of a `SubmitProof` by `signer`; `earlier` are the proofs
-/// accepted by previous actions of the same transaction (not yet written).
-pub fn check_proof(
+/// The open job `(rollup_id, height)` if it is the rollup's next one (lowest
+/// open, not counting those proven by `earlier`) and assigned to `prover`,
+/// with the root its proof starts from (the last of `earlier` for the
+/// rollup, else the rollup's proven root).
+fn next_job(
     state: &StateDelta,
-    signer: Address,
+    queue: &pb::ProofQueue,
+    prover: Address,
     rollup_id: RollupId,
     height: u64,
-    proof: &[u8],
-    new_root: &[u8; 32],
     earlier: &[AcceptedProof],
-) -> Result<AcceptedProof, ExecError> {
+) -> Result<(pb::ProofJob, [u8; 32]), ExecError> {
     let done: BTreeSet<u64> = earlier
         .iter()
         .filter(|p| p.rollup_id == rollup_id)
         .map(|p| p.height)
         .collect();
-    let queue = state.proof_queue()?;
     let open: Vec<&pb::ProofJob> = queue
         .open
         .iter()
@@ -251,7 +260,7 @@ pub fn check_proof(
             next: lowest,
         });
     }
-    if job.assigned != signer.0 {
+    if job.assigned != prover.0 {
         return Err(ExecError::NotAssigned {
             rollup_id,
             height,
@@ -262,11 +271,6 @@ pub fn check_proof(
             },
         });
     }
-    let rollup = state
-        .rollup(rollup_id)?
-        .ok_or(ExecError::UnknownRollup(rollup_id))?;
-    prepared_key(&rollup.verifying_key)
-        .map_err(|e| ExecError::ProofMalformed(format!("rollup {rollup_id} verifying key: {e}")))?;
     let prev_root = match earlier
         .iter()
         .filter(|p| p.rollup_id == rollup_id)
@@ -275,6 +279,27 @@ pub fn check_proof(
         Some(p) => p.new_root,
         None => root_of(&state.rollup_proving(rollup_id)?.proven_root),
     };
+    Ok(((*job).clone(), prev_root))
+}
+
+/// Every check of a `SubmitProof` by `signer`; `earlier` are the proofs
+/// accepted by previous actions of the same transaction (not yet written).
+pub fn check_proof(
+    state: &StateDelta,
+    signer: Address,
+    rollup_id: RollupId,
+    height: u64,
+    proof: &[u8],
+    new_root: &[u8; 32],
+    earlier: &[AcceptedProof],
+) -> Result<AcceptedProof, ExecError> {
+    let queue = state.proof_queue()?;
+    let (job, prev_root) = next_job(state, &queue, signer, rollup_id, height, earlier)?;
+    let rollup = state
+        .rollup(rollup_id)?
+        .ok_or(ExecError::UnknownRollup(rollup_id))?;
+    prepared_key(&rollup.verifying_key)
+        .map_err(|e| ExecError::ProofMalformed(format!("rollup {rollup_id} verifying key: {e}")))?;
     let statement = BatchStatement {
         rollup_id,
         height,
@@ -293,6 +318,189 @@ pub fn check_proof(
         prover: signer,
         prev_root,
         proof: proof.to_vec(),
+    })
+}
+
+type SrsCache = Mutex<BTreeMap<[u8; 32], Result<Arc<PreparedVerifierSrs>, AggregateError>>>;
+
+/// The prepared form of an encoded verifier SRS, memoized by its hash.
+pub fn prepared_srs(bytes: &[u8]) -> Result<Arc<PreparedVerifierSrs>, AggregateError> {
+    static CACHE: OnceLock<SrsCache> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let hash = seqnet_proto::sha256(bytes);
+    if let Ok(map) = cache.lock() {
+        if let Some(found) = map.get(&hash) {
+            return found.clone();
+        }
+    }
+    let result = VerifierSrs::decode(bytes).map(|srs| Arc::new(PreparedVerifierSrs::from(srs)));
+    if let Ok(mut map) = cache.lock() {
+        if map.len() >= 8 {
+            map.clear();
+        }
+        map.insert(hash, result.clone());
+    }
+    result
+}
+
+/// The memo key of a verified aggregate: SRS, key, every statement and the
+/// aggregate bytes (in the same set as [`verified_id`], under its own domain).
+fn aggregate_id(
+    srs: &[u8],
+    vk: &[u8],
+    statements: &[BatchStatement],
+    aggregate: &[u8],
+) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(64 + statements.len() * 112 + aggregate.len() + 32);
+    buf.extend_from_slice(b"seqnet/aggregate-memo/v1");
+    buf.extend_from_slice(&seqnet_proto::sha256(srs));
+    buf.extend_from_slice(&seqnet_proto::sha256(vk));
+    buf.extend_from_slice(&(statements.len() as u64).to_be_bytes());
+    for s in statements {
+        buf.extend_from_slice(&s.rollup_id.to_be_bytes());
+        buf.extend_from_slice(&s.height.to_be_bytes());
+        buf.extend_from_slice(&s.commitment);
+        buf.extend_from_slice(&s.prev_root);
+        buf.extend_from_slice(&s.new_root);
+    }
+    buf.extend_from_slice(aggregate);
+    seqnet_proto::sha256(&buf)
+}
+
+/// What [`check_aggregate`] accepted: one proof per entry (with no proof
+/// bytes: the aggregate stands for them) and the aggregator's fee.
+#[derive(Clone, Debug)]
+pub struct AcceptedAggregate {
+    pub proofs: Vec<AcceptedProof>,
+    pub aggregator_fee: u64,
+}
+
+/// Every check of a `SubmitAggregate`; `earlier` as for [`check_proof`].
+///
+/// Rules: aggregation is enabled (`params.aggregation_srs` set) and the
+/// padded entry count fits the SRS; every entry passes the job checks of
+/// `SubmitProof` with its `prover` in place of the signer (the job is the
+/// rollup's next open one once the previous entries count as proven, and is
+/// assigned to that prover; entry signatures were checked statelessly);
+/// every covered rollup has the same non-empty verifying key (byte for
+/// byte); each statement starts from the previous entry's root of its rollup
+/// (the rollup's proven root for its first entry); the aggregate verifies
+/// once for all statements, in entry order. The aggregator earns
+/// `aggregator_fee_bps` of each covered job's fees.
+pub fn check_aggregate(
+    state: &StateDelta,
+    params: &ChainParams,
+    entries: &[ProofEntry],
+    aggregate: &[u8],
+    earlier: &[AcceptedProof],
+) -> Result<AcceptedAggregate, ExecError> {
+    if params.aggregation_srs.is_empty() {
+        return Err(ExecError::InvalidParameter(
+            "aggregation is not enabled on this chain (params.aggregation_srs is empty)".into(),
+        ));
+    }
+    let srs_bytes = hex::decode(&params.aggregation_srs)
+        .map_err(|e| ExecError::InvalidParameter(format!("aggregation_srs: {e}")))?;
+    let srs = prepared_srs(&srs_bytes)
+        .map_err(|e| ExecError::InvalidParameter(format!("aggregation_srs: {e}")))?;
+    let max = srs.srs.max_proofs as usize;
+    if padded_size(entries.len()) > max {
+        return Err(ExecError::InvalidParameter(format!(
+            "aggregate of {} entries exceeds the chain's SRS ({max} proofs)",
+            entries.len()
+        )));
+    }
+    let queue = state.proof_queue()?;
+    let mut all: Vec<AcceptedProof> = earlier.to_vec();
+    let mut proofs = Vec::with_capacity(entries.len());
+    let mut statements = Vec::with_capacity(entries.len());
+    let mut keys: BTreeMap<RollupId, Vec<u8>> = BTreeMap::new();
+    let mut aggregator_fee: u64 = 0;
+    for entry in entries {
+        let rollup_id = entry.rollup_id;
+        let (job, prev_root) =
+            next_job(state, &queue, entry.prover, rollup_id, entry.height, &all)?;
+        if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(rollup_id) {
+            let rollup = state
+                .rollup(rollup_id)?
+                .ok_or(ExecError::UnknownRollup(rollup_id))?;
+            slot.insert(rollup.verifying_key);
+        }
+        aggregator_fee = aggregator_fee
+            .checked_add(fee_share(job.fees, params.aggregator_fee_bps))
+            .ok_or(ExecError::Overflow("aggregator fee"))?;
+        statements.push(BatchStatement {
+            rollup_id,
+            height: entry.height,
+            commitment: root_of(&job.commitment),
+            prev_root,
+            new_root: entry.new_state_root,
+        });
+        let accepted = AcceptedProof {
+            rollup_id,
+            height: entry.height,
+            new_root: entry.new_state_root,
+            prover: entry.prover,
+            prev_root,
+            proof: Vec::new(),
+        };
+        all.push(accepted.clone());
+        proofs.push(accepted);
+    }
+    let mut distinct = keys.iter();
+    let Some((first_rollup, vk)) = distinct.next() else {
+        return Err(ExecError::ProofMalformed(
+            "aggregate without entries".into(),
+        ));
+    };
+    if let Some((other, _)) = distinct.find(|(_, k)| *k != vk) {
+        return Err(ExecError::ProofMalformed(format!(
+            "rollups {first_rollup} and {other} have different verifying keys; an aggregate covers one key"
+        )));
+    }
+    let key = prepared_key(vk).map_err(|e| {
+        ExecError::ProofMalformed(format!("rollup {first_rollup} verifying key: {e}"))
+    })?;
+    let id = aggregate_id(&srs_bytes, vk, &statements, aggregate);
+    if !is_verified(&id) {
+        verify_aggregate_prepared(&srs, &key, &statements, aggregate).map_err(|e| match e {
+            AggregateError::Invalid | AggregateError::InvalidMipp => {
+                ExecError::ProofRejected(e.to_string())
+            }
+            other => ExecError::ProofMalformed(other.to_string()),
+        })?;
+        remember_verified(id);
+    }
+    Ok(AcceptedAggregate {
+        proofs,
+        aggregator_fee,
+    })
+}
+
+/// Pays an accepted aggregate's sender its fee from the fee pool (never more
+/// than the pool holds) at the end of the transaction that carried it.
+pub fn pay_aggregator(
+    state: &mut StateDelta,
+    aggregator: Address,
+    fee: u64,
+    entries: usize,
+) -> Result<Event, ExecError> {
+    let pool = state.fee_pool()?;
+    let paid = fee.min(pool);
+    state.put_fee_pool(pool - paid);
+    let mut account = state.account(&aggregator)?;
+    account.balance = account
+        .balance
+        .checked_add(paid)
+        .ok_or(ExecError::Overflow("aggregator balance"))?;
+    state.put_account(&account);
+    Ok(Event {
+        kind: "aggregate_accepted",
+        attributes: vec![
+            ("aggregator", aggregator.to_string()),
+            ("entries", entries.to_string()),
+            ("fee", paid.to_string()),
+        ],
     })
 }
 

@@ -26,7 +26,7 @@ pub mod pb {
 pub use codes::Code;
 pub use groth16::{batch_commitment, verify_batch_proof, BatchStatement, PreparedKey, ProofError};
 pub use nmt::{NamespaceProof, NmtError, NmtNode, NmtRoot};
-pub use tx::{Action, Address, RollupId, Transaction, TransactionBody, TxError};
+pub use tx::{Action, Address, ProofEntry, RollupId, Transaction, TransactionBody, TxError};
 
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {

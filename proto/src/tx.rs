@@ -18,6 +18,11 @@ pub const HARD_MAX_ACTIONS: usize = 256;
 pub const MAX_CHAIN_ID_LEN: usize = 64;
 pub const MAX_ROLLUP_NAME_LEN: usize = 64;
 pub const MAX_VERIFYING_KEY_BYTES: usize = 64 * 1024;
+/// Domain separator of a prover's signature over one aggregate entry.
+pub const PROOF_ENTRY_SIGN_DOMAIN: &[u8] = b"seqnet/proof-entry/v1";
+/// No `SubmitAggregate` covers more jobs than this (the chain's verifier SRS
+/// may allow fewer).
+pub const MAX_AGGREGATE_ENTRIES: usize = 1024;
 
 /// A rollup's id; also its namespace in the block's namespaced Merkle tree.
 /// Zero is reserved.
@@ -44,6 +49,12 @@ pub enum TxError {
     ActionCount { count: usize, limit: usize },
     #[error("chain id of {len} bytes; allowed 1..={MAX_CHAIN_ID_LEN}")]
     ChainIdLength { len: usize },
+    #[error("action {index}, entry {entry}: signature does not verify for prover {prover}")]
+    BadEntrySignature {
+        index: usize,
+        entry: usize,
+        prover: Address,
+    },
 }
 
 impl TxError {
@@ -52,7 +63,9 @@ impl TxError {
             TxError::TooLarge { .. } => Code::TooLarge,
             TxError::Malformed(_) => Code::Malformed,
             TxError::NonCanonical { .. } => Code::NonCanonical,
-            TxError::BadSigner(_) | TxError::BadSignature { .. } => Code::BadSignature,
+            TxError::BadSigner(_)
+            | TxError::BadSignature { .. }
+            | TxError::BadEntrySignature { .. } => Code::BadSignature,
             TxError::WrongChainId { .. } => Code::WrongChainId,
             TxError::InvalidAction { .. }
             | TxError::ActionCount { .. }
@@ -151,6 +164,90 @@ pub enum Action {
         proof: Vec<u8>,
         new_state_root: [u8; 32],
     },
+    /// One aggregate of the proofs of `entries` (strictly increasing
+    /// `(rollup_id, height)`, the order of the proofs in the aggregate).
+    SubmitAggregate {
+        entries: Vec<ProofEntry>,
+        aggregate: Vec<u8>,
+    },
+}
+
+/// One job covered by a `SubmitAggregate`: the job, its new state root, and
+/// the assigned prover with its signature over [`proof_entry_sign_bytes`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProofEntry {
+    pub rollup_id: RollupId,
+    pub height: u64,
+    pub new_state_root: [u8; 32],
+    pub prover: Address,
+    pub signature: Signature,
+}
+
+/// The bytes a prover signs to let an aggregator submit its proof of job
+/// `(rollup_id, height)` with `new_root`: `"seqnet/proof-entry/v1" ||
+/// u32_be(len(chain_id)) || chain_id || u64_be(rollup_id) || u64_be(height)
+/// || new_root`.
+pub fn proof_entry_sign_bytes(
+    chain_id: &str,
+    rollup_id: RollupId,
+    height: u64,
+    new_root: &[u8; 32],
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(PROOF_ENTRY_SIGN_DOMAIN.len() + 4 + chain_id.len() + 48);
+    out.extend_from_slice(PROOF_ENTRY_SIGN_DOMAIN);
+    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(chain_id.as_bytes());
+    out.extend_from_slice(&rollup_id.to_be_bytes());
+    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(new_root);
+    out
+}
+
+impl ProofEntry {
+    /// The entry for job `(rollup_id, height)`, signed by the prover `key`.
+    pub fn sign(
+        key: &SigningKey,
+        chain_id: &str,
+        rollup_id: RollupId,
+        height: u64,
+        new_state_root: [u8; 32],
+    ) -> ProofEntry {
+        let signature = key.sign(&proof_entry_sign_bytes(
+            chain_id,
+            rollup_id,
+            height,
+            &new_state_root,
+        ));
+        ProofEntry {
+            rollup_id,
+            height,
+            new_state_root,
+            prover: Address::from(&key.verifying_key()),
+            signature,
+        }
+    }
+
+    /// Strict ed25519 verification of the prover's signature for `chain_id`.
+    pub fn verify(&self, chain_id: &str) -> Result<(), TxError> {
+        let key = self.prover.verifying_key()?;
+        key.verify_strict(
+            &proof_entry_sign_bytes(chain_id, self.rollup_id, self.height, &self.new_state_root),
+            &self.signature,
+        )
+        .map_err(|_| TxError::BadSignature {
+            signer: self.prover,
+        })
+    }
+
+    fn to_pb(&self) -> pb::AggregateEntry {
+        pb::AggregateEntry {
+            rollup_id: self.rollup_id,
+            height: self.height,
+            new_state_root: self.new_state_root.to_vec(),
+            prover: self.prover.0.to_vec(),
+            signature: self.signature.to_bytes().to_vec(),
+        }
+    }
 }
 
 /// Largest proof bytes a SubmitProof may carry (a Groth16 proof is 192).
@@ -169,6 +266,7 @@ impl Action {
             Action::Unbond => "unbond",
             Action::Unjail => "unjail",
             Action::SubmitProof { .. } => "submit_proof",
+            Action::SubmitAggregate { .. } => "submit_aggregate",
         }
     }
 
@@ -289,6 +387,7 @@ impl Action {
                     new_state_root,
                 }
             }
+            pb::action::Kind::SubmitAggregate(a) => submit_aggregate(index, a)?,
         };
         Ok(action)
     }
@@ -343,9 +442,83 @@ impl Action {
                 proof: proof.clone(),
                 new_state_root: new_state_root.to_vec(),
             }),
+            Action::SubmitAggregate { entries, aggregate } => {
+                Kind::SubmitAggregate(pb::SubmitAggregate {
+                    entries: entries.iter().map(ProofEntry::to_pb).collect(),
+                    aggregate: aggregate.clone(),
+                })
+            }
         };
         pb::Action { kind: Some(kind) }
     }
+}
+
+/// Structure of a `SubmitAggregate`: 1..=[`MAX_AGGREGATE_ENTRIES`] entries
+/// with well-formed fields in strictly increasing `(rollup_id, height)`
+/// order, and an aggregate of exactly the encoded length for that count.
+/// Signatures are checked by [`Transaction::verify_entry_signatures`].
+fn submit_aggregate(index: usize, a: pb::SubmitAggregate) -> Result<Action, TxError> {
+    let invalid = |reason: String| TxError::InvalidAction { index, reason };
+    if a.entries.is_empty() || a.entries.len() > MAX_AGGREGATE_ENTRIES {
+        return Err(invalid(format!(
+            "aggregate of {} entries; allowed 1..={MAX_AGGREGATE_ENTRIES}",
+            a.entries.len()
+        )));
+    }
+    let want = crate::aggregate::encoded_len(a.entries.len());
+    if a.aggregate.len() != want {
+        return Err(invalid(format!(
+            "aggregate of {} bytes, want {want} for {} entries",
+            a.aggregate.len(),
+            a.entries.len()
+        )));
+    }
+    let mut entries: Vec<ProofEntry> = Vec::with_capacity(a.entries.len());
+    for (i, e) in a.entries.into_iter().enumerate() {
+        let bad = |reason: String| invalid(format!("entry {i}: {reason}"));
+        if e.rollup_id == 0 {
+            return Err(bad("rollup id 0 is reserved".into()));
+        }
+        if e.height == 0 {
+            return Err(bad("height 0 has no batch".into()));
+        }
+        let new_state_root = <[u8; 32]>::try_from(e.new_state_root.as_slice()).map_err(|_| {
+            bad(format!(
+                "new state root has {} bytes, want 32",
+                e.new_state_root.len()
+            ))
+        })?;
+        let prover = Address::from_slice(&e.prover)
+            .ok_or_else(|| bad(format!("prover has {} bytes, want 32", e.prover.len())))?;
+        prover
+            .verifying_key()
+            .map_err(|_| bad(format!("prover {prover} is not an ed25519 public key")))?;
+        let signature = Signature::from_slice(&e.signature).map_err(|_| {
+            bad(format!(
+                "signature has {} bytes, want 64",
+                e.signature.len()
+            ))
+        })?;
+        if let Some(last) = entries.last() {
+            if (last.rollup_id, last.height) >= (e.rollup_id, e.height) {
+                return Err(bad(format!(
+                    "job {}/{} does not follow {}/{}: entries must be in strictly increasing (rollup, height) order",
+                    e.rollup_id, e.height, last.rollup_id, last.height
+                )));
+            }
+        }
+        entries.push(ProofEntry {
+            rollup_id: e.rollup_id,
+            height: e.height,
+            new_state_root,
+            prover,
+            signature,
+        });
+    }
+    Ok(Action::SubmitAggregate {
+        entries,
+        aggregate: a.aggregate,
+    })
 }
 
 fn settings(
@@ -533,11 +706,33 @@ impl Transaction {
         })
     }
 
-    /// This transaction's signature and those of the transactions it forces.
+    /// The provers' signatures of this transaction's `SubmitAggregate`
+    /// entries (strict ed25519, for this transaction's chain id).
+    pub fn verify_entry_signatures(&self) -> Result<(), TxError> {
+        for (index, action) in self.body.actions.iter().enumerate() {
+            if let Action::SubmitAggregate { entries, .. } = action {
+                for (entry, e) in entries.iter().enumerate() {
+                    e.verify(&self.body.chain_id)
+                        .map_err(|_| TxError::BadEntrySignature {
+                            index,
+                            entry,
+                            prover: e.prover,
+                        })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// This transaction's signature, its aggregate entries' signatures and
+    /// those of the transactions it forces (and their entries).
     pub fn verify_all_signatures(&self) -> Result<(), TxError> {
         self.verify_signature()?;
-        self.forced_transactions()
-            .try_for_each(Transaction::verify_signature)
+        self.verify_entry_signatures()?;
+        self.forced_transactions().try_for_each(|inner| {
+            inner.verify_signature()?;
+            inner.verify_entry_signatures()
+        })
     }
 
     pub fn check_chain_id(&self, expected: &str) -> Result<(), TxError> {
@@ -804,6 +999,144 @@ mod tests {
                 .code(),
             Code::InvalidAction
         );
+    }
+
+    fn aggregate_action(entries: Vec<ProofEntry>) -> Action {
+        let len = crate::aggregate::encoded_len(entries.len().max(1));
+        Action::SubmitAggregate {
+            entries,
+            aggregate: vec![3; len],
+        }
+    }
+
+    #[test]
+    fn proof_entry_sign_bytes_are_pure_and_bind_every_field() {
+        let root = [9u8; 32];
+        let bytes = proof_entry_sign_bytes("chain", 7, 11, &root);
+        let mut want = b"seqnet/proof-entry/v1".to_vec();
+        want.extend_from_slice(&5u32.to_be_bytes());
+        want.extend_from_slice(b"chain");
+        want.extend_from_slice(&7u64.to_be_bytes());
+        want.extend_from_slice(&11u64.to_be_bytes());
+        want.extend_from_slice(&root);
+        assert_eq!(bytes, want);
+        assert_eq!(bytes, proof_entry_sign_bytes("chain", 7, 11, &root));
+        for other in [
+            proof_entry_sign_bytes("chaim", 7, 11, &root),
+            proof_entry_sign_bytes("chain", 8, 11, &root),
+            proof_entry_sign_bytes("chain", 7, 12, &root),
+            proof_entry_sign_bytes("chain", 7, 11, &[8; 32]),
+        ] {
+            assert_ne!(bytes, other);
+        }
+        // Not confusable with a transaction's sign bytes.
+        assert!(!bytes.starts_with(TX_SIGN_DOMAIN));
+    }
+
+    #[test]
+    fn submit_aggregate_round_trips_and_entry_signatures_verify() {
+        let entries = vec![
+            ProofEntry::sign(&key(2), "seqnet-test", 1, 4, [1; 32]),
+            ProofEntry::sign(&key(3), "seqnet-test", 1, 5, [2; 32]),
+            ProofEntry::sign(&key(2), "seqnet-test", 2, 1, [3; 32]),
+        ];
+        let action = aggregate_action(entries.clone());
+        let tx = body(vec![action.clone()]).sign(&key(1));
+        let decoded = Transaction::decode(tx.to_bytes(), HARD_MAX_TX_BYTES, 16).expect("decodes");
+        assert_eq!(decoded.body.actions, vec![action]);
+        assert_eq!(decoded.body.actions[0].kind(), "submit_aggregate");
+        decoded
+            .verify_all_signatures()
+            .expect("all signatures verify");
+        // An entry signed for another chain, or over another root, fails.
+        for bad in [
+            ProofEntry::sign(&key(3), "other-chain", 1, 5, [2; 32]),
+            ProofEntry {
+                new_state_root: [5; 32],
+                ..entries[1].clone()
+            },
+            ProofEntry {
+                prover: Address::from(&key(4).verifying_key()),
+                ..entries[1].clone()
+            },
+        ] {
+            let mut forged = entries.clone();
+            forged[1] = bad;
+            let tx = body(vec![aggregate_action(forged)]).sign(&key(1));
+            let decoded =
+                Transaction::decode(tx.to_bytes(), HARD_MAX_TX_BYTES, 16).expect("decodes");
+            decoded.verify_signature().expect("the envelope is fine");
+            let err = decoded.verify_all_signatures().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TxError::BadEntrySignature {
+                        index: 0,
+                        entry: 1,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(err.code(), Code::BadSignature);
+        }
+    }
+
+    #[test]
+    fn submit_aggregate_structure_is_enforced() {
+        let e = |rollup, height| ProofEntry::sign(&key(2), "seqnet-test", rollup, height, [1; 32]);
+        let rejected = |action: Action| {
+            let tx = body(vec![action]).sign(&key(1));
+            let err = Transaction::decode(tx.to_bytes(), HARD_MAX_TX_BYTES, 16).unwrap_err();
+            assert_eq!(err.code(), Code::InvalidAction, "{err}");
+            err.to_string()
+        };
+        // No entries.
+        assert!(rejected(Action::SubmitAggregate {
+            entries: vec![],
+            aggregate: vec![3; crate::aggregate::encoded_len(1)],
+        })
+        .contains("entries"));
+        // Out of order, duplicated, reserved rollup, height 0.
+        assert!(rejected(aggregate_action(vec![e(1, 5), e(1, 4)])).contains("increasing"));
+        assert!(rejected(aggregate_action(vec![e(2, 1), e(1, 9)])).contains("increasing"));
+        assert!(rejected(aggregate_action(vec![e(1, 4), e(1, 4)])).contains("increasing"));
+        assert!(rejected(aggregate_action(vec![e(0, 4)])).contains("reserved"));
+        assert!(rejected(aggregate_action(vec![e(1, 0)])).contains("height 0"));
+        // An aggregate of the wrong length for the count.
+        assert!(rejected(Action::SubmitAggregate {
+            entries: vec![e(1, 1), e(1, 2), e(1, 3)],
+            aggregate: vec![3; crate::aggregate::encoded_len(8)],
+        })
+        .contains("bytes"));
+        // Too many entries.
+        let many: Vec<ProofEntry> = (1..=MAX_AGGREGATE_ENTRIES as u64 + 1)
+            .map(|h| ProofEntry {
+                height: h,
+                ..e(1, 1)
+            })
+            .collect();
+        let raw = pb::SubmitAggregate {
+            entries: many.iter().map(ProofEntry::to_pb).collect(),
+            aggregate: vec![],
+        };
+        assert!(submit_aggregate(0, raw).is_err());
+        // A prover key of the wrong length, a short signature.
+        let mut raw = pb::SubmitAggregate {
+            entries: vec![e(1, 1).to_pb()],
+            aggregate: vec![3; crate::aggregate::encoded_len(1)],
+        };
+        raw.entries[0].prover.pop();
+        assert!(submit_aggregate(0, raw.clone())
+            .unwrap_err()
+            .to_string()
+            .contains("prover"));
+        raw.entries[0] = e(1, 1).to_pb();
+        raw.entries[0].signature.pop();
+        assert!(submit_aggregate(0, raw)
+            .unwrap_err()
+            .to_string()
+            .contains("signature"));
     }
 
     #[test]

@@ -61,7 +61,8 @@ impl FeeSchedule {
                 | Action::RegisterProver { .. }
                 | Action::Unbond
                 | Action::Unjail
-                | Action::SubmitProof { .. } => 0,
+                | Action::SubmitProof { .. }
+                | Action::SubmitAggregate { .. } => 0,
             };
             fee.saturating_add(extra)
         })

@@ -56,6 +56,18 @@ pub fn open(dir: tempfile::TempDir) -> Node {
 
 /// A node after InitChain; `vote_extensions_height` 0 disables them.
 pub fn new_node(vote_extensions_height: i64) -> Node {
+    new_node_with_genesis(vote_extensions_height, genesis())
+}
+
+/// [`genesis`] with `params` as its `params` object.
+pub fn genesis_with_params(params: serde_json::Value) -> Vec<u8> {
+    let mut value: serde_json::Value = serde_json::from_slice(&genesis()).expect("genesis json");
+    value["params"] = params;
+    value.to_string().into_bytes()
+}
+
+/// A node after InitChain with the given `app_state`.
+pub fn new_node_with_genesis(vote_extensions_height: i64, app_state: Vec<u8>) -> Node {
     let node = open(tempfile::tempdir().expect("tempdir"));
     let validators = VALIDATOR_SEEDS
         .iter()
@@ -70,7 +82,7 @@ pub fn new_node(vote_extensions_height: i64) -> Node {
         .collect();
     node.app.init_chain(abci::RequestInitChain {
         chain_id: CHAIN.into(),
-        app_state_bytes: genesis().into(),
+        app_state_bytes: app_state.into(),
         initial_height: 1,
         validators,
         consensus_params: Some(types::ConsensusParams {
