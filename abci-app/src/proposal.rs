@@ -5,7 +5,10 @@
 //! Layout of a block: from the height after `vote_extensions_enable_height`
 //! on, the first transaction is the injected extended commit of the previous
 //! height (inclusion lists); then pending forced transactions; then the
-//! mempool's. The proposer keeps the mempool's order, drops what no longer
+//! mempool's. The proposer tries transactions carrying a `SubmitAggregate`
+//! first ([`carries_aggregate`]; the `SubmitProof` transactions an aggregate
+//! covers then fail their job checks and are dropped), otherwise keeps the
+//! mempool's order, drops what no longer
 //! executes, and caps each rollup at `rollup_block_share_bps` of the block in
 //! a first pass so one busy rollup cannot starve the others; a second pass
 //! fills what is left. A signer whose transaction was deferred has its later
@@ -16,8 +19,8 @@
 //! ahead of proving; both read from the state before the block), the block
 //! may carry only the injected extended commit, pending forced transactions
 //! (by hash, including those the injected commit opens) and transactions
-//! whose actions are all `SubmitProof`, `RegisterProver`, `Unbond` or
-//! `Unjail` ([`back_pressure_exempt`]). PrepareProposal builds such blocks and
+//! whose actions are all `SubmitProof`, `SubmitAggregate`, `RegisterProver`,
+//! `Unbond` or `Unjail` ([`back_pressure_exempt`]). PrepareProposal builds such blocks and
 //! ProcessProposal rejects any other. FinalizeBlock does not re-check: it
 //! only runs on proposals that passed.
 
@@ -400,10 +403,20 @@ impl BlockContext<'_> {
         let mut per_rollup: BTreeMap<RollupId, u64> = BTreeMap::new();
         let mut deferred: Vec<(&Vec<u8>, Transaction)> = Vec::new();
         let mut deferred_signers: BTreeSet<Address> = BTreeSet::new();
-        for bytes in txs {
-            let Ok(tx) = check_stateless(bytes, self.params, self.chain_id, self.signatures) else {
-                continue;
-            };
+        // Aggregates first (otherwise in mempool order): once an aggregate has
+        // run, the SubmitProof transactions for the jobs it covers fail their
+        // job checks and are left out; the other way round, one SubmitProof of
+        // a covered job would make the whole aggregate fail.
+        let mut candidates: Vec<(&Vec<u8>, Transaction)> = txs
+            .iter()
+            .filter_map(|bytes| {
+                check_stateless(bytes, self.params, self.chain_id, self.signatures)
+                    .ok()
+                    .map(|tx| (bytes, tx))
+            })
+            .collect();
+        candidates.sort_by_key(|(_, tx)| !carries_aggregate(tx));
+        for (bytes, tx) in candidates {
             if self.censored(&tx)
                 || included.contains(&tx.hash())
                 || !self.admitted(state, &tx, pressure)?
@@ -476,6 +489,14 @@ pub fn matches_censor(tx: &Transaction, signers: &[Address], rollups: &[RollupId
 /// height minus proven height) above `max_unproven_blocks`.
 pub fn over_unproven_limit(lag: u64, max_unproven_blocks: u64) -> bool {
     lag > max_unproven_blocks
+}
+
+/// Whether `tx` carries a `SubmitAggregate` (proposers try those first).
+pub fn carries_aggregate(tx: &Transaction) -> bool {
+    tx.body
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::SubmitAggregate { .. }))
 }
 
 /// Whether `tx` may be included under back-pressure on its own account: every

@@ -188,6 +188,8 @@ fn setup(params: serde_json::Value) -> Chain {
 /// assigned provers' entries, and the aggregate of the proofs in entry order.
 struct Built {
     entries: Vec<ProofEntry>,
+    /// The individual proofs, encoded, in entry order.
+    proofs: Vec<Vec<u8>>,
     statements: Vec<BatchStatement>,
     aggregate: Vec<u8>,
 }
@@ -197,6 +199,7 @@ fn build(chain: &Chain, jobs: &[(u64, u64)]) -> Built {
     let mut entries = Vec::new();
     let mut statements = Vec::new();
     let mut proofs = Vec::new();
+    let mut encoded = Vec::new();
     for (rollup, height) in jobs {
         let job = chain.job(*rollup, *height);
         let prev_root = *prev.entry(*rollup).or_insert_with(|| {
@@ -230,6 +233,7 @@ fn build(chain: &Chain, jobs: &[(u64, u64)]) -> Built {
             new_root: root,
         });
         proofs.push(decode_proof(&proof).expect("proof decodes"));
+        encoded.push(proof);
     }
     let key = PreparedKey::decode(&keys().1).expect("key");
     let aggregate = seqnet_prover::aggregate::aggregate_statements(
@@ -245,6 +249,7 @@ fn build(chain: &Chain, jobs: &[(u64, u64)]) -> Built {
         .expect("the aggregate verifies on its own");
     Built {
         entries,
+        proofs: encoded,
         statements,
         aggregate,
     }
@@ -445,4 +450,48 @@ fn aggregation_needs_an_srs_in_the_chain_params() {
         &[Code::InvalidParameter],
     );
     assert!(log.contains("aggregation_srs"), "{log}");
+}
+
+#[test]
+fn proposers_prefer_an_aggregate_over_the_proofs_it_covers() {
+    let mut chain = setup(aggregation_params());
+    let built = build(&chain, &[(1, 2), (1, 3)]);
+    // The assigned prover of (1, 2) also sent its proof on its own, and it
+    // is ahead of the aggregate in the mempool.
+    let prover = seed_of(&built.entries[0].prover.0);
+    let single = chain.failing(
+        prover,
+        vec![Action::SubmitProof {
+            rollup_id: 1,
+            height: 2,
+            proof: built.proofs[0].clone(),
+            new_state_root: built.entries[0].new_state_root,
+        }],
+    );
+    assert_eq!(check(&chain.node, &single).code, 0);
+    let aggregate = chain.tx(
+        AGGREGATOR,
+        10,
+        vec![submit(built.entries.clone(), built.aggregate.clone())],
+    );
+    let mempool = vec![single.clone(), aggregate.clone()];
+    let block = propose(&chain.node, chain.height + 1, &mempool, None);
+    assert_eq!(
+        block,
+        vec![aggregate.clone()],
+        "the covered proof is dropped"
+    );
+    assert!(accepts(&chain.node, chain.height + 1, &block));
+    let response = chain.block(&block);
+    assert_eq!(
+        response.tx_results[0]
+            .events
+            .iter()
+            .filter(|e| e.r#type == "job_proven")
+            .count(),
+        2
+    );
+    assert_eq!(chain.job(1, 3).status, pb::JobStatus::Proven as i32);
+    // The single proof no longer applies.
+    assert_eq!(check(&chain.node, &single).code, Code::JobUnknown.as_u32());
 }
