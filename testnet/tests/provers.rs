@@ -36,6 +36,9 @@ use tokio_stream::StreamExt;
 const PROOF_WINDOW: u64 = 20;
 const EPOCH: u64 = 5;
 const MAX_UNPROVEN: u64 = 8;
+/// Lag (blocks) at which finality counts as caught up again (under
+/// back-pressure past `MAX_UNPROVEN`, so well below it).
+const SETTLED_LAG: u64 = 3;
 /// Blocks a jailed prover waits before `Unjail` (chain default 20).
 const JAIL_PERIOD: u64 = 10;
 const SLASH_BPS: u64 = 1_000; // the chain default
@@ -374,6 +377,7 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
     // Slashed (and jailed after repeated misses), balance untouched.
     let jailed_by = kill.ordered_height + 6 * PROOF_WINDOW;
     let slashed = loop {
+        after_kill.push(&finality(&mut client).await?);
         let info = client.prover(victim_address).await?;
         let record = info.prover.clone().unwrap_or_default();
         let height = info.as_of_height;
@@ -414,9 +418,9 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
     let settled = wait_finality(
         &mut client,
         &mut after_kill,
-        "lag back within the proof window",
+        "finality caught up after the kill",
         TIMEOUT,
-        |f| f.lag <= PROOF_WINDOW,
+        |f| f.lag <= SETTLED_LAG,
     )
     .await?;
     let stall = after_kill.max_stall();
