@@ -294,6 +294,9 @@ pub fn due_transactions(lists: &[VotedList], total_power: i64) -> Vec<Vec<u8>> {
 }
 
 /// Opens a request for every due listed transaction that is valid and new.
+/// With `hold_back` (the block is under back-pressure) only transactions that
+/// back-pressure admits open requests: rollup data that proving holds back is
+/// listed again once it lifts, and its inclusion window starts then.
 #[allow(clippy::too_many_arguments)]
 pub fn open_from_lists(
     state: &mut StateDelta,
@@ -303,12 +306,16 @@ pub fn open_from_lists(
     lists: &[VotedList],
     total_power: i64,
     height: u64,
+    hold_back: bool,
 ) -> Result<Vec<pb::ForcedRequest>, StoreError> {
     let mut opened = Vec::new();
     for bytes in due_transactions(lists, total_power) {
         let Ok(tx) = check_stateless(&bytes, params, chain_id, signatures) else {
             continue; // never executable: nothing to enforce
         };
+        if hold_back && !crate::proposal::back_pressure_exempt(&tx) {
+            continue;
+        }
         if state.forced_by_hash(&tx.hash())?.is_some() {
             continue;
         }

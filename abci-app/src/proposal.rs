@@ -18,7 +18,10 @@
 //! `(h - 1) - proven_height > max_unproven_blocks` (ordering ran too far
 //! ahead of proving; both read from the state before the block), the block
 //! may carry only the injected extended commit, pending forced transactions
-//! (by hash, including those the injected commit opens) and transactions
+//! (by hash: `ForceInclude` requests, and those the injected commit opened
+//! before back-pressure began — while it lasts, inclusion lists open requests
+//! only for exempt transactions, so listing held-back rollup data cannot turn
+//! it into forced data) and transactions
 //! whose actions are all `SubmitProof`, `SubmitAggregate`, `RegisterProver`,
 //! `Unbond` or `Unjail` ([`back_pressure_exempt`]). PrepareProposal builds such blocks and
 //! ProcessProposal rejects any other. FinalizeBlock does not re-check: it
@@ -179,6 +182,9 @@ impl BlockContext<'_> {
             expected,
             self.params,
         )?;
+        // Read before the commit opens anything: the same state as the
+        // back-pressure check of the block's other transactions.
+        let hold_back = self.back_pressure(state)?.is_some();
         let opened = forced::open_from_lists(
             state,
             self.params,
@@ -187,6 +193,7 @@ impl BlockContext<'_> {
             &lists,
             forced::total_power(self.validators),
             self.height,
+            hold_back,
         )?;
         Ok((opened, lists.len()))
     }

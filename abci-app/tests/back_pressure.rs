@@ -249,3 +249,60 @@ fn forced_transactions_pass_back_pressure() {
     assert!(accepts(&node, 4, &block));
     assert!(!accepts(&node, 4, &[forced_inner, data]));
 }
+
+#[test]
+fn inclusion_lists_cannot_force_held_back_data() {
+    // Vote extensions on from height 1: every block from 2 carries the
+    // extended commit of the one before.
+    let genesis = serde_json::json!({
+        "params": { "max_unproven_blocks": 1, "epoch_length": 1 },
+        "accounts": [
+            {"address": address(1).to_string(), "balance": 1_000_000u64},
+            {"address": address(2).to_string(), "balance": 1_000_000u64},
+        ],
+        "rollups": [
+            {"id": ROLLUP, "name": "one", "owner": address(1).to_string(), "proof_window": 50,
+             "inclusion_window": 3, "verifying_key": hex::encode(&keys().1)},
+        ]
+    });
+    let node = new_node_with_genesis(1, genesis.to_string().into_bytes());
+    // Blocks 1 and 2 open jobs nobody proves: ordered 2 - proven 0 > 1.
+    step(&node, 1, &[data_tx(1, 0, ROLLUP, b"batch 1")]);
+    let block = propose(
+        &node,
+        2,
+        &[data_tx(1, 1, ROLLUP, b"batch 2")],
+        Some(empty_votes(1)),
+    );
+    assert!(accepts(&node, 2, &block));
+    finalize(&node, 2, &block);
+
+    // Block 3 is under back-pressure. Two of four validators list a waiting
+    // data tx: enough power to force it, but it is rollup data that proving
+    // holds back, so no request opens and the proposer leaves it out.
+    let held = data_tx(2, 0, ROLLUP, b"held back");
+    let lists = vec![
+        (11, vec![held.clone()]),
+        (12, vec![held.clone()]),
+        (13, vec![]),
+        (14, vec![]),
+    ];
+    let block = propose(
+        &node,
+        3,
+        std::slice::from_ref(&held),
+        Some(extended_commit_info(2, &lists)),
+    );
+    assert_eq!(block.len(), 1, "only the extended commit: {block:?}");
+    assert!(accepts(&node, 3, &block));
+    // A proposal that includes it anyway is rejected.
+    assert!(!accepts(&node, 3, &[block[0].clone(), held.clone()]));
+    finalize(&node, 3, &block);
+    assert!(
+        node.app
+            .reader()
+            .forced_request(&seqnet_proto::sha256(&held))
+            .is_err(),
+        "no forced request for held-back data"
+    );
+}
