@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod aggregate;
+pub mod aggregator;
 pub mod backend;
 pub mod circuit;
 pub mod cuda;

@@ -99,6 +99,10 @@ enum Command {
     /// Prover daemon: follow this key's proof jobs on one or more nodes,
     /// prove them (reference circuit or an external command), submit.
     Run(run::RunArgs),
+    /// Aggregator: take proven jobs handed over by provers (`run
+    /// --aggregator`), aggregate them per verifying key, submit one
+    /// SubmitAggregate per batch.
+    Aggregate(run::AggregateArgs),
     /// MSM (G1, G2) and proving times on the CPU and the GPU, with ratios.
     Bench(bench_cmd::BenchArgs),
     /// Aggregation SRS: generate a DEVELOPMENT one, check a file, export the
@@ -241,6 +245,7 @@ fn main() -> ExitCode {
             new_root,
         } => run_verify(keys, statement, proof, new_root),
         Command::Run(args) => run::main(args).map(|()| true),
+        Command::Aggregate(args) => run::aggregate(args).map(|()| true),
         Command::Bench(args) => bench_cmd::main(args).map(|()| true),
         Command::Srs(args) => aggregate_cmd::srs(args).map(|()| true),
         Command::BenchAggregate(args) => aggregate_cmd::bench_aggregate(args).map(|()| true),

@@ -11,6 +11,11 @@
 //! | `seqnet_prover_jobs_dropped_total{reason}` | counter | jobs given up (past deadline, retries exhausted) |
 //! | `seqnet_prover_stream_reconnects_total` | counter | job streams reopened after a drop |
 //! | `seqnet_prover_last_submitted_height{rollup}` | gauge | height of the last job whose proof a node accepted, per rollup |
+//! | `seqnet_prover_handovers_total{result}` | counter | proofs handed to an aggregator (`accepted`, `fallback`) by a prover, or received (`received`, `refused`) by an aggregator |
+//! | `seqnet_prover_aggregates_submitted_total` | counter | `SubmitAggregate` transactions a node accepted (aggregator) |
+//! | `seqnet_prover_aggregated_proofs_total` | counter | proofs covered by those aggregates |
+//! | `seqnet_prover_aggregate_failures_total` | counter | batches that could not be aggregated or submitted |
+//! | `seqnet_prover_aggregation_seconds` | histogram | time one aggregate took to compute |
 
 use std::sync::Arc;
 
@@ -35,6 +40,11 @@ pub struct Metrics {
     pub last_submitted_height: IntGaugeVec,
     /// Mirrors [`crate::msm::GPU_FALLBACKS`] at each scrape.
     pub msm_gpu_fallbacks: prometheus::IntGauge,
+    pub handovers: IntCounterVec,
+    pub aggregates_submitted: IntCounter,
+    pub aggregated_proofs: IntCounter,
+    pub aggregate_failures: IntCounter,
+    pub aggregation_seconds: Histogram,
 }
 
 impl Metrics {
@@ -91,6 +101,37 @@ impl Metrics {
             "MSMs that failed on the GPU and were computed on the CPU instead",
         )?;
         registry.register(Box::new(msm_gpu_fallbacks.clone()))?;
+        let handovers = IntCounterVec::new(
+            Opts::new(
+                "seqnet_prover_handovers_total",
+                "Proofs handed to (prover) or received by (aggregator) an aggregator, by result",
+            ),
+            &["result"],
+        )?;
+        let aggregates_submitted = IntCounter::new(
+            "seqnet_prover_aggregates_submitted_total",
+            "SubmitAggregate transactions a node accepted",
+        )?;
+        let aggregated_proofs = IntCounter::new(
+            "seqnet_prover_aggregated_proofs_total",
+            "Proofs covered by accepted aggregates",
+        )?;
+        let aggregate_failures = IntCounter::new(
+            "seqnet_prover_aggregate_failures_total",
+            "Batches that could not be aggregated or submitted",
+        )?;
+        let aggregation_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "seqnet_prover_aggregation_seconds",
+                "Time one aggregate took to compute",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+        )?;
+        registry.register(Box::new(handovers.clone()))?;
+        registry.register(Box::new(aggregates_submitted.clone()))?;
+        registry.register(Box::new(aggregated_proofs.clone()))?;
+        registry.register(Box::new(aggregate_failures.clone()))?;
+        registry.register(Box::new(aggregation_seconds.clone()))?;
         registry.register(Box::new(jobs_received.clone()))?;
         registry.register(Box::new(proving_seconds.clone()))?;
         registry.register(Box::new(proving_failures.clone()))?;
@@ -110,6 +151,11 @@ impl Metrics {
             stream_reconnects,
             last_submitted_height,
             msm_gpu_fallbacks,
+            handovers,
+            aggregates_submitted,
+            aggregated_proofs,
+            aggregate_failures,
+            aggregation_seconds,
         }))
     }
 

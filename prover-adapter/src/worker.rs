@@ -18,6 +18,12 @@
 //!   known"); a nonce refusal re-reads the nonce and signs again; any other
 //!   refusal (`NOT_ASSIGNED`: the deadline passed and the job moved on,
 //!   `PROOF_REJECTED`, ...) drops the job and counts it.
+//! - **Aggregator.** With [`WorkerConfig::aggregator`], each proof is first
+//!   handed to the aggregator (`crate::aggregator::hand_over`: the proof and
+//!   the prover's signed `ProofEntry`); only when the aggregator does not
+//!   confirm a node accepted its `SubmitAggregate` within
+//!   [`WorkerConfig::handover_timeout`] does the worker send its own
+//!   `SubmitProof` as above.
 //! - **Jail.** With [`WorkerConfig::auto_unjail`], the worker reads its own
 //!   prover record every few seconds and, once a jail term is over, sends
 //!   `Unjail` (once per term), so an unattended prover rejoins the active
@@ -65,6 +71,10 @@ pub struct WorkerConfig {
     pub auto_unjail: bool,
     /// How often the worker reads its own prover record.
     pub status_interval: Duration,
+    /// Aggregator to hand proofs to (`host:port`), if any.
+    pub aggregator: Option<String>,
+    /// How long to wait for the aggregator's answer before submitting alone.
+    pub handover_timeout: Duration,
 }
 
 /// Follows, proves and submits (see the module docs).
@@ -308,6 +318,39 @@ impl Worker {
                 return JobOutcome::ProvingFailed(error.to_string());
             }
         };
+        if let Some(aggregator) = &self.config.aggregator {
+            let handover = crate::aggregator::Handover::new(
+                &self.config.key,
+                &signer.chain_id,
+                job,
+                &output.proof,
+                output.new_state_root,
+            );
+            match crate::aggregator::hand_over(aggregator, &handover, self.config.handover_timeout)
+                .await
+            {
+                Ok(tx_hash) => {
+                    self.metrics
+                        .handovers
+                        .with_label_values(&["accepted"])
+                        .inc();
+                    self.metrics.proofs_submitted.inc();
+                    self.metrics
+                        .last_submitted_height
+                        .with_label_values(&[&job.rollup_id.to_string()])
+                        .set(i64::try_from(job.height).unwrap_or(i64::MAX));
+                    tracing::info!(tx = %hex::encode(tx_hash), "proof submitted in an aggregate");
+                    return JobOutcome::Submitted { tx_hash };
+                }
+                Err(error) => {
+                    self.metrics
+                        .handovers
+                        .with_label_values(&["fallback"])
+                        .inc();
+                    tracing::warn!(%error, "aggregator did not take the proof; submitting it alone");
+                }
+            }
+        }
         self.submit(client, signer, job, output).await
     }
 
@@ -392,6 +435,9 @@ impl Worker {
 
 /// Default [`WorkerConfig::submit_attempts`].
 pub const DEFAULT_SUBMIT_ATTEMPTS: u32 = 8;
+
+/// Default [`WorkerConfig::handover_timeout`].
+pub const DEFAULT_HANDOVER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default [`WorkerConfig::status_interval`].
 pub const DEFAULT_STATUS_INTERVAL: Duration = Duration::from_secs(2);

@@ -219,6 +219,8 @@ async fn the_worker_proves_signs_resyncs_skips_and_counts() {
     let url = serve(node).await;
     let metrics = Metrics::new().unwrap();
     let config = WorkerConfig {
+        aggregator: None,
+        handover_timeout: Duration::from_secs(1),
         nodes: vec![url],
         key: SigningKey::from_bytes(&[4; 32]),
         retry: RetryPolicy {
