@@ -211,10 +211,9 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
         proof_window: PROOF_WINDOW,
         epoch_length: EPOCH,
         max_unproven_blocks: Some(MAX_UNPROVEN),
-        // No inclusion lists: with them, a data transaction that waits in
-        // the mempool under back-pressure is listed, becomes forced and is
-        // included anyway (docs/provers.md, "Known limits").
-        vote_extensions_enable_height: 0,
+        // Inclusion lists on (the default): under back-pressure they open
+        // forced requests only for exempt transactions, so the held-back
+        // data stays out (abci-app/tests/back_pressure.rs).
         ..InitOptions::default()
     };
     let mut net = Testnet::init(&root.join("net"), &opts, Binaries::locate()?)?;
