@@ -25,6 +25,13 @@
 //!    epoch's set (same seed, so the cycle repeats until the epoch changes).
 //!    A job with no eligible prover *waits* (no deadline, no slashing) and is
 //!    assigned at the first block end where one exists.
+//!    Only a rollup's lowest open job can be proven, so only its deadline can
+//!    be missed. Every other open job is held to a deadline of at least
+//!    `h + proof_window` (a full window once its predecessor is proven: an
+//!    honest back-up is never slashed for waiting behind a stalled job), and
+//!    moves on without slashing when its prover missed a deadline in this
+//!    block or is no longer eligible (a dead prover's queued jobs leave it at
+//!    once instead of stalling the rollup one window each).
 //! 4. Every non-empty batch of block `h` of a rollup with a verifying key opens
 //!    job `(rollup, h)` with its [`batch_commitment`], the fees its transactions
 //!    paid (a transaction's fee is split over the rollups it writes to by data
@@ -788,7 +795,16 @@ pub fn end_block(
         windows.insert(id, w);
         Ok(w)
     };
-    for job in queue.open.iter_mut() {
+    // Jobs are kept sorted by (rollup, height): the first of each rollup is
+    // its lowest open job, the only one that can be proven.
+    let mut seen: BTreeSet<RollupId> = BTreeSet::new();
+    let lowest: Vec<bool> = queue
+        .open
+        .iter()
+        .map(|job| seen.insert(job.rollup_id))
+        .collect();
+    let mut missed_now: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for (job, is_lowest) in queue.open.iter_mut().zip(lowest.iter().copied()) {
         let deadline = height.saturating_add(window_of(state, job.rollup_id)?);
         if job.assigned.is_empty() {
             if assigner.assign(job, 0, &registry, deadline) {
@@ -797,9 +813,10 @@ pub fn end_block(
             }
             continue;
         }
-        if job.deadline > height {
+        if !is_lowest || job.deadline > height {
             continue;
         }
+        missed_now.insert(job.assigned.clone());
         queue_changed = true;
         let missed = address_of(&job.assigned);
         let mut slashed = 0;
@@ -839,6 +856,31 @@ pub fn end_block(
             ("burned", burned.to_string()),
         ]);
         out.events.push(event);
+    }
+
+    // Jobs waiting behind their rollup's lowest one: held, or moved on
+    // without slashing away from a prover that just missed or left.
+    for (job, is_lowest) in queue.open.iter_mut().zip(lowest) {
+        if is_lowest || job.assigned.is_empty() {
+            continue;
+        }
+        let deadline = height.saturating_add(window_of(state, job.rollup_id)?);
+        let gone = missed_now.contains(&job.assigned)
+            || !address_of(&job.assigned).is_some_and(|a| is_eligible(&registry, &a));
+        if gone {
+            let from = usize::try_from(job.assigned_index)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            let left = hex::encode(&job.assigned);
+            assigner.assign(job, from, &registry, deadline);
+            queue_changed = true;
+            let mut event = assigned_event("job_moved", job);
+            event.attributes.push(("from", left));
+            out.events.push(event);
+        } else if job.deadline < deadline {
+            job.deadline = deadline;
+            queue_changed = true;
+        }
     }
 
     // 4. New jobs.

@@ -508,3 +508,55 @@ fn a_block_of_proofs_is_batch_verified_with_per_proof_results() {
     assert_eq!(chain.proven_height(), chain.height as u64);
     assert_eq!(chain.job(3).prover, address(p3).0.to_vec());
 }
+
+#[test]
+fn jobs_behind_a_stalled_one_wait_without_penalty_or_leave_a_missing_prover() {
+    let mut chain = setup();
+    // Jobs at heights 2 and 3; nobody proves job 2 in its window.
+    let first = chain.data(b"first");
+    chain.block(&[first]);
+    let second = chain.data(b"second");
+    chain.block(&[second]);
+    assert_eq!(chain.job(3).deadline, 3 + WINDOW);
+    let primary_2 = chain.job(2).assigned.clone();
+    let assigned_3 = chain.job(3).assigned.clone();
+    // Block 4: job 2 misses its deadline and is reassigned (its primary is
+    // slashed). Job 3 cannot be proven yet: it waits with a deadline held a
+    // full window ahead, or, if job 2's primary held it too, it moves on at
+    // once without a reassignment count (nobody is slashed for it).
+    let response = chain.block(&[]);
+    assert_eq!(chain.job(2).reassignments, 1);
+    let job3 = chain.job(3);
+    assert_eq!(job3.reassignments, 0, "job 3 is never counted as missed");
+    assert_eq!(job3.deadline, 4 + WINDOW);
+    if assigned_3 == primary_2 {
+        assert_ne!(
+            job3.assigned, assigned_3,
+            "moved off the prover that missed"
+        );
+        assert!(response.events.iter().any(|e| e.r#type == "job_moved"));
+    } else {
+        assert_eq!(job3.assigned, assigned_3, "held by its prover");
+    }
+    let holder = job3.assigned.clone();
+    // Blocks 5..=6: job 2 still unproven; job 3's deadline keeps moving.
+    for _ in 5..=6 {
+        chain.block(&[]);
+        let job3 = chain.job(3);
+        if job3.assigned == holder {
+            assert_eq!(job3.deadline, chain.height as u64 + WINDOW);
+        }
+        assert_eq!(job3.reassignments, 0);
+    }
+    // Job 2 proven at block 7; job 3 then has a full window and is proven.
+    let job2 = chain.job(2);
+    let (proof, root) = prove(&job2, [0; 32]);
+    let tx = chain.tx(seed_of(&job2.assigned), 10, vec![submit(2, proof, root)]);
+    chain.block(&[tx]);
+    let job3 = chain.job(3);
+    assert!(job3.deadline >= chain.height as u64 + WINDOW - 1);
+    let (proof, root3) = prove(&job3, root);
+    let tx = chain.tx(seed_of(&job3.assigned), 10, vec![submit(3, proof, root3)]);
+    chain.block(&[tx]);
+    assert_eq!(chain.proven_height(), chain.height as u64);
+}
