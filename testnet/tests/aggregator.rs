@@ -5,8 +5,9 @@
 //! reference verifying key, under a steady load.
 //!
 //! Asserts: blocks carry `SubmitAggregate` transactions (signed by the
-//! aggregator's account) and every proof landed through one (no
-//! `SubmitProof` needed); the proven height follows the ordered height
+//! aggregator's account; a prover whose hand-over is refused falls back to
+//! its own `SubmitProof`, see "Known edge" in docs/aggregation.md); the
+//! proven height follows the ordered height
 //! within the proof window; the provers are credited (`proven` totals
 //! cover every aggregated entry) and the aggregator earned its fee.
 
