@@ -6,7 +6,7 @@
 
 use ark_bls12_381::{Bls12_381, Fr, G1Affine, G1Projective, G2Projective};
 use ark_ec::{AffineRepr, CurveGroup};
-use ark_ff::{PrimeField, Zero};
+use ark_ff::Zero;
 use ark_groth16::r1cs_to_qap::{LibsnarkReduction, R1CSToQAP};
 use ark_groth16::{Proof, ProvingKey};
 use ark_poly::GeneralEvaluationDomain;
@@ -142,11 +142,6 @@ fn coeff_g1(
     res += acc;
     res += &vk_param.into_group();
     Ok(res)
-}
-
-/// Scalars of `f` as [`ScalarRepr`]; kept here so callers need no `PrimeField` import.
-pub fn repr(f: Fr) -> ScalarRepr {
-    f.into_bigint()
 }
 
 #[cfg(test)]
