@@ -95,22 +95,13 @@ pub(crate) async fn broadcast(
     Ok(())
 }
 
-impl RollupServer {
-    fn timer(&self, method: &str) -> prometheus::HistogramTimer {
-        self.metrics
-            .grpc_latency
-            .with_label_values(&[method])
-            .start_timer()
-    }
-}
-
 #[tonic::async_trait]
 impl RollupService for RollupServer {
     async fn submit_transaction(
         &self,
         request: Request<pb::SubmitTransactionRequest>,
     ) -> Result<Response<pb::SubmitTransactionResponse>, Status> {
-        let _timer = self.timer("SubmitTransaction");
+        let _timer = self.metrics.grpc_timer("SubmitTransaction");
         let bytes = request.into_inner().tx;
         let tx = self
             .app
@@ -146,7 +137,7 @@ impl RollupService for RollupServer {
         &self,
         request: Request<pb::GetForcedRequestRequest>,
     ) -> Result<Response<pb::ForcedRequest>, Status> {
-        let _timer = self.timer("GetForcedRequest");
+        let _timer = self.metrics.grpc_timer("GetForcedRequest");
         let raw = request.into_inner().tx_hash;
         let hash = <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| {
             Status::invalid_argument(format!("tx hash has {} bytes, want 32", raw.len()))
@@ -161,7 +152,7 @@ impl RollupService for RollupServer {
         &self,
         request: Request<pb::GetBatchRequest>,
     ) -> Result<Response<pb::Batch>, Status> {
-        let _timer = self.timer("GetBatch");
+        let _timer = self.metrics.grpc_timer("GetBatch");
         let req = request.into_inner();
         self.reader
             .batch(req.rollup_id, req.height)
@@ -253,7 +244,7 @@ impl RollupService for RollupServer {
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let _timer = self.timer("GetAccount");
+        let _timer = self.metrics.grpc_timer("GetAccount");
         let raw = request.into_inner().address;
         let address = Address::from_slice(&raw).ok_or_else(|| {
             Status::invalid_argument(format!("address has {} bytes, want 32", raw.len()))
@@ -271,7 +262,7 @@ impl RollupService for RollupServer {
         &self,
         request: Request<pb::GetRollupRequest>,
     ) -> Result<Response<pb::Rollup>, Status> {
-        let _timer = self.timer("GetRollup");
+        let _timer = self.metrics.grpc_timer("GetRollup");
         let id = request.into_inner().rollup_id;
         match self.reader.rollup(id).map_err(internal)? {
             Some(rollup) => Ok(Response::new(rollup)),
@@ -283,7 +274,7 @@ impl RollupService for RollupServer {
         &self,
         _request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::NodeStatus>, Status> {
-        let _timer = self.timer("GetStatus");
+        let _timer = self.metrics.grpc_timer("GetStatus");
         self.reader.status().map(Response::new).map_err(internal)
     }
 
@@ -291,7 +282,7 @@ impl RollupService for RollupServer {
         &self,
         request: Request<pb::GetFinalityRequest>,
     ) -> Result<Response<pb::FinalityStatus>, Status> {
-        let _timer = self.timer("GetFinality");
+        let _timer = self.metrics.grpc_timer("GetFinality");
         let height = request.into_inner().height;
         let finality = self.reader.finality().map_err(internal)?;
         let params = self.reader.params().map_err(internal)?;

@@ -74,6 +74,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Times one gRPC call of `method` into `grpc_latency` (stops on drop).
+    pub fn grpc_timer(&self, method: &str) -> prometheus::HistogramTimer {
+        self.grpc_latency.with_label_values(&[method]).start_timer()
+    }
+
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let metrics = Metrics {

@@ -180,22 +180,13 @@ fn auth_status(error: AuthError) -> Status {
     }
 }
 
-impl ProverServer {
-    fn timer(&self, method: &str) -> prometheus::HistogramTimer {
-        self.metrics
-            .grpc_latency
-            .with_label_values(&[method])
-            .start_timer()
-    }
-}
-
 #[tonic::async_trait]
 impl ProverService for ProverServer {
     async fn get_challenge(
         &self,
         _request: Request<pb::GetChallengeRequest>,
     ) -> Result<Response<pb::Challenge>, Status> {
-        let _timer = self.timer("GetChallenge");
+        let _timer = self.metrics.grpc_timer("GetChallenge");
         let now = Instant::now();
         let (challenge, expiry) = self
             .challenges
@@ -282,7 +273,7 @@ impl ProverService for ProverServer {
         &self,
         request: Request<pb::SubmitProofRequest>,
     ) -> Result<Response<pb::SubmitProofResponse>, Status> {
-        let _timer = self.timer("SubmitProof");
+        let _timer = self.metrics.grpc_timer("SubmitProof");
         let bytes = request.into_inner().tx;
         let outcome = self.check_and_broadcast(&bytes).await;
         let label = match &outcome {
@@ -307,7 +298,7 @@ impl ProverService for ProverServer {
         &self,
         request: Request<pb::GetProverRequest>,
     ) -> Result<Response<pb::ProverInfo>, Status> {
-        let _timer = self.timer("GetProver");
+        let _timer = self.metrics.grpc_timer("GetProver");
         let raw = request.into_inner().address;
         let address = Address::from_slice(&raw).ok_or_else(|| {
             Status::invalid_argument(format!("address has {} bytes, want 32", raw.len()))
