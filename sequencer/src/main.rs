@@ -1,5 +1,6 @@
 //! `seqnet-sequencer`: one seqnet validator's application process.
 
+mod abci_server;
 mod cometbft;
 mod config;
 mod grpc;

@@ -11,14 +11,12 @@ use seqnet_proto::pb::rollup_service_server::RollupServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::abci_server::AbciServer;
 use crate::cometbft::RpcClient;
 use crate::config::Config;
 use crate::grpc::RollupServer;
 use crate::metrics::{self, Metrics, NodeObserver};
 use crate::prover_service::{Challenges, ProverServer, CHALLENGE_TTL, MAX_CHALLENGES};
-
-/// ABCI read window per connection (larger requests are read in several steps).
-const ABCI_READ_BUFFER: usize = 1024 * 1024;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.storage.path)
@@ -48,20 +46,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.height.set(i64::try_from(last).unwrap_or(i64::MAX));
     tracing::info!(height = last, app_hash = %hex::encode(reader.last_app_hash()?), storage = %config.storage.path.display(), "state opened");
 
-    // ABCI: tendermint-abci serves each CometBFT connection on a blocking thread.
+    // ABCI: one blocking thread per CometBFT connection (see abci_server).
     let abci_addr = config.abci.addr("abci.listen")?;
-    let server = tendermint_abci::ServerBuilder::new(ABCI_READ_BUFFER)
-        .bind(
-            abci_addr,
-            crate::timed::TimedApp {
-                app: app.clone(),
-                metrics: (*metrics).clone(),
-            },
-        )
-        .map_err(|e| anyhow::anyhow!("binding ABCI on {abci_addr}: {e}"))?;
+    let server = AbciServer::bind(
+        abci_addr,
+        crate::timed::TimedApp {
+            app: app.clone(),
+            metrics: (*metrics).clone(),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("binding ABCI on {abci_addr}: {e}"))?;
     tracing::info!(addr = %abci_addr, "ABCI listening");
     std::thread::Builder::new()
-        .name("abci".into())
+        .name("abci-accept".into())
         .spawn(move || {
             if let Err(error) = server.listen() {
                 tracing::error!(%error, "ABCI server stopped");
