@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
 use seqnet_proto::{pb, Code};
-use seqnet_rollup_client::{ClientError, JobStreamEvent, RetryPolicy, RollupClient, TxSigner};
+use seqnet_rollup_client::{
+    ClientError, JobStream, JobStreamEvent, RetryPolicy, RollupClient, TxSigner,
+};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
@@ -143,16 +145,14 @@ impl Worker {
             let item = tokio::select! {
                 item = stream.next() => item,
                 _ = ticker.tick() => {
+                    // Also here: a dropped stream may yield no job for a while.
+                    self.count_stream_events(&mut stream);
                     self.check_record(&mut client, &mut signer, &mut record).await;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
             };
-            for event in stream.events() {
-                if matches!(event, JobStreamEvent::Dropped { .. }) {
-                    self.metrics.stream_reconnects.inc();
-                }
-            }
+            self.count_stream_events(&mut stream);
             let job = match item {
                 Some(Ok(job)) => job,
                 Some(Err(error)) => return Err(WorkerError::Stream(error)),
@@ -191,6 +191,14 @@ impl Worker {
                 ?outcome,
                 "job done"
             );
+        }
+    }
+
+    fn count_stream_events(&self, stream: &mut JobStream) {
+        for event in stream.events() {
+            if matches!(event, JobStreamEvent::Dropped { .. }) {
+                self.metrics.stream_reconnects.inc();
+            }
         }
     }
 

@@ -293,7 +293,14 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
         |f| f.ordered_height >= crash.ordered_height + 10,
     )
     .await?;
-    let after = prover_metric(&net, 0, "seqnet_prover_stream_reconnects_total").await?;
+    // The prover notices the drop on its own clock (job or status tick), so
+    // wait on its counter rather than on a block count.
+    let mut after = reconnects;
+    let noticed = Instant::now();
+    while after <= reconnects && noticed.elapsed() < Duration::from_secs(30) {
+        after = prover_metric(&net, 0, "seqnet_prover_stream_reconnects_total").await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(after > reconnects, "prover 0 did not reopen its job stream");
     assert!(
         crash_lag.max() <= PROOF_WINDOW,
