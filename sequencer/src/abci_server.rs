@@ -10,7 +10,7 @@
 //! this thread would block: the client never waits on a response it cannot
 //! get.
 
-use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::thread;
 
@@ -38,6 +38,7 @@ impl<A: Application> AbciServer<A> {
         })
     }
 
+    #[cfg(test)]
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
