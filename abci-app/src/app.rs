@@ -29,8 +29,12 @@ use crate::store::{Cf, Store, StoreError, WriteSet};
 
 const APP_VERSION: u64 = 1;
 const SIGNATURE_CACHE_SIZE: usize = 100_000;
-/// Most mempool transactions tracked for inclusion lists.
+/// Most mempool transactions tracked for inclusion lists (and the largest
+/// [`SeqnetApp::set_mempool_limit`]).
 const MAX_TRACKED_TXS: usize = 20_000;
+/// Default [`SeqnetApp::set_mempool_limit`]: 10 % under CometBFT's default
+/// `mempool.size` (5,000).
+pub const DEFAULT_MEMPOOL_LIMIT: usize = 4_500;
 
 /// What the node around the app wants to hear about (metrics, streams).
 pub trait Observer: Send + Sync + 'static {
@@ -113,6 +117,8 @@ struct MempoolState {
     height: u64,
     generation: u64,
     waiting: BTreeMap<[u8; 32], Waiting>,
+    /// New transactions are refused while `waiting` holds this many.
+    limit: usize,
 }
 
 struct Shared {
@@ -175,6 +181,7 @@ impl SeqnetApp {
             height: last_height,
             generation: 0,
             waiting: BTreeMap::new(),
+            limit: DEFAULT_MEMPOOL_LIMIT,
         };
         Ok(SeqnetApp {
             shared: Arc::new(Shared {
@@ -186,6 +193,16 @@ impl SeqnetApp {
                 censor,
             }),
         })
+    }
+
+    /// Refuses new transactions (code `mempool_full`) while this node's
+    /// mempool holds `max_txs` that passed CheckTx since the last block
+    /// (capped at 20,000). Keep it under CometBFT's `mempool.size` by more
+    /// than the CheckTx calls in flight at once: CometBFT answers "ok" to
+    /// the client when the app accepts a transaction, then drops it without
+    /// a word if its mempool filled up meanwhile.
+    pub fn set_mempool_limit(&self, max_txs: usize) {
+        lock(&self.shared.mempool).limit = max_txs.clamp(1, MAX_TRACKED_TXS);
     }
 
     /// Decoding, chain id and signature of `bytes`, as CheckTx does them first
@@ -694,7 +711,23 @@ impl Application for SeqnetApp {
             height,
             generation,
             waiting,
+            limit,
         } = &mut *mempool;
+        if !recheck && waiting.len() >= *limit {
+            let held = waiting.len();
+            let limit = *limit;
+            drop(mempool);
+            self.shared.observer.check_tx(Code::MempoolFull, recheck);
+            return abci::ResponseCheckTx {
+                code: Code::MempoolFull.as_u32(),
+                log: format!(
+                    "{}: this node's mempool holds {held} transactions (limit {limit}); retry later",
+                    Code::MempoolFull.name()
+                ),
+                codespace: "seqnet".into(),
+                ..Default::default()
+            };
+        }
         let result = check_stateless(&request.tx, params, chain_id, &self.shared.signatures)
             .map_err(ExecError::from)
             .and_then(|tx| {

@@ -278,3 +278,33 @@ fn app_hash_of_a_fixed_sequence_is_stable() {
         "2c7fa9698c422e2b0011f8fdeff0223fba7f65dc511aaaa928b6f4fcd21e6b26"
     );
 }
+
+/// Past `set_mempool_limit`, new transactions are refused with
+/// `mempool_full` (rechecks still pass); a block that empties the mempool
+/// lets new ones in again.
+#[test]
+fn mempool_limit_refuses_new_transactions_until_a_block_makes_room() {
+    let node = new_node();
+    node.app.set_mempool_limit(3);
+    let txs: Vec<Vec<u8>> = (0..5u64)
+        .map(|n| data_tx(1, n, 1, format!("tx{n}").as_bytes()))
+        .collect();
+    for tx in &txs[..3] {
+        assert_eq!(check(&node, tx).code, 0);
+    }
+    let full = check(&node, &txs[3]);
+    assert_eq!(full.code, Code::MempoolFull.as_u32(), "{}", full.log);
+    assert!(
+        full.log.contains("holds 3 transactions (limit 3)"),
+        "{}",
+        full.log
+    );
+    // Two are ordered; CometBFT rechecks the third (never refused), and
+    // there is room for two more.
+    common::finalize(&node, 1, &txs[..2]);
+    assert_eq!(common::recheck(&node, &txs[2]).code, 0);
+    assert_eq!(check(&node, &txs[3]).code, 0);
+    assert_eq!(check(&node, &txs[4]).code, 0);
+    let extra = data_tx(1, 5, 1, b"tx5");
+    assert_eq!(check(&node, &extra).code, Code::MempoolFull.as_u32());
+}

@@ -57,12 +57,15 @@ pub enum Code {
     Jailed = 24,
     /// The prover is unbonding, or not in the state the action needs.
     ProverState = 25,
+    /// The node's mempool is full; nothing is wrong with the transaction
+    /// (retry later or elsewhere).
+    MempoolFull = 26,
     /// The node failed internally (storage); not the transaction's fault.
     Internal = 99,
 }
 
 impl Code {
-    pub const ALL: [Code; 27] = [
+    pub const ALL: [Code; 28] = [
         Code::Ok,
         Code::Malformed,
         Code::TooLarge,
@@ -89,6 +92,7 @@ impl Code {
         Code::StakeTooLow,
         Code::Jailed,
         Code::ProverState,
+        Code::MempoolFull,
         Code::Internal,
     ];
 
@@ -129,6 +133,7 @@ impl Code {
             Code::StakeTooLow => "stake_too_low",
             Code::Jailed => "jailed",
             Code::ProverState => "prover_state",
+            Code::MempoolFull => "mempool_full",
             Code::Internal => "internal",
         }
     }

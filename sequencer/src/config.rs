@@ -34,6 +34,7 @@ pub struct Config {
     pub grpc: Listen,
     pub metrics: Listen,
     pub cometbft: CometBft,
+    pub mempool: Mempool,
     pub storage: Storage,
     pub log: Log,
     /// Deliberate misbehaviour for testnets only.
@@ -93,6 +94,7 @@ impl Default for Config {
             grpc: Listen::new("127.0.0.1:9090"),
             metrics: Listen::new("127.0.0.1:9100"),
             cometbft: CometBft::default(),
+            mempool: Mempool::default(),
             storage: Storage::default(),
             log: Log::default(),
             fault: Fault::default(),
@@ -134,6 +136,27 @@ impl Default for CometBft {
     fn default() -> Self {
         CometBft {
             rpc: "http://127.0.0.1:26657".into(),
+        }
+    }
+}
+
+/// The app's admission limit in front of CometBFT's mempool.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mempool {
+    /// New transactions are refused (`mempool_full`) while the mempool holds
+    /// this many; keep it under CometBFT's `mempool.size` (see
+    /// docs/configuration.md for why).
+    pub max_txs: usize,
+}
+
+/// Largest `mempool.max_txs` (the app tracks at most this many).
+pub const MAX_MEMPOOL_TXS: usize = 20_000;
+
+impl Default for Mempool {
+    fn default() -> Self {
+        Mempool {
+            max_txs: seqnet_abci::app::DEFAULT_MEMPOOL_LIMIT,
         }
     }
 }
@@ -218,6 +241,13 @@ impl Config {
         if let Some(v) = env("SEQNET_COMETBFT_RPC") {
             self.cometbft.rpc = v;
         }
+        if let Some(v) = env("SEQNET_MEMPOOL_MAX_TXS") {
+            self.mempool.max_txs = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "mempool.max_txs",
+                value: v.clone(),
+                reason: format!("{e}"),
+            })?;
+        }
         if let Some(v) = env("SEQNET_STORAGE_PATH") {
             self.storage.path = PathBuf::from(v);
         }
@@ -253,6 +283,13 @@ impl Config {
         self.grpc.addr("grpc.listen")?;
         self.metrics.addr("metrics.listen")?;
         self.fault.censor()?;
+        if !(1..=MAX_MEMPOOL_TXS).contains(&self.mempool.max_txs) {
+            return Err(ConfigError::Invalid {
+                key: "mempool.max_txs",
+                value: self.mempool.max_txs.to_string(),
+                reason: format!("must be 1..={MAX_MEMPOOL_TXS}"),
+            });
+        }
         crate::cometbft::RpcClient::new(&self.cometbft.rpc).map_err(|e| ConfigError::Invalid {
             key: "cometbft.rpc",
             value: self.cometbft.rpc.clone(),

@@ -90,7 +90,14 @@ pub(crate) async fn broadcast(
     };
     if result.code != 0 {
         let code = Code::from_u32(result.code).unwrap_or(Code::Internal);
-        return Err(rejection(Status::failed_precondition, code, result.log));
+        // A full mempool is the node's state, not the transaction's fault:
+        // UNAVAILABLE tells clients to retry (later, or on another node).
+        let status: fn(String) -> Status = if code == Code::MempoolFull {
+            Status::unavailable
+        } else {
+            Status::failed_precondition
+        };
+        return Err(rejection(status, code, result.log));
     }
     Ok(())
 }

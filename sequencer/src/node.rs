@@ -40,6 +40,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         filter
     });
     let app = SeqnetApp::with_censor(store, observer.clone(), censor)?;
+    app.set_mempool_limit(config.mempool.max_txs);
     let reader = app.reader();
     let last = reader.last_height()?;
     observer.committed.send_replace(last);
