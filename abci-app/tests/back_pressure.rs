@@ -192,7 +192,7 @@ fn ordering_pauses_past_the_limit_and_resumes_when_proven() {
     let block = step(&node, 5, &[data.clone(), prove1]);
     assert_eq!(block.len(), 1);
     let root1 = <[u8; 32]>::try_from(job(&node, 1).new_root.as_slice()).expect("root");
-    assert_eq!(job(&node, 1).proof.len(), 192);
+    assert_eq!(job(&node, 1).proof.len(), seqnet_proto::groth16::PROOF_LEN);
     assert_eq!(job(&node, 1).prev_root, vec![0; 32]);
     // Proven height 1, ordered 5: lag 4, still throttled.
     let prove2 = proof_for(&node, 2, root1);

@@ -399,7 +399,7 @@ fn batch_holds_at(items: &[DecodedItem<'_>], at: &[usize]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::groth16::{root_to_bytes, G1_LEN, G2_LEN, PROOF_LEN};
+    use crate::groth16::{root_to_bytes, PROOF_B_AT, PROOF_C_AT, PROOF_LEN};
     use crate::test_circuit::{g1_outside_subgroup, g2_outside_subgroup, ToyKeys};
     use ark_serialize::CanonicalSerialize;
     use proptest::prelude::*;
@@ -519,14 +519,14 @@ mod tests {
         let mut set = valid(0, 4);
         let mut enc = Vec::new();
         g1_outside_subgroup()
-            .serialize_compressed(&mut enc)
+            .serialize_uncompressed(&mut enc)
             .unwrap();
-        set[1].1[..G1_LEN].copy_from_slice(&enc);
+        set[1].1[..PROOF_B_AT].copy_from_slice(&enc);
         let mut enc2 = Vec::new();
         g2_outside_subgroup()
-            .serialize_compressed(&mut enc2)
+            .serialize_uncompressed(&mut enc2)
             .unwrap();
-        set[3].1[G1_LEN..G1_LEN + G2_LEN].copy_from_slice(&enc2);
+        set[3].1[PROOF_B_AT..PROOF_C_AT].copy_from_slice(&enc2);
         let key = keys(0).prepared();
         let items = items(&key, &set);
         let err = verify_batch(&items).unwrap_err();

@@ -96,9 +96,7 @@ impl ToyKeys {
         let proof =
             Groth16::<Bls12_381>::create_random_proof_with_reduction(circuit, &self.pk, &mut rng)
                 .expect("toy proof");
-        let mut out = Vec::new();
-        proof.serialize_compressed(&mut out).expect("vec");
-        out
+        crate::groth16::encode_proof(&proof)
     }
 }
 

@@ -250,7 +250,7 @@ impl ProofEntry {
     }
 }
 
-/// Largest proof bytes a SubmitProof may carry (a Groth16 proof is 192).
+/// Largest proof bytes a SubmitProof may carry (a Groth16 proof is 384).
 pub const MAX_PROOF_BYTES: usize = 1024;
 
 impl Action {

@@ -153,7 +153,7 @@ impl JobInput {
 /// A back end's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProofOutput {
-    /// The proof as `SubmitProof` carries it (Groth16: 192 bytes, compressed).
+    /// The proof as `SubmitProof` carries it (Groth16: 384 bytes, uncompressed).
     pub proof: Vec<u8>,
     /// 32 bytes, big-endian, a canonical BLS12-381 scalar.
     pub new_state_root: [u8; 32],

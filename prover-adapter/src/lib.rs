@@ -16,7 +16,7 @@ use ark_ff::UniformRand;
 use ark_groth16::{Groth16, ProvingKey, VerifyingKey};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use rand::{CryptoRng, RngCore, SeedableRng};
-use seqnet_proto::groth16::{root_from_bytes, root_to_bytes, ProofError, PROOF_LEN};
+use seqnet_proto::groth16::{encode_proof, root_from_bytes, root_to_bytes, ProofError};
 
 pub use circuit::{reference_next_root, ReferenceCircuit, ReferenceInputs, MAX_SIZE, MIN_SIZE};
 
@@ -108,7 +108,7 @@ pub fn check_proving_key(pk: &ProvingKey<Bls12_381>, k: u32) -> Result<(), Prove
 }
 
 /// Proves `job` with the reference circuit of size `k`; returns the encoded proof
-/// ([`PROOF_LEN`] bytes, compressed) and the new state root. Randomness from the OS.
+/// ([`PROOF_LEN`](seqnet_proto::groth16::PROOF_LEN) bytes, uncompressed) and the new state root. Randomness from the OS.
 pub fn prove(
     pk: &ProvingKey<Bls12_381>,
     k: u32,
@@ -140,9 +140,7 @@ pub fn prove_with_backend<R: RngCore + CryptoRng>(
     let inputs = ReferenceInputs::for_job(job.rollup_id, job.height, job.commitment, prev_root);
     let (r, s) = (Fr::rand(rng), Fr::rand(rng));
     let proof = groth16_prover::create_proof(ReferenceCircuit::new(k, inputs), pk, r, s, backend)?;
-    let mut bytes = Vec::with_capacity(PROOF_LEN);
-    proof.serialize_compressed(&mut bytes)?;
-    Ok((bytes, root_to_bytes(inputs.new_root)))
+    Ok((encode_proof(&proof), root_to_bytes(inputs.new_root)))
 }
 
 /// The next root of `job` under the reference circuit, without proving.

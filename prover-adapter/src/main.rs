@@ -89,7 +89,7 @@ enum Command {
         keys: PathBuf,
         #[command(flatten)]
         statement: StatementArgs,
-        /// Proof (192 bytes, hex).
+        /// Proof (384 bytes, hex).
         #[arg(long)]
         proof: String,
         /// New state root (32 bytes, hex).

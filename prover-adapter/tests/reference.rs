@@ -11,6 +11,7 @@ use ark_groth16::{ProvingKey, VerifyingKey};
 use ark_relations::r1cs::{ConstraintSynthesizer, ConstraintSystem, SynthesisMode};
 use seqnet_proto::groth16::{
     batch_commitment, root_from_bytes, root_to_bytes, BatchStatement, PreparedKey, ProofError,
+    PROOF_LEN,
 };
 use seqnet_prover::circuit::{shape, ReferenceCircuit, ReferenceInputs};
 use seqnet_prover::{
@@ -112,7 +113,7 @@ fn prove_and_verify_round_trip() {
     let key = PreparedKey::decode(&vk_bytes).unwrap();
     let j = job(1);
     let (proof, new_root) = prove(pk, K, &j).unwrap();
-    assert_eq!(proof.len(), 192);
+    assert_eq!(proof.len(), PROOF_LEN);
     let expected = reference_next_root(
         root_from_bytes(&j.prev_root).unwrap(),
         j.rollup_id,
@@ -237,7 +238,7 @@ fn cli_setup_prove_verify() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let proof = json["proof"].as_str().unwrap().to_string();
     let new_root = json["new_root"].as_str().unwrap().to_string();
-    assert_eq!(proof.len(), 384);
+    assert_eq!(proof.len(), 2 * PROOF_LEN, "hex");
 
     let verify = |root: &str| {
         cli()

@@ -1212,7 +1212,7 @@ mod tests {
         let second = next_batch(&mut proven).await;
         assert_eq!(second.height, 2);
         let proof = second.proven.expect("carries its proof");
-        assert_eq!(proof.proof.len(), 192);
+        assert_eq!(proof.proof.len(), seqnet_proto::groth16::PROOF_LEN);
         assert_eq!(proof.prev_state_root, vec![0; 32]);
         assert_eq!(proof.new_state_root, node.proven_root().to_vec());
         assert_eq!(proof.prover, address(P1).0.to_vec());
