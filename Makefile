@@ -5,7 +5,7 @@
 #   make run            deps + build + a local 4-validator network with demo load
 #   make test           deps + build + fmt check + clippy + all tests (end-to-end included)
 #   make clean-testnet  stop and delete the local network in $(TESTNET_DIR)
-#   make bench          kvstore vs seqnet on this machine (writes bench.json)
+#   make bench          kvstore vs seqnet on this machine, release build (writes bench.json)
 #   make compose-test   the docker compose testnet end to end (installs docker.io,
 #                       docker-compose and debootstrap if missing, starts dockerd)
 
@@ -64,8 +64,10 @@ clean-testnet:
 	rm -rf $(TESTNET_DIR)
 
 BENCH_ARGS ?=
-bench: deps build
-	$(CARGO_TARGET_DIR)/debug/seqnet-testnet bench --out bench.json $(BENCH_ARGS)
+# Release binaries: a debug sequencer would be measured, not seqnet.
+bench: deps
+	$(CARGO) build --release -p seqnet-sequencer -p seqnet-testnet
+	SEQNET_BIN_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/release/seqnet-testnet bench --out bench.json $(BENCH_ARGS)
 
 compose-deps:
 	testnet/scripts/compose-deps.sh

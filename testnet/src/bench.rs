@@ -162,6 +162,10 @@ pub struct BenchReport {
     pub cpus: usize,
     pub cometbft_version: String,
     pub git_commit: Option<String>,
+    /// The seqnet-sequencer binary measured, and its cargo profile (from its
+    /// directory: `release`, `debug` or `unknown`).
+    pub sequencer: String,
+    pub sequencer_build: String,
     pub options: BenchOptions,
     pub results: Vec<AppResult>,
     /// seqnet / kvstore.
@@ -473,6 +477,20 @@ fn git_commit() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The cargo profile a binary was built with, from the directory cargo put
+/// it in.
+fn build_profile(binary: &Path) -> &'static str {
+    match binary
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|d| d.to_str())
+    {
+        Some("release") => "release",
+        Some("debug") | Some("deps") => "debug",
+        _ => "unknown",
+    }
+}
+
 /// Runs every app of `opts` in turn (networks under `work`) and returns
 /// the report.
 pub async fn run(work: &Path, opts: &BenchOptions, binaries: &Binaries) -> Result<BenchReport> {
@@ -501,6 +519,8 @@ pub async fn run(work: &Path, opts: &BenchOptions, binaries: &Binaries) -> Resul
         cometbft_version: crate::binaries::cometbft_version(&binaries.cometbft)
             .unwrap_or_else(|e| e.to_string()),
         git_commit: git_commit(),
+        sequencer: binaries.sequencer.display().to_string(),
+        sequencer_build: build_profile(&binaries.sequencer).into(),
         options: opts.clone(),
         results,
         ratio,
@@ -517,6 +537,15 @@ pub fn render(report: &BenchReport) -> String {
         report.cpus,
         report.cometbft_version
     );
+    out.push_str(&format!(
+        "seqnet-sequencer: {} build ({})\n",
+        report.sequencer_build, report.sequencer
+    ));
+    if report.sequencer_build != "release" {
+        out.push_str(
+            "warning: not a release build; seqnet's figures understate it (`make bench` builds release)\n",
+        );
+    }
     out.push_str(&format!(
         "{:<8} {:<14} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>9} {:>7}\n",
         "app",
