@@ -5,7 +5,8 @@
 //! - `seqnet-sequencer`: `$SEQNET_BIN_DIR/seqnet-sequencer`, else next to the
 //!   running executable (`target/debug/`, also from `target/debug/deps/` where
 //!   test executables live), else on `PATH`.
-//! - `seqnet-prover` (only for testnets with provers): the same places as
+//! - `seqnet-prover` (only for testnets with provers) and `seqnet-testnet`
+//!   (only for the compose demo-rollup container): the same places as
 //!   `seqnet-sequencer`.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use crate::error::{Result, TestnetError};
 pub const COMETBFT: &str = "cometbft";
 pub const SEQUENCER: &str = "seqnet-sequencer";
 pub const PROVER: &str = "seqnet-prover";
+pub const TESTNET: &str = "seqnet-testnet";
 
 /// Paths of the programs a testnet runs.
 #[derive(Clone, Debug)]
@@ -94,6 +96,11 @@ pub fn locate_sequencer() -> Result<PathBuf> {
 /// Finds `seqnet-prover`.
 pub fn locate_prover() -> Result<PathBuf> {
     locate_seqnet(PROVER)
+}
+
+/// Finds `seqnet-testnet` (the compose demo-rollup container runs it).
+pub fn locate_testnet() -> Result<PathBuf> {
+    locate_seqnet(TESTNET)
 }
 
 /// Finds one of seqnet's own binaries (see the module docs).

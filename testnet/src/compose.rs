@@ -3,11 +3,18 @@
 //! `init --manifest` writes, next to the process layout:
 //!
 //! ```text
-//! D/docker-compose.yml   one service per validator (node0..) and prover (prover0..), a private bridge network
+//! D/docker-compose.yml   one service per validator (node0..) and prover (prover0..), the
+//!                        demo rollups' load (rollup-demo), a private bridge network
 //! D/image/Dockerfile     FROM ${BASE_IMAGE} (default debian:bookworm-slim), binaries copied in
 //! D/image/seqnet-node    entrypoint: sequencer in the background, then CometBFT
-//! D/image/bin/           filled by `compose up` with the host's cometbft and seqnet-sequencer
+//! D/image/bin/           filled by `compose up` with the host's cometbft, seqnet-sequencer,
+//!                        seqnet-prover (with provers) and seqnet-testnet (with rollups)
 //! ```
+//!
+//! `rollup-demo` runs `seqnet-testnet load --compose` (every demo rollup's
+//! owner submits `RollupData` through its own node's gRPC at the node's
+//! container address, [`DEMO_ROLLUP_RATE`] tx/s in all), as `demo` does for
+//! processes.
 //!
 //! Every container mounts its own node directory (`D/node{i}` at
 //! `/net/node{i}`): the CometBFT home, `sequencer.toml`, the state and the
@@ -164,6 +171,9 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
     for prover in &manifest.provers {
         yml.push_str(&prover_service(manifest, prover)?);
     }
+    if !manifest.rollups.is_empty() {
+        yml.push_str(&demo_rollup_service(manifest));
+    }
     yml.push_str(&format!(
         "networks:\n  seqnet:\n    name: {net}\n    driver: bridge\n    ipam:\n      config:\n        - subnet: 172.29.{third}.0/24\n",
         net = network_name(manifest)
@@ -177,6 +187,30 @@ pub fn prover_ip(manifest: &Manifest, index: usize) -> String {
         "172.29.{}.{}",
         subnet_third_octet(manifest.base_port),
         100 + index
+    )
+}
+
+/// Container address of the demo-rollup container.
+pub fn demo_rollup_ip(manifest: &Manifest) -> String {
+    format!("172.29.{}.200", subnet_third_octet(manifest.base_port))
+}
+
+/// Compose service (and, with the project prefix, container) of the demo
+/// rollups' load.
+pub const DEMO_ROLLUP: &str = "rollup-demo";
+
+/// Transactions per second the demo-rollup container sends over all rollups.
+pub const DEMO_ROLLUP_RATE: f64 = 5.0;
+
+/// The demo rollups' load in its own container: `seqnet-testnet load
+/// --compose`, with the manifest and keys mounted read-only, submitting to
+/// each rollup's node at its container address.
+fn demo_rollup_service(manifest: &Manifest) -> String {
+    format!(
+        "  {DEMO_ROLLUP}:\n    <<: *node\n    container_name: {project}-{DEMO_ROLLUP}\n    hostname: {DEMO_ROLLUP}\n    entrypoint: [\"seqnet-testnet\", \"load\", \"--dir\", \"/net\", \"--compose\", \"--rate\", \"{DEMO_ROLLUP_RATE}\"]\n    volumes:\n      - ./{manifest_file}:/net/{manifest_file}:ro\n      - ./keys:/net/keys:ro\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
+        project = project_name(manifest),
+        manifest_file = crate::manifest::MANIFEST_FILE,
+        ip = demo_rollup_ip(manifest),
     )
 }
 
@@ -317,6 +351,9 @@ pub async fn up(
     if !manifest.provers.is_empty() {
         copies.push((binaries.prover()?, crate::binaries::PROVER));
     }
+    if !manifest.rollups.is_empty() {
+        copies.push((crate::binaries::locate_testnet()?, crate::binaries::TESTNET));
+    }
     for (src, name) in &copies {
         std::fs::copy(src, bin.join(name)).map_err(|e| TestnetError::io(src, e))?;
     }
@@ -341,6 +378,14 @@ pub async fn up(
         run_compose(dir, &manifest, &up, base_image)?;
         net.wait_for_active_provers(manifest.provers.len(), Duration::from_secs(120))
             .await?;
+    }
+    if !manifest.rollups.is_empty() {
+        run_compose(
+            dir,
+            &manifest,
+            &["up", "-d", "--no-build", DEMO_ROLLUP],
+            base_image,
+        )?;
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ pub struct LoadOptions {
     pub rate: f64,
     /// Bytes of rollup data per transaction (at least the header text).
     pub payload_bytes: usize,
+    /// Host of each node's gRPC, by node index; `None`: 127.0.0.1 (processes
+    /// on this machine). In a compose network, the containers' addresses.
+    pub grpc_hosts: Option<Vec<String>>,
 }
 
 impl Default for LoadOptions {
@@ -27,6 +30,7 @@ impl Default for LoadOptions {
         LoadOptions {
             rate: 20.0,
             payload_bytes: 256,
+            grpc_hosts: None,
         }
     }
 }
@@ -119,7 +123,11 @@ pub async fn run(
                 })?;
         let path = dir.join(&key_manifest.path);
         let key = keys::load(&path)?;
-        let url = manifest.node(rollup.submit_node)?.grpc_url();
+        let node = manifest.node(rollup.submit_node)?;
+        let url = match opts.grpc_hosts.as_ref().and_then(|h| h.get(node.index)) {
+            Some(host) => format!("http://{host}:{}", node.ports.grpc),
+            None => node.grpc_url(),
+        };
         let mut signer = TxSigner::new(key, manifest.chain_id.clone());
         signer.fees = manifest.fees.schedule();
         tasks.spawn(rollup_task(

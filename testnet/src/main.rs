@@ -203,6 +203,27 @@ enum Command {
     Scenario(scenario_cli::ScenarioArgs),
     /// Run the testnet's validators as docker compose containers (up|down).
     Compose(compose_cli::ComposeArgs),
+    /// Only the demo rollups' load (what `demo` runs beside its status view)
+    /// on a running testnet, until Ctrl-C / SIGTERM or `--duration`; prints
+    /// progress every 10 s. The demo-rollup container of docker-compose.yml
+    /// runs this with `--compose`.
+    Load {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Transactions per second over all rollups.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Stop after this many seconds (default: run until stopped).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Bytes of rollup data per transaction.
+        #[arg(long, default_value_t = 256)]
+        payload_bytes: usize,
+        /// Reach the nodes at their compose-network addresses (from inside a
+        /// container of the testnet's docker-compose.yml).
+        #[arg(long)]
+        compose: bool,
+    },
     /// Init (if needed), up, and load every demo rollup through its own node.
     Demo {
         #[command(flatten)]
@@ -400,6 +421,52 @@ async fn demo(
     Ok(())
 }
 
+/// `seqnet-testnet load`: the demo load with a progress line every 10 s.
+async fn load_only(
+    dir: &Path,
+    manifest: &Manifest,
+    opts: LoadOptions,
+    duration: Option<u64>,
+) -> anyhow::Result<()> {
+    let stats = Arc::new(LoadStats::default());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut task = {
+        let dir = dir.to_path_buf();
+        let manifest = manifest.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move { load::run(&dir, &manifest, &opts, stats, stop_rx).await })
+    };
+    let started = Instant::now();
+    let deadline = duration.map(|secs| started + Duration::from_secs(secs));
+    let mut progress = tokio::time::interval(Duration::from_secs(10));
+    progress.tick().await;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    let result = loop {
+        let until_deadline = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = &mut task => break result,
+            _ = progress.tick() => println!("{}", stats.summary(started.elapsed())),
+            _ = &mut stop => {
+                let _ = stop_tx.send(true);
+                break (&mut task).await;
+            }
+            _ = until_deadline => {
+                let _ = stop_tx.send(true);
+                break (&mut task).await;
+            }
+        }
+    };
+    println!("{}", stats.summary(started.elapsed()));
+    result.context("load task panicked")??;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -551,6 +618,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::bail!("scenario failed (see the tables above)");
             }
         }
+        Command::Load {
+            dir,
+            rate,
+            duration,
+            payload_bytes,
+            compose,
+        } => {
+            let manifest = Manifest::load(&dir.dir)?;
+            let grpc_hosts = compose.then(|| {
+                (0..manifest.nodes.len())
+                    .map(|i| seqnet_testnet::compose::node_ip(&manifest, i))
+                    .collect()
+            });
+            let opts = LoadOptions {
+                rate,
+                payload_bytes,
+                grpc_hosts,
+            };
+            load_only(&dir.dir, &manifest, opts, duration).await?;
+        }
         Command::Demo {
             dir,
             init,
@@ -562,6 +649,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = LoadOptions {
                 rate,
                 payload_bytes,
+                grpc_hosts: None,
             };
             demo(&dir.dir, &init, opts, duration, timeout).await?;
         }

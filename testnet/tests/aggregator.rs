@@ -158,6 +158,7 @@ async fn an_aggregator_carries_the_proofs_and_finality_advances() -> Result<()> 
         let opts = LoadOptions {
             rate: 2.0,
             payload_bytes: 128,
+            grpc_hosts: None,
         };
         tokio::spawn(async move { load::run(&dir, &manifest, &opts, stats, stop_rx).await })
     };

@@ -3,7 +3,8 @@
 //! runs, the base image from `debootstrap --variant=minbase bookworm` +
 //! `docker import` if missing), `init --manifest ci.toml` (which writes
 //! `docker-compose.yml`), `compose up` (the host's binaries copied into the
-//! image), blocks on every container, the invariant checker, `compose down`;
+//! image), blocks on every container, the demo rollups' load from its own
+//! container ordered, the invariant checker, `compose down`;
 //! then the whole CI scenario (load, kill, pause, network disconnect, wipe)
 //! in containers, through the checker.
 //!
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use seqnet_rollup_client::RollupClient;
 use seqnet_testnet::scenario::{self, Scenario};
 use seqnet_testnet::{check, compose, Binaries, CometRpc};
 
@@ -68,6 +70,47 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
             let h = CometRpc::new(node.rpc_addr()).status().await?.height;
             anyhow::ensure!(h > *h0, "{} stuck at height {h}", node.moniker);
         }
+        // The demo rollups' load runs in its own container, and what it
+        // submits through the nodes' container addresses gets ordered.
+        let demo = format!(
+            "{}-{}",
+            compose::project_name(&manifest),
+            compose::DEMO_ROLLUP
+        );
+        let running = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Running}}", &demo])
+            .output()?;
+        anyhow::ensure!(
+            String::from_utf8_lossy(&running.stdout).trim() == "true",
+            "{demo} is not running: {}",
+            String::from_utf8_lossy(&running.stderr)
+        );
+        let node = manifest.node(0)?;
+        let mut client = RollupClient::new(vec![node.grpc_url()])?;
+        let items = |r: &seqnet_proto::pb::Rollup| r.stats.as_ref().map_or(0, |s| s.items);
+        let mut before = Vec::new();
+        for rollup in &manifest.rollups {
+            before.push(items(&client.rollup(rollup.id).await?));
+        }
+        let waited = Instant::now();
+        loop {
+            let mut grown = true;
+            for (rollup, b) in manifest.rollups.iter().zip(&before) {
+                grown &= items(&client.rollup(rollup.id).await?) > *b;
+            }
+            if grown {
+                break;
+            }
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_secs(60),
+                "the demo rollups' data from {demo} was not ordered within 60 s"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        eprintln!(
+            "compose: {demo} submits; every demo rollup's data ordered within {:.1} s",
+            waited.elapsed().as_secs_f64()
+        );
         let report = check::check(&dir, &manifest, None).await;
         eprintln!("{}", report.render());
         anyhow::ensure!(report.passed(), "checker:\n{}", report.render());

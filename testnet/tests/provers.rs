@@ -246,6 +246,7 @@ async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
         let opts = LoadOptions {
             rate: LOAD_RATE,
             payload_bytes: 128,
+            grpc_hosts: None,
         };
         tokio::spawn(async move { load::run(&dir, &manifest, &opts, stats, stop_rx).await })
     };
