@@ -22,7 +22,8 @@ export SEQNET_BIN_DIR ?= $(CARGO_TARGET_DIR)/debug
 
 CARGO ?= cargo
 TESTNET_DIR ?= .testnet
-DEMO_ARGS ?=
+# An aggregator beside the provers, so `make run` shows SubmitAggregate too.
+DEMO_ARGS ?= --aggregator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build run test clean-testnet bench compose-deps compose-test

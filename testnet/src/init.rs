@@ -36,8 +36,8 @@ use serde_json::{json, Value};
 
 use crate::error::{Result, TestnetError};
 use crate::manifest::{
-    FeeParams, KeyManifest, Manifest, NodeManifest, Ports, ProverManifest, ProvingManifest,
-    RollupManifest,
+    AggregatorManifest, FeeParams, KeyManifest, Manifest, NodeManifest, Ports, ProverManifest,
+    ProvingManifest, RollupManifest,
 };
 
 /// Balance of the faucet account.
@@ -86,6 +86,9 @@ pub struct InitOptions {
     /// Chain parameter `max_unproven_blocks` (`None`: half the proof window
     /// with provers, the chain's default without).
     pub max_unproven_blocks: Option<u64>,
+    /// An aggregator (needs provers): its key, a DEVELOPMENT aggregation SRS
+    /// (genesis `aggregation_srs`), and the provers hand it their proofs.
+    pub aggregator: bool,
 }
 
 impl Default for InitOptions {
@@ -108,6 +111,7 @@ impl Default for InitOptions {
             proof_window: 20,
             epoch_length: 10,
             max_unproven_blocks: None,
+            aggregator: false,
         }
     }
 }
@@ -191,6 +195,13 @@ impl InitOptions {
         }
         if self.epoch_length == 0 {
             return Err(invalid("--epoch-length", self.epoch_length, "want >= 1"));
+        }
+        if self.aggregator && self.provers == 0 {
+            return Err(invalid(
+                "--aggregator",
+                "true",
+                "an aggregator needs provers (--provers N)",
+            ));
         }
         if self.provers > 0 && self.prover_stake < 1_000 {
             return Err(invalid(
@@ -456,6 +467,29 @@ pub fn init_with(
             nodes,
         });
     }
+    let aggregator = if opts.aggregator {
+        accounts.push(make_account(dir, AGGREGATOR_KEY.into(), ACCOUNT_BALANCE)?);
+        let port = |offset: u32| {
+            u16::try_from(u32::from(opts.base_port) + offset).map_err(|_| {
+                invalid(
+                    "--base-port",
+                    opts.base_port,
+                    "aggregator port out of range",
+                )
+            })
+        };
+        Some(AggregatorManifest {
+            key: AGGREGATOR_KEY.into(),
+            dir: PathBuf::from("aggregator"),
+            srs: PathBuf::from("aggregator/aggregation.srs"),
+            // Offsets 6 and 7 of node 0's block of ten ports are otherwise unused.
+            listen_port: port(6)?,
+            metrics_port: port(7)?,
+            max_proofs: AGGREGATOR_MAX_PROOFS,
+        })
+    } else {
+        None
+    };
     let keys: Vec<KeyManifest> = accounts.into_iter().map(|a| a.manifest).collect();
 
     // Reference-circuit keys: the demo rollups' verifying key.
@@ -483,6 +517,16 @@ pub fn init_with(
         )
     } else {
         (None, String::new())
+    };
+
+    // The aggregator's development SRS; its verifier part goes in genesis.
+    let aggregation_srs = match (&aggregator, prover) {
+        (Some(agg), Some(prover)) => Some(development_srs(
+            prover,
+            &dir.join(&agg.srs),
+            agg.max_proofs,
+        )?),
+        _ => None,
     };
 
     // 3. One genesis for every node.
@@ -522,6 +566,12 @@ pub fn init_with(
         app_state.get_mut("params").and_then(Value::as_object_mut),
     ) {
         params.insert("max_unproven_blocks".into(), json!(max));
+    }
+    if let (Some(srs), Some(params)) = (
+        aggregation_srs,
+        app_state.get_mut("params").and_then(Value::as_object_mut),
+    ) {
+        params.insert("aggregation_srs".into(), json!(srs));
     }
     let genesis_path = dir
         .join(&nodes[0].cometbft_home)
@@ -580,10 +630,63 @@ pub fn init_with(
         fees,
         provers,
         proving,
+        aggregator,
     };
     manifest.save(dir)?;
     tracing::info!(manifest = %Manifest::path(dir).display(), "testnet generated");
     Ok(manifest)
+}
+
+/// Key name of the aggregator account.
+pub const AGGREGATOR_KEY: &str = "aggregator";
+/// Largest aggregate a testnet's aggregator builds (and its SRS supports).
+pub const AGGREGATOR_MAX_PROOFS: usize = 8;
+
+/// Writes a seeded DEVELOPMENT aggregation SRS for `max_proofs` to `out`
+/// (`seqnet-prover srs generate-dev`) and returns its verifier part, hex
+/// (`seqnet-prover srs verifier-key`), for genesis `aggregation_srs`.
+fn development_srs(prover: &Path, out: &Path, max_proofs: usize) -> Result<String> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| TestnetError::io(parent, e))?;
+    }
+    let run = |args: Vec<std::ffi::OsString>| -> Result<Vec<u8>> {
+        let output = Command::new(prover)
+            .args(&args)
+            .output()
+            .map_err(|e| TestnetError::io(prover, e))?;
+        if !output.status.success() {
+            return Err(TestnetError::CommandFailed {
+                command: format!(
+                    "{} {}",
+                    prover.display(),
+                    args.iter()
+                        .map(|a| a.to_string_lossy())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                status: output.status.to_string(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        Ok(output.stdout)
+    };
+    run(vec![
+        "srs".into(),
+        "generate-dev".into(),
+        "--max-proofs".into(),
+        max_proofs.to_string().into(),
+        "--seed".into(),
+        "1".into(),
+        "--out".into(),
+        out.into(),
+    ])?;
+    let hex = run(vec![
+        "srs".into(),
+        "verifier-key".into(),
+        "--srs".into(),
+        out.into(),
+    ])?;
+    Ok(String::from_utf8_lossy(&hex).trim().to_string())
 }
 
 /// Prometheus port of prover `index`: `base + 10 * index + 5` (offset 5 of

@@ -89,6 +89,11 @@ struct InitArgs {
     /// Chain parameter max_unproven_blocks (default: the chain's).
     #[arg(long)]
     max_unproven_blocks: Option<u64>,
+    /// An aggregator (needs provers): a funded key, a DEVELOPMENT
+    /// aggregation SRS in genesis, `seqnet-prover aggregate` started by `up`
+    /// and `demo`, and the provers hand it their proofs.
+    #[arg(long)]
+    aggregator: bool,
 }
 
 impl InitArgs {
@@ -110,6 +115,7 @@ impl InitArgs {
             proof_window: self.proof_window,
             epoch_length: self.epoch_length,
             max_unproven_blocks: self.max_unproven_blocks,
+            aggregator: self.aggregator,
             ..InitOptions::default()
         }
     }
@@ -260,6 +266,13 @@ async fn start_provers(net: &mut Testnet, count: Option<usize>) -> anyhow::Resul
     }
     println!("staking {} provers", net.prover_count());
     net.register_provers(Duration::from_secs(60)).await?;
+    if let Some(aggregator) = net.manifest().aggregator.clone() {
+        net.start_aggregator()?;
+        println!(
+            "aggregator running; provers hand it their proofs on {}",
+            aggregator.listen_addr()
+        );
+    }
     for index in 0..count {
         if !net.prover_running(index) {
             net.start_prover(index)?;

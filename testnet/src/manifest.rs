@@ -122,6 +122,32 @@ pub struct ProverManifest {
     pub nodes: Vec<usize>,
 }
 
+/// The aggregator process: `seqnet-prover aggregate` with its own funded
+/// key and the testnet's DEVELOPMENT aggregation SRS; the provers hand it
+/// their proofs and it submits `SubmitAggregate` (docs/aggregation.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AggregatorManifest {
+    /// Name of its key in `keys` (`aggregator`).
+    pub key: String,
+    /// Its directory (log and pid file), relative to the testnet directory.
+    pub dir: PathBuf,
+    /// The SRS file (seeded development SRS; its verifier part is the
+    /// genesis `aggregation_srs`), relative to the testnet directory.
+    pub srs: PathBuf,
+    /// Port on 127.0.0.1 the provers hand their proofs to.
+    pub listen_port: u16,
+    /// Its Prometheus port on 127.0.0.1.
+    pub metrics_port: u16,
+    /// Largest aggregate it builds (proofs of one verifying key).
+    pub max_proofs: usize,
+}
+
+impl AggregatorManifest {
+    pub fn listen_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.listen_port)
+    }
+}
+
 impl ProverManifest {
     pub fn metrics_url(&self) -> String {
         format!("http://127.0.0.1:{}/metrics", self.metrics_port)
@@ -177,6 +203,9 @@ pub struct Manifest {
     /// Set when the demo rollups have a verifying key.
     #[serde(default)]
     pub proving: Option<ProvingManifest>,
+    /// Set when `init --aggregator` generated one.
+    #[serde(default)]
+    pub aggregator: Option<AggregatorManifest>,
 }
 
 impl Manifest {

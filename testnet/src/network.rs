@@ -49,6 +49,8 @@ impl NodeProcesses {
 
 /// Name (log and pid file) of a prover process in its directory.
 pub const PROVER_PROCESS: &str = "prover";
+/// Name (log and pid file) of the aggregator process in its directory.
+pub const AGGREGATOR_PROCESS: &str = "aggregator";
 
 /// A testnet directory plus the processes this value started or adopted.
 /// Dropping it stops every process it knows, unless [`Testnet::detach`] was called.
@@ -58,6 +60,7 @@ pub struct Testnet {
     binaries: Option<Binaries>,
     nodes: Vec<NodeProcesses>,
     provers: Vec<Option<Managed>>,
+    aggregator: Option<Managed>,
     stop_on_drop: bool,
 }
 
@@ -120,12 +123,27 @@ impl Testnet {
                     })
             })
             .collect();
+        let aggregator = manifest.aggregator.as_ref().and_then(|a| {
+            let agg_dir = dir.join(&a.dir);
+            let pid = process::read_pid(&agg_dir, AGGREGATOR_PROCESS)?;
+            (process::is_alive(pid) && process::runs_program(pid, crate::binaries::PROVER)).then(
+                || {
+                    Managed::adopt(
+                        0,
+                        AGGREGATOR_PROCESS,
+                        pid,
+                        process::log_path(&agg_dir, AGGREGATOR_PROCESS),
+                    )
+                },
+            )
+        });
         Ok(Testnet {
             dir: dir.to_path_buf(),
             manifest,
             binaries: None,
             nodes,
             provers,
+            aggregator,
             stop_on_drop: true,
         })
     }
@@ -350,9 +368,11 @@ impl Testnet {
         Ok(())
     }
 
-    /// Stops every process: all provers, all CometBFTs, then all sequencers.
+    /// Stops every process: all provers, the aggregator, all CometBFTs,
+    /// then all sequencers.
     pub fn stop(&mut self) {
         self.stop_provers();
+        self.stop_aggregator();
         self.stop_group("cometbft", |n| n.cometbft.take());
         self.stop_group("sequencers", |n| n.sequencer.take());
         for node in &self.manifest.nodes {
@@ -489,12 +509,16 @@ impl Testnet {
             .current_dir(&prover_dir)
             .env_remove("SEQNET_NODE")
             .env_remove("SEQNET_PROVER_KEY")
+            .env_remove("SEQNET_AGGREGATOR")
             .env(
                 "RUST_LOG",
                 std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
             );
         for node in &prover.nodes {
             command.arg("--node").arg(self.grpc_url(*node)?);
+        }
+        if let Some(aggregator) = &self.manifest.aggregator {
+            command.arg("--aggregator").arg(aggregator.listen_addr());
         }
         tracing::info!(prover = index, "starting prover");
         let managed = Managed::spawn(index, PROVER_PROCESS, &prover_dir, command)?;
@@ -505,8 +529,80 @@ impl Testnet {
         Ok(())
     }
 
-    /// Starts every prover that is not running.
+    /// Whether the aggregator runs (started or adopted by this value).
+    pub fn aggregator_running(&mut self) -> bool {
+        self.aggregator
+            .as_mut()
+            .is_some_and(|p| p.exit_status().is_none())
+    }
+
+    /// Starts `seqnet-prover aggregate` if the testnet has an aggregator and
+    /// it is not running: its key, the SRS, every node in fail-over order,
+    /// proofs taken on its listen port, metrics on its port.
+    pub fn start_aggregator(&mut self) -> Result<()> {
+        let Some(aggregator) = self.manifest.aggregator.clone() else {
+            return Ok(());
+        };
+        if self.aggregator_running() {
+            return Ok(());
+        }
+        let binary = self.binaries()?.prover()?;
+        let agg_dir = self.dir.join(&aggregator.dir);
+        std::fs::create_dir_all(&agg_dir).map_err(|e| TestnetError::io(&agg_dir, e))?;
+        let absolute = |path: &Path| {
+            std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
+        };
+        let key_rel = self
+            .manifest
+            .key(&aggregator.key)
+            .map(|k| k.path.clone())
+            .ok_or_else(|| TestnetError::KeyFile {
+                path: PathBuf::from(&aggregator.key),
+                reason: "not in the manifest".into(),
+            })?;
+        let mut command = Command::new(binary);
+        command
+            .arg("aggregate")
+            .arg("--key")
+            .arg(absolute(&key_rel)?)
+            .arg("--srs")
+            .arg(absolute(&aggregator.srs)?)
+            .arg("--listen")
+            .arg(aggregator.listen_addr())
+            .arg("--max-proofs")
+            .arg(aggregator.max_proofs.to_string())
+            .arg("--metrics")
+            .arg(format!("127.0.0.1:{}", aggregator.metrics_port))
+            .current_dir(&agg_dir)
+            .env_remove("SEQNET_NODE")
+            .env_remove("SEQNET_AGGREGATOR_KEY")
+            .env(
+                "RUST_LOG",
+                std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for node in 0..self.node_count() {
+            command.arg("--node").arg(self.grpc_url(node)?);
+        }
+        tracing::info!(listen = %aggregator.listen_addr(), "starting aggregator");
+        self.aggregator = Some(Managed::spawn(0, AGGREGATOR_PROCESS, &agg_dir, command)?);
+        Ok(())
+    }
+
+    /// Stops the aggregator (SIGTERM, SIGKILL after a grace period).
+    pub fn stop_aggregator(&mut self) {
+        if let Some(p) = self.aggregator.take() {
+            tracing::info!("stopping the aggregator");
+            process::stop_all(&mut [p], STOP_GRACE);
+        }
+        if let Some(aggregator) = &self.manifest.aggregator {
+            process::remove_pid(&self.dir.join(&aggregator.dir), AGGREGATOR_PROCESS);
+        }
+    }
+
+    /// Starts the aggregator (if the testnet has one), then every prover
+    /// that is not running.
     pub fn start_provers(&mut self) -> Result<()> {
+        self.start_aggregator()?;
         for index in 0..self.prover_count() {
             if !self.prover_running(index) {
                 self.start_prover(index)?;

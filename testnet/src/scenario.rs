@@ -135,6 +135,9 @@ pub struct ProversSection {
     pub circuit_size: u32,
     #[serde(default = "default_stake")]
     pub stake: u64,
+    /// An aggregator the provers hand their proofs to (process mode).
+    #[serde(default)]
+    pub aggregator: bool,
 }
 
 fn default_circuit_size() -> u32 {
@@ -150,6 +153,7 @@ impl Default for ProversSection {
             count: 0,
             circuit_size: default_circuit_size(),
             stake: default_stake(),
+            aggregator: false,
         }
     }
 }
@@ -382,6 +386,7 @@ impl Scenario {
                 .map_or(defaults.proof_window, |r| r.proof_window),
             epoch_length: self.chain.epoch_length.unwrap_or(defaults.epoch_length),
             max_unproven_blocks: self.chain.max_unproven_blocks,
+            aggregator: self.provers.aggregator,
             ..defaults
         }
     }
