@@ -17,7 +17,8 @@
 //! - **Grouping.** Proofs are grouped per verifying key (an aggregate
 //!   covers one key); a group is aggregated when it holds `max_proofs`
 //!   proofs or its oldest proof has waited `max_wait`. Entries are sorted by
-//!   `(rollup, height)`; a second proof of the same job is refused.
+//!   `(rollup, height)`; of several proofs of one job, the one of the prover
+//!   the chain assigns it to now is kept and the others are refused.
 //! - **Submission.** One `SubmitAggregate` signed by the aggregator's key,
 //!   through `RollupService.SubmitTransaction`; transient failures retry
 //!   with back-off, a nonce refusal re-reads the nonce and signs again, any
@@ -397,6 +398,57 @@ fn fail(items: Vec<Pending>, why: &str) {
     }
 }
 
+/// One proof per job, in (rollup, height) order. When a job's primary and a
+/// back-up both handed it over, the proof of the prover the chain assigns
+/// the job to now is kept (an entry of any other prover would make the
+/// chain refuse the whole aggregate); if the chain cannot say, the first to
+/// arrive. The others are refused (their provers fall back to SubmitProof,
+/// where the rules settle it).
+async fn one_per_job(client: &mut RollupClient, items: Vec<Pending>) -> Vec<Pending> {
+    let mut by_job: BTreeMap<(u64, u64), Vec<Pending>> = BTreeMap::new();
+    for item in items {
+        by_job
+            .entry((item.entry.rollup_id, item.entry.height))
+            .or_default()
+            .push(item);
+    }
+    let mut kept = Vec::with_capacity(by_job.len());
+    for (job, mut candidates) in by_job {
+        let mut chosen = 0;
+        if candidates.len() > 1 {
+            for (index, candidate) in candidates.iter().enumerate() {
+                match client.prover(candidate.entry.prover).await {
+                    Ok(info) => {
+                        if info
+                            .assigned_jobs
+                            .iter()
+                            .any(|j| (j.rollup_id, j.height) == job)
+                        {
+                            chosen = index;
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, rollup = job.0, height = job.1, "cannot read the job's assignment; keeping the first proof");
+                        break;
+                    }
+                }
+            }
+            tracing::info!(
+                rollup = job.0,
+                height = job.1,
+                proofs = candidates.len(),
+                kept = %candidates[chosen].entry.prover,
+                "several proofs of one job"
+            );
+        }
+        let keep = candidates.swap_remove(chosen);
+        fail(candidates, "another proof of this job is being aggregated");
+        kept.push(keep);
+    }
+    kept
+}
+
 /// Aggregates one group, submits it, answers its provers.
 async fn flush(
     config: &AggregatorConfig,
@@ -405,20 +457,7 @@ async fn flush(
     metrics: &Metrics,
     group: Group,
 ) {
-    let mut items = group.items;
-    items.sort_by_key(|p| (p.entry.rollup_id, p.entry.height));
-    // One proof per job: later duplicates are refused.
-    let mut kept: Vec<Pending> = Vec::with_capacity(items.len());
-    for item in items {
-        if kept.last().is_some_and(|k| {
-            (k.entry.rollup_id, k.entry.height) == (item.entry.rollup_id, item.entry.height)
-        }) {
-            fail(vec![item], "another proof of this job is being aggregated");
-        } else {
-            kept.push(item);
-        }
-    }
-    let items = kept;
+    let items = one_per_job(client, group.items).await;
     let count = items.len();
     let proofs = match items
         .iter()

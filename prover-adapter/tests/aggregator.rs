@@ -5,7 +5,9 @@
 //! `SubmitAggregate` whose entries verify and whose aggregate verifies; both
 //! provers get its hash. A hand-over whose proof does not match its
 //! statement is refused at once, and a prover with no aggregator to talk to
-//! gets an error (and so falls back to its own `SubmitProof`).
+//! gets an error (and so falls back to its own `SubmitProof`). When a job's
+//! primary and a back-up both hand it over, the proof of the prover the
+//! node's `GetProver` names as assigned is aggregated, whichever came first.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use seqnet_proto::groth16::{BatchStatement, PreparedKey};
+use seqnet_proto::pb::prover_service_server::{ProverService, ProverServiceServer};
 use seqnet_proto::pb::rollup_service_server::{RollupService, RollupServiceServer};
 use seqnet_proto::{pb, Action, Transaction};
 use seqnet_prover::aggregator::{hand_over, AggregatorConfig, Handover};
@@ -33,6 +36,43 @@ const K: u32 = 8;
 struct Node {
     verifying_key: Vec<u8>,
     received: Arc<Mutex<Vec<Transaction>>>,
+    /// `GetProver` answers: who is assigned which (rollup, height).
+    assigned: Vec<(seqnet_proto::Address, u64, u64)>,
+}
+
+#[tonic::async_trait]
+impl ProverService for Node {
+    async fn get_challenge(&self, _: Request<pb::GetChallengeRequest>) -> Answer<pb::Challenge> {
+        Err(Status::unimplemented("not in this test"))
+    }
+    type JobsStream = ReceiverStream<Result<pb::Job, Status>>;
+    async fn jobs(&self, _: Request<pb::JobsRequest>) -> Answer<Self::JobsStream> {
+        Err(Status::unimplemented("not in this test"))
+    }
+    async fn submit_proof(
+        &self,
+        _: Request<pb::SubmitProofRequest>,
+    ) -> Answer<pb::SubmitProofResponse> {
+        Err(Status::unimplemented("not in this test"))
+    }
+    async fn get_prover(&self, r: Request<pb::GetProverRequest>) -> Answer<pb::ProverInfo> {
+        let address = r.into_inner().address;
+        let assigned_jobs = self
+            .assigned
+            .iter()
+            .filter(|(a, _, _)| a.0.as_slice() == address.as_slice())
+            .map(|(_, rollup, height)| job(*rollup, *height))
+            .map(|j| pb::ProofJob {
+                rollup_id: j.rollup_id,
+                height: j.height,
+                ..Default::default()
+            })
+            .collect();
+        Ok(Response::new(pb::ProverInfo {
+            assigned_jobs,
+            ..Default::default()
+        }))
+    }
 }
 
 type Answer<T> = Result<Response<T>, Status>;
@@ -106,6 +146,53 @@ impl RollupService for Node {
     }
 }
 
+/// Serves `node` (RollupService and ProverService) on an ephemeral port.
+async fn serve(node: Node) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(RollupServiceServer::new(node.clone()))
+            .add_service(ProverServiceServer::new(node))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    url
+}
+
+type Running = tokio::task::JoinHandle<Result<(), seqnet_rollup_client::ClientError>>;
+
+/// Starts an aggregator (groups of 2, CPU MSM) against `url`; returns its
+/// hand-over address, its stop switch and its task.
+async fn start_aggregator(
+    url: String,
+    srs: Srs,
+    metrics: Arc<Metrics>,
+) -> (String, watch::Sender<bool>, Running) {
+    let config = AggregatorConfig {
+        nodes: vec![url],
+        key: SigningKey::from_bytes(&[9; 32]),
+        srs: Arc::new(srs),
+        msm: Arc::new(CpuMsm),
+        max_proofs: 2,
+        max_wait: Duration::from_secs(30),
+        retry: RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(5),
+        },
+        submit_attempts: 3,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(seqnet_prover::aggregator::run(
+        config, listener, metrics, stopped,
+    ));
+    (addr, stop, running)
+}
+
 fn job(rollup: u64, height: u64) -> pb::Job {
     pb::Job {
         rollup_id: rollup,
@@ -125,43 +212,12 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     let node = Node {
         verifying_key: vk_bytes.clone(),
         received: Arc::default(),
+        assigned: Vec::new(),
     };
     let received = node.received.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(RollupServiceServer::new(node))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-
-    let aggregator_key = SigningKey::from_bytes(&[9; 32]);
-    let config = AggregatorConfig {
-        nodes: vec![url],
-        key: aggregator_key.clone(),
-        srs: Arc::new(srs),
-        msm: Arc::new(CpuMsm),
-        max_proofs: 2,
-        max_wait: Duration::from_secs(30),
-        retry: RetryPolicy {
-            attempts: 3,
-            initial_backoff: Duration::from_millis(5),
-            max_backoff: Duration::from_millis(20),
-            connect_timeout: Duration::from_secs(2),
-            request_timeout: Duration::from_secs(5),
-        },
-        submit_attempts: 3,
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
+    let url = serve(node).await;
     let metrics = Metrics::new().unwrap();
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(seqnet_prover::aggregator::run(
-        config,
-        listener,
-        metrics.clone(),
-        stopped,
-    ));
+    let (addr, stop, running) = start_aggregator(url, srs, metrics.clone()).await;
 
     // Real proofs of (2, 5) and (1, 7), by two provers.
     let provers = [
@@ -260,4 +316,70 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     // No aggregator listening: the prover is told, and falls back.
     let gone = hand_over(&addr, &handovers[0], Duration::from_secs(5)).await;
     assert!(gone.is_err(), "{gone:?}");
+}
+
+/// A job handed over by a back-up first and by its assigned prover second:
+/// the aggregate carries the assigned prover's entry; the back-up is told
+/// to fall back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_proofs_of_one_job_the_assigned_provers_is_aggregated() {
+    let (pk, vk) = seqnet_prover::setup(K, 11).unwrap();
+    let provers = [
+        SigningKey::from_bytes(&[1; 32]),
+        SigningKey::from_bytes(&[2; 32]),
+    ];
+    let assigned = seqnet_proto::Address::from(&provers[1].verifying_key());
+    let node = Node {
+        verifying_key: seqnet_prover::encode_verifying_key(&vk).unwrap(),
+        received: Arc::default(),
+        assigned: vec![(assigned, 2, 5)],
+    };
+    let received = node.received.clone();
+    let url = serve(node).await;
+    let metrics = Metrics::new().unwrap();
+    let (addr, stop, running) =
+        start_aggregator(url, Srs::generate_dev(4, 3).unwrap(), metrics.clone()).await;
+
+    let job = job(2, 5);
+    let commitment: [u8; 32] = job.batch_commitment.as_slice().try_into().unwrap();
+    let statement = JobStatement {
+        rollup_id: 2,
+        height: 5,
+        commitment,
+        prev_root: [0; 32],
+    };
+    let handovers: Vec<Handover> = provers
+        .iter()
+        .map(|prover| {
+            let (proof, root) = seqnet_prover::prove(&pk, K, &statement).unwrap();
+            Handover::new(prover, CHAIN, &job, &proof, root)
+        })
+        .collect();
+    // The back-up's proof arrives first.
+    let backup = {
+        let addr = addr.clone();
+        let handover = handovers[0].clone();
+        tokio::spawn(async move { hand_over(&addr, &handover, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let primary = hand_over(&addr, &handovers[1], Duration::from_secs(60)).await;
+    let backup = backup.await.unwrap();
+    let hash = primary.unwrap();
+    assert!(
+        backup
+            .as_ref()
+            .is_err_and(|e| e.contains("another proof of this job")),
+        "{backup:?}"
+    );
+    let sent = received.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].hash(), hash);
+    let [Action::SubmitAggregate { entries, .. }] = sent[0].body.actions.as_slice() else {
+        panic!("{:?}", sent[0].body.actions);
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].prover, assigned, "the assigned prover's entry");
+    assert_eq!(metrics.aggregated_proofs.get(), 1);
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
 }

@@ -7,7 +7,7 @@
 //!
 //! Asserts: blocks carry `SubmitAggregate` transactions (signed by the
 //! aggregator's account; a prover whose hand-over is refused falls back to
-//! its own `SubmitProof`, see "Known edge" in docs/aggregation.md); the
+//! its own `SubmitProof`, see "Two proofs of one job" in docs/aggregation.md); the
 //! proven height follows the ordered height
 //! within the proof window; the provers are credited (`proven` totals
 //! cover every aggregated entry) and the aggregator earned its fee.
