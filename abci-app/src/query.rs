@@ -377,6 +377,9 @@ impl Reader {
             .proof_job(rollup_id, height)?
             .filter(|j| j.status == pb::JobStatus::Proven as i32)
             .map(|j| pb::BatchProof {
+                // SubmitProof always carries proof bytes; SubmitAggregate
+                // records none for the jobs it covers.
+                by_aggregate: j.proof.is_empty(),
                 proof: j.proof,
                 prev_state_root: j.prev_root,
                 new_state_root: j.new_root,

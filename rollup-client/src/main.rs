@@ -324,7 +324,10 @@ fn proof_json(batch: &VerifiedBatch) -> Value {
             "new_state_root": hex::encode(p.new_state_root),
             "prover": hex::encode(&p.prover),
             "proven_at": p.proven_at,
-            "verified": true,
+            // By an aggregate: the chain verified it; checked here are the
+            // commitment and the chain of state roots.
+            "verified": !p.by_aggregate,
+            "by_aggregate": p.by_aggregate,
         }),
         None => Value::Null,
     }
@@ -644,7 +647,12 @@ impl App {
                                 );
                                 match (&batch.proof, proven) {
                                     (Some(p), _) => line.push_str(&format!(
-                                        "; PROVEN: validity proof verified, state root {} -> {} (prover {}, block {})",
+                                        "; PROVEN: {}, state root {} -> {} (prover {}, block {})",
+                                        if p.by_aggregate {
+                                            "by an aggregate (verified by the chain; commitment and roots checked here)"
+                                        } else {
+                                            "validity proof verified"
+                                        },
                                         hex::encode(p.prev_state_root),
                                         hex::encode(p.new_state_root),
                                         hex::encode(&p.prover),

@@ -121,15 +121,22 @@ pub struct CheckedProof {
     pub prover: Vec<u8>,
     /// Block that included the proof.
     pub proven_at: u64,
-    /// The proof bytes (compressed arkworks encoding).
+    /// The proof bytes (uncompressed arkworks encoding); empty when
+    /// `by_aggregate`.
     pub proof: Vec<u8>,
+    /// Proven by an aggregate (`SubmitAggregate`): there is no proof of this
+    /// batch alone to check here; the commitment and the chain of state
+    /// roots were checked, the aggregate was verified by the chain.
+    pub by_aggregate: bool,
 }
 
 /// Checks `proof` as the validity proof of `batch` under `key`: its
 /// commitment is the one the items make, and the Groth16 proof verifies for
 /// `(rollup, height, commitment, prev_state_root, new_state_root)`. With
 /// `prev_root` (the new root of the rollup's previous proven batch), the
-/// proof must also start there.
+/// proof must also start there. A job the chain records as proven by an
+/// aggregate (`by_aggregate`, no proof bytes) passes on the commitment and
+/// root checks alone ([`CheckedProof::by_aggregate`] says so).
 pub fn check_validity_proof(
     batch: &VerifiedBatch,
     proof: &pb::BatchProof,
@@ -165,6 +172,18 @@ pub fn check_validity_proof(
             got: hex::encode(prev_state_root),
         });
     }
+    let checked = CheckedProof {
+        prev_state_root,
+        new_state_root,
+        commitment,
+        prover: proof.prover.clone(),
+        proven_at: proof.proven_at,
+        proof: proof.proof.clone(),
+        by_aggregate: proof.by_aggregate && proof.proof.is_empty(),
+    };
+    if checked.by_aggregate {
+        return Ok(checked);
+    }
     let statement = BatchStatement {
         rollup_id,
         height,
@@ -178,14 +197,7 @@ pub fn check_validity_proof(
             height,
             source,
         })?;
-    Ok(CheckedProof {
-        prev_state_root,
-        new_state_root,
-        commitment,
-        prover: proof.prover.clone(),
-        proven_at: proof.proven_at,
-        proof: proof.proof.clone(),
-    })
+    Ok(checked)
 }
 
 /// Checks `batch`'s items against its root and namespace proof (namespace =
@@ -393,6 +405,57 @@ pub(crate) mod tests {
         assert!(matches!(
             verify_batch_for(&genuine_at(2, 8), 2, 7),
             Err(VerifyError::Unexpected { got_height: 8, .. })
+        ));
+    }
+
+    /// The reference circuit's DEVELOPMENT verifying key (k = 8, seed 0,
+    /// `seqnet-prover setup`).
+    fn reference_key() -> PreparedKey {
+        PreparedKey::decode(include_bytes!("testdata/reference-k8-seed0.vk")).unwrap()
+    }
+
+    fn claims(batch: &VerifiedBatch, by_aggregate: bool) -> pb::BatchProof {
+        pb::BatchProof {
+            proof: Vec::new(),
+            prev_state_root: vec![1; 32],
+            new_state_root: vec![2; 32],
+            commitment: batch_commitment(batch.rollup_id, batch.height, &batch.items).to_vec(),
+            prover: vec![3; 32],
+            proven_at: 9,
+            by_aggregate,
+        }
+    }
+
+    #[test]
+    fn jobs_proven_by_an_aggregate_pass_on_their_claims() {
+        let batch = verify_batch(&genuine(2)).unwrap();
+        let key = reference_key();
+        let checked =
+            check_validity_proof(&batch, &claims(&batch, true), &key, Some([1; 32])).unwrap();
+        assert!(checked.by_aggregate);
+        assert_eq!(checked.new_state_root, [2; 32]);
+        // The claims are still checked: another commitment, a root gap.
+        let mut wrong = claims(&batch, true);
+        wrong.commitment = vec![0; 32];
+        assert!(matches!(
+            check_validity_proof(&batch, &wrong, &key, None),
+            Err(VerifyError::CommitmentMismatch { .. })
+        ));
+        assert!(matches!(
+            check_validity_proof(&batch, &claims(&batch, true), &key, Some([7; 32])),
+            Err(VerifyError::RootGap { .. })
+        ));
+        // Without the chain's word, no proof bytes is a failed proof.
+        assert!(matches!(
+            check_validity_proof(&batch, &claims(&batch, false), &key, None),
+            Err(VerifyError::Groth16 { .. })
+        ));
+        // Proof bytes are checked even when flagged.
+        let mut flagged = claims(&batch, true);
+        flagged.proof = vec![0; seqnet_proto::groth16::PROOF_LEN];
+        assert!(matches!(
+            check_validity_proof(&batch, &flagged, &key, None),
+            Err(VerifyError::Groth16 { .. })
         ));
     }
 }

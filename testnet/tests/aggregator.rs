@@ -19,6 +19,7 @@ use seqnet_proto::{Action, Address, Transaction};
 use seqnet_rollup_client::RollupClient;
 use seqnet_testnet::load::{self, LoadOptions, LoadStats};
 use seqnet_testnet::{Binaries, CometRpc, InitOptions, Testnet};
+use tokio_stream::StreamExt;
 
 const PROOF_WINDOW: u64 = 20;
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -183,6 +184,30 @@ async fn an_aggregator_carries_the_proofs_and_finality_advances() -> Result<()> 
     assert!(
         proven >= entries + single,
         "provers credited {proven}, blocks carried {entries} + {single}"
+    );
+    // A PROVEN stream delivers the aggregated jobs too: their commitment
+    // and the chain of state roots checked, flagged as proven by an
+    // aggregate.
+    let mut stream = client.stream_proven_batches(1, 1, true);
+    let (mut by_aggregate, mut by_proof) = (0, 0);
+    while by_aggregate + by_proof < 5 {
+        let batch = tokio::time::timeout(Duration::from_secs(30), stream.next())
+            .await?
+            .expect("stream open")?;
+        if let Some(proof) = batch.proof {
+            if proof.by_aggregate {
+                by_aggregate += 1;
+            } else {
+                by_proof += 1;
+            }
+        }
+    }
+    eprintln!(
+        "PROVEN stream of rollup 1: {by_aggregate} batches by aggregate, {by_proof} by proof"
+    );
+    assert!(
+        by_aggregate > 0,
+        "no batch delivered as proven by an aggregate"
     );
     let balance_after = client.account(aggregator_address).await?.balance;
     eprintln!("aggregator balance {balance_before} -> {balance_after}");
