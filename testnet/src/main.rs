@@ -40,6 +40,20 @@ struct DirArg {
     dir: PathBuf,
 }
 
+/// The demo load (`load` and `demo`).
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Transactions per second over all rollups.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C or SIGTERM).
+    #[arg(long)]
+    duration: Option<u64>,
+    /// Bytes of rollup data per transaction.
+    #[arg(long, default_value_t = 256)]
+    payload_bytes: usize,
+}
+
 #[derive(clap::Args)]
 struct InitArgs {
     /// Number of validators.
@@ -216,15 +230,8 @@ enum Command {
     Load {
         #[command(flatten)]
         dir: DirArg,
-        /// Transactions per second over all rollups.
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        /// Stop after this many seconds (default: run until stopped).
-        #[arg(long)]
-        duration: Option<u64>,
-        /// Bytes of rollup data per transaction.
-        #[arg(long, default_value_t = 256)]
-        payload_bytes: usize,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Reach the nodes at their compose-network addresses (from inside a
         /// container of the testnet's docker-compose.yml).
         #[arg(long)]
@@ -236,15 +243,8 @@ enum Command {
         dir: DirArg,
         #[command(flatten)]
         init: InitArgs,
-        /// Transactions per second over all rollups.
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        /// Stop after this many seconds (default: run until Ctrl-C).
-        #[arg(long)]
-        duration: Option<u64>,
-        /// Bytes of rollup data per transaction.
-        #[arg(long, default_value_t = 256)]
-        payload_bytes: usize,
+        #[command(flatten)]
+        load: LoadArgs,
         /// Seconds to wait for height 2.
         #[arg(long, default_value_t = 180)]
         timeout: u64,
@@ -633,9 +633,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Load {
             dir,
-            rate,
-            duration,
-            payload_bytes,
+            load:
+                LoadArgs {
+                    rate,
+                    duration,
+                    payload_bytes,
+                },
             compose,
         } => {
             let manifest = Manifest::load(&dir.dir)?;
@@ -654,9 +657,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo {
             dir,
             init,
-            rate,
-            duration,
-            payload_bytes,
+            load:
+                LoadArgs {
+                    rate,
+                    duration,
+                    payload_bytes,
+                },
             timeout,
         } => {
             let opts = LoadOptions {

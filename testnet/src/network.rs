@@ -485,24 +485,13 @@ impl Testnet {
         let binary = self.binaries()?.prover()?;
         let prover_dir = self.dir.join(&prover.dir);
         std::fs::create_dir_all(&prover_dir).map_err(|e| TestnetError::io(&prover_dir, e))?;
-        let absolute = |path: &Path| {
-            std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
-        };
-        let key_rel = self
-            .manifest
-            .key(&prover.key)
-            .map(|k| k.path.clone())
-            .ok_or_else(|| TestnetError::KeyFile {
-                path: PathBuf::from(&prover.key),
-                reason: "not in the manifest".into(),
-            })?;
         let mut command = Command::new(binary);
         command
             .arg("run")
             .arg("--key")
-            .arg(absolute(&key_rel)?)
+            .arg(self.absolute_key_path(&prover.key)?)
             .arg("--keys")
-            .arg(absolute(&proving.keys_dir)?)
+            .arg(self.absolute(&proving.keys_dir)?)
             .arg("--metrics")
             .arg(format!("127.0.0.1:{}", prover.metrics_port))
             .arg("--auto-unjail")
@@ -529,6 +518,25 @@ impl Testnet {
         Ok(())
     }
 
+    /// `path` (relative to the testnet directory) made absolute, for
+    /// processes that run in their own directories.
+    fn absolute(&self, path: &Path) -> Result<PathBuf> {
+        std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
+    }
+
+    /// The absolute path of the key file the manifest names `name`.
+    fn absolute_key_path(&self, name: &str) -> Result<PathBuf> {
+        let relative = self
+            .manifest
+            .key(name)
+            .map(|k| k.path.clone())
+            .ok_or_else(|| TestnetError::KeyFile {
+                path: PathBuf::from(name),
+                reason: "not in the manifest".into(),
+            })?;
+        self.absolute(&relative)
+    }
+
     /// Whether the aggregator runs (started or adopted by this value).
     pub fn aggregator_running(&mut self) -> bool {
         self.aggregator
@@ -549,24 +557,13 @@ impl Testnet {
         let binary = self.binaries()?.prover()?;
         let agg_dir = self.dir.join(&aggregator.dir);
         std::fs::create_dir_all(&agg_dir).map_err(|e| TestnetError::io(&agg_dir, e))?;
-        let absolute = |path: &Path| {
-            std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
-        };
-        let key_rel = self
-            .manifest
-            .key(&aggregator.key)
-            .map(|k| k.path.clone())
-            .ok_or_else(|| TestnetError::KeyFile {
-                path: PathBuf::from(&aggregator.key),
-                reason: "not in the manifest".into(),
-            })?;
         let mut command = Command::new(binary);
         command
             .arg("aggregate")
             .arg("--key")
-            .arg(absolute(&key_rel)?)
+            .arg(self.absolute_key_path(&aggregator.key)?)
             .arg("--srs")
-            .arg(absolute(&aggregator.srs)?)
+            .arg(self.absolute(&aggregator.srs)?)
             .arg("--listen")
             .arg(aggregator.listen_addr())
             .arg("--max-proofs")
