@@ -197,7 +197,8 @@ impl SeqnetApp {
 
     /// Refuses new transactions (code `mempool_full`) while this node's
     /// mempool holds `max_txs` that passed CheckTx since the last block
-    /// (capped at 20,000). Keep it under CometBFT's `mempool.size` by more
+    /// (capped at 20,000); proof and prover-set transactions
+    /// ([`crate::proposal::back_pressure_exempt`]) are always let in. Keep it under CometBFT's `mempool.size` by more
     /// than the CheckTx calls in flight at once: CometBFT answers "ok" to
     /// the client when the app accepts a transaction, then drops it without
     /// a word if its mempool filled up meanwhile.
@@ -713,7 +714,15 @@ impl Application for SeqnetApp {
             waiting,
             limit,
         } = &mut *mempool;
-        if !recheck && waiting.len() >= *limit {
+        let stateless = check_stateless(&request.tx, params, chain_id, &self.shared.signatures);
+        // Proof and prover-set transactions are never refused for room: the
+        // gap to CometBFT's own limit is theirs, so a mempool full of rollup
+        // data held back by back-pressure cannot keep out the proofs that
+        // would end it.
+        let room_needed = stateless
+            .as_ref()
+            .is_ok_and(|tx| !crate::proposal::back_pressure_exempt(tx));
+        if !recheck && room_needed && waiting.len() >= *limit {
             let held = waiting.len();
             let limit = *limit;
             drop(mempool);
@@ -728,13 +737,11 @@ impl Application for SeqnetApp {
                 ..Default::default()
             };
         }
-        let result = check_stateless(&request.tx, params, chain_id, &self.shared.signatures)
-            .map_err(ExecError::from)
-            .and_then(|tx| {
-                // The height only feeds rollup statistics and deadlines, which
-                // the mempool overlay never commits.
-                execute(delta, params, &tx, *height).map(|_| tx)
-            });
+        let result = stateless.map_err(ExecError::from).and_then(|tx| {
+            // The height only feeds rollup statistics and deadlines, which
+            // the mempool overlay never commits.
+            execute(delta, params, &tx, *height).map(|_| tx)
+        });
         match &result {
             Ok(tx) => {
                 if let Some(entry) = waiting.get_mut(&tx.hash()) {

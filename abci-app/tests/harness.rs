@@ -307,4 +307,10 @@ fn mempool_limit_refuses_new_transactions_until_a_block_makes_room() {
     assert_eq!(check(&node, &txs[4]).code, 0);
     let extra = data_tx(1, 5, 1, b"tx5");
     assert_eq!(check(&node, &extra).code, Code::MempoolFull.as_u32());
+    // Prover-set and proof transactions are never refused for room (this
+    // one fails for its own reason: no such prover).
+    let unjail = signed(2, 0, 10, vec![Action::Unjail]);
+    let verdict = check(&node, &unjail);
+    assert_ne!(verdict.code, Code::MempoolFull.as_u32(), "{}", verdict.log);
+    assert_ne!(verdict.code, 0, "{}", verdict.log);
 }
