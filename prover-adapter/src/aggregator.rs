@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::metrics::Metrics;
 use crate::msm::MsmBackend;
 use crate::srs::Srs;
+use crate::submit::{sign_and_submit, Route, SubmitFailure};
 
 /// Largest hand-over line the aggregator reads.
 const MAX_LINE: usize = 16 * 1024;
@@ -527,48 +528,22 @@ async fn submit(
     entries: Vec<ProofEntry>,
     aggregate: Vec<u8>,
 ) -> Result<[u8; 32], String> {
-    let attempts = config.submit_attempts.max(1);
-    let mut tx = None;
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        if tx.is_none() {
-            if let Err(error) = signer.sync_nonce(client).await {
-                last = error.to_string();
-                tokio::time::sleep(config.retry.backoff(attempt)).await;
-                continue;
-            }
-            tx = Some(signer.sign(
-                vec![Action::SubmitAggregate {
-                    entries: entries.clone(),
-                    aggregate: aggregate.clone(),
-                }],
-                None,
-            ));
-        }
-        let Some(signed) = &tx else { continue };
-        match client.submit(signed).await {
-            Ok(hash) => return Ok(hash),
-            Err(ClientError::Rejected {
-                code: Some(Code::NonceReplayed | Code::NonceGap),
-                message,
-            }) => {
-                tracing::info!(%message, attempt, "nonce refused; signing again");
-                last = message;
-                tx = None;
-            }
-            Err(ClientError::Rejected { code, message }) => {
-                return Err(format!(
-                    "refused ({}): {message}",
-                    code.map_or("unknown", Code::name)
-                ));
-            }
-            Err(error) => {
-                last = error.to_string();
-                let pause = config.retry.backoff(attempt);
-                tracing::warn!(%error, attempt, ?pause, "aggregate submission failed; retrying");
-                tokio::time::sleep(pause).await;
-            }
-        }
+    let actions = [Action::SubmitAggregate { entries, aggregate }];
+    match sign_and_submit(
+        client,
+        signer,
+        &config.retry,
+        config.submit_attempts,
+        Route::SubmitTransaction,
+        &actions,
+    )
+    .await
+    {
+        Ok(submitted) => Ok(submitted.hash),
+        Err(SubmitFailure::Refused { code, message }) => Err(format!(
+            "refused ({}): {message}",
+            code.map_or("unknown", Code::name)
+        )),
+        Err(SubmitFailure::GaveUp(last)) => Err(last),
     }
-    Err(last)
 }

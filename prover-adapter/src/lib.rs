@@ -9,6 +9,7 @@ pub mod groth16_prover;
 pub mod metrics;
 pub mod msm;
 pub mod srs;
+pub mod submit;
 pub mod worker;
 
 use ark_bls12_381::{Bls12_381, Fr};

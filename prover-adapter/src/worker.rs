@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use seqnet_proto::{pb, Code};
+use seqnet_proto::{pb, Action, Code};
 use seqnet_rollup_client::{
     ClientError, JobStream, JobStreamEvent, RetryPolicy, RollupClient, TxSigner,
 };
@@ -45,6 +45,7 @@ use tracing::Instrument;
 
 use crate::backend::{BackendError, JobInput, ProofOutput, ProvingBackend};
 use crate::metrics::Metrics;
+use crate::submit::{sign_and_submit, Route, SubmitFailure, Submitted};
 
 /// Why the worker stopped.
 #[derive(Debug, thiserror::Error)]
@@ -369,75 +370,58 @@ impl Worker {
         job: &pb::Job,
         output: ProofOutput,
     ) -> JobOutcome {
-        let attempts = self.config.submit_attempts.max(1);
-        let mut tx = None;
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if tx.is_none() {
-                // The nonce counts this account's transactions in the mempool.
-                if let Err(error) = signer.sync_nonce(client).await {
-                    last = error.to_string();
-                    tracing::warn!(%error, attempt, "cannot read the nonce");
-                    tokio::time::sleep(self.config.retry.backoff(attempt)).await;
-                    continue;
-                }
-                tx = Some(signer.submit_proofs(
-                    vec![(
-                        job.rollup_id,
-                        job.height,
-                        output.proof.clone(),
-                        output.new_state_root,
-                    )],
-                    None,
-                ));
+        let actions = [Action::SubmitProof {
+            rollup_id: job.rollup_id,
+            height: job.height,
+            proof: output.proof,
+            new_state_root: output.new_state_root,
+        }];
+        match sign_and_submit(
+            client,
+            signer,
+            &self.config.retry,
+            self.config.submit_attempts,
+            Route::SubmitProof,
+            &actions,
+        )
+        .await
+        {
+            Ok(Submitted { hash, nonce }) => {
+                self.metrics.proofs_submitted.inc();
+                self.metrics
+                    .last_submitted_height
+                    .with_label_values(&[&job.rollup_id.to_string()])
+                    .set(i64::try_from(job.height).unwrap_or(i64::MAX));
+                tracing::info!(
+                    tx = %hex::encode(hash),
+                    nonce,
+                    node = %client.endpoint(),
+                    "proof submitted"
+                );
+                JobOutcome::Submitted { tx_hash: hash }
             }
-            let Some(signed) = &tx else { continue };
-            match client.submit_proof(signed).await {
-                Ok(tx_hash) => {
-                    self.metrics.proofs_submitted.inc();
-                    self.metrics
-                        .last_submitted_height
-                        .with_label_values(&[&job.rollup_id.to_string()])
-                        .set(i64::try_from(job.height).unwrap_or(i64::MAX));
-                    tracing::info!(
-                        tx = %hex::encode(tx_hash),
-                        nonce = signed.body.nonce,
-                        node = %client.endpoint(),
-                        "proof submitted"
-                    );
-                    return JobOutcome::Submitted { tx_hash };
-                }
-                Err(ClientError::Rejected {
-                    code: Some(Code::NonceReplayed | Code::NonceGap),
-                    message,
-                }) => {
-                    tracing::info!(%message, attempt, "nonce refused; signing again");
-                    last = message;
-                    tx = None;
-                }
-                Err(ClientError::Rejected { code, message }) => {
-                    let label = code.map_or("unknown", Code::name);
-                    self.metrics
-                        .proofs_rejected
-                        .with_label_values(&[label])
-                        .inc();
-                    tracing::warn!(code = label, %message, "proof rejected");
-                    return JobOutcome::Rejected { code, message };
-                }
-                Err(error) => {
-                    last = error.to_string();
-                    let pause = self.config.retry.backoff(attempt);
-                    tracing::warn!(%error, attempt, ?pause, "submission failed; retrying");
-                    tokio::time::sleep(pause).await;
-                }
+            Err(SubmitFailure::Refused { code, message }) => {
+                let label = code.map_or("unknown", Code::name);
+                self.metrics
+                    .proofs_rejected
+                    .with_label_values(&[label])
+                    .inc();
+                tracing::warn!(code = label, %message, "proof rejected");
+                JobOutcome::Rejected { code, message }
+            }
+            Err(SubmitFailure::GaveUp(last)) => {
+                self.metrics
+                    .jobs_dropped
+                    .with_label_values(&["submit_retries_exhausted"])
+                    .inc();
+                tracing::error!(
+                    attempts = self.config.submit_attempts,
+                    last = %last,
+                    "giving the job up"
+                );
+                JobOutcome::GaveUp(last)
             }
         }
-        self.metrics
-            .jobs_dropped
-            .with_label_values(&["submit_retries_exhausted"])
-            .inc();
-        tracing::error!(attempts, last = %last, "giving the job up");
-        JobOutcome::GaveUp(last)
     }
 }
 
