@@ -12,6 +12,8 @@
 //! within the proof window; the provers are credited (`proven` totals
 //! cover every aggregated entry) and the aggregator earned its fee.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,15 +30,8 @@ type Result<T> = anyhow::Result<T>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_carries_the_proofs_and_finality_advances() -> Result<()> {
-    let dir = tempfile::TempDir::with_prefix("seqnet-aggregator-")?;
-    let (_guard, root) = if std::env::var_os("SEQNET_KEEP_TESTNET").is_some() {
-        let path = dir.keep();
-        eprintln!("keeping the testnet in {}", path.display());
-        (None, path)
-    } else {
-        let path = dir.path().to_path_buf();
-        (Some(dir), path)
-    };
+    // SEQNET_E2E_KEEP=1 keeps the directory (logs) for a post-mortem.
+    let (_guard, root) = common::test_dir("seqnet-aggregator-")?;
     let opts = InitOptions {
         validators: 4,
         rollups: 2,
