@@ -13,6 +13,7 @@ pub mod network;
 pub mod process;
 pub mod rpc;
 pub mod scenario;
+pub mod scrape;
 pub mod status;
 
 pub use binaries::Binaries;

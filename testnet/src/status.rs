@@ -76,54 +76,25 @@ pub struct NetworkStatus {
     pub aggregator: Option<AggregatorRow>,
 }
 
-/// Reads counters `names` from a Prometheus text endpoint on 127.0.0.1:`port`
-/// (HTTP/1.0, 2 s timeout); `None` for each one it could not read.
-async fn scrape(port: u16, names: &[&str]) -> Vec<Option<u64>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
-        let mut text = String::new();
-        socket.read_to_string(&mut text).await?;
-        std::io::Result::Ok(text)
-    };
-    let text = tokio::time::timeout(std::time::Duration::from_secs(2), fetch)
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    names
-        .iter()
-        .map(|name| {
-            text.lines()
-                .find(|l| l.split(' ').next() == Some(*name))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .map(|v| v as u64)
-        })
-        .collect()
-}
-
 async fn aggregator_row(dir: &Path, manifest: &Manifest) -> Option<AggregatorRow> {
     let agg = manifest.aggregator.as_ref()?;
     let up = process::read_pid(&dir.join(&agg.dir), crate::network::AGGREGATOR_PROCESS)
         .is_some_and(process::is_alive);
-    let counters = if up {
-        scrape(
-            agg.metrics_port,
-            &[
-                "seqnet_prover_aggregates_submitted_total",
-                "seqnet_prover_aggregated_proofs_total",
-            ],
-        )
-        .await
+    let text = if up {
+        crate::scrape::fetch(agg.metrics_port).await.ok()
     } else {
-        vec![None, None]
+        None
+    };
+    let counter = |name: &str| {
+        text.as_deref()
+            .and_then(|t| crate::scrape::sum(t, name))
+            .map(|v| v as u64)
     };
     Some(AggregatorRow {
         process: if up { "up" } else { "down" }.into(),
         listen: agg.listen_addr(),
-        aggregates: counters[0],
-        proofs: counters[1],
+        aggregates: counter("seqnet_prover_aggregates_submitted_total"),
+        proofs: counter("seqnet_prover_aggregated_proofs_total"),
     })
 }
 
@@ -466,32 +437,5 @@ pub async fn watch<F>(
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(interval) => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    #[tokio::test]
-    async fn scrape_reads_counters_by_exact_name() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 64];
-            let _ = socket.read(&mut request).await;
-            let body = "# HELP a_total x\na_total 7\na_total_extra 9\nb_seconds_sum 1.5\n";
-            let _ = socket
-                .write_all(format!("HTTP/1.0 200 OK\r\n\r\n{body}").as_bytes())
-                .await;
-        });
-        assert_eq!(
-            scrape(port, &["a_total", "missing_total"]).await,
-            vec![Some(7), None]
-        );
-        // Nothing listening: every counter unknown.
-        assert_eq!(scrape(1, &["a_total"]).await, vec![None]);
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use seqnet_proto::pb;
 use seqnet_proto::tx::RollupSettings;
 use seqnet_rollup_client::{keys, ClientError, RollupClient, TxSigner};
-use seqnet_testnet::{Binaries, InitOptions, Testnet};
+use seqnet_testnet::{scrape, Binaries, InitOptions, Testnet};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -42,18 +42,9 @@ fn patch_genesis(net: &Testnet, key: &str, value: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn metric(net: &Testnet, node: usize, name_and_labels: &str) -> anyhow::Result<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn metric(net: &Testnet, node: usize, series: &str) -> anyhow::Result<f64> {
     let port = net.node(node)?.ports.metrics;
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
-    let mut text = String::new();
-    socket.read_to_string(&mut text).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name_and_labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    Ok(scrape::sum(&scrape::fetch(port).await?, series).unwrap_or(0.0))
 }
 
 async fn signer(net: &Testnet, client: &mut RollupClient, name: &str) -> anyhow::Result<TxSigner> {

@@ -20,6 +20,8 @@
 //! PROVEN stream whose validity proofs the client checks itself. Figures
 //! (lag under load, time to resume after the kill, catch-up) are printed.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use std::time::{Duration, Instant};
 use seqnet_proto::pb;
 use seqnet_rollup_client::RollupClient;
 use seqnet_testnet::load::{self, LoadOptions, LoadStats};
-use seqnet_testnet::{Binaries, InitOptions, Testnet};
+use seqnet_testnet::{scrape, Binaries, InitOptions, Testnet};
 use tokio_stream::StreamExt;
 
 /// Longer than a backlog of `MAX_UNPROVEN` blocks takes to prove: a job's
@@ -121,20 +123,10 @@ fn patch_genesis(net: &Testnet, key: &str, value: u64) -> Result<()> {
     Ok(())
 }
 
-/// Sum of the samples of a metric (name with labels, as a line prefix) that
-/// prover `index` exports.
+/// Sum of the samples of a metric that prover `index` exports (0 if none).
 async fn prover_metric(net: &Testnet, index: usize, name: &str) -> Result<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = net.manifest().prover(index)?.metrics_port;
-    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    socket.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
-    let mut text = String::new();
-    socket.read_to_string(&mut text).await?;
-    Ok(text
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum())
+    Ok(scrape::sum(&scrape::fetch(port).await?, name).unwrap_or(0.0))
 }
 
 async fn finality(client: &mut RollupClient) -> Result<pb::FinalityStatus> {
@@ -190,16 +182,8 @@ fn after_slashes(mut stake: u64, misses: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provers_prove_every_batch_fail_over_and_back_pressure() -> Result<()> {
-    // SEQNET_KEEP_TESTNET=1 keeps the directory (logs) for a post-mortem.
-    let dir = tempfile::TempDir::with_prefix("seqnet-provers-")?;
-    let (_guard, root) = if std::env::var_os("SEQNET_KEEP_TESTNET").is_some() {
-        let path = dir.keep();
-        eprintln!("keeping the testnet in {}", path.display());
-        (None, path)
-    } else {
-        let path = dir.path().to_path_buf();
-        (Some(dir), path)
-    };
+    // SEQNET_E2E_KEEP=1 keeps the directory (logs) for a post-mortem.
+    let (_guard, root) = common::test_dir("seqnet-provers-")?;
     let opts = InitOptions {
         validators: 4,
         rollups: 2,
