@@ -31,7 +31,7 @@ const APP_VERSION: u64 = 1;
 const SIGNATURE_CACHE_SIZE: usize = 100_000;
 /// Most mempool transactions tracked for inclusion lists (and the largest
 /// [`SeqnetApp::set_mempool_limit`]).
-const MAX_TRACKED_TXS: usize = 20_000;
+pub const MAX_TRACKED_TXS: usize = 20_000;
 /// Default [`SeqnetApp::set_mempool_limit`]: 10 % under CometBFT's default
 /// `mempool.size` (5,000).
 pub const DEFAULT_MEMPOOL_LIMIT: usize = 4_500;

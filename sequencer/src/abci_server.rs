@@ -66,6 +66,7 @@ fn serve<A: Application>(stream: TcpStream, app: &A) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(BUFFER, stream.try_clone()?);
     let mut writer = BufWriter::with_capacity(BUFFER, stream);
     let mut frame = Vec::new();
+    let mut out = Vec::new();
     loop {
         if reader.buffer().is_empty() {
             // About to wait for the socket: send what we owe first.
@@ -83,7 +84,7 @@ fn serve<A: Application>(stream: TcpStream, app: &A) -> io::Result<()> {
         })?;
         let flush = matches!(request.value, Some(request::Value::Flush(_)));
         let response = dispatch(app, request)?;
-        let mut out = Vec::with_capacity(response.encoded_len() + 10);
+        out.clear();
         response
             .encode_length_delimited(&mut out)
             .map_err(|error| io::Error::other(format!("encoding ABCI response: {error}")))?;

@@ -151,7 +151,7 @@ pub struct Mempool {
 }
 
 /// Largest `mempool.max_txs` (the app tracks at most this many).
-pub const MAX_MEMPOOL_TXS: usize = 20_000;
+pub const MAX_MEMPOOL_TXS: usize = seqnet_abci::app::MAX_TRACKED_TXS;
 
 impl Default for Mempool {
     fn default() -> Self {
