@@ -338,7 +338,9 @@ pub async fn up(
     base_image: &str,
     timeout: Duration,
 ) -> Result<()> {
-    let manifest = Manifest::load(dir)?;
+    // Containers publish the nodes' ports on 127.0.0.1: undo a process
+    // run's namespace layout.
+    let manifest = crate::init::set_layout(dir, None)?;
     if !dir.join(COMPOSE_FILE).is_file() {
         write(dir, &manifest)?;
     }

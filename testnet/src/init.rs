@@ -4,7 +4,7 @@
 //! default config); then one shared `genesis.json` (all validators, the chain
 //! id, consensus parameters for a local net and the seqnet `app_state` with
 //! funded accounts and demo rollups) replaces every node's genesis, each
-//! `config.toml` is patched (loopback ports, peers, timeouts), and each node
+//! `config.toml` is patched (addresses, peers, timeouts), and each node
 //! gets a `sequencer.toml`. `testnet.json` records the layout.
 //!
 //! ```text
@@ -37,8 +37,9 @@ use serde_json::{json, Value};
 use crate::error::{Result, TestnetError};
 use crate::manifest::{
     AggregatorManifest, FeeParams, KeyManifest, Manifest, NodeManifest, Ports, ProverManifest,
-    ProvingManifest, RollupManifest,
+    ProvingManifest, RollupManifest, LOOPBACK,
 };
+use crate::netns::NetnsLayout;
 
 /// Balance of the faucet account.
 pub const FAUCET_BALANCE: u64 = 1_000_000_000_000_000;
@@ -430,6 +431,7 @@ pub fn init_with(
             sequencer_config: node_dir.join("sequencer.toml"),
             dir: node_dir,
             ports,
+            host: LOOPBACK.to_string(),
         });
     }
 
@@ -612,12 +614,7 @@ pub fn init_with(
 
     // 4. config.toml and sequencer.toml per node.
     for node in &nodes {
-        let peers: Vec<String> = nodes
-            .iter()
-            .filter(|other| other.index != node.index)
-            .map(|other| format!("{}@127.0.0.1:{}", other.node_id, other.ports.p2p))
-            .collect();
-        patch_cometbft_config(dir, node, &peers.join(","), opts)?;
+        patch_cometbft_config(dir, node, &peers_of(&nodes, node), opts)?;
         write_sequencer_config(dir, node, opts)?;
     }
 
@@ -631,6 +628,7 @@ pub fn init_with(
         provers,
         proving,
         aggregator,
+        netns: None,
     };
     manifest.save(dir)?;
     tracing::info!(manifest = %Manifest::path(dir).display(), "testnet generated");
@@ -715,7 +713,112 @@ fn set(table: &mut toml::Table, section: Option<&str>, key: &str, value: impl In
     table.insert(key.to_string(), value.into());
 }
 
-/// Rewrites the node's `config.toml` for a loopback network.
+/// `id@host:p2p` of every node but `node`, comma-separated.
+fn peers_of(nodes: &[NodeManifest], node: &NodeManifest) -> String {
+    let peers: Vec<String> = nodes
+        .iter()
+        .filter(|other| other.index != node.index)
+        .map(|other| format!("{}@{}", other.node_id, other.p2p_addr()))
+        .collect();
+    peers.join(",")
+}
+
+/// The address settings of a node's `config.toml`: its ABCI app, RPC and
+/// p2p listeners and its peers.
+fn set_cometbft_addresses(config: &mut toml::Table, node: &NodeManifest, peers: &str) {
+    set(
+        config,
+        None,
+        "proxy_app",
+        format!("tcp://{}", node.abci_addr()),
+    );
+    set(
+        config,
+        Some("rpc"),
+        "laddr",
+        format!("tcp://{}", node.rpc_addr()),
+    );
+    set(
+        config,
+        Some("p2p"),
+        "laddr",
+        format!("tcp://{}", node.p2p_addr()),
+    );
+    set(config, Some("p2p"), "persistent_peers", peers);
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).map_err(|e| TestnetError::io(path, e))?;
+    text.parse().map_err(|e| TestnetError::parse(path, e))
+}
+
+fn write_toml(path: &Path, table: &toml::Table) -> Result<()> {
+    let text = toml::to_string(table).map_err(|e| TestnetError::parse(path, e))?;
+    std::fs::write(path, text).map_err(|e| TestnetError::io(path, e))
+}
+
+/// Moves the nodes of the (stopped) testnet in `dir` onto loopback
+/// (`netns = None`) or each into its own network namespace: their `host`
+/// in `testnet.json` and the addresses in their `config.toml` and
+/// `sequencer.toml`. Does nothing when the testnet already has that layout.
+pub fn set_layout(dir: &Path, netns: Option<NetnsLayout>) -> Result<Manifest> {
+    let mut manifest = Manifest::load(dir)?;
+    if manifest.netns == netns {
+        return Ok(manifest);
+    }
+    for node in &mut manifest.nodes {
+        node.host = match &netns {
+            Some(layout) => layout
+                .node_ip(node.index)
+                .ok_or_else(|| invalid("netns node", node.index, "a /24 holds nodes 0..=252"))?
+                .to_string(),
+            None => LOOPBACK.to_string(),
+        };
+    }
+    for node in &manifest.nodes {
+        let config = dir.join(&node.cometbft_home).join("config/config.toml");
+        let mut table = read_toml(&config)?;
+        set_cometbft_addresses(&mut table, node, &peers_of(&manifest.nodes, node));
+        write_toml(&config, &table)?;
+        // Peers it learnt at the old addresses.
+        let _ = std::fs::remove_file(dir.join(&node.cometbft_home).join("config/addrbook.json"));
+        let path = dir.join(&node.sequencer_config);
+        let mut table = read_toml(&path)?;
+        let p = node.ports;
+        let host = &node.host;
+        set(
+            &mut table,
+            Some("abci"),
+            "listen",
+            format!("{host}:{}", p.abci),
+        );
+        set(
+            &mut table,
+            Some("grpc"),
+            "listen",
+            format!("{host}:{}", p.grpc),
+        );
+        set(
+            &mut table,
+            Some("metrics"),
+            "listen",
+            format!("{host}:{}", p.metrics),
+        );
+        set(
+            &mut table,
+            Some("cometbft"),
+            "rpc",
+            format!("http://{host}:{}", p.rpc),
+        );
+        write_toml(&path, &table)?;
+    }
+    manifest.netns = netns;
+    manifest.save(dir)?;
+    Ok(manifest)
+}
+
+/// Rewrites the node's `config.toml` for the testnet: addresses, peers,
+/// timeouts.
 fn patch_cometbft_config(
     dir: &Path,
     node: &NodeManifest,
@@ -723,38 +826,18 @@ fn patch_cometbft_config(
     opts: &InitOptions,
 ) -> Result<()> {
     let path = dir.join(&node.cometbft_home).join("config/config.toml");
-    let text = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
-    let mut config: toml::Table = text.parse().map_err(|e| TestnetError::parse(&path, e))?;
-    let p = node.ports;
+    let mut config = read_toml(&path)?;
     set(&mut config, None, "moniker", node.moniker.clone());
-    set(
-        &mut config,
-        None,
-        "proxy_app",
-        format!("tcp://127.0.0.1:{}", p.abci),
-    );
+    set_cometbft_addresses(&mut config, node, peers);
     set(
         &mut config,
         None,
         "log_level",
         opts.cometbft_log_level.clone(),
     );
-    set(
-        &mut config,
-        Some("rpc"),
-        "laddr",
-        format!("tcp://127.0.0.1:{}", p.rpc),
-    );
     set(&mut config, Some("rpc"), "pprof_laddr", "");
     set(&mut config, Some("rpc"), "grpc_laddr", "");
-    set(
-        &mut config,
-        Some("p2p"),
-        "laddr",
-        format!("tcp://127.0.0.1:{}", p.p2p),
-    );
     set(&mut config, Some("p2p"), "external_address", "");
-    set(&mut config, Some("p2p"), "persistent_peers", peers);
     set(&mut config, Some("p2p"), "addr_book_strict", false);
     set(&mut config, Some("p2p"), "allow_duplicate_ip", true);
     set(&mut config, Some("p2p"), "flush_throttle_timeout", "10ms");
@@ -778,8 +861,7 @@ fn patch_cometbft_config(
         "0s",
     );
     set(&mut config, Some("instrumentation"), "prometheus", false);
-    let text = toml::to_string(&config).map_err(|e| TestnetError::parse(&path, e))?;
-    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))
+    write_toml(&path, &config)
 }
 
 /// Writes `node{i}/sequencer.toml` (format: docs/configuration.md).
@@ -790,16 +872,16 @@ fn write_sequencer_config(dir: &Path, node: &NodeManifest, opts: &InitOptions) -
 # Relative paths are resolved against this file's directory.
 
 [abci]
-listen = "127.0.0.1:{abci}"
+listen = "{host}:{abci}"
 
 [grpc]
-listen = "127.0.0.1:{grpc}"
+listen = "{host}:{grpc}"
 
 [metrics]
-listen = "127.0.0.1:{metrics}"
+listen = "{host}:{metrics}"
 
 [cometbft]
-rpc = "http://127.0.0.1:{rpc}"
+rpc = "http://{host}:{rpc}"
 
 [storage]
 path = "data"
@@ -809,6 +891,7 @@ filter = {filter}
 format = "text"
 "#,
         moniker = node.moniker,
+        host = node.host,
         abci = p.abci,
         grpc = p.grpc,
         metrics = p.metrics,
@@ -839,12 +922,10 @@ pub fn set_fault_censor(dir: &Path, node: &NodeManifest, rules: &[String]) -> Re
         }
     }
     let path = dir.join(&node.sequencer_config);
-    let text = std::fs::read_to_string(&path).map_err(|e| TestnetError::io(&path, e))?;
-    let mut config: toml::Table = text.parse().map_err(|e| TestnetError::parse(&path, e))?;
+    let mut config = read_toml(&path)?;
     let values: Vec<toml::Value> = rules.iter().cloned().map(toml::Value::String).collect();
     set(&mut config, Some("fault"), "censor", values);
-    let text = toml::to_string(&config).map_err(|e| TestnetError::parse(&path, e))?;
-    std::fs::write(&path, text).map_err(|e| TestnetError::io(&path, e))
+    write_toml(&path, &config)
 }
 
 #[cfg(test)]
@@ -892,6 +973,7 @@ mod tests {
             dir: "node0".into(),
             sequencer_config: "sequencer.toml".into(),
             ports: Ports::for_node(27000, 0).expect("ports"),
+            host: LOOPBACK.into(),
         };
         write_sequencer_config(dir.path(), &node, &InitOptions::default()).expect("write");
         let bad = set_fault_censor(dir.path(), &node, &["rollup:x".into()]);

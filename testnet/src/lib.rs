@@ -9,6 +9,7 @@ pub mod init;
 pub mod load;
 pub mod loadgen;
 pub mod manifest;
+pub mod netns;
 pub mod network;
 pub mod process;
 pub mod rpc;

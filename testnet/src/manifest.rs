@@ -8,6 +8,7 @@ use seqnet_rollup_client::FeeSchedule;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TestnetError};
+use crate::netns::NetnsLayout;
 
 /// File name of the manifest inside a testnet directory.
 pub const MANIFEST_FILE: &str = "testnet.json";
@@ -57,30 +58,47 @@ pub struct NodeManifest {
     /// `seqnet-sequencer` config file, relative to the testnet directory.
     pub sequencer_config: PathBuf,
     pub ports: Ports,
+    /// Address its CometBFT RPC and p2p and its sequencer's gRPC, ABCI and
+    /// metrics listen on: 127.0.0.1, or its own address in its network
+    /// namespace ([`Manifest::netns`]).
+    #[serde(default = "loopback")]
+    pub host: String,
 }
 
+fn loopback() -> String {
+    LOOPBACK.to_string()
+}
+
+/// Host of every node of a testnet without namespaces.
+pub const LOOPBACK: &str = "127.0.0.1";
+
 impl NodeManifest {
-    /// `http://127.0.0.1:<grpc>`: the node's `RollupService`.
+    /// `http://<host>:<grpc>`: the node's `RollupService`.
     pub fn grpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.grpc)
+        format!("http://{}:{}", self.host, self.ports.grpc)
     }
 
-    /// `http://127.0.0.1:<rpc>`: the node's CometBFT RPC.
+    /// `http://<host>:<rpc>`: the node's CometBFT RPC.
     pub fn rpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.ports.rpc)
+        format!("http://{}:{}", self.host, self.ports.rpc)
     }
 
-    /// `127.0.0.1:<rpc>`, for the JSON-RPC client.
+    /// `<host>:<rpc>`, for the JSON-RPC client.
     pub fn rpc_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.rpc)
+        format!("{}:{}", self.host, self.ports.rpc)
     }
 
     pub fn abci_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.ports.abci)
+        format!("{}:{}", self.host, self.ports.abci)
+    }
+
+    /// `<host>:<p2p>`, the address its peers dial.
+    pub fn p2p_addr(&self) -> String {
+        format!("{}:{}", self.host, self.ports.p2p)
     }
 
     pub fn metrics_url(&self) -> String {
-        format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
+        format!("http://{}:{}/metrics", self.host, self.ports.metrics)
     }
 }
 
@@ -206,6 +224,10 @@ pub struct Manifest {
     /// Set when `init --aggregator` generated one.
     #[serde(default)]
     pub aggregator: Option<AggregatorManifest>,
+    /// Set when each node runs in its own network namespace (process mode;
+    /// see [`crate::netns`]); the nodes' `host` are their addresses there.
+    #[serde(default)]
+    pub netns: Option<NetnsLayout>,
 }
 
 impl Manifest {

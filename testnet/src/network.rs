@@ -266,26 +266,37 @@ impl Testnet {
             }
         }
 
-        let p = node.ports;
-        for (port_name, port) in [
-            ("p2p", p.p2p),
-            ("rpc", p.rpc),
-            ("abci", p.abci),
-            ("grpc", p.grpc),
-            ("metrics", p.metrics),
-        ] {
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-                return Err(TestnetError::PortInUse {
-                    node: index,
-                    port_name,
-                    port,
-                });
+        let netns = self.manifest.netns.clone();
+        match &netns {
+            // Its own namespace: its ports are its own.
+            Some(layout) => crate::netns::setup_node(layout, index)?,
+            None => {
+                let p = node.ports;
+                for (port_name, port) in [
+                    ("p2p", p.p2p),
+                    ("rpc", p.rpc),
+                    ("abci", p.abci),
+                    ("grpc", p.grpc),
+                    ("metrics", p.metrics),
+                ] {
+                    if std::net::TcpListener::bind((node.host.as_str(), port)).is_err() {
+                        return Err(TestnetError::PortInUse {
+                            node: index,
+                            port_name,
+                            port,
+                        });
+                    }
+                }
             }
         }
+        let command_for = |program: &Path| match &netns {
+            Some(layout) => crate::netns::command_in(layout, index, program),
+            None => Command::new(program),
+        };
 
         let config = std::path::absolute(self.dir.join(&node.sequencer_config))
             .map_err(|e| TestnetError::io(&node.sequencer_config, e))?;
-        let mut command = Command::new(&binaries.sequencer);
+        let mut command = command_for(&binaries.sequencer);
         command
             .arg("start")
             .arg("--config")
@@ -307,7 +318,7 @@ impl Testnet {
 
         let home = std::path::absolute(self.dir.join(&node.cometbft_home))
             .map_err(|e| TestnetError::io(&node.cometbft_home, e))?;
-        let mut command = Command::new(&binaries.cometbft);
+        let mut command = command_for(&binaries.cometbft);
         command
             .arg("start")
             .arg("--home")
@@ -369,7 +380,7 @@ impl Testnet {
     }
 
     /// Stops every process: all provers, the aggregator, all CometBFTs,
-    /// then all sequencers.
+    /// then all sequencers; then removes the nodes' network namespaces.
     pub fn stop(&mut self) {
         self.stop_provers();
         self.stop_aggregator();
@@ -380,6 +391,29 @@ impl Testnet {
                 process::remove_pid(&self.dir.join(&node.dir), name);
             }
         }
+        if let Some(layout) = &self.manifest.netns {
+            crate::netns::teardown(layout, self.manifest.nodes.len());
+        }
+    }
+
+    /// Cuts (`connected = false`) or restores node `index`'s network link;
+    /// its processes keep running. Needs a testnet whose nodes have their
+    /// own namespaces ([`Manifest::netns`]).
+    pub fn set_connected(&self, index: usize, connected: bool) -> Result<()> {
+        self.node(index)?;
+        let layout = self
+            .manifest
+            .netns
+            .as_ref()
+            .ok_or_else(|| TestnetError::InvalidOption {
+                name: "disconnect",
+                value: format!("node{index}"),
+                reason:
+                    "the nodes of this testnet share the loopback (generated without namespaces)"
+                        .into(),
+            })?;
+        tracing::info!(node = index, connected, "setting link");
+        crate::netns::set_connected(layout, index, connected)
     }
 
     /// Stops the process `take` removes from each node, all at once.
@@ -852,6 +886,10 @@ pub fn pick_free_base_port(nodes: usize) -> Result<u16> {
     let mut rng = rand::thread_rng();
     for _ in 0..200 {
         let base = rng.gen_range(20_000..32_000u16.saturating_sub(span)) / 10 * 10;
+        // Another testnet's bridge (whose node ports are in namespaces).
+        if crate::netns::bridge_exists(&crate::netns::NetnsLayout::for_base_port(base)) {
+            continue;
+        }
         let all_free = (0..nodes).all(|i| {
             crate::manifest::Ports::for_node(base, i).is_some_and(|ports| {
                 ports

@@ -4,7 +4,7 @@
 //! [`run`] to start it, load it, break it on schedule, and check it.
 //!
 //! ```toml
-//! [network]          # chain_id, timeout_commit, timeout_propose, base_port
+//! [network]          # chain_id, timeout_commit, timeout_propose, base_port, netns = "auto" | "on" | "off"
 //! [chain]            # epoch_length, vote_extensions_enable_height, max_unproven_blocks
 //! [[validator]]      # power = 10, censor = ["rollup:2"]   (one table per validator)
 //! [provers]          # count, circuit_size, stake
@@ -19,15 +19,15 @@
 //! - `kill`: SIGKILL both processes of the node, wait `duration_secs`, start it.
 //! - `restart`: SIGTERM, then start at once.
 //! - `pause`: SIGSTOP both process groups, wait, SIGCONT.
-//! - `disconnect`: the node is restarted *isolated*: CometBFT with no
-//!   persistent peers, PEX off and its p2p listener moved to a private port,
-//!   so no peer can reach it and it reaches none; after `duration_secs` it is
-//!   restarted with its own config and reconnects. A network namespace per
-//!   node would cut links without a restart, but needs root, veth pairs and
-//!   an address per node instead of the loopback layout every tool here
-//!   uses; iptables cannot tell loopback connections of one node from
-//!   another's without per-process cgroups. The isolated restart needs
-//!   neither and is what a crashed link looks like to the peers.
+//! - `disconnect`: with a network namespace per node (`[network] netns`,
+//!   by default whenever a disconnect is scheduled and the scenario runs
+//!   as root; see [`crate::netns`]) the node's link to the bridge goes
+//!   down for `duration_secs` and comes back up, its processes running
+//!   throughout. Without namespaces the node is restarted *isolated*
+//!   instead: CometBFT with no persistent peers, PEX off and its p2p
+//!   listener on a private port, so no peer can reach it and it reaches
+//!   none; after `duration_secs` it is restarted with its own config. The
+//!   report's `how` column says which one ran.
 //! - `wipe`: SIGKILL, delete the CometBFT block store, state, WAL and
 //!   evidence (keeping `priv_validator_state.json`, so the validator cannot
 //!   sign below what it signed) and the sequencer's data, start: the node
@@ -55,6 +55,7 @@ use crate::error::{Result, TestnetError};
 use crate::init::{self, InitOptions};
 use crate::loadgen::{self, BlockIndex, Counters, LoadSpec, LoopMode, TxSource};
 use crate::manifest::Manifest;
+use crate::netns::NetnsLayout;
 use crate::network::Testnet;
 use crate::process;
 use crate::rpc::CometRpc;
@@ -78,6 +79,25 @@ pub struct NetworkSection {
     pub timeout_propose: String,
     /// `None`: 27000, or a free range when [`run`] is asked to pick one.
     pub base_port: Option<u16>,
+    /// Process mode: a network namespace per node (see [`crate::netns`]).
+    #[serde(default)]
+    pub netns: NetnsMode,
+}
+
+/// `[network] netns`: whether process-mode nodes get a network namespace
+/// each, so that `disconnect` cuts a node's link while it keeps running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetnsMode {
+    /// Namespaces when a `disconnect` is scheduled and this machine can
+    /// make them (root, iproute2); otherwise loopback, and `disconnect`
+    /// restarts the node isolated.
+    #[default]
+    Auto,
+    /// Namespaces, or the scenario fails to start.
+    On,
+    /// Loopback.
+    Off,
 }
 
 fn default_chain_id() -> String {
@@ -97,6 +117,7 @@ impl Default for NetworkSection {
             timeout_commit: default_timeout_commit(),
             timeout_propose: default_timeout_propose(),
             base_port: None,
+            netns: NetnsMode::default(),
         }
     }
 }
@@ -451,6 +472,8 @@ pub fn init(
 pub struct PerturbationRecord {
     pub node: usize,
     pub kind: PerturbationKind,
+    /// How it was carried out (`netns link down, up`, `docker pause, unpause`, ...).
+    pub method: String,
     /// Network height when it fired.
     pub fired_at_height: u64,
     /// Seconds after the load started.
@@ -479,19 +502,20 @@ impl ScenarioReport {
         let mut out = String::new();
         if !self.perturbations.is_empty() {
             out.push_str(&format!(
-                "{:<11} {:>4} {:>8} {:>8} {:>7} {:>10}\n",
-                "perturb", "node", "at h", "at s", "target", "recovery"
+                "{:<11} {:>4} {:>8} {:>8} {:>7} {:>10}  {}\n",
+                "perturb", "node", "at h", "at s", "target", "recovery", "how"
             ));
             for p in &self.perturbations {
                 out.push_str(&format!(
-                    "{:<11} {:>4} {:>8} {:>8.1} {:>7} {:>10}\n",
+                    "{:<11} {:>4} {:>8} {:>8.1} {:>7} {:>10}  {}\n",
                     format!("{:?}", p.kind).to_lowercase(),
                     p.node,
                     p.fired_at_height,
                     p.fired_at_secs,
                     p.target_height,
                     p.recovery_secs
-                        .map_or_else(|| "TIMEOUT".to_string(), |s| format!("{s:.1} s"))
+                        .map_or_else(|| "TIMEOUT".to_string(), |s| format!("{s:.1} s")),
+                    p.method
                 ));
             }
         }
@@ -617,9 +641,11 @@ impl Target<'_> {
         }
     }
 
+    /// Heights of the nodes that answer within a second (a cut-off node
+    /// never answers, and waiting longer for it would stretch its cut).
     async fn heights(&self) -> Vec<Option<u64>> {
         let polls = self.manifest().nodes.iter().map(|node| async move {
-            let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(3));
+            let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(1));
             rpc.status().await.ok().map(|s| s.height)
         });
         crate::status::futures_join_all(polls).await
@@ -634,6 +660,30 @@ impl Target<'_> {
             .unwrap_or(0)
     }
 
+    /// How this target carries out a perturbation of `kind`.
+    fn method(&self, kind: PerturbationKind) -> &'static str {
+        match (self, kind) {
+            (Target::Process(_), PerturbationKind::Kill) => "SIGKILL, start",
+            (Target::Process(_), PerturbationKind::Restart) => "SIGTERM, start",
+            (Target::Process(_), PerturbationKind::Pause) => "SIGSTOP, SIGCONT",
+            (Target::Process(net), PerturbationKind::Disconnect) => {
+                if net.manifest().netns.is_some() {
+                    "netns link down, up"
+                } else {
+                    "isolated restart"
+                }
+            }
+            (Target::Process(_), PerturbationKind::Wipe) => "SIGKILL, wipe, start",
+            (Target::Compose { .. }, PerturbationKind::Kill) => "docker kill, start",
+            (Target::Compose { .. }, PerturbationKind::Restart) => "docker stop, start",
+            (Target::Compose { .. }, PerturbationKind::Pause) => "docker pause, unpause",
+            (Target::Compose { .. }, PerturbationKind::Disconnect) => {
+                "docker network disconnect, connect"
+            }
+            (Target::Compose { .. }, PerturbationKind::Wipe) => "docker kill, wipe, start",
+        }
+    }
+
     /// Takes the node down (or off the network, or paused) for `hold`.
     async fn apply(&mut self, p: &PerturbationSection, hold: Duration) -> Result<()> {
         match self {
@@ -645,6 +695,10 @@ impl Target<'_> {
                 PerturbationKind::Restart => net.stop_node(p.node)?,
                 PerturbationKind::Pause => {
                     signal_node(net, p.node, true)?;
+                    tokio::time::sleep(hold).await;
+                }
+                PerturbationKind::Disconnect if net.manifest().netns.is_some() => {
+                    net.set_connected(p.node, false)?;
                     tokio::time::sleep(hold).await;
                 }
                 PerturbationKind::Disconnect => {
@@ -691,6 +745,9 @@ impl Target<'_> {
         match self {
             Target::Process(net) => match p.kind {
                 PerturbationKind::Pause => signal_node(net, p.node, false),
+                PerturbationKind::Disconnect if net.manifest().netns.is_some() => {
+                    net.set_connected(p.node, true)
+                }
                 _ => net.start_node(p.node).await,
             },
             Target::Compose { manifest, .. } => {
@@ -760,6 +817,7 @@ pub async fn perturb(
     Ok(PerturbationRecord {
         node: p.node,
         kind: p.kind,
+        method: target.method(p.kind).to_string(),
         fired_at_height,
         fired_at_secs,
         target_height,
@@ -839,6 +897,33 @@ async fn forced_requests(
     accepted
 }
 
+/// The layout [`run`] gives the nodes of `scenario` (`[network] netns`):
+/// a namespace each, or loopback.
+pub fn process_layout(scenario: &Scenario, base_port: u16) -> Result<Option<NetnsLayout>> {
+    let layout = NetnsLayout::for_base_port(base_port);
+    let disconnects = scenario
+        .perturbations
+        .iter()
+        .any(|p| p.kind == PerturbationKind::Disconnect);
+    match scenario.network.netns {
+        NetnsMode::Off => Ok(None),
+        NetnsMode::Auto if !disconnects => Ok(None),
+        NetnsMode::On => match crate::netns::probe(&layout) {
+            Ok(()) => Ok(Some(layout)),
+            Err(why) => Err(invalid("network.netns", "on", why)),
+        },
+        NetnsMode::Auto => match crate::netns::probe(&layout) {
+            Ok(()) => Ok(Some(layout)),
+            Err(why) => {
+                tracing::warn!(
+                    "no network namespace per node ({why}): disconnect restarts the node isolated"
+                );
+                Ok(None)
+            }
+        },
+    }
+}
+
 /// Runs the scenario of the testnet in `dir` (generated by [`init`]) as
 /// processes: start, stake and start provers, then [`drive`]. The network
 /// is stopped afterwards unless `keep_running`.
@@ -848,6 +933,8 @@ pub async fn run(
     binaries: Binaries,
     keep_running: bool,
 ) -> Result<ScenarioReport> {
+    let base_port = Manifest::load(dir)?.base_port;
+    crate::init::set_layout(dir, process_layout(scenario, base_port)?)?;
     let mut net = Testnet::open(dir)?.with_binaries(binaries);
     let startup = Duration::from_secs(180);
     net.start(startup).await?;
@@ -877,8 +964,8 @@ pub async fn run_compose(
     base_image: &str,
     keep_running: bool,
 ) -> Result<ScenarioReport> {
-    let manifest = Manifest::load(dir)?;
     crate::compose::up(dir, binaries, base_image, Duration::from_secs(300)).await?;
+    let manifest = Manifest::load(dir)?;
     let report = drive(
         dir,
         scenario,
@@ -1098,5 +1185,27 @@ mod tests {
         assert!(err.to_string().contains("perturbation.node"), "{err}");
         let text = "[[validator]]\n[[perturbation]]\nnode = 0\nkind = \"explode\"\nat_secs = 1\n";
         assert!(Scenario::from_toml(path, text).is_err());
+        let text = "[network]\nnetns = \"sometimes\"\n[[validator]]\n";
+        assert!(Scenario::from_toml(path, text).is_err());
+    }
+
+    #[test]
+    fn namespaces_only_where_asked_for_or_needed() {
+        let path = Path::new("m.toml");
+        let with = |netns: &str, kind: &str| {
+            let text = format!(
+                "[network]\nnetns = \"{netns}\"\n[[validator]]\n[[validator]]\n\
+                 [[perturbation]]\nnode = 1\nkind = \"{kind}\"\nat_secs = 1\n"
+            );
+            Scenario::from_toml(path, &text).expect("valid")
+        };
+        let none = |s: Scenario| process_layout(&s, 1999).expect("layout").is_none();
+        assert!(none(with("off", "disconnect")));
+        assert!(none(with("auto", "kill")));
+        let auto = process_layout(&with("auto", "disconnect"), 1999).expect("auto never fails");
+        let available = crate::netns::probe(&NetnsLayout::for_base_port(1999)).is_ok();
+        assert_eq!(auto, available.then(|| NetnsLayout::for_base_port(1999)));
+        let on = process_layout(&with("on", "kill"), 1999);
+        assert_eq!(on.is_ok(), available, "{on:?}");
     }
 }
