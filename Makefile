@@ -8,6 +8,8 @@
 #   make bench          kvstore vs seqnet on this machine, release build (writes bench.json)
 #   make compose-test   the docker compose testnet end to end (installs docker.io,
 #                       docker-compose and debootstrap if missing, starts dockerd)
+#   make fuzz           every fuzz target of proto/fuzz for FUZZ_SECS seconds each
+#                       (installs a nightly toolchain and cargo-fuzz if missing)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -26,7 +28,7 @@ TESTNET_DIR ?= .testnet
 DEMO_ARGS ?= --aggregator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test clean-testnet bench compose-deps compose-test
+.PHONY: deps build run test clean-testnet bench compose-deps compose-test fuzz
 
 deps:
 	@if ! command -v clang >/dev/null 2>&1 || ! { dpkg -s libclang-dev >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then \
@@ -57,6 +59,8 @@ test: deps build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) test --workspace
+	# The fuzz targets (their own workspace) must keep compiling.
+	$(CARGO) check --manifest-path proto/fuzz/Cargo.toml --bins
 
 clean-testnet:
 	@if [ -f $(TESTNET_DIR)/testnet.json ] && [ -x $(CARGO_TARGET_DIR)/debug/seqnet-testnet ]; then \
@@ -77,3 +81,14 @@ compose-deps:
 # runs it as a separate step.
 compose-test: deps build compose-deps
 	SEQNET_COMPOSE_TEST=1 $(CARGO) test -p seqnet-testnet --test compose -- --nocapture
+
+FUZZ_SECS ?= 60
+FUZZ_TARGETS := decode_transaction verify_batch decode_groth16 decode_inclusion decode_aggregate
+# libFuzzer needs a nightly compiler (sanitizer coverage); stable builds the rest.
+fuzz: deps
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd proto && for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz: $$t for $(FUZZ_SECS) s"; \
+	  cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECS) -max_len=16384 || exit 1; \
+	done
