@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! D/docker-compose.yml   one service per validator (node0..) and prover (prover0..), the
-//!                        demo rollups' load (rollup-demo), a private bridge network
+//!                        aggregator (with one), the demo rollups' load (rollup-demo),
+//!                        a private bridge network
 //! D/image/Dockerfile     FROM ${BASE_IMAGE} (default debian:bookworm-slim), binaries copied in
 //! D/image/seqnet-node    entrypoint: sequencer in the background, then CometBFT
 //! D/image/bin/           filled by `compose up` with the host's cometbft, seqnet-sequencer,
@@ -168,6 +169,9 @@ pub fn write(dir: &Path, manifest: &Manifest) -> Result<()> {
             project = project_name(manifest),
         ));
     }
+    if let Some(aggregator) = &manifest.aggregator {
+        yml.push_str(&aggregator_service(manifest, aggregator)?);
+    }
     for prover in &manifest.provers {
         yml.push_str(&prover_service(manifest, prover)?);
     }
@@ -214,6 +218,54 @@ fn demo_rollup_service(manifest: &Manifest) -> String {
     )
 }
 
+/// Container address of the aggregator.
+pub fn aggregator_ip(manifest: &Manifest) -> String {
+    format!("172.29.{}.90", subnet_third_octet(manifest.base_port))
+}
+
+/// Compose service (and, with the project prefix, container) of the aggregator.
+pub const AGGREGATOR: &str = "aggregator";
+
+/// The aggregator's service: `seqnet-prover aggregate` with its key and the
+/// development SRS mounted read-only, listening for the provers' proofs on
+/// its container address, every node at its container address, its log in
+/// its own directory, metrics published.
+fn aggregator_service(
+    manifest: &Manifest,
+    aggregator: &crate::manifest::AggregatorManifest,
+) -> Result<String> {
+    let key = manifest
+        .key(&aggregator.key)
+        .ok_or_else(|| TestnetError::KeyFile {
+            path: PathBuf::from(&aggregator.key),
+            reason: "not in the manifest".into(),
+        })?;
+    let mut nodes = String::new();
+    for node in &manifest.nodes {
+        nodes.push_str(&format!(
+            " --node http://{}:{}",
+            node_ip(manifest, node.index),
+            node.ports.grpc
+        ));
+    }
+    let dir = aggregator.dir.display();
+    let command = format!(
+        "exec seqnet-prover aggregate --key /net/{key} --srs /net/{srs} --listen 0.0.0.0:{listen} --max-proofs {max} --max-wait-ms {wait} --metrics 0.0.0.0:{metrics}{nodes} >>/net/{dir}/aggregator.log 2>&1",
+        key = key.path.display(),
+        srs = aggregator.srs.display(),
+        listen = aggregator.listen_port,
+        max = aggregator.max_proofs,
+        wait = aggregator.max_wait_ms,
+        metrics = aggregator.metrics_port,
+    );
+    Ok(format!(
+        "  {AGGREGATOR}:\n    <<: *node\n    container_name: {project}-{AGGREGATOR}\n    hostname: {AGGREGATOR}\n    entrypoint: [\"/bin/sh\", \"-c\", {command:?}]\n    environment:\n      RUST_LOG: info\n    volumes:\n      - ./keys:/net/keys:ro\n      - ./{dir}:/net/{dir}\n    ports:\n      - \"127.0.0.1:{metrics}:{metrics}\"\n    networks:\n      seqnet:\n        ipv4_address: {ip}\n",
+        project = project_name(manifest),
+        metrics = aggregator.metrics_port,
+        ip = aggregator_ip(manifest),
+    ))
+}
+
 /// Container name of prover `index`.
 pub fn prover_container(manifest: &Manifest, index: usize) -> String {
     format!("{}-prover{index}", project_name(manifest))
@@ -244,6 +296,13 @@ fn prover_service(manifest: &Manifest, prover: &crate::manifest::ProverManifest)
             " --node http://{}:{}",
             node_ip(manifest, *i),
             node.ports.grpc
+        ));
+    }
+    if let Some(aggregator) = &manifest.aggregator {
+        nodes.push_str(&format!(
+            " --aggregator {}:{}",
+            aggregator_ip(manifest),
+            aggregator.listen_port
         ));
     }
     let dir = prover.dir.display();
@@ -376,6 +435,10 @@ pub async fn up(
             .map(|p| format!("prover{}", p.index))
             .collect();
         let mut up = vec!["up", "-d", "--no-build"];
+        // The aggregator first: the provers hand it their proofs.
+        if manifest.aggregator.is_some() {
+            up.push(AGGREGATOR);
+        }
         up.extend(names.iter().map(String::as_str));
         run_compose(dir, &manifest, &up, base_image)?;
         net.wait_for_active_provers(manifest.provers.len(), Duration::from_secs(120))

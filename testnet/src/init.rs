@@ -488,6 +488,7 @@ pub fn init_with(
             listen_port: port(6)?,
             metrics_port: port(7)?,
             max_proofs: AGGREGATOR_MAX_PROOFS,
+            max_wait_ms: crate::manifest::default_aggregator_max_wait_ms(),
         })
     } else {
         None

@@ -158,6 +158,16 @@ pub struct AggregatorManifest {
     pub metrics_port: u16,
     /// Largest aggregate it builds (proofs of one verifying key).
     pub max_proofs: usize,
+    /// Longest a proof waits for others before it is aggregated (ms).
+    #[serde(default = "default_aggregator_max_wait_ms")]
+    pub max_wait_ms: u64,
+}
+
+/// [`AggregatorManifest::max_wait_ms`] of a testnet: a few blocks of a
+/// 300 ms `timeout_commit` at most. A rollup's next job comes only once its
+/// proof lands, so every millisecond a proof waits delays its rollup.
+pub fn default_aggregator_max_wait_ms() -> u64 {
+    250
 }
 
 impl AggregatorManifest {

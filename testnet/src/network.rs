@@ -602,6 +602,8 @@ impl Testnet {
             .arg(aggregator.listen_addr())
             .arg("--max-proofs")
             .arg(aggregator.max_proofs.to_string())
+            .arg("--max-wait-ms")
+            .arg(aggregator.max_wait_ms.to_string())
             .arg("--metrics")
             .arg(format!("127.0.0.1:{}", aggregator.metrics_port))
             .current_dir(&agg_dir)

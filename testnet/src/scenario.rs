@@ -156,7 +156,7 @@ pub struct ProversSection {
     pub circuit_size: u32,
     #[serde(default = "default_stake")]
     pub stake: u64,
-    /// An aggregator the provers hand their proofs to (process mode).
+    /// An aggregator the provers hand their proofs to.
     #[serde(default)]
     pub aggregator: bool,
 }
@@ -491,11 +491,21 @@ pub struct ScenarioReport {
     pub perturbations: Vec<PerturbationRecord>,
     pub load: Option<loadgen::RunStats>,
     pub check: CheckReport,
+    /// Set when the testnet has an aggregator.
+    pub aggregator: Option<AggregatorStats>,
 }
 
 impl ScenarioReport {
+    /// Every check passed, every perturbed node recovered, and an
+    /// aggregator (if any) submitted aggregates while load ran.
     pub fn passed(&self) -> bool {
-        self.check.passed() && self.perturbations.iter().all(|p| p.recovery_secs.is_some())
+        let aggregated = match (&self.aggregator, &self.load) {
+            (Some(a), Some(_)) => a.worked(),
+            _ => true,
+        };
+        aggregated
+            && self.check.passed()
+            && self.perturbations.iter().all(|p| p.recovery_secs.is_some())
     }
 
     pub fn render(&self) -> String {
@@ -531,6 +541,20 @@ impl ScenarioReport {
                     "      to proven: {n} txs, p50 {p50:.0} ms, p95 {p95:.0} ms, p99 {p99:.0} ms\n"
                 ));
             }
+        }
+        if let Some(a) = &self.aggregator {
+            let show = |n: Option<u64>| n.map_or_else(|| "?".to_string(), |n| n.to_string());
+            out.push_str(&format!(
+                "aggregator: {} aggregates covering {} proofs, {} hand-overs refused{}\n",
+                show(a.aggregates),
+                show(a.proofs),
+                show(a.refused),
+                if a.worked() {
+                    ""
+                } else {
+                    " (FAIL: no aggregate)"
+                }
+            ));
         }
         out.push_str(&self.check.render());
         out
@@ -1146,11 +1170,51 @@ pub async fn drive(
         Target::Compose { manifest, .. } => Some(crate::compose::provers_running(manifest)),
     };
     let report = check::check_with(dir, &manifest, log.as_ref(), provers_alive).await;
+    let aggregator = match &manifest.aggregator {
+        Some(agg) => Some(AggregatorStats::scrape(agg.metrics_port).await),
+        None => None,
+    };
     Ok(ScenarioReport {
         perturbations: records,
         load: stats,
         check: report,
+        aggregator,
     })
+}
+
+/// What the aggregator did during a scenario (its metrics at the end).
+#[derive(Clone, Debug, Serialize)]
+pub struct AggregatorStats {
+    /// `SubmitAggregate` transactions a node accepted (`None`: metrics unreachable).
+    pub aggregates: Option<u64>,
+    /// Proofs those aggregates covered.
+    pub proofs: Option<u64>,
+    /// Hand-overs it refused.
+    pub refused: Option<u64>,
+}
+
+impl AggregatorStats {
+    async fn scrape(metrics_port: u16) -> AggregatorStats {
+        let text = crate::scrape::fetch(metrics_port).await.ok();
+        let counter = |series: &str| {
+            text.as_deref()
+                .and_then(|t| crate::scrape::sum(t, series))
+                .map(|v| v as u64)
+        };
+        AggregatorStats {
+            aggregates: counter("seqnet_prover_aggregates_submitted_total"),
+            proofs: counter("seqnet_prover_aggregated_proofs_total"),
+            // Absent until the first refusal.
+            refused: text
+                .as_ref()
+                .map(|_| counter("seqnet_prover_handovers_total{result=\"refused\"}").unwrap_or(0)),
+        }
+    }
+
+    /// It submitted at least one aggregate.
+    pub fn worked(&self) -> bool {
+        self.aggregates.is_some_and(|n| n > 0)
+    }
 }
 
 /// Where a scenario's testnet keeps its copy of the manifest.

@@ -1,8 +1,10 @@
-//! The CI scenario (`manifests/ci.toml`) in process mode: four validators
-//! under open-loop load through node0; node1 killed (-9) and restarted,
-//! node2 paused and resumed, node3 disconnected and reconnected, node1
-//! restarted with wiped state (block sync). Every node must recover and the
-//! invariant checker must pass. Prints each perturbation's recovery time.
+//! The CI scenario (`manifests/ci.toml`) in process mode: four validators,
+//! two provers and an aggregator under open-loop load through node0; node1
+//! killed (-9) and restarted, node2 paused and resumed, node3 disconnected
+//! (its own network namespace when run as root) and reconnected, node1
+//! restarted with wiped state (block sync). Every node must recover, the
+//! invariant checker must pass and the aggregator must have submitted
+//! aggregates. Prints each perturbation's recovery time.
 
 use std::path::Path;
 
