@@ -310,13 +310,7 @@ fn sources(
                 App::Kvstore => Ok(Box::new(KvSource::new(w, tx_bytes, tag))),
                 App::Seqnet => {
                     let name = format!("user-{}", w + 1);
-                    let path = manifest
-                        .key(&name)
-                        .map(|k| dir.join(&k.path))
-                        .ok_or_else(|| TestnetError::KeyFile {
-                            path: dir.join("keys"),
-                            reason: format!("no key {name:?} (one funded user per worker)"),
-                        })?;
+                    let path = dir.join(manifest.key_path(&name)?);
                     let mut signer = TxSigner::new(keys::load(&path)?, manifest.chain_id.clone())
                         .with_fees(manifest.fees.schedule());
                     // Each phase uses fresh accounts (tag 0: users 1..W,

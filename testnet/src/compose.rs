@@ -218,6 +218,20 @@ fn demo_rollup_service(manifest: &Manifest) -> String {
     )
 }
 
+/// ` --node http://<container address>:<grpc>` for each of `nodes`, in order.
+fn node_args(manifest: &Manifest, nodes: &[usize]) -> Result<String> {
+    let mut args = String::new();
+    for &index in nodes {
+        let node = manifest.node(index)?;
+        args.push_str(&format!(
+            " --node http://{}:{}",
+            node_ip(manifest, index),
+            node.ports.grpc
+        ));
+    }
+    Ok(args)
+}
+
 /// Container address of the aggregator.
 pub fn aggregator_ip(manifest: &Manifest) -> String {
     format!("172.29.{}.90", subnet_third_octet(manifest.base_port))
@@ -234,24 +248,13 @@ fn aggregator_service(
     manifest: &Manifest,
     aggregator: &crate::manifest::AggregatorManifest,
 ) -> Result<String> {
-    let key = manifest
-        .key(&aggregator.key)
-        .ok_or_else(|| TestnetError::KeyFile {
-            path: PathBuf::from(&aggregator.key),
-            reason: "not in the manifest".into(),
-        })?;
-    let mut nodes = String::new();
-    for node in &manifest.nodes {
-        nodes.push_str(&format!(
-            " --node http://{}:{}",
-            node_ip(manifest, node.index),
-            node.ports.grpc
-        ));
-    }
+    let key = manifest.key_path(&aggregator.key)?;
+    let all: Vec<usize> = manifest.nodes.iter().map(|n| n.index).collect();
+    let nodes = node_args(manifest, &all)?;
     let dir = aggregator.dir.display();
     let command = format!(
         "exec seqnet-prover aggregate --key /net/{key} --srs /net/{srs} --listen 0.0.0.0:{listen} --max-proofs {max} --max-wait-ms {wait} --metrics 0.0.0.0:{metrics}{nodes} >>/net/{dir}/aggregator.log 2>&1",
-        key = key.path.display(),
+        key = key.display(),
         srs = aggregator.srs.display(),
         listen = aggregator.listen_port,
         max = aggregator.max_proofs,
@@ -283,21 +286,8 @@ fn prover_service(manifest: &Manifest, prover: &crate::manifest::ProverManifest)
             value: manifest.provers.len().to_string(),
             reason: "the manifest has provers but no proving keys".into(),
         })?;
-    let key = manifest
-        .key(&prover.key)
-        .ok_or_else(|| TestnetError::KeyFile {
-            path: PathBuf::from(&prover.key),
-            reason: "not in the manifest".into(),
-        })?;
-    let mut nodes = String::new();
-    for i in &prover.nodes {
-        let node = manifest.node(*i)?;
-        nodes.push_str(&format!(
-            " --node http://{}:{}",
-            node_ip(manifest, *i),
-            node.ports.grpc
-        ));
-    }
+    let key = manifest.key_path(&prover.key)?;
+    let mut nodes = node_args(manifest, &prover.nodes)?;
     if let Some(aggregator) = &manifest.aggregator {
         nodes.push_str(&format!(
             " --aggregator {}:{}",
@@ -308,7 +298,7 @@ fn prover_service(manifest: &Manifest, prover: &crate::manifest::ProverManifest)
     let dir = prover.dir.display();
     let command = format!(
         "exec seqnet-prover run --key /net/{key} --keys /net/{keys} --metrics 0.0.0.0:{port} --auto-unjail{nodes} >>/net/{dir}/prover.log 2>&1",
-        key = key.path.display(),
+        key = key.display(),
         keys = proving.keys_dir.display(),
         port = prover.metrics_port,
     );

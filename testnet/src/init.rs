@@ -787,30 +787,14 @@ pub fn set_layout(dir: &Path, netns: Option<NetnsLayout>) -> Result<Manifest> {
         let mut table = read_toml(&path)?;
         let p = node.ports;
         let host = &node.host;
-        set(
-            &mut table,
-            Some("abci"),
-            "listen",
-            format!("{host}:{}", p.abci),
-        );
-        set(
-            &mut table,
-            Some("grpc"),
-            "listen",
-            format!("{host}:{}", p.grpc),
-        );
-        set(
-            &mut table,
-            Some("metrics"),
-            "listen",
-            format!("{host}:{}", p.metrics),
-        );
-        set(
-            &mut table,
-            Some("cometbft"),
-            "rpc",
-            format!("http://{host}:{}", p.rpc),
-        );
+        for (section, key, value) in [
+            ("abci", "listen", format!("{host}:{}", p.abci)),
+            ("grpc", "listen", format!("{host}:{}", p.grpc)),
+            ("metrics", "listen", format!("{host}:{}", p.metrics)),
+            ("cometbft", "rpc", format!("http://{host}:{}", p.rpc)),
+        ] {
+            set(&mut table, Some(section), key, value);
+        }
         write_toml(&path, &table)?;
     }
     manifest.netns = netns;

@@ -114,14 +114,7 @@ pub async fn run(
     let period = Duration::from_secs_f64(1.0 / per_rollup);
     let mut tasks = tokio::task::JoinSet::new();
     for rollup in &manifest.rollups {
-        let key_manifest =
-            manifest
-                .key(&rollup.owner_key)
-                .ok_or_else(|| TestnetError::KeyFile {
-                    path: dir.join("keys"),
-                    reason: format!("no key named {:?} in the manifest", rollup.owner_key),
-                })?;
-        let path = dir.join(&key_manifest.path);
+        let path = dir.join(manifest.key_path(&rollup.owner_key)?);
         let key = keys::load(&path)?;
         let node = manifest.node(rollup.submit_node)?;
         let url = match opts.grpc_hosts.as_ref().and_then(|h| h.get(node.index)) {

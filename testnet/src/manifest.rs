@@ -288,4 +288,17 @@ impl Manifest {
     pub fn key(&self, name: &str) -> Option<&KeyManifest> {
         self.keys.iter().find(|k| k.name == name)
     }
+
+    /// The key file of key `name`, relative to the testnet directory.
+    pub fn key_path(&self, name: &str) -> Result<&Path> {
+        self.key(name)
+            .map(|k| k.path.as_path())
+            .ok_or_else(|| TestnetError::KeyFile {
+                path: PathBuf::from(name),
+                reason: format!(
+                    "no key named {name:?} in the manifest ({} keys)",
+                    self.keys.len()
+                ),
+            })
+    }
 }

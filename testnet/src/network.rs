@@ -560,15 +560,7 @@ impl Testnet {
 
     /// The absolute path of the key file the manifest names `name`.
     fn absolute_key_path(&self, name: &str) -> Result<PathBuf> {
-        let relative = self
-            .manifest
-            .key(name)
-            .map(|k| k.path.clone())
-            .ok_or_else(|| TestnetError::KeyFile {
-                path: PathBuf::from(name),
-                reason: "not in the manifest".into(),
-            })?;
-        self.absolute(&relative)
+        self.absolute(self.manifest.key_path(name)?)
     }
 
     /// Whether the aggregator runs (started or adopted by this value).

@@ -857,13 +857,7 @@ fn load_sources(
     (0..load.workers)
         .map(|w| -> Result<Box<dyn TxSource>> {
             let name = format!("user-{}", w + 1);
-            let path = manifest
-                .key(&name)
-                .map(|k| dir.join(&k.path))
-                .ok_or_else(|| TestnetError::KeyFile {
-                    path: dir.join("keys"),
-                    reason: format!("no key {name:?} (one funded user per load worker)"),
-                })?;
+            let path = dir.join(manifest.key_path(&name)?);
             let signer = TxSigner::new(keys::load(&path)?, manifest.chain_id.clone())
                 .with_fees(manifest.fees.schedule());
             Ok(Box::new(SeqnetSource::new(signer, 1, load.tx_bytes)))
@@ -880,13 +874,7 @@ fn forced_signers(
 ) -> Result<(TxSigner, TxSigner)> {
     let signer = |n: usize| -> Result<TxSigner> {
         let name = format!("user-{n}");
-        let path = manifest
-            .key(&name)
-            .map(|k| dir.join(&k.path))
-            .ok_or_else(|| TestnetError::KeyFile {
-                path: dir.join("keys"),
-                reason: format!("no key {name:?} for forced requests"),
-            })?;
+        let path = dir.join(manifest.key_path(&name)?);
         Ok(TxSigner::new(keys::load(&path)?, manifest.chain_id.clone())
             .with_fees(manifest.fees.schedule()))
     };
