@@ -16,11 +16,7 @@
 //!   hand-over is refused at once.
 //! - **Grouping.** Proofs are grouped per verifying key (an aggregate
 //!   covers one key); a group is aggregated when it holds `max_proofs`
-//!   proofs or its oldest proof has waited `max_wait`, and every group at
-//!   once when each prover heard from in the last [`PROVER_SEEN_WINDOW`]
-//!   is waiting for an answer here: a prover proves one job at a time and
-//!   the chain hands out a rollup's next job only once this one is proven,
-//!   so no further proof can come and waiting would only delay them all. Entries are sorted by
+//!   proofs or its oldest proof has waited `max_wait`. Entries are sorted by
 //!   `(rollup, height)`; of several proofs of one job, the one of the prover
 //!   the chain assigns it to now is kept and the others are refused.
 //! - **Submission.** One `SubmitAggregate` signed by the aggregator's key,
@@ -28,7 +24,7 @@
 //!   with back-off, a nonce refusal re-reads the nonce and signs again, any
 //!   other refusal fails the batch (the provers fall back).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -189,22 +185,6 @@ pub struct AggregatorConfig {
     pub submit_attempts: u32,
 }
 
-/// How long a prover counts as active after its last hand-over (for the
-/// "every active prover is waiting" flush).
-pub const PROVER_SEEN_WINDOW: Duration = Duration::from_secs(60);
-
-/// Whether every prover seen within [`PROVER_SEEN_WINDOW`] (of `now`) is
-/// among `waiting`, the provers with a proof waiting here; forgets provers
-/// not seen for longer.
-fn all_provers_waiting(
-    seen: &mut HashMap<Address, Instant>,
-    waiting: &BTreeSet<Address>,
-    now: Instant,
-) -> bool {
-    seen.retain(|_, at| now.saturating_duration_since(*at) < PROVER_SEEN_WINDOW);
-    !waiting.is_empty() && seen.keys().all(|prover| waiting.contains(prover))
-}
-
 /// One checked hand-over waiting in a group.
 struct Pending {
     entry: ProofEntry,
@@ -268,7 +248,6 @@ pub async fn run(
     tokio::spawn(accept(listener, sender, shutdown.clone()));
     let mut keys: HashMap<u64, Arc<PreparedKey>> = HashMap::new();
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
-    let mut seen: HashMap<Address, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
         tokio::select! {
@@ -278,7 +257,6 @@ pub async fn run(
                     Ok((entry, statement, proof, key)) => {
                         metrics.handovers.with_label_values(&["received"]).inc();
                         tracing::info!(rollup = entry.rollup_id, height = entry.height, prover = %entry.prover, "proof received");
-                        seen.insert(entry.prover, Instant::now());
                         let group = groups.entry(*key.digest()).or_insert_with(|| Group {
                             key: key.clone(),
                             since: Instant::now(),
@@ -301,18 +279,9 @@ pub async fn run(
                 return Ok(());
             }
         }
-        let waiting: BTreeSet<Address> = groups
-            .values()
-            .flat_map(|g| g.items.iter().map(|p| p.entry.prover))
-            .collect();
-        let nothing_more_can_come = all_provers_waiting(&mut seen, &waiting, Instant::now());
         let due: Vec<[u8; 32]> = groups
             .iter()
-            .filter(|(_, g)| {
-                nothing_more_can_come
-                    || g.items.len() >= max_proofs
-                    || g.since.elapsed() >= config.max_wait
-            })
+            .filter(|(_, g)| g.items.len() >= max_proofs || g.since.elapsed() >= config.max_wait)
             .map(|(k, _)| *k)
             .collect();
         for digest in due {
@@ -576,31 +545,5 @@ async fn submit(
             code.map_or("unknown", Code::name)
         )),
         Err(SubmitFailure::GaveUp(last)) => Err(last),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flushes_early_only_when_every_active_prover_waits() {
-        let (a, b) = (Address([1; 32]), Address([2; 32]));
-        let now = Instant::now();
-        let mut seen = HashMap::from([(a, now), (b, now)]);
-        let none = BTreeSet::new();
-        assert!(!all_provers_waiting(&mut seen, &none, now), "nothing waits");
-        let only_a = BTreeSet::from([a]);
-        assert!(
-            !all_provers_waiting(&mut seen, &only_a, now),
-            "b may still hand over"
-        );
-        let both = BTreeSet::from([a, b]);
-        assert!(all_provers_waiting(&mut seen, &both, now));
-        // b silent for longer than the window: forgotten, a alone decides.
-        let later = now + PROVER_SEEN_WINDOW + Duration::from_secs(1);
-        seen.insert(a, later);
-        assert!(all_provers_waiting(&mut seen, &only_a, later));
-        assert!(!seen.contains_key(&b));
     }
 }
