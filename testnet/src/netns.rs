@@ -16,6 +16,7 @@
 
 use std::net::Ipv4Addr;
 use std::process::Command;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -265,9 +266,60 @@ pub fn teardown(layout: &NetnsLayout, nodes: usize) {
     let _ = run("iptables", &delete);
 }
 
+/// How old a namespace without a process must be before [`sweep_stale`]
+/// takes it for left behind (younger ones may be a testnet starting).
+pub const STALE_AFTER: Duration = Duration::from_secs(120);
+
+/// Removes what testnets that died without stopping (a killed test, a
+/// crash) left behind: for each base port whose `seqnet-<base>-<i>`
+/// namespaces all hold no process and are older than `min_age`, its
+/// namespaces, bridge and rule. Returns the base ports swept. A running
+/// testnet keeps its processes in its namespaces and is left alone.
+pub fn sweep_stale(min_age: Duration) -> Vec<u16> {
+    let Ok(list) = run("ip", &["netns", "list"]) else {
+        return Vec::new();
+    };
+    // base port -> (highest node index, whether any namespace holds a process)
+    let mut bases: std::collections::BTreeMap<u16, (usize, bool)> = Default::default();
+    for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some((base, index)) = name
+            .strip_prefix("seqnet-")
+            .and_then(|rest| rest.split_once('-'))
+        else {
+            continue;
+        };
+        let (Ok(base), Ok(index)) = (base.parse::<u16>(), index.parse::<usize>()) else {
+            continue;
+        };
+        let young = std::fs::metadata(format!("/run/netns/{name}"))
+            .and_then(|m| m.modified())
+            .map_or(true, |t| t.elapsed().unwrap_or_default() < min_age);
+        let busy = young
+            || run("ip", &["netns", "pids", name]).map_or(true, |pids| !pids.trim().is_empty());
+        let entry = bases.entry(base).or_insert((0, false));
+        entry.0 = entry.0.max(index);
+        entry.1 |= busy;
+    }
+    let mut swept = Vec::new();
+    for (base, (highest, busy)) in bases {
+        if !busy {
+            tracing::info!(
+                base_port = base,
+                "removing namespaces a dead testnet left behind"
+            );
+            teardown(&NetnsLayout::for_base_port(base), highest + 1);
+            swept.push(base);
+        }
+    }
+    swept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sweep removes any idle namespace: the namespace tests take turns.
+    static NETNS_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     #[test]
     fn layout_names_fit_and_subnets_follow_the_base_port() {
@@ -299,6 +351,7 @@ mod tests {
             eprintln!("skipped: network namespaces unavailable ({why})");
             return;
         }
+        let _one_at_a_time = NETNS_TESTS.lock();
         teardown(&layout, 2);
         let result = (|| -> Result<()> {
             setup_node(&layout, 0)?;
@@ -339,5 +392,28 @@ mod tests {
             "namespace left behind"
         );
         result.unwrap();
+    }
+
+    /// Namespaces without a process are swept, with their bridge; needs root.
+    #[test]
+    fn stale_namespaces_are_swept() {
+        let layout = NetnsLayout::for_base_port(1998);
+        if let Err(why) = probe(&layout) {
+            eprintln!("skipped: network namespaces unavailable ({why})");
+            return;
+        }
+        let _one_at_a_time = NETNS_TESTS.lock();
+        setup_node(&layout, 0).unwrap();
+        setup_node(&layout, 1).unwrap();
+        assert!(
+            !sweep_stale(Duration::from_secs(3600)).contains(&1998),
+            "too young"
+        );
+        assert!(sweep_stale(Duration::ZERO).contains(&1998));
+        assert!(
+            !namespace_exists(&layout.namespace(1)),
+            "namespace left behind"
+        );
+        assert!(!link_exists(&layout.bridge), "bridge left behind");
     }
 }

@@ -946,7 +946,11 @@ pub async fn run(
     keep_running: bool,
 ) -> Result<ScenarioReport> {
     let base_port = Manifest::load(dir)?.base_port;
-    crate::init::set_layout(dir, process_layout(scenario, base_port)?)?;
+    let layout = process_layout(scenario, base_port)?;
+    if layout.is_some() {
+        crate::netns::sweep_stale(crate::netns::STALE_AFTER);
+    }
+    crate::init::set_layout(dir, layout)?;
     let mut net = Testnet::open(dir)?.with_binaries(binaries);
     let startup = Duration::from_secs(180);
     net.start(startup).await?;
