@@ -137,16 +137,6 @@ fn locate_seqnet(name: &'static str) -> Result<PathBuf> {
 
 /// Runs `cometbft version` and returns its output.
 pub fn cometbft_version(cometbft: &Path) -> Result<String> {
-    let out = std::process::Command::new(cometbft)
-        .arg("version")
-        .output()
-        .map_err(|e| TestnetError::io(cometbft, e))?;
-    if !out.status.success() {
-        return Err(TestnetError::CommandFailed {
-            command: format!("{} version", cometbft.display()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = crate::process::run_checked(std::process::Command::new(cometbft).arg("version"))?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
 }

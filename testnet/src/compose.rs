@@ -360,23 +360,8 @@ fn run_compose(dir: &Path, manifest: &Manifest, args: &[&str], base_image: &str)
         .args(args)
         .env("BASE_IMAGE", base_image)
         .current_dir(dir);
-    let line = format!("{} {}", compose.join(" "), args.join(" "));
-    tracing::info!(dir = %dir.display(), "{line}");
-    let out = command
-        .output()
-        .map_err(|e| TestnetError::io(PathBuf::from(&compose[0]), e))?;
-    if !out.status.success() {
-        let mut stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if stderr.len() > 4000 {
-            stderr = stderr[stderr.len() - 4000..].to_string();
-        }
-        return Err(TestnetError::CommandFailed {
-            command: line,
-            status: out.status.to_string(),
-            stderr,
-        });
-    }
-    Ok(())
+    tracing::info!(dir = %dir.display(), "{} {}", compose.join(" "), args.join(" "));
+    crate::process::run_checked(&mut command).map(drop)
 }
 
 /// Copies the host's binaries into the image context, builds the image and
@@ -472,20 +457,8 @@ pub fn network_name(manifest: &Manifest) -> String {
 
 /// Runs `docker <args>`.
 pub fn docker(args: &[&str]) -> Result<()> {
-    let line = format!("docker {}", args.join(" "));
-    tracing::info!("{line}");
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .map_err(|e| TestnetError::io(PathBuf::from("docker"), e))?;
-    if !out.status.success() {
-        return Err(TestnetError::CommandFailed {
-            command: line,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    tracing::info!("docker {}", args.join(" "));
+    crate::process::run_checked(Command::new("docker").args(args)).map(drop)
 }
 
 /// Cuts node `index`'s container off the compose network (`docker network

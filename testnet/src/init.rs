@@ -40,6 +40,7 @@ use crate::manifest::{
     ProvingManifest, RollupManifest, LOOPBACK,
 };
 use crate::netns::NetnsLayout;
+use crate::process::run_checked;
 
 /// Balance of the faucet account.
 pub const FAUCET_BALANCE: u64 = 1_000_000_000_000_000;
@@ -254,20 +255,7 @@ pub fn node_id_from_key_file(path: &Path) -> Result<String> {
 
 /// Runs `cometbft init --home <home>`.
 fn cometbft_init(cometbft: &Path, home: &Path) -> Result<()> {
-    let out = Command::new(cometbft)
-        .arg("init")
-        .arg("--home")
-        .arg(home)
-        .output()
-        .map_err(|e| TestnetError::io(cometbft, e))?;
-    if !out.status.success() {
-        return Err(TestnetError::CommandFailed {
-            command: format!("{} init --home {}", cometbft.display(), home.display()),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(())
+    run_checked(Command::new(cometbft).arg("init").arg("--home").arg(home)).map(drop)
 }
 
 /// Whether any pid file under `dir` names a live process.
@@ -338,24 +326,13 @@ pub fn reference_keys(prover: &Path, k: u32, out: &Path) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| TestnetError::io(parent, e))?;
         let tmp = parent.join(format!("reference-k{k}-seed0.tmp-{}", std::process::id()));
         tracing::info!(k, cache = %cached.display(), "generating reference-circuit keys (DEVELOPMENT setup)");
-        let output = Command::new(prover)
-            .args(["setup", "--circuit", "reference", "--seed", "0", "--size"])
-            .arg(k.to_string())
-            .arg("--out")
-            .arg(&tmp)
-            .output()
-            .map_err(|e| TestnetError::io(prover, e))?;
-        if !output.status.success() {
-            return Err(TestnetError::CommandFailed {
-                command: format!(
-                    "{} setup --size {k} --out {}",
-                    prover.display(),
-                    tmp.display()
-                ),
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
+        run_checked(
+            Command::new(prover)
+                .args(["setup", "--circuit", "reference", "--seed", "0", "--size"])
+                .arg(k.to_string())
+                .arg("--out")
+                .arg(&tmp),
+        )?;
         // Another process may have won the race; its keys are the same.
         if std::fs::rename(&tmp, &cached).is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -648,43 +625,18 @@ fn development_srs(prover: &Path, out: &Path, max_proofs: usize) -> Result<Strin
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent).map_err(|e| TestnetError::io(parent, e))?;
     }
-    let run = |args: Vec<std::ffi::OsString>| -> Result<Vec<u8>> {
-        let output = Command::new(prover)
-            .args(&args)
-            .output()
-            .map_err(|e| TestnetError::io(prover, e))?;
-        if !output.status.success() {
-            return Err(TestnetError::CommandFailed {
-                command: format!(
-                    "{} {}",
-                    prover.display(),
-                    args.iter()
-                        .map(|a| a.to_string_lossy())
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                ),
-                status: output.status.to_string(),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(output.stdout)
-    };
-    run(vec![
-        "srs".into(),
-        "generate-dev".into(),
-        "--max-proofs".into(),
-        max_proofs.to_string().into(),
-        "--seed".into(),
-        "1".into(),
-        "--out".into(),
-        out.into(),
-    ])?;
-    let hex = run(vec![
-        "srs".into(),
-        "verifier-key".into(),
-        "--srs".into(),
-        out.into(),
-    ])?;
+    run_checked(
+        Command::new(prover)
+            .args(["srs", "generate-dev", "--max-proofs"])
+            .arg(max_proofs.to_string())
+            .args(["--seed", "1", "--out"])
+            .arg(out),
+    )?;
+    let hex = run_checked(
+        Command::new(prover)
+            .args(["srs", "verifier-key", "--srs"])
+            .arg(out),
+    )?;
     Ok(String::from_utf8_lossy(&hex).trim().to_string())
 }
 

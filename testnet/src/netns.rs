@@ -84,27 +84,10 @@ impl NetnsLayout {
     }
 }
 
-/// Runs `program args`; stdout on success, [`TestnetError::CommandFailed`] otherwise.
+/// Runs `program args`; its stdout ([`crate::process::run_checked`]).
 fn run(program: &str, args: &[&str]) -> Result<String> {
-    let command = format!("{program} {}", args.join(" "));
-    let out =
-        Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| TestnetError::CommandFailed {
-                command: command.clone(),
-                status: "not started".into(),
-                stderr: e.to_string(),
-            })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(TestnetError::CommandFailed {
-            command,
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
+    let out = crate::process::run_checked(Command::new(program).args(args))?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn link_exists(name: &str) -> bool {

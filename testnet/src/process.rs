@@ -17,6 +17,37 @@ pub const COMETBFT: &str = "cometbft";
 /// Every process of a node, in start order.
 pub const PROCESSES: [&str; 2] = [SEQUENCER, COMETBFT];
 
+/// Runs `command` to completion and returns its stdout; a command that
+/// cannot start is an I/O error on its program, one that exits non-zero is
+/// [`TestnetError::CommandFailed`] with its command line and the last 4,000
+/// bytes of its stderr.
+pub fn run_checked(command: &mut Command) -> Result<Vec<u8>> {
+    let program = PathBuf::from(command.get_program());
+    let out = command
+        .output()
+        .map_err(|e| TestnetError::io(&program, e))?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    let line = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr.trim();
+    let tail = stderr
+        .char_indices()
+        .map(|(i, _)| i)
+        .find(|&i| stderr.len() - i <= 4000)
+        .map_or(stderr, |i| &stderr[i..]);
+    Err(TestnetError::CommandFailed {
+        command: line,
+        status: out.status.to_string(),
+        stderr: tail.to_string(),
+    })
+}
+
 pub fn log_path(node_dir: &Path, process: &str) -> PathBuf {
     node_dir.join(format!("{process}.log"))
 }
@@ -239,5 +270,32 @@ pub fn stop_all(processes: &mut [Managed], grace: Duration) {
                 tracing::warn!(node = p.node, process = p.name, "{e}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_checked_returns_stdout_or_names_the_failed_command() {
+        let out = run_checked(Command::new("sh").args(["-c", "echo hi"])).expect("runs");
+        assert_eq!(out, b"hi\n");
+        match run_checked(Command::new("sh").args(["-c", "echo oops >&2; exit 3"])) {
+            Err(TestnetError::CommandFailed {
+                command,
+                status,
+                stderr,
+            }) => {
+                assert_eq!(command, "sh -c echo oops >&2; exit 3");
+                assert!(status.contains('3'), "{status}");
+                assert_eq!(stderr, "oops");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            run_checked(&mut Command::new("/nonexistent/program")),
+            Err(TestnetError::Io { .. })
+        ));
     }
 }
