@@ -711,23 +711,17 @@ fn write_toml(path: &Path, table: &toml::Table) -> Result<()> {
 }
 
 /// Moves the nodes of the (stopped) testnet in `dir` onto loopback
-/// (`netns = None`) or each into its own network namespace: their `host`
-/// in `testnet.json` and the addresses in their `config.toml` and
+/// (`netns = None`) or each into its own network namespace: `netns` in
+/// `testnet.json` and the addresses in their `config.toml` and
 /// `sequencer.toml`. Does nothing when the testnet already has that layout.
 pub fn set_layout(dir: &Path, netns: Option<NetnsLayout>) -> Result<Manifest> {
     let mut manifest = Manifest::load(dir)?;
     if manifest.netns == netns {
         return Ok(manifest);
     }
-    for node in &mut manifest.nodes {
-        node.host = match &netns {
-            Some(layout) => layout
-                .node_ip(node.index)
-                .ok_or_else(|| invalid("netns node", node.index, "a /24 holds nodes 0..=252"))?
-                .to_string(),
-            None => LOOPBACK.to_string(),
-        };
-    }
+    manifest
+        .set_netns(netns)
+        .map_err(|reason| invalid("netns", manifest.nodes.len(), reason))?;
     for node in &manifest.nodes {
         let config = dir.join(&node.cometbft_home).join("config/config.toml");
         let mut table = read_toml(&config)?;
@@ -749,7 +743,6 @@ pub fn set_layout(dir: &Path, netns: Option<NetnsLayout>) -> Result<Manifest> {
         }
         write_toml(&path, &table)?;
     }
-    manifest.netns = netns;
     manifest.save(dir)?;
     Ok(manifest)
 }

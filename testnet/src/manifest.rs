@@ -60,8 +60,9 @@ pub struct NodeManifest {
     pub ports: Ports,
     /// Address its CometBFT RPC and p2p and its sequencer's gRPC, ABCI and
     /// metrics listen on: 127.0.0.1, or its own address in its network
-    /// namespace ([`Manifest::netns`]).
-    #[serde(default = "loopback")]
+    /// namespace. Not stored: derived from [`Manifest::netns`] when the
+    /// manifest is loaded or laid out ([`Manifest::set_netns`]).
+    #[serde(skip, default = "loopback")]
     pub host: String,
 }
 
@@ -262,7 +263,34 @@ impl Manifest {
             }
             Err(e) => return Err(TestnetError::io(path, e)),
         };
-        serde_json::from_str(&text).map_err(|e| TestnetError::parse(&path, e))
+        let mut manifest: Manifest =
+            serde_json::from_str(&text).map_err(|e| TestnetError::parse(&path, e))?;
+        let netns = manifest.netns.take();
+        manifest
+            .set_netns(netns)
+            .map_err(|e| TestnetError::parse(&path, e))?;
+        Ok(manifest)
+    }
+
+    /// Puts the nodes on loopback (`None`) or each in its namespace of
+    /// `netns`, setting every node's `host`.
+    pub fn set_netns(&mut self, netns: Option<NetnsLayout>) -> std::result::Result<(), String> {
+        for node in &mut self.nodes {
+            node.host = match &netns {
+                Some(layout) => layout
+                    .node_ip(node.index)
+                    .ok_or_else(|| {
+                        format!(
+                            "node{} has no address: a /24 holds nodes 0..=252",
+                            node.index
+                        )
+                    })?
+                    .to_string(),
+                None => loopback(),
+            };
+        }
+        self.netns = netns;
+        Ok(())
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
