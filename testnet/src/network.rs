@@ -35,6 +35,15 @@ const SEQUENCER_ENV: [&str; 8] = [
     "SEQNET_LOG_FORMAT",
 ];
 
+/// Environment variables of `seqnet-prover run` and `aggregate` that would
+/// override the flags a testnet passes; removed from their environment.
+const PROVER_ENV: [&str; 4] = [
+    "SEQNET_NODE",
+    "SEQNET_PROVER_KEY",
+    "SEQNET_AGGREGATOR",
+    "SEQNET_AGGREGATOR_KEY",
+];
+
 #[derive(Debug, Default)]
 struct NodeProcesses {
     sequencer: Option<Managed>,
@@ -516,27 +525,14 @@ impl Testnet {
                 });
             }
         }
-        let binary = self.binaries()?.prover()?;
         let prover_dir = self.dir.join(&prover.dir);
-        std::fs::create_dir_all(&prover_dir).map_err(|e| TestnetError::io(&prover_dir, e))?;
-        let mut command = Command::new(binary);
+        let mut command = self.prover_command("run", &prover.key, &prover_dir)?;
         command
-            .arg("run")
-            .arg("--key")
-            .arg(self.absolute_key_path(&prover.key)?)
             .arg("--keys")
             .arg(self.absolute(&proving.keys_dir)?)
             .arg("--metrics")
             .arg(format!("127.0.0.1:{}", prover.metrics_port))
-            .arg("--auto-unjail")
-            .current_dir(&prover_dir)
-            .env_remove("SEQNET_NODE")
-            .env_remove("SEQNET_PROVER_KEY")
-            .env_remove("SEQNET_AGGREGATOR")
-            .env(
-                "RUST_LOG",
-                std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .arg("--auto-unjail");
         for node in &prover.nodes {
             command.arg("--node").arg(self.grpc_url(*node)?);
         }
@@ -556,6 +552,28 @@ impl Testnet {
     /// processes that run in their own directories.
     fn absolute(&self, path: &Path) -> Result<PathBuf> {
         std::path::absolute(self.dir.join(path)).map_err(|e| TestnetError::io(path, e))
+    }
+
+    /// `seqnet-prover <subcommand> --key <key file>` running in `dir`
+    /// (created), logging at `$SEQNET_PROVER_LOG` (default info), with none
+    /// of the environment overrides that would replace its flags.
+    fn prover_command(&mut self, subcommand: &str, key: &str, dir: &Path) -> Result<Command> {
+        let binary = self.binaries()?.prover()?;
+        std::fs::create_dir_all(dir).map_err(|e| TestnetError::io(dir, e))?;
+        let mut command = Command::new(binary);
+        command
+            .arg(subcommand)
+            .arg("--key")
+            .arg(self.absolute_key_path(key)?)
+            .current_dir(dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
+            );
+        for var in PROVER_ENV {
+            command.env_remove(var);
+        }
+        Ok(command)
     }
 
     /// The absolute path of the key file the manifest names `name`.
@@ -580,14 +598,9 @@ impl Testnet {
         if self.aggregator_running() {
             return Ok(());
         }
-        let binary = self.binaries()?.prover()?;
         let agg_dir = self.dir.join(&aggregator.dir);
-        std::fs::create_dir_all(&agg_dir).map_err(|e| TestnetError::io(&agg_dir, e))?;
-        let mut command = Command::new(binary);
+        let mut command = self.prover_command("aggregate", &aggregator.key, &agg_dir)?;
         command
-            .arg("aggregate")
-            .arg("--key")
-            .arg(self.absolute_key_path(&aggregator.key)?)
             .arg("--srs")
             .arg(self.absolute(&aggregator.srs)?)
             .arg("--listen")
@@ -597,14 +610,7 @@ impl Testnet {
             .arg("--max-wait-ms")
             .arg(aggregator.max_wait_ms.to_string())
             .arg("--metrics")
-            .arg(format!("127.0.0.1:{}", aggregator.metrics_port))
-            .current_dir(&agg_dir)
-            .env_remove("SEQNET_NODE")
-            .env_remove("SEQNET_AGGREGATOR_KEY")
-            .env(
-                "RUST_LOG",
-                std::env::var("SEQNET_PROVER_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            .arg(format!("127.0.0.1:{}", aggregator.metrics_port));
         for node in 0..self.node_count() {
             command.arg("--node").arg(self.grpc_url(node)?);
         }
