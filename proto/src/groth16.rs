@@ -28,6 +28,7 @@
 
 use ark_bls12_381::{Bls12_381, Fq, Fq2, G1Affine, G2Affine};
 use ark_ec::pairing::Pairing;
+use ark_ec::short_weierstrass::{Affine, SWCurveConfig};
 use ark_ec::AffineRepr;
 use ark_ff::{BigInteger, BigInteger256, BigInteger384, PrimeField};
 use ark_groth16::{Groth16, PreparedVerifyingKey, Proof, VerifyingKey};
@@ -272,10 +273,31 @@ pub(crate) fn decode_g1(
     })?;
     let p = G1Affine::get_point_from_x_unchecked(x, flags.greatest)
         .ok_or(ProofError::NotOnCurve { point })?;
-    if !p.is_in_correct_subgroup_assuming_on_curve() {
-        return Err(ProofError::NotInSubgroup { point });
+    in_subgroup(p, point)
+}
+
+/// `p` (on the curve by construction) if it is in the prime-order subgroup.
+fn in_subgroup<C: SWCurveConfig>(
+    p: Affine<C>,
+    point: &'static str,
+) -> Result<Affine<C>, ProofError> {
+    if p.is_in_correct_subgroup_assuming_on_curve() {
+        Ok(p)
+    } else {
+        Err(ProofError::NotInSubgroup { point })
     }
-    Ok(p)
+}
+
+/// `p` (from raw coordinates) if it is on the curve and in the prime-order
+/// subgroup.
+fn on_curve_in_subgroup<C: SWCurveConfig>(
+    p: Affine<C>,
+    point: &'static str,
+) -> Result<Affine<C>, ProofError> {
+    if !p.is_on_curve() {
+        return Err(ProofError::NotOnCurve { point });
+    }
+    in_subgroup(p, point)
 }
 
 /// Decodes a compressed G2 point (`bytes.len() == G2_LEN`: x.c1 with flags, then
@@ -295,10 +317,7 @@ pub(crate) fn decode_g2(
         .ok_or_else(|| ctx.malformed(format!("{point}: x.c0 is not a canonical field element")))?;
     let p = G2Affine::get_point_from_x_unchecked(Fq2::new(c0, c1), flags.greatest)
         .ok_or(ProofError::NotOnCurve { point })?;
-    if !p.is_in_correct_subgroup_assuming_on_curve() {
-        return Err(ProofError::NotInSubgroup { point });
-    }
-    Ok(p)
+    in_subgroup(p, point)
 }
 
 /// Flags of an uncompressed point: compression and sort bits clear; the
@@ -343,13 +362,7 @@ pub(crate) fn decode_g1_uncompressed(
         })
     };
     let p = G1Affine::new_unchecked(coordinate(&x_bytes, "x")?, coordinate(&y_bytes, "y")?);
-    if !p.is_on_curve() {
-        return Err(ProofError::NotOnCurve { point });
-    }
-    if !p.is_in_correct_subgroup_assuming_on_curve() {
-        return Err(ProofError::NotInSubgroup { point });
-    }
-    Ok(p)
+    on_curve_in_subgroup(p, point)
 }
 
 /// Decodes an uncompressed G2 point (`bytes.len() == G2_UNCOMPRESSED_LEN`)
@@ -376,13 +389,7 @@ pub(crate) fn decode_g2_uncompressed(
     }
     let [xc1, xc0, yc1, yc0] = fq;
     let p = G2Affine::new_unchecked(Fq2::new(xc0, xc1), Fq2::new(yc0, yc1));
-    if !p.is_on_curve() {
-        return Err(ProofError::NotOnCurve { point });
-    }
-    if !p.is_in_correct_subgroup_assuming_on_curve() {
-        return Err(ProofError::NotInSubgroup { point });
-    }
-    Ok(p)
+    on_curve_in_subgroup(p, point)
 }
 
 /// Decodes a proof: exactly [`PROOF_LEN`] bytes, A and C in G1, B in G2, each
