@@ -304,6 +304,20 @@ mod tests {
     /// The sweep removes any idle namespace: the namespace tests take turns.
     static NETNS_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+    /// The layout for `base` and this test's turn, or `None` (said on
+    /// stderr) where namespaces cannot be made.
+    fn namespaces_or_skip(base: u16) -> Option<(NetnsLayout, std::sync::MutexGuard<'static, ()>)> {
+        let layout = NetnsLayout::for_base_port(base);
+        if let Err(why) = probe(&layout) {
+            eprintln!("skipped: network namespaces unavailable ({why})");
+            return None;
+        }
+        let turn = NETNS_TESTS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Some((layout, turn))
+    }
+
     #[test]
     fn layout_names_fit_and_subnets_follow_the_base_port() {
         let layout = NetnsLayout::for_base_port(27000);
@@ -329,12 +343,9 @@ mod tests {
     fn nodes_reach_the_host_until_cut() {
         // A base port no real testnet here uses (below the ranges
         // `pick_free_base_port` hands out).
-        let layout = NetnsLayout::for_base_port(1999);
-        if let Err(why) = probe(&layout) {
-            eprintln!("skipped: network namespaces unavailable ({why})");
+        let Some((layout, _one_at_a_time)) = namespaces_or_skip(1999) else {
             return;
-        }
-        let _one_at_a_time = NETNS_TESTS.lock();
+        };
         teardown(&layout, 2);
         let result = (|| -> Result<()> {
             setup_node(&layout, 0)?;
@@ -380,12 +391,9 @@ mod tests {
     /// Namespaces without a process are swept, with their bridge; needs root.
     #[test]
     fn stale_namespaces_are_swept() {
-        let layout = NetnsLayout::for_base_port(1998);
-        if let Err(why) = probe(&layout) {
-            eprintln!("skipped: network namespaces unavailable ({why})");
+        let Some((layout, _one_at_a_time)) = namespaces_or_skip(1998) else {
             return;
-        }
-        let _one_at_a_time = NETNS_TESTS.lock();
+        };
         setup_node(&layout, 0).unwrap();
         setup_node(&layout, 1).unwrap();
         assert!(
