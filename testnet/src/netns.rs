@@ -90,8 +90,10 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// Whether the host has a network interface `name` (no process spawned:
+/// `pick_free_base_port` asks this for every candidate).
 fn link_exists(name: &str) -> bool {
-    run("ip", &["link", "show", "dev", name]).is_ok()
+    std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
 /// Whether the bridge of `layout` exists (a testnet with these ports runs
