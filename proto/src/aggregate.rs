@@ -47,7 +47,7 @@
 
 use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine};
 use ark_ec::pairing::{MillerLoopOutput, Pairing};
-use ark_ec::{CurveGroup, VariableBaseMSM};
+use ark_ec::CurveGroup;
 use ark_ff::{BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
@@ -55,6 +55,7 @@ use crate::batch_verify::{multi_miller_loop, G2Prepared};
 use crate::groth16::{
     decode_g1, decode_g2, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN, G2_LEN,
 };
+use crate::msm::msm;
 use crate::transcript::Transcript;
 
 /// Domain separator of the aggregation transcript.
@@ -735,10 +736,7 @@ pub fn verify_aggregate_inputs(
     }
     zc_bases.push(proof.final_c);
     zc_scalars.push(-r_final);
-    if !G1Projective::msm(&zc_bases, &zc_scalars)
-        .map(|s| s.is_zero())
-        .unwrap_or(false)
-    {
+    if !msm(&zc_bases, &zc_scalars).is_zero() {
         return Err(AggregateError::InvalidMipp);
     }
 
@@ -795,8 +793,6 @@ pub fn verify_aggregate_inputs(
 
     // The pairing side, grouped by G2 point (11 pairs, five G2 points to
     // prepare); each G1 side is one small MSM.
-    let msm =
-        |bases: &[G1Affine], scalars: &[Fr]| G1Projective::msm(bases, scalars).unwrap_or_default();
     let (a, c) = (proof.final_a, proof.final_c);
     let (w1, w2) = proof.final_w;
     let (pw1, pw2) = proof.open_w;
@@ -805,12 +801,12 @@ pub fn verify_aggregate_inputs(
         msm(&[a, c, g], &[-r_tab, -r_tc, -r_v1]),
         msm(&[a, c, g], &[-r_uab, -r_uc, -r_v2]),
         msm(&[w1, w2, a], &[-r_tab, -r_uab, -r_zab]),
-        vk.alpha_g1 * (sum_r * r_g16),
+        msm(&[vk.alpha_g1], &[sum_r * r_g16]),
         msm(
             &vk.gamma_abc_g1,
             &coeffs.iter().map(|k| *k * r_g16).collect::<Vec<_>>(),
         ),
-        proof.z_c * r_g16,
+        msm(&[proof.z_c], &[r_g16]),
         msm(&[srs.srs.g_alpha, g], &[r_v1, -(r_v1 * z)]),
         msm(&[srs.srs.g_beta, g], &[r_v2, -(r_v2 * z)]),
         msm(
@@ -823,8 +819,8 @@ pub fn verify_aggregate_inputs(
                 -(r_w2 * z),
             ],
         ),
-        pw1 * r_w1,
-        pw2 * r_w2,
+        msm(&[pw1], &[r_w1]),
+        msm(&[pw2], &[r_w2]),
     ];
     let g1 = G1Projective::normalize_batch(&g1);
     let fresh: [G2Prepared; 5] = [

@@ -5,6 +5,7 @@ pub mod batch_verify;
 pub mod codes;
 pub mod groth16;
 pub mod inclusion;
+pub mod msm;
 pub mod nmt;
 pub mod prover;
 #[cfg(test)]
