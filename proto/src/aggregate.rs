@@ -20,23 +20,39 @@
 //! - `com_c = (prod e(C_i, v1_i), prod e(C_i, v2_i))`.
 //!
 //! With `r` drawn from the transcript (after every key, public input and both
-//! commitments), the prover claims `Z_AB = prod e(A_i, B_i)^{r^i}` and
-//! `Z_C = sum r^i C_i`; the aggregated Groth16 equation is
+//! commitments) and `B'_i = r^i B_i`, the prover claims `Z_AB = prod e(A_i,
+//! B'_i)` and `Z_C = sum r^i C_i`; the aggregated Groth16 equation is
 //! `Z_AB = e(alpha, beta)^{sum r^i} * e(sum r^i L_i, gamma) * e(Z_C, delta)`.
-//! TIPP proves `Z_AB` against `com_ab` (with `B'_i = r^i B_i` and the key `w`
-//! rescaled by `r^{-i}`, which leaves `com_ab` unchanged), MIPP proves `Z_C`
-//! against `com_c` and the vector `(r^i)`. Both run in one GIPA loop of
-//! `log2 n` rounds sharing each round's challenge `x`: the prover sends the
-//! cross terms, then folds `A, C, w` by `L + x R` and `B, v, (r^i)` by
-//! `L + x^{-1} R`. At the end the verifier holds the folded commitments and
-//! checks them against the final single elements and keys; the final keys are
-//! `v = h^{f_v(a)}`, `w = g^{f_w(a)}` for polynomials it knows in product form
+//! It also claims `Z_CB = prod e(C_i, B'_i)` and `Z_A = sum r^i A_i`, which only
+//! serve the batching below.
+//!
+//! **One GIPA for A and C.** A and C are committed under the same key `v` and
+//! fold the same way, so after a 128-bit challenge `s` the prover runs a
+//! single TIPP + MIPP on `D = A + s C` (SnarkPack runs one for each): the
+//! verifier derives `com_D = com_ab * com_c^s` (the commitment is homomorphic
+//! in its first argument; `w` rescaled by `r^{-i}` leaves it unchanged),
+//! `Z_DB = Z_AB * Z_CB^s` and `Z_D = Z_A + s Z_C`. Every claim is linear in
+//! `s` and fixed before `s` is drawn, so a false `Z_AB`, `Z_C`, `Z_CB` or `Z_A`
+//! survives for at most one `s` (probability `2^-128`); the commitments are
+//! binding, so the openings of `com_ab` and `com_c` extracted from two
+//! accepting `s` are the proofs' A, B and C. This halves the target-group
+//! cross terms of each round (six instead of ten), which dominate the
+//! verifier's work.
+//!
+//! The GIPA loop has `log2 n` rounds with 128-bit challenges `x`: the prover
+//! sends the cross terms of `T_D`, `U_D`, `Z_DB` (target group) and `Z_D`
+//! (G1), then folds `D, w` by `L + x R` and `B', v, (r^i)` by `L + x^{-1} R`.
+//! At the end the verifier holds the folded commitments and checks them
+//! against the final single elements and keys; the final keys are `v =
+//! h^{f_v(a)}`, `w = g^{f_w(a)}` for polynomials it knows in product form
 //! ([`eval_v`], [`eval_w`]), proven by KZG openings at a challenge `z`.
 //!
-//! All final checks (the five commitment/inner-product equations, the
-//! aggregated Groth16 equation and four KZG openings) are combined with
-//! 128-bit transcript scalars into one multi-exponentiation in the target
-//! group and one multi-pairing with a single final exponentiation.
+//! The verifier folds each of the three target-group equations in its own
+//! multi-exponentiation (the `x` side of each round has 128-bit exponents;
+//! the `x^{-1}` side is full size), then combines the three results, the
+//! aggregated Groth16 equation and four KZG openings with 128-bit transcript
+//! scalars against one multi-pairing with a single final exponentiation. The
+//! MIPP equation is one short G1 sum.
 //!
 //! Target-group elements of an aggregate are decoded canonically and must lie
 //! in the cyclotomic subgroup (cheap check with Frobenius maps); every
@@ -53,13 +69,15 @@ use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
 use crate::batch_verify::{multi_miller_loop, G2Prepared};
 use crate::groth16::{
-    decode_g1, decode_g2, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN, G2_LEN,
+    decode_g1, decode_g1_uncompressed, decode_g1_uncompressed_any_order, decode_g2,
+    decode_g2_uncompressed, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN,
+    G1_UNCOMPRESSED_LEN as G1_AGG, G2_LEN, G2_UNCOMPRESSED_LEN as G2_AGG,
 };
 use crate::msm::msm;
 use crate::transcript::Transcript;
 
 /// Domain separator of the aggregation transcript.
-pub const AGGREGATE_DOMAIN: &[u8] = b"seqnet/snarkpack/v1";
+pub const AGGREGATE_DOMAIN: &[u8] = b"seqnet/snarkpack/v2";
 /// Most proofs one aggregate may hold (bounds decoding and verification work).
 pub const MAX_AGGREGATE: usize = 1 << 16;
 /// Length of an encoded target-group element (12 base-field elements).
@@ -69,15 +87,15 @@ pub const VERIFIER_SRS_LEN: usize = 4 + 3 * G1_LEN + 3 * G2_LEN;
 /// Length of the fixed part of an encoded aggregate (count, commitments,
 /// aggregated values, final elements and keys, openings).
 pub const AGGREGATE_FIXED_LEN: usize = 4
-    + 5 * GT_LEN
-    + G1_LEN
-    + (G1_LEN + G2_LEN + G1_LEN)
-    + 2 * G2_LEN
-    + 2 * G1_LEN
-    + 2 * G2_LEN
-    + 2 * G1_LEN;
-/// Length of one encoded GIPA round (ten target-group elements, two G1 points).
-pub const ROUND_LEN: usize = 10 * GT_LEN + 2 * G1_LEN;
+    + 6 * GT_LEN
+    + 2 * G1_AGG
+    + (G1_AGG + G2_AGG)
+    + 2 * G2_AGG
+    + 2 * G1_AGG
+    + 2 * G2_AGG
+    + 2 * G1_AGG;
+/// Length of one encoded GIPA round (six target-group elements, two G1 points).
+pub const ROUND_LEN: usize = 6 * GT_LEN + 2 * G1_AGG;
 
 /// Why an aggregate was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -119,8 +137,8 @@ pub enum AggregateError {
         #[source]
         source: ProofError,
     },
-    /// The aggregated C does not match the MIPP argument.
-    #[error("aggregate does not verify: MIPP value of C")]
+    /// The aggregated `Z_D = Z_A + s Z_C` does not match the MIPP argument.
+    #[error("aggregate does not verify: MIPP value of A + sC")]
     InvalidMipp,
     /// The combined pairing check failed.
     #[error("aggregate does not verify: pairing checks")]
@@ -213,22 +231,18 @@ impl From<VerifierSrs> for PreparedVerifierSrs {
     }
 }
 
-/// The cross terms of one GIPA round (`_l`: left key half with right data
-/// half, `_r`: the reverse).
+/// The cross terms of one GIPA round over `D = A + s C` (`_l`: left key
+/// half with right data half, exponent `x`; `_r`: the reverse, `x^{-1}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GipaRound {
-    pub t_ab_l: Fq12,
-    pub u_ab_l: Fq12,
-    pub t_ab_r: Fq12,
-    pub u_ab_r: Fq12,
-    pub z_ab_l: Fq12,
-    pub z_ab_r: Fq12,
-    pub t_c_l: Fq12,
-    pub u_c_l: Fq12,
-    pub t_c_r: Fq12,
-    pub u_c_r: Fq12,
-    pub z_c_l: G1Affine,
-    pub z_c_r: G1Affine,
+    pub t_l: Fq12,
+    pub u_l: Fq12,
+    pub t_r: Fq12,
+    pub u_r: Fq12,
+    pub z_l: Fq12,
+    pub z_r: Fq12,
+    pub zd_l: G1Affine,
+    pub zd_r: G1Affine,
 }
 
 /// An aggregate of `count` Groth16 proofs under one verifying key.
@@ -242,13 +256,18 @@ pub struct AggregateProof {
     pub com_c: (Fq12, Fq12),
     /// `prod e(A_i, B_i)^{r^i}`.
     pub z_ab: Fq12,
+    /// `prod e(C_i, B_i)^{r^i}`.
+    pub z_cb: Fq12,
+    /// `sum r^i A_i`.
+    pub z_a: G1Affine,
     /// `sum r^i C_i`.
     pub z_c: G1Affine,
     /// One per halving, `log2 n` in all.
     pub rounds: Vec<GipaRound>,
-    pub final_a: G1Affine,
+    /// The folded `D = A + s C`.
+    pub final_d: G1Affine,
+    /// The folded `B' = (r^i B_i)`.
     pub final_b: G2Affine,
-    pub final_c: G1Affine,
     /// Final `(v1, v2)` key (G2).
     pub final_v: (G2Affine, G2Affine),
     /// Final `(w1, w2)` key (G1).
@@ -273,11 +292,11 @@ pub fn encoded_len(count: usize) -> usize {
 
 impl AggregateProof {
     /// The encoding: `count (u32 BE) || com_ab.T || com_ab.U || com_c.T ||
-    /// com_c.U || z_ab || z_c || rounds (t_ab_l, u_ab_l, t_ab_r, u_ab_r,
-    /// z_ab_l, z_ab_r, t_c_l, u_c_l, t_c_r, u_c_r, z_c_l, z_c_r) || final_a ||
-    /// final_b || final_c || v1 || v2 || w1 || w2 || open_v1 || open_v2 ||
-    /// open_w1 || open_w2`; G1/G2 compressed, target-group elements as 12
-    /// base-field elements of 48 bytes little-endian (`ark-serialize`).
+    /// com_c.U || z_ab || z_cb || z_a || z_c || rounds (t_l, u_l, t_r, u_r,
+    /// z_l, z_r, zd_l, zd_r) || final_d || final_b || v1 || v2 || w1 || w2 ||
+    /// open_v1 || open_v2 || open_w1 || open_w2`; G1/G2 compressed,
+    /// target-group elements as 12 base-field elements of 48 bytes
+    /// little-endian (`ark-serialize`).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(encoded_len(self.count as usize));
         out.extend_from_slice(&self.count.to_be_bytes());
@@ -287,28 +306,29 @@ impl AggregateProof {
             &self.com_c.0,
             &self.com_c.1,
             &self.z_ab,
+            &self.z_cb,
         ] {
-            push_point(&mut out, f);
+            push_uncompressed(&mut out, f);
         }
-        push_point(&mut out, &self.z_c);
+        push_uncompressed(&mut out, &self.z_a);
+        push_uncompressed(&mut out, &self.z_c);
         for round in &self.rounds {
             for f in round.gt_elements() {
-                push_point(&mut out, f);
+                push_uncompressed(&mut out, f);
             }
-            push_point(&mut out, &round.z_c_l);
-            push_point(&mut out, &round.z_c_r);
+            push_uncompressed(&mut out, &round.zd_l);
+            push_uncompressed(&mut out, &round.zd_r);
         }
-        push_point(&mut out, &self.final_a);
-        push_point(&mut out, &self.final_b);
-        push_point(&mut out, &self.final_c);
-        push_point(&mut out, &self.final_v.0);
-        push_point(&mut out, &self.final_v.1);
-        push_point(&mut out, &self.final_w.0);
-        push_point(&mut out, &self.final_w.1);
-        push_point(&mut out, &self.open_v.0);
-        push_point(&mut out, &self.open_v.1);
-        push_point(&mut out, &self.open_w.0);
-        push_point(&mut out, &self.open_w.1);
+        push_uncompressed(&mut out, &self.final_d);
+        push_uncompressed(&mut out, &self.final_b);
+        push_uncompressed(&mut out, &self.final_v.0);
+        push_uncompressed(&mut out, &self.final_v.1);
+        push_uncompressed(&mut out, &self.final_w.0);
+        push_uncompressed(&mut out, &self.final_w.1);
+        push_uncompressed(&mut out, &self.open_v.0);
+        push_uncompressed(&mut out, &self.open_v.1);
+        push_uncompressed(&mut out, &self.open_w.0);
+        push_uncompressed(&mut out, &self.open_w.1);
         out
     }
 
@@ -345,24 +365,22 @@ impl AggregateProof {
         let com_ab = (r.gt("com_ab.T")?, r.gt("com_ab.U")?);
         let com_c = (r.gt("com_c.T")?, r.gt("com_c.U")?);
         let z_ab = r.gt("z_ab")?;
+        let z_cb = r.gt("z_cb")?;
+        let z_a = r.g1_linear_field("z_a")?;
         let z_c = r.g1_field("z_c")?;
         let rounds_count = padded_size(n).trailing_zeros() as usize;
         let mut rounds = Vec::with_capacity(rounds_count);
         for j in 0..rounds_count {
             let name = |f: &str| format!("round {j} {f}");
             rounds.push(GipaRound {
-                t_ab_l: r.gt(&name("t_ab_l"))?,
-                u_ab_l: r.gt(&name("u_ab_l"))?,
-                t_ab_r: r.gt(&name("t_ab_r"))?,
-                u_ab_r: r.gt(&name("u_ab_r"))?,
-                z_ab_l: r.gt(&name("z_ab_l"))?,
-                z_ab_r: r.gt(&name("z_ab_r"))?,
-                t_c_l: r.gt(&name("t_c_l"))?,
-                u_c_l: r.gt(&name("u_c_l"))?,
-                t_c_r: r.gt(&name("t_c_r"))?,
-                u_c_r: r.gt(&name("u_c_r"))?,
-                z_c_l: r.g1_field(&name("z_c_l"))?,
-                z_c_r: r.g1_field(&name("z_c_r"))?,
+                t_l: r.gt(&name("t_l"))?,
+                u_l: r.gt(&name("u_l"))?,
+                t_r: r.gt(&name("t_r"))?,
+                u_r: r.gt(&name("u_r"))?,
+                z_l: r.gt(&name("z_l"))?,
+                z_r: r.gt(&name("z_r"))?,
+                zd_l: r.g1_linear_field(&name("zd_l"))?,
+                zd_r: r.g1_linear_field(&name("zd_r"))?,
             });
         }
         Ok(Self {
@@ -370,11 +388,12 @@ impl AggregateProof {
             com_ab,
             com_c,
             z_ab,
+            z_cb,
+            z_a,
             z_c,
             rounds,
-            final_a: r.g1_field("final_a")?,
+            final_d: r.g1_field("final_d")?,
             final_b: r.g2_field("final_b")?,
-            final_c: r.g1_field("final_c")?,
             final_v: (r.g2_field("final_v1")?, r.g2_field("final_v2")?),
             final_w: (r.g1_field("final_w1")?, r.g1_field("final_w2")?),
             open_v: (r.g2_field("open_v1")?, r.g2_field("open_v2")?),
@@ -384,21 +403,19 @@ impl AggregateProof {
 }
 
 impl GipaRound {
-    /// The ten target-group elements, in encoding (and transcript) order.
-    pub fn gt_elements(&self) -> [&Fq12; 10] {
+    /// The six target-group elements, in encoding (and transcript) order.
+    pub fn gt_elements(&self) -> [&Fq12; 6] {
         [
-            &self.t_ab_l,
-            &self.u_ab_l,
-            &self.t_ab_r,
-            &self.u_ab_r,
-            &self.z_ab_l,
-            &self.z_ab_r,
-            &self.t_c_l,
-            &self.u_c_l,
-            &self.t_c_r,
-            &self.u_c_r,
+            &self.t_l, &self.u_l, &self.t_r, &self.u_r, &self.z_l, &self.z_r,
         ]
     }
+}
+
+/// Aggregates carry points uncompressed: decoding them then needs no square
+/// roots (about a millisecond per aggregate).
+fn push_uncompressed<T: CanonicalSerialize>(out: &mut Vec<u8>, p: &T) {
+    // Serializing into a Vec cannot fail.
+    let _ = p.serialize_uncompressed(out);
 }
 
 fn push_point<T: CanonicalSerialize>(out: &mut Vec<u8>, p: &T) {
@@ -444,18 +461,48 @@ impl<'a> Reader<'a> {
         decode_g2(bytes, name, Ctx::Proof)
     }
 
+    /// An uncompressed G1 point of an aggregate, in the subgroup.
     fn g1_field(&mut self, field: &str) -> Result<G1Affine, AggregateError> {
-        self.g1("G1 point").map_err(|source| AggregateError::Point {
-            field: field.to_string(),
-            source,
-        })
+        self.g1_with(field, decode_g1_uncompressed)
     }
 
-    fn g2_field(&mut self, field: &str) -> Result<G2Affine, AggregateError> {
-        self.g2("G2 point").map_err(|source| AggregateError::Point {
+    /// An uncompressed G1 point of an aggregate that only enters the MIPP
+    /// equation (module docs: no subgroup check).
+    fn g1_linear_field(&mut self, field: &str) -> Result<G1Affine, AggregateError> {
+        self.g1_with(field, decode_g1_uncompressed_any_order)
+    }
+
+    fn g1_with(
+        &mut self,
+        field: &str,
+        decode: fn(&[u8], &'static str, Ctx) -> Result<G1Affine, ProofError>,
+    ) -> Result<G1Affine, AggregateError> {
+        let point = |source| AggregateError::Point {
             field: field.to_string(),
             source,
-        })
+        };
+        let bytes = self.take(G1_AGG);
+        if bytes.len() != G1_AGG {
+            return Err(point(ProofError::MalformedProof {
+                reason: "G1 point: truncated".into(),
+            }));
+        }
+        decode(bytes, "G1 point", Ctx::Proof).map_err(point)
+    }
+
+    /// An uncompressed G2 point of an aggregate, in the subgroup.
+    fn g2_field(&mut self, field: &str) -> Result<G2Affine, AggregateError> {
+        let point = |source| AggregateError::Point {
+            field: field.to_string(),
+            source,
+        };
+        let bytes = self.take(G2_AGG);
+        if bytes.len() != G2_AGG {
+            return Err(point(ProofError::MalformedProof {
+                reason: "G2 point: truncated".into(),
+            }));
+        }
+        decode_g2_uncompressed(bytes, "G2 point", Ctx::Proof).map_err(point)
     }
 
     fn gt(&mut self, field: &str) -> Result<Fq12, AggregateError> {
@@ -556,34 +603,37 @@ impl AggregateTranscript {
         self.0.challenge_scalar(b"r")
     }
 
-    /// Absorbs the aggregated values `Z_AB` and `Z_C`.
-    pub fn aggregated(&mut self, z_ab: &Fq12, z_c: &G1Affine) {
+    /// Absorbs the aggregated values `Z_AB`, `Z_CB`, `Z_A`, `Z_C`; returns the
+    /// 128-bit batching challenge `s` of `D = A + s C` (nonzero).
+    pub fn aggregated(&mut self, z_ab: &Fq12, z_cb: &Fq12, z_a: &G1Affine, z_c: &G1Affine) -> Fr {
         self.0.append_gt(b"z_ab", z_ab);
+        self.0.append_gt(b"z_cb", z_cb);
+        self.0.append_g1(b"z_a", z_a);
         self.0.append_g1(b"z_c", z_c);
+        self.0.challenge_u128(b"s")
     }
 
-    /// Absorbs one round's cross terms; returns its challenge `x` (nonzero).
+    /// Absorbs one round's cross terms; returns its 128-bit challenge `x`
+    /// (nonzero).
     pub fn round(&mut self, round: &GipaRound) -> Fr {
         for f in round.gt_elements() {
             self.0.append_gt(b"round.gt", f);
         }
-        self.0.append_g1(b"round.z_c_l", &round.z_c_l);
-        self.0.append_g1(b"round.z_c_r", &round.z_c_r);
-        self.0.challenge_scalar(b"x")
+        self.0.append_g1(b"round.zd_l", &round.zd_l);
+        self.0.append_g1(b"round.zd_r", &round.zd_r);
+        self.0.challenge_u128(b"x")
     }
 
     /// Absorbs the final elements and keys; returns the KZG point `z`.
     pub fn finals(
         &mut self,
-        a: &G1Affine,
+        d: &G1Affine,
         b: &G2Affine,
-        c: &G1Affine,
         v: &(G2Affine, G2Affine),
         w: &(G1Affine, G1Affine),
     ) -> Fr {
-        self.0.append_g1(b"final_a", a);
+        self.0.append_g1(b"final_d", d);
         self.0.append_g2(b"final_b", b);
-        self.0.append_g1(b"final_c", c);
         self.0.append_g2(b"final_v1", &v.0);
         self.0.append_g2(b"final_v2", &v.1);
         self.0.append_g1(b"final_w1", &w.0);
@@ -591,9 +641,9 @@ impl AggregateTranscript {
         self.0.challenge_scalar(b"z")
     }
 
-    /// Absorbs the openings; returns the verifier's ten 128-bit combination
+    /// Absorbs the openings; returns the verifier's eight 128-bit combination
     /// scalars.
-    pub fn openings(&mut self, v: &(G2Affine, G2Affine), w: &(G1Affine, G1Affine)) -> [Fr; 10] {
+    pub fn openings(&mut self, v: &(G2Affine, G2Affine), w: &(G1Affine, G1Affine)) -> [Fr; 8] {
         self.0.append_g2(b"open_v1", &v.0);
         self.0.append_g2(b"open_v2", &v.1);
         self.0.append_g1(b"open_w1", &w.0);
@@ -708,12 +758,11 @@ pub fn verify_aggregate_inputs(
     // Transcript.
     let mut t = AggregateTranscript::new(&srs.srs, key, inputs);
     let r = t.commitments(&proof.com_ab, &proof.com_c);
-    t.aggregated(&proof.z_ab, &proof.z_c);
+    let s = t.aggregated(&proof.z_ab, &proof.z_cb, &proof.z_a, &proof.z_c);
     let x: Vec<Fr> = proof.rounds.iter().map(|round| t.round(round)).collect();
     let z = t.finals(
-        &proof.final_a,
+        &proof.final_d,
         &proof.final_b,
-        &proof.final_c,
         &proof.final_v,
         &proof.final_w,
     );
@@ -722,52 +771,44 @@ pub fn verify_aggregate_inputs(
     ark_ff::batch_inversion(&mut x_inv);
     let r_inv = r.inverse().ok_or(AggregateError::Invalid)?;
 
-    // MIPP: Z_C folded equals r* * C*.
+    // MIPP: Z_D = Z_A + s Z_C, folded, equals r* D*.
     let r_final = eval_product(&x_inv, &r);
-    let mut zc_bases = Vec::with_capacity(1 + 2 * rounds);
-    let mut zc_scalars = Vec::with_capacity(1 + 2 * rounds);
-    zc_bases.push(proof.z_c);
-    zc_scalars.push(Fr::one());
+    let mut zd_bases = Vec::with_capacity(3 + 2 * rounds);
+    let mut zd_scalars = Vec::with_capacity(3 + 2 * rounds);
+    zd_bases.extend([proof.z_a, proof.z_c]);
+    zd_scalars.extend([Fr::one(), s]);
     for (j, round) in proof.rounds.iter().enumerate() {
-        zc_bases.push(round.z_c_l);
-        zc_scalars.push(x[j]);
-        zc_bases.push(round.z_c_r);
-        zc_scalars.push(x_inv[j]);
+        zd_bases.extend([round.zd_l, round.zd_r]);
+        zd_scalars.extend([x[j], x_inv[j]]);
     }
-    zc_bases.push(proof.final_c);
-    zc_scalars.push(-r_final);
-    if !msm(&zc_bases, &zc_scalars).is_zero() {
+    zd_bases.push(proof.final_d);
+    zd_scalars.push(-r_final);
+    if !msm(&zd_bases, &zd_scalars).is_zero() {
         return Err(AggregateError::InvalidMipp);
     }
 
-    // Target-group side: the five folded commitments/products (scaled by
-    // rho_0..rho_4) and Z_AB of the Groth16 equation (rho_5).
-    let [r_tab, r_uab, r_zab, r_tc, r_uc, r_g16, r_v1, r_v2, r_w1, r_w2] = rho;
-    let mut bases = Vec::with_capacity(6 + 10 * rounds);
-    let mut exps = Vec::with_capacity(6 + 10 * rounds);
-    bases.extend([proof.com_ab.0, proof.com_ab.1, proof.com_c.0, proof.com_c.1]);
-    exps.extend([r_tab, r_uab, r_tc, r_uc]);
-    bases.push(proof.z_ab);
-    exps.push(r_zab + r_g16);
-    for (j, round) in proof.rounds.iter().enumerate() {
-        let (xl, xr) = (x[j], x_inv[j]);
-        for (f, e) in [
-            (round.t_ab_l, r_tab * xl),
-            (round.t_ab_r, r_tab * xr),
-            (round.u_ab_l, r_uab * xl),
-            (round.u_ab_r, r_uab * xr),
-            (round.z_ab_l, r_zab * xl),
-            (round.z_ab_r, r_zab * xr),
-            (round.t_c_l, r_tc * xl),
-            (round.t_c_r, r_tc * xr),
-            (round.u_c_l, r_uc * xl),
-            (round.u_c_r, r_uc * xr),
-        ] {
-            bases.push(f);
-            exps.push(e);
+    // Target-group side. Each folded commitment/product of D is its own
+    // multi-exponentiation (short exponents s and x_j stay short), then the
+    // three and Z_AB of the Groth16 equation are combined with rho.
+    let [r_t, r_u, r_z, r_g16, r_v1, r_v2, r_w1, r_w2] = rho;
+    let fold = |start: &Fq12,
+                of_c: &Fq12,
+                left: fn(&GipaRound) -> &Fq12,
+                right: fn(&GipaRound) -> &Fq12| {
+        let mut bases = Vec::with_capacity(1 + 2 * rounds);
+        let mut exps = Vec::with_capacity(1 + 2 * rounds);
+        bases.push(*of_c);
+        exps.push(s);
+        for (j, round) in proof.rounds.iter().enumerate() {
+            bases.extend([*left(round), *right(round)]);
+            exps.extend([x[j], x_inv[j]]);
         }
-    }
-    let gt_side = gt_multi_exp(&bases, &exps);
+        gt_multi_exp(&bases, &exps) * start
+    };
+    let t_d = fold(&proof.com_ab.0, &proof.com_c.0, |g| &g.t_l, |g| &g.t_r);
+    let u_d = fold(&proof.com_ab.1, &proof.com_c.1, |g| &g.u_l, |g| &g.u_r);
+    let z_db = fold(&proof.z_ab, &proof.z_cb, |g| &g.z_l, |g| &g.z_r);
+    let gt_side = gt_multi_exp(&[t_d, u_d, z_db, proof.z_ab], &[r_t, r_u, r_z, r_g16]);
 
     // Groth16 aggregated inputs over the padded list: sum r^i and
     // sum_i r^i x_ij.
@@ -793,14 +834,14 @@ pub fn verify_aggregate_inputs(
 
     // The pairing side, grouped by G2 point (11 pairs, five G2 points to
     // prepare); each G1 side is one small MSM.
-    let (a, c) = (proof.final_a, proof.final_c);
+    let d = proof.final_d;
     let (w1, w2) = proof.final_w;
     let (pw1, pw2) = proof.open_w;
     let g = srs.srs.g;
     let g1 = [
-        msm(&[a, c, g], &[-r_tab, -r_tc, -r_v1]),
-        msm(&[a, c, g], &[-r_uab, -r_uc, -r_v2]),
-        msm(&[w1, w2, a], &[-r_tab, -r_uab, -r_zab]),
+        msm(&[d, g], &[-r_t, -r_v1]),
+        msm(&[d, g], &[-r_u, -r_v2]),
+        msm(&[w1, w2, d], &[-r_t, -r_u, -r_z]),
         msm(&[vk.alpha_g1], &[sum_r * r_g16]),
         msm(
             &vk.gamma_abc_g1,
@@ -991,20 +1032,24 @@ mod tests {
             AggregateProof::decode(&bytes),
             Err(AggregateError::MalformedGt { .. })
         ));
-        // The first G1 point (z_c) outside the subgroup is named.
+        // G1 points outside the subgroup: accepted where they only enter the
+        // MIPP equation (z_a), rejected and named where they are paired (z_c).
         let good_gt = {
             let mut e = Vec::new();
             gt(1).serialize_compressed(&mut e).unwrap();
             e
         };
-        for i in 0..5 {
+        for i in 0..6 {
             bytes[4 + i * GT_LEN..4 + (i + 1) * GT_LEN].copy_from_slice(&good_gt);
         }
         let mut bad_point = Vec::new();
         crate::test_circuit::g1_outside_subgroup()
-            .serialize_compressed(&mut bad_point)
+            .serialize_uncompressed(&mut bad_point)
             .unwrap();
-        bytes[4 + 5 * GT_LEN..4 + 5 * GT_LEN + G1_LEN].copy_from_slice(&bad_point);
+        let z_a_at = 4 + 6 * GT_LEN;
+        let z_c_at = z_a_at + G1_AGG;
+        bytes[z_a_at..z_c_at].copy_from_slice(&bad_point);
+        bytes[z_c_at..z_c_at + G1_AGG].copy_from_slice(&bad_point);
         assert!(matches!(
             AggregateProof::decode(&bytes),
             Err(AggregateError::Point { field, source: ProofError::NotInSubgroup { .. } })

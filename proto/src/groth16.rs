@@ -352,6 +352,17 @@ pub(crate) fn decode_g1_uncompressed(
     point: &'static str,
     ctx: Ctx,
 ) -> Result<G1Affine, ProofError> {
+    in_subgroup(decode_g1_uncompressed_any_order(bytes, point, ctx)?, point)
+}
+
+/// Decodes an uncompressed G1 point with the checks of [`decode_g1`] except
+/// the subgroup check: for points that only enter linear equations in G1
+/// (see `aggregate`), never a pairing.
+pub(crate) fn decode_g1_uncompressed_any_order(
+    bytes: &[u8],
+    point: &'static str,
+    ctx: Ctx,
+) -> Result<G1Affine, ProofError> {
     let x_bytes = masked(&bytes[..G1_LEN]);
     let y_bytes = unmasked(&bytes[G1_LEN..G1_UNCOMPRESSED_LEN]);
     let rest_zero = x_bytes == [0u8; G1_LEN] && y_bytes == [0u8; G1_LEN];
@@ -362,7 +373,11 @@ pub(crate) fn decode_g1_uncompressed(
         })
     };
     let p = G1Affine::new_unchecked(coordinate(&x_bytes, "x")?, coordinate(&y_bytes, "y")?);
-    on_curve_in_subgroup(p, point)
+    if p.is_on_curve() {
+        Ok(p)
+    } else {
+        Err(ProofError::NotOnCurve { point })
+    }
 }
 
 /// Decodes an uncompressed G2 point (`bytes.len() == G2_UNCOMPRESSED_LEN`)

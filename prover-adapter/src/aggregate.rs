@@ -9,9 +9,11 @@
 //! CUDA back end serves the aggregator as it serves the Groth16 prover;
 //! pairing products and the per-element folding run on all CPU cores (rayon).
 //!
-//! Cost for `n` (padded) proofs: about `20 n` Miller-loop pairs and
-//! `10 log2 n + 6` final exponentiations, `~4 n` G1 and `~3 n` G2 scalar
-//! multiplications for the folding, MSMs of `3 n` G1 and `2 n` G2 points.
+//! Cost for `n` (padded) proofs: about `18 n` Miller-loop pairs and
+//! `6 log2 n + 6` final exponentiations; `~6 n` G1 (`D = A + s C`, rescaling
+//! and folding) and `~4 n` G2 scalar multiplications; MSMs for `Z_A`, `Z_C`
+//! and the MIPP cross terms (`3 n` G1 points in all) and the KZG openings
+//! (two of `2 n` G1 points, two of `n` G2 points).
 
 use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::pairing::{MillerLoopOutput, Pairing};
@@ -204,9 +206,9 @@ pub fn aggregate(
         });
     }
     let pad = |i: usize| &proofs[i.min(count - 1)];
-    let mut a: Vec<G1Affine> = (0..n).map(|i| pad(i).a).collect();
+    let a: Vec<G1Affine> = (0..n).map(|i| pad(i).a).collect();
     let b: Vec<G2Affine> = (0..n).map(|i| pad(i).b).collect();
-    let mut c: Vec<G1Affine> = (0..n).map(|i| pad(i).c).collect();
+    let c: Vec<G1Affine> = (0..n).map(|i| pad(i).c).collect();
     let mut v1: Vec<G2Affine> = srs.h_alpha[..n].to_vec();
     let mut v2: Vec<G2Affine> = srs.h_beta[..n].to_vec();
     let w1: &[G1Affine] = &srs.g_alpha[n..2 * n];
@@ -243,17 +245,22 @@ pub fn aggregate(
     let mut w2 = scale_g1(w2, &r_inv_vec);
 
     let z_ab = pairing_product(&a, &b)?;
-    let z_c = msm.msm_g1(&c, &to_reprs(&r_vec))?.into_affine();
-    t.aggregated(&z_ab, &z_c);
+    let z_cb = pairing_product(&c, &b)?;
+    let r_reprs = to_reprs(&r_vec);
+    let z_a = msm.msm_g1(&a, &r_reprs)?.into_affine();
+    let z_c = msm.msm_g1(&c, &r_reprs)?.into_affine();
+    let s = t.aggregated(&z_ab, &z_cb, &z_a, &z_c);
+    // One GIPA over D = A + s C (docs: "One GIPA for A and C").
+    let d: Vec<G1Projective> = a.par_iter().zip(&c).map(|(a, c)| *c * s + a).collect();
+    let mut d = G1Projective::normalize_batch(&d);
 
     // GIPA: log2 n rounds.
     let mut rv = r_vec;
     let mut rounds = Vec::new();
     let mut challenges = Vec::new();
-    while a.len() > 1 {
-        let m = a.len() / 2;
-        let (a_l, a_r) = a.split_at(m);
-        let (c_l, c_r) = c.split_at(m);
+    while d.len() > 1 {
+        let m = d.len() / 2;
+        let (d_l, d_r) = d.split_at(m);
         let (w1_l, w1_r) = w1.split_at(m);
         let (w2_l, w2_r) = w2.split_at(m);
         let (rv_l, rv_r) = rv.split_at(m);
@@ -263,24 +270,19 @@ pub fn aggregate(
         let (v1_l, v1_r) = v1_p.split_at(m);
         let (v2_l, v2_r) = v2_p.split_at(m);
         let round = GipaRound {
-            t_ab_l: pp2(a_r, v1_l, w1_r, b_l)?,
-            u_ab_l: pp2(a_r, v2_l, w2_r, b_l)?,
-            t_ab_r: pp2(a_l, v1_r, w1_l, b_r)?,
-            u_ab_r: pp2(a_l, v2_r, w2_l, b_r)?,
-            z_ab_l: pp(a_r, b_l)?,
-            z_ab_r: pp(a_l, b_r)?,
-            t_c_l: pp(c_r, v1_l)?,
-            u_c_l: pp(c_r, v2_l)?,
-            t_c_r: pp(c_l, v1_r)?,
-            u_c_r: pp(c_l, v2_r)?,
-            z_c_l: msm.msm_g1(c_r, &to_reprs(rv_l))?.into_affine(),
-            z_c_r: msm.msm_g1(c_l, &to_reprs(rv_r))?.into_affine(),
+            t_l: pp2(d_r, v1_l, w1_r, b_l)?,
+            u_l: pp2(d_r, v2_l, w2_r, b_l)?,
+            t_r: pp2(d_l, v1_r, w1_l, b_r)?,
+            u_r: pp2(d_l, v2_r, w2_l, b_r)?,
+            z_l: pp(d_r, b_l)?,
+            z_r: pp(d_l, b_r)?,
+            zd_l: msm.msm_g1(d_r, &to_reprs(rv_l))?.into_affine(),
+            zd_r: msm.msm_g1(d_l, &to_reprs(rv_r))?.into_affine(),
         };
         drop((b_p, v1_p, v2_p));
         let x = t.round(&round);
         let x_inv = x.inverse().ok_or(AggregateProveError::Pairing)?;
-        a = fold_g1(&a, &x);
-        c = fold_g1(&c, &x);
+        d = fold_g1(&d, &x);
         w1 = fold_g1(&w1, &x);
         w2 = fold_g1(&w2, &x);
         b = fold_g2(&b, &x_inv);
@@ -292,7 +294,7 @@ pub fn aggregate(
     }
     let final_v = (v1[0], v2[0]);
     let final_w = (w1[0], w2[0]);
-    let z = t.finals(&a[0], &b[0], &c[0], &final_v, &final_w);
+    let z = t.finals(&d[0], &b[0], &final_v, &final_w);
 
     // KZG openings of the final keys at z.
     let mut x_inv = challenges.clone();
@@ -323,11 +325,12 @@ pub fn aggregate(
         com_ab,
         com_c,
         z_ab,
+        z_cb,
+        z_a,
         z_c,
         rounds,
-        final_a: a[0],
+        final_d: d[0],
         final_b: b[0],
-        final_c: c[0],
         final_v,
         final_w,
         open_v,

@@ -105,14 +105,23 @@ fn tampered_aggregates_are_rejected() {
     p.com_c.1 = good.com_c.0;
     cases.push(("com_c.U", p));
     let mut p = good.clone();
-    p.rounds[1].t_ab_l = good.rounds[1].u_ab_l;
-    cases.push(("round 1 t_ab_l", p));
+    p.z_cb = good.z_ab;
+    cases.push(("z_cb", p));
     let mut p = good.clone();
-    p.rounds[2].z_c_r = good.rounds[2].z_c_l;
-    cases.push(("round 2 z_c_r", p));
+    (p.z_a, p.z_c) = (good.z_c, good.z_a);
+    cases.push(("z_a and z_c swapped", p));
     let mut p = good.clone();
-    p.final_a = good.final_c;
-    cases.push(("final_a", p));
+    p.rounds[1].t_l = good.rounds[1].u_l;
+    cases.push(("round 1 t_l", p));
+    let mut p = good.clone();
+    p.rounds[0].z_r = good.rounds[0].z_l;
+    cases.push(("round 0 z_r", p));
+    let mut p = good.clone();
+    p.rounds[2].zd_r = good.rounds[2].zd_l;
+    cases.push(("round 2 zd_r", p));
+    let mut p = good.clone();
+    p.final_d = good.z_a;
+    cases.push(("final_d", p));
     let mut p = good.clone();
     p.final_v = (good.final_v.1, good.final_v.0);
     cases.push(("final_v", p));
@@ -120,7 +129,7 @@ fn tampered_aggregates_are_rejected() {
     p.open_w.0 = good.open_w.1;
     cases.push(("open_w1", p));
     let mut p = good.clone();
-    p.z_c = good.final_c;
+    p.z_c = good.final_d;
     cases.push(("z_c", p));
     for (what, p) in cases {
         assert!(verify(&statements, &p.encode()).is_err(), "{what}");

@@ -26,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
     let com_ab = (gt(), gt());
     let com_c = (gt(), gt());
     let z_ab = gt();
-    let mut round_gts: Vec<[ark_bls12_381::Fq12; 10]> = Vec::new();
+    let z_cb = gt();
+    let mut round_gts: Vec<[ark_bls12_381::Fq12; 6]> = Vec::new();
     for _ in 0..rounds {
         round_gts.push(std::array::from_fn(|_| gt()));
     }
@@ -35,18 +36,14 @@ fuzz_target!(|data: &[u8]| {
     let rounds: Vec<GipaRound> = round_gts
         .into_iter()
         .map(|f| GipaRound {
-            t_ab_l: f[0],
-            u_ab_l: f[1],
-            t_ab_r: f[2],
-            u_ab_r: f[3],
-            z_ab_l: f[4],
-            z_ab_r: f[5],
-            t_c_l: f[6],
-            u_c_l: f[7],
-            t_c_r: f[8],
-            u_c_r: f[9],
-            z_c_l: g1(&mut input),
-            z_c_r: g1(&mut input),
+            t_l: f[0],
+            u_l: f[1],
+            t_r: f[2],
+            u_r: f[3],
+            z_l: f[4],
+            z_r: f[5],
+            zd_l: g1(&mut input),
+            zd_r: g1(&mut input),
         })
         .collect();
     let aggregate = AggregateProof {
@@ -54,11 +51,12 @@ fuzz_target!(|data: &[u8]| {
         com_ab,
         com_c,
         z_ab,
+        z_cb,
+        z_a: g1(&mut input),
         z_c: g1(&mut input),
         rounds,
-        final_a: g1(&mut input),
+        final_d: g1(&mut input),
         final_b: g2(&mut input),
-        final_c: g1(&mut input),
         final_v: (g2(&mut input), g2(&mut input)),
         final_w: (g1(&mut input), g1(&mut input)),
         open_v: (g2(&mut input), g2(&mut input)),
