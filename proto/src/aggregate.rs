@@ -64,7 +64,7 @@
 use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine};
 use ark_ec::pairing::{MillerLoopOutput, Pairing};
 use ark_ec::CurveGroup;
-use ark_ff::{BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
+use ark_ff::{BigInt, BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
 use crate::batch_verify::{multi_miller_loop, G2Prepared};
@@ -532,17 +532,50 @@ pub fn is_cyclotomic(f: &Fq12) -> bool {
     p4 * f == p2
 }
 
-/// `prod bases[i]^exps[i]` for cyclotomic `bases` (interleaved signed-window
-/// exponentiation: the squarings are shared by all bases, inverses are
-/// conjugations).
+/// `p^2 mod r` (`x^2` for the curve parameter `x`), little-endian limbs. On
+/// the order-`r` subgroup of the target group the Frobenius map `f ->
+/// f^(p^2)` (a few base-field multiplications) is `f -> f^LAMBDA`, and
+/// `LAMBDA^2 - LAMBDA + 1 = r`, so every exponent below `r` splits into two
+/// halves below `2^128`.
+const LAMBDA: BigInt<4> = BigInt::new([0x0000_0001_0000_0000, 0xac45_a401_0001_a402, 0, 0]);
+
+/// `(e0, e1)` with `e = e0 + e1 * LAMBDA`, `e0 < LAMBDA` (schoolbook
+/// division, one bit at a time).
+fn split_by_lambda(e: &BigInt<4>) -> (BigInt<4>, BigInt<4>) {
+    let mut quotient = BigInt::<4>::zero();
+    let mut rem = BigInt::<4>::zero();
+    for i in (0..256).rev() {
+        // rem < LAMBDA < 2^128 here, so doubling cannot overflow.
+        rem.mul2();
+        if e.get_bit(i) {
+            rem.0[0] |= 1;
+        }
+        if rem >= LAMBDA {
+            rem.sub_with_borrow(&LAMBDA);
+            quotient.0[i / 64] |= 1 << (i % 64);
+        }
+    }
+    (rem, quotient)
+}
+
+/// `prod bases[i]^exps[i]` for `bases` in the target group (interleaved
+/// signed-window exponentiation: the squarings are shared by all bases,
+/// inverses are conjugations). An exponent over 128 bits is split as
+/// `e0 + e1 * LAMBDA` over `base` and `base^(p^2)` (the table of the latter is
+/// the Frobenius image of the former's), which halves the shared squarings.
+///
+/// For a cyclotomic base outside the order-`r` subgroup the result differs
+/// from the plain power only in the component of order prime to `r`; the
+/// verifier's final check compares against a pairing value of order `r`, so
+/// that component must vanish for it to pass either way.
 pub fn gt_multi_exp(bases: &[Fq12], exps: &[Fr]) -> Fq12 {
     const W: usize = 5;
-    let mut tables: Vec<Vec<Fq12>> = Vec::with_capacity(bases.len());
-    let mut digits: Vec<Vec<i64>> = Vec::with_capacity(bases.len());
+    let mut tables: Vec<Vec<Fq12>> = Vec::with_capacity(2 * bases.len());
+    let mut digits: Vec<Vec<i64>> = Vec::with_capacity(2 * bases.len());
     let mut len = 0;
     for (base, e) in bases.iter().zip(exps) {
-        let naf = e.into_bigint().find_wnaf(W).unwrap_or_default();
-        if naf.iter().all(|d| *d == 0) {
+        let e = e.into_bigint();
+        if e.is_zero() {
             continue;
         }
         // Odd powers base^1, base^3, ..., base^(2^(W-1) - 1).
@@ -553,9 +586,29 @@ pub fn gt_multi_exp(bases: &[Fq12], exps: &[Fr]) -> Fq12 {
             let next = table[i - 1] * sq;
             table.push(next);
         }
-        len = len.max(naf.len());
-        tables.push(table);
-        digits.push(naf);
+        // `find_wnaf` only refuses window widths outside 2..64.
+        if e.num_bits() > 129 {
+            let (e0, e1) = split_by_lambda(&e);
+            let frobenius: Vec<Fq12> = table
+                .iter()
+                .map(|t| {
+                    let mut f = *t;
+                    f.frobenius_map_in_place(2);
+                    f
+                })
+                .collect();
+            for (table, e) in [(table, e0), (frobenius, e1)] {
+                let naf = e.find_wnaf(W).unwrap_or_default();
+                len = len.max(naf.len());
+                tables.push(table);
+                digits.push(naf);
+            }
+        } else {
+            let naf = e.find_wnaf(W).unwrap_or_default();
+            len = len.max(naf.len());
+            tables.push(table);
+            digits.push(naf);
+        }
     }
     let mut acc = Fq12::one();
     for i in (0..len).rev() {
@@ -938,12 +991,33 @@ mod tests {
                 exps[1] = Fr::zero();
                 exps[2] = Fr::one();
             }
+            if len > 4 {
+                exps[3] = Fr::from(u128::MAX);
+                exps[4] = -Fr::one();
+            }
             let naive = bases
                 .iter()
                 .zip(&exps)
                 .fold(Fq12::one(), |acc, (b, e)| acc * b.pow(e.into_bigint()));
             assert_eq!(gt_multi_exp(&bases, &exps), naive, "len {len}");
         }
+    }
+
+    #[test]
+    fn lambda_split_and_frobenius() {
+        let lambda = Fr::from_bigint(LAMBDA).unwrap();
+        assert_eq!(lambda * lambda - lambda + Fr::one(), Fr::zero());
+        let mut rng = ChaCha20Rng::seed_from_u64(2);
+        for e in [Fr::rand(&mut rng), -Fr::one(), lambda, lambda - Fr::one()] {
+            let (e0, e1) = split_by_lambda(&e.into_bigint());
+            assert!(e0 < LAMBDA && e1.num_bits() <= 129);
+            let (e0, e1) = (Fr::from_bigint(e0).unwrap(), Fr::from_bigint(e1).unwrap());
+            assert_eq!(e0 + e1 * lambda, e);
+        }
+        let f = gt(5);
+        let mut frobenius = f;
+        frobenius.frobenius_map_in_place(2);
+        assert_eq!(frobenius, f.pow(LAMBDA));
     }
 
     #[test]
