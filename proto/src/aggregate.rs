@@ -61,9 +61,8 @@
 //! G1/G2 points get the curve, subgroup and identity checks of
 //! [`crate::groth16`].
 
-use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G1Projective, G2Affine};
+use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G2Affine};
 use ark_ec::pairing::{MillerLoopOutput, Pairing};
-use ark_ec::CurveGroup;
 use ark_ff::{BigInt, BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
@@ -73,7 +72,7 @@ use crate::groth16::{
     decode_g2_uncompressed, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN,
     G1_UNCOMPRESSED_LEN as G1_AGG, G2_LEN, G2_UNCOMPRESSED_LEN as G2_AGG,
 };
-use crate::msm::msm;
+use crate::msm::{msm, normalize};
 use crate::transcript::Transcript;
 
 /// Domain separator of the aggregation transcript.
@@ -916,7 +915,7 @@ pub fn verify_aggregate_inputs(
         msm(&[pw1], &[r_w1]),
         msm(&[pw2], &[r_w2]),
     ];
-    let g1 = G1Projective::normalize_batch(&g1);
+    let g1 = normalize(&g1);
     let fresh: [G2Prepared; 5] = [
         proof.final_v.0.into(),
         proof.final_v.1.into(),
@@ -952,7 +951,8 @@ pub fn verify_aggregate_inputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ark_bls12_381::G2Projective;
+    use ark_bls12_381::{G1Projective, G2Projective};
+    use ark_ec::CurveGroup;
     use ark_ec::PrimeGroup;
     use ark_ff::UniformRand;
     use proptest::prelude::*;

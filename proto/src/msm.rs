@@ -8,9 +8,10 @@
 //! arkworks.
 
 use ark_ec::scalar_mul::glv::GLVConfig;
+use ark_ec::short_weierstrass::SWCurveConfig;
 use ark_ec::short_weierstrass::{Affine, Projective};
-use ark_ec::{AdditiveGroup, AffineRepr, CurveGroup, VariableBaseMSM};
-use ark_ff::{BigInteger, PrimeField, Zero};
+use ark_ec::{AdditiveGroup, AffineRepr, VariableBaseMSM};
+use ark_ff::{BigInteger, Field, One, PrimeField, Zero};
 
 /// Signed-window width: digits are odd and below `2^(WINDOW-1)` in absolute
 /// value, so each point needs `2^(WINDOW-2)` precomputed odd multiples.
@@ -66,7 +67,7 @@ pub fn msm<P: GLVConfig>(bases: &[Affine<P>], scalars: &[P::ScalarField]) -> Pro
     }
     // Affine tables (mixed additions in the main loop), one per digit string:
     // the base's, negated or mapped by the endomorphism as its part requires.
-    let base_tables = Projective::normalize_batch(&multiples);
+    let base_tables = normalize(&multiples);
     let mut tables: Vec<Affine<P>> = Vec::with_capacity(digits.len() * TABLE);
     for (table, used) in base_tables.chunks(TABLE).zip(&uses) {
         if let Some(plus) = used[0] {
@@ -99,10 +100,40 @@ pub fn msm<P: GLVConfig>(bases: &[Affine<P>], scalars: &[P::ScalarField]) -> Pro
     acc
 }
 
+/// Affine forms of `points` with one field inversion (Montgomery's trick), on
+/// the calling thread: arkworks' `normalize_batch` hands the work to rayon
+/// when a binary enables its `parallel` feature, which costs more than it
+/// saves for a few dozen points.
+pub fn normalize<P: SWCurveConfig>(points: &[Projective<P>]) -> Vec<Affine<P>> {
+    // prefix[i]: product of the non-zero z of points[..i].
+    let mut prefix = Vec::with_capacity(points.len());
+    let mut product = P::BaseField::one();
+    for p in points {
+        prefix.push(product);
+        if !p.z.is_zero() {
+            product *= p.z;
+        }
+    }
+    // `product` is a product of non-zero field elements.
+    let mut inverse = product.inverse().unwrap_or_default();
+    let mut out = vec![Affine::<P>::identity(); points.len()];
+    for ((p, before), slot) in points.iter().zip(&prefix).zip(&mut out).rev() {
+        if p.z.is_zero() {
+            continue;
+        }
+        let z_inv = inverse * before;
+        inverse *= p.z;
+        let z_inv2 = z_inv.square();
+        *slot = Affine::new_unchecked(p.x * z_inv2, p.y * z_inv2 * z_inv);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ark_bls12_381::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+    use ark_ec::CurveGroup;
     use ark_ff::UniformRand;
     use rand_chacha::rand_core::SeedableRng;
     use rand_chacha::ChaCha20Rng;
@@ -137,5 +168,14 @@ mod tests {
             msm(&bases, &scalars),
             G2Projective::msm_unchecked(&bases, &scalars)
         );
+    }
+
+    #[test]
+    fn normalize_matches_arkworks() {
+        let mut rng = ChaCha20Rng::seed_from_u64(8);
+        let mut points: Vec<G1Projective> = (0..6).map(|_| G1Projective::rand(&mut rng)).collect();
+        points[2] = G1Projective::zero();
+        assert_eq!(normalize(&points), G1Projective::normalize_batch(&points));
+        assert!(normalize::<ark_bls12_381::g1::Config>(&[]).is_empty());
     }
 }
