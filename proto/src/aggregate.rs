@@ -297,7 +297,7 @@ impl AggregateProof {
     /// The encoding: `count (u32 BE) || com_ab.T || com_ab.U || com_c.T ||
     /// com_c.U || z_ab || z_cb || z_a || z_c || rounds (t_l, u_l, t_r, u_r,
     /// z_l, z_r, zd_l, zd_r) || final_d || final_b || v1 || v2 || w1 || w2 ||
-    /// open_v1 || open_v2 || open_w1 || open_w2`; G1/G2 compressed,
+    /// open_v1 || open_v2 || open_w1 || open_w2`; G1/G2 uncompressed,
     /// target-group elements as 12 base-field elements of 48 bytes
     /// little-endian (`ark-serialize`).
     pub fn encode(&self) -> Vec<u8> {

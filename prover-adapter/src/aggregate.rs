@@ -4,10 +4,11 @@
 //!
 //! The argument, the padding rule, the encoding and the transcript are defined
 //! in `seqnet_proto::aggregate` (shared with the verifier); this module only
-//! computes. Every multi-scalar multiplication (the aggregated `C`, the MIPP
-//! cross terms, the four KZG openings) goes through an [`MsmBackend`], so the
-//! CUDA back end serves the aggregator as it serves the Groth16 prover;
-//! pairing products and the per-element folding run on all CPU cores (rayon).
+//! computes. Every multi-scalar multiplication (the aggregated `A` and `C`,
+//! the MIPP cross terms, the four KZG openings) goes through an
+//! [`MsmBackend`], so the CUDA back end serves the aggregator as it serves the
+//! Groth16 prover; pairing products and the per-element folding run on all
+//! CPU cores (rayon).
 //!
 //! Cost for `n` (padded) proofs: about `18 n` Miller-loop pairs and
 //! `6 log2 n + 6` final exponentiations; `~6 n` G1 (`D = A + s C`, rescaling
