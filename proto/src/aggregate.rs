@@ -466,46 +466,39 @@ impl<'a> Reader<'a> {
 
     /// An uncompressed G1 point of an aggregate, in the subgroup.
     fn g1_field(&mut self, field: &str) -> Result<G1Affine, AggregateError> {
-        self.g1_with(field, decode_g1_uncompressed)
+        self.point(field, "G1 point", G1_AGG, decode_g1_uncompressed)
     }
 
     /// An uncompressed G1 point of an aggregate that only enters the MIPP
     /// equation (module docs: no subgroup check).
     fn g1_linear_field(&mut self, field: &str) -> Result<G1Affine, AggregateError> {
-        self.g1_with(field, decode_g1_uncompressed_any_order)
-    }
-
-    fn g1_with(
-        &mut self,
-        field: &str,
-        decode: fn(&[u8], &'static str, Ctx) -> Result<G1Affine, ProofError>,
-    ) -> Result<G1Affine, AggregateError> {
-        let point = |source| AggregateError::Point {
-            field: field.to_string(),
-            source,
-        };
-        let bytes = self.take(G1_AGG);
-        if bytes.len() != G1_AGG {
-            return Err(point(ProofError::MalformedProof {
-                reason: "G1 point: truncated".into(),
-            }));
-        }
-        decode(bytes, "G1 point", Ctx::Proof).map_err(point)
+        self.point(field, "G1 point", G1_AGG, decode_g1_uncompressed_any_order)
     }
 
     /// An uncompressed G2 point of an aggregate, in the subgroup.
     fn g2_field(&mut self, field: &str) -> Result<G2Affine, AggregateError> {
+        self.point(field, "G2 point", G2_AGG, decode_g2_uncompressed)
+    }
+
+    /// The next `len` bytes decoded by `decode`, errors naming `field`.
+    fn point<T>(
+        &mut self,
+        field: &str,
+        kind: &'static str,
+        len: usize,
+        decode: fn(&[u8], &'static str, Ctx) -> Result<T, ProofError>,
+    ) -> Result<T, AggregateError> {
         let point = |source| AggregateError::Point {
             field: field.to_string(),
             source,
         };
-        let bytes = self.take(G2_AGG);
-        if bytes.len() != G2_AGG {
+        let bytes = self.take(len);
+        if bytes.len() != len {
             return Err(point(ProofError::MalformedProof {
-                reason: "G2 point: truncated".into(),
+                reason: format!("{kind}: truncated"),
             }));
         }
-        decode_g2_uncompressed(bytes, "G2 point", Ctx::Proof).map_err(point)
+        decode(bytes, kind, Ctx::Proof).map_err(point)
     }
 
     fn gt(&mut self, field: &str) -> Result<Fq12, AggregateError> {

@@ -288,16 +288,22 @@ fn in_subgroup<C: SWCurveConfig>(
     }
 }
 
+/// `p` (from raw coordinates) if it is on the curve.
+fn on_curve<C: SWCurveConfig>(p: Affine<C>, point: &'static str) -> Result<Affine<C>, ProofError> {
+    if p.is_on_curve() {
+        Ok(p)
+    } else {
+        Err(ProofError::NotOnCurve { point })
+    }
+}
+
 /// `p` (from raw coordinates) if it is on the curve and in the prime-order
 /// subgroup.
 fn on_curve_in_subgroup<C: SWCurveConfig>(
     p: Affine<C>,
     point: &'static str,
 ) -> Result<Affine<C>, ProofError> {
-    if !p.is_on_curve() {
-        return Err(ProofError::NotOnCurve { point });
-    }
-    in_subgroup(p, point)
+    in_subgroup(on_curve(p, point)?, point)
 }
 
 /// Decodes a compressed G2 point (`bytes.len() == G2_LEN`: x.c1 with flags, then
@@ -373,11 +379,7 @@ pub(crate) fn decode_g1_uncompressed_any_order(
         })
     };
     let p = G1Affine::new_unchecked(coordinate(&x_bytes, "x")?, coordinate(&y_bytes, "y")?);
-    if p.is_on_curve() {
-        Ok(p)
-    } else {
-        Err(ProofError::NotOnCurve { point })
-    }
+    on_curve(p, point)
 }
 
 /// Decodes an uncompressed G2 point (`bytes.len() == G2_UNCOMPRESSED_LEN`)

@@ -31,29 +31,29 @@ pub fn msm<P: GLVConfig>(bases: &[Affine<P>], scalars: &[P::ScalarField]) -> Pro
     if len > STRAUS_MAX {
         return Projective::<P>::msm_unchecked(&bases[..len], &scalars[..len]);
     }
-    // One digit string per (point, endomorphism image) with its sign.
-    let mut digits: Vec<Vec<i64>> = Vec::with_capacity(2 * len);
+    // Per base: its odd multiples, then (in `tables`) their endomorphism
+    // images. Per digit string: where its table starts, and its digits with
+    // the part's sign folded in.
     let mut multiples: Vec<Projective<P>> = Vec::with_capacity(len * TABLE);
-    // For each base's table: the digit strings (and signs) that use it directly
-    // and through the endomorphism.
-    let mut uses: Vec<[Option<bool>; 2]> = Vec::with_capacity(len);
+    let mut digits: Vec<(usize, Vec<i64>)> = Vec::with_capacity(2 * len);
     for (base, scalar) in bases.iter().zip(scalars) {
         if base.is_zero() || scalar.is_zero() {
             continue;
         }
         let parts = if scalar.into_bigint().num_bits() > 128 {
             let ((plus1, k1), (plus2, k2)) = P::scalar_decomposition(*scalar);
-            [(plus1, k1), (plus2, k2)]
+            vec![(plus1, k1), (plus2, k2)]
         } else {
-            [(true, *scalar), (true, P::ScalarField::zero())]
+            vec![(true, *scalar)]
         };
-        let mut used = [None, None];
-        for (slot, (plus, k)) in used.iter_mut().zip(parts) {
-            if !k.is_zero() {
-                // `find_wnaf` only refuses window widths outside 2..64.
-                digits.push(k.into_bigint().find_wnaf(WINDOW).unwrap_or_default());
-                *slot = Some(plus);
+        let at = 2 * multiples.len();
+        for (image, (plus, k)) in parts.into_iter().enumerate() {
+            // `find_wnaf` only refuses window widths outside 2..64.
+            let mut naf = k.into_bigint().find_wnaf(WINDOW).unwrap_or_default();
+            if !plus {
+                naf.iter_mut().for_each(|d| *d = -*d);
             }
+            digits.push((at + image * TABLE, naf));
         }
         let point = base.into_group();
         let double = point.double();
@@ -63,37 +63,25 @@ pub fn msm<P: GLVConfig>(bases: &[Affine<P>], scalars: &[P::ScalarField]) -> Pro
             odd += &double;
             multiples.push(odd);
         }
-        uses.push(used);
     }
-    // Affine tables (mixed additions in the main loop), one per digit string:
-    // the base's, negated or mapped by the endomorphism as its part requires.
-    let base_tables = normalize(&multiples);
-    let mut tables: Vec<Affine<P>> = Vec::with_capacity(digits.len() * TABLE);
-    for (table, used) in base_tables.chunks(TABLE).zip(&uses) {
-        if let Some(plus) = used[0] {
-            tables.extend(table.iter().map(|t| if plus { *t } else { -*t }));
-        }
-        if let Some(plus) = used[1] {
-            tables.extend(table.iter().map(|t| {
-                let image = P::endomorphism_affine(t);
-                if plus {
-                    image
-                } else {
-                    -image
-                }
-            }));
-        }
-    }
-    let top = digits.iter().map(Vec::len).max().unwrap_or(0);
+    // Affine tables: mixed additions in the main loop.
+    let tables: Vec<Affine<P>> = normalize(&multiples)
+        .chunks(TABLE)
+        .flat_map(|table| {
+            let images: Vec<Affine<P>> = table.iter().map(P::endomorphism_affine).collect();
+            table.iter().copied().chain(images)
+        })
+        .collect();
+    let top = digits.iter().map(|(_, naf)| naf.len()).max().unwrap_or(0);
     let mut acc = Projective::<P>::zero();
     for i in (0..top).rev() {
         acc.double_in_place();
-        for (k, naf) in digits.iter().enumerate() {
+        for (at, naf) in &digits {
             let d = naf.get(i).copied().unwrap_or(0);
             if d > 0 {
-                acc += &tables[k * TABLE + (d as usize) / 2];
+                acc += &tables[at + (d as usize) / 2];
             } else if d < 0 {
-                acc -= &tables[k * TABLE + (d.unsigned_abs() as usize) / 2];
+                acc -= &tables[at + (d.unsigned_abs() as usize) / 2];
             }
         }
     }
