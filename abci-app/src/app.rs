@@ -68,12 +68,19 @@ pub struct BlockSummary {
     pub extended_commit_bytes: u64,
     /// Hashes of the block's transactions.
     pub tx_hashes: Vec<[u8; 32]>,
-    /// Proof jobs opened, reassigned (deadline missed) and proven in this block.
+    /// Proof jobs (spans) opened, reassigned (deadline missed) and proven
+    /// (their transitions linked) in this block.
     pub jobs_opened: u64,
     pub jobs_reassigned: u64,
     pub jobs_proven: u64,
-    /// Proof jobs still open after this block.
+    /// Proofs accepted as pending transitions by this block's transactions.
+    pub proofs_accepted: u64,
+    /// Pending transitions dropped because they did not link.
+    pub transitions_dropped: u64,
+    /// Proof jobs still unproven after this block (open or pending).
     pub jobs_open: u64,
+    /// Of those, jobs with a verified proof waiting to link.
+    pub jobs_pending: u64,
     /// Of those, jobs reassigned at least once (late).
     pub jobs_late: u64,
     /// Highest height whose jobs (and all below) are proven, after this block.
@@ -354,7 +361,7 @@ impl SeqnetApp {
                         *summary.forced_opened.entry("request").or_insert(0) +=
                             outcome.forced_opened;
                     }
-                    summary.jobs_proven += outcome.proofs;
+                    summary.proofs_accepted += outcome.proofs;
                     if !outcome.items.is_empty() {
                         paid.push((
                             outcome.fee,
@@ -437,7 +444,10 @@ impl SeqnetApp {
         };
         summary.jobs_opened = proving.jobs_opened;
         summary.jobs_reassigned = proving.jobs_reassigned;
+        summary.jobs_proven = proving.jobs_proven;
+        summary.transitions_dropped = proving.transitions_dropped;
         summary.jobs_open = proving.jobs_open;
+        summary.jobs_pending = proving.jobs_pending;
         summary.jobs_late = proving.jobs_late;
         summary.proven_height = proving.proven_height;
         block_events.extend(proving.events);
@@ -631,17 +641,20 @@ fn to_abci_event(event: Event) -> abci::Event {
     }
 }
 
-/// `H("seqnet/app/v1/genesis" || digest(genesis writes))`.
+/// `H("seqnet/app/v2/genesis" || digest(genesis writes))`.
+///
+/// v2: pipelined proving (spans, pending transitions) changed the state
+/// layout and its rules; the version marks the break.
 pub fn genesis_app_hash(writes: &WriteSet) -> [u8; 32] {
-    let mut buf = b"seqnet/app/v1/genesis".to_vec();
+    let mut buf = b"seqnet/app/v2/genesis".to_vec();
     buf.extend_from_slice(&writes.digest());
     seqnet_proto::sha256(&buf)
 }
 
-/// `H("seqnet/app/v1/block" || previous app hash || height || NMT root || digest(state writes))`:
+/// `H("seqnet/app/v2/block" || previous app hash || height || NMT root || digest(state writes))`:
 /// a chain over every state change since genesis, so equal hashes mean equal state.
 pub fn block_app_hash(previous: &[u8], height: u64, root: &NmtRoot, writes: &WriteSet) -> [u8; 32] {
-    let mut buf = b"seqnet/app/v1/block".to_vec();
+    let mut buf = b"seqnet/app/v2/block".to_vec();
     buf.extend_from_slice(&(previous.len() as u32).to_be_bytes());
     buf.extend_from_slice(previous);
     buf.extend_from_slice(&height.to_be_bytes());

@@ -96,21 +96,31 @@ pub enum ExecError {
     StakeTooLow { stake: u64, min: u64 },
     #[error("prover {address} is jailed until height {until}")]
     Jailed { address: Address, until: u64 },
-    #[error("no open proof job for rollup {rollup_id} at height {height}")]
-    JobUnknown { rollup_id: RollupId, height: u64 },
-    #[error(
-        "job {rollup_id}/{height} is not next: rollup {rollup_id} must prove height {next} first"
-    )]
-    OutOfOrder {
+    #[error("no open proof job for rollup {rollup_id} starting at height {from_height}")]
+    JobUnknown {
         rollup_id: RollupId,
-        height: u64,
-        next: u64,
+        from_height: u64,
     },
-    #[error("job {rollup_id}/{height} is assigned to {assigned}")]
+    #[error("job {rollup_id}/{from_height} already has a verified proof waiting to link")]
+    JobPending {
+        rollup_id: RollupId,
+        from_height: u64,
+    },
+    #[error("job {rollup_id}/{from_height} is assigned to {assigned}")]
     NotAssigned {
         rollup_id: RollupId,
-        height: u64,
+        from_height: u64,
         assigned: String,
+    },
+    #[error(
+        "job {rollup_id}/{from_height} is the rollup's next to prove: its proof must start at \
+         the proven root {proven}, not {got}"
+    )]
+    RootMismatch {
+        rollup_id: RollupId,
+        from_height: u64,
+        proven: String,
+        got: String,
     },
     #[error("proof rejected: {0}")]
     ProofRejected(String),
@@ -141,7 +151,8 @@ impl ExecError {
             ExecError::StakeTooLow { .. } => Code::StakeTooLow,
             ExecError::Jailed { .. } => Code::Jailed,
             ExecError::JobUnknown { .. } => Code::JobUnknown,
-            ExecError::OutOfOrder { .. } => Code::OutOfOrder,
+            ExecError::JobPending { .. } => Code::JobPending,
+            ExecError::RootMismatch { .. } => Code::RootMismatch,
             ExecError::NotAssigned { .. } => Code::NotAssigned,
             ExecError::ProofRejected(_) => Code::ProofRejected,
             ExecError::ProofMalformed(_) => Code::ProofMalformed,
@@ -227,9 +238,11 @@ pub struct Planned {
     forced: Vec<(Transaction, u64)>,
     /// The signer's prover record, if an action changed it.
     prover: Option<pb::Prover>,
-    proofs: Vec<crate::provers::AcceptedProof>,
-    /// Accepted aggregates: (proofs covered, aggregator fee).
-    aggregates: Vec<(usize, u64)>,
+    /// Accepted transitions, with the aggregate that carried each (index
+    /// into `aggregates`), if any.
+    proofs: Vec<(crate::provers::AcceptedProof, Option<usize>)>,
+    /// Accepted aggregates: the proofs each covers.
+    aggregates: Vec<usize>,
     height: u64,
 }
 
@@ -241,15 +254,11 @@ pub fn execute(
     height: u64,
 ) -> Result<TxOutcome, ExecError> {
     let planned = check(state, params, tx, height)?;
-    apply(state, params, planned)
+    apply(state, planned)
 }
 
 /// Writes what [`check`] planned.
-pub fn apply(
-    state: &mut StateDelta,
-    params: &ChainParams,
-    planned: Planned,
-) -> Result<TxOutcome, ExecError> {
+pub fn apply(state: &mut StateDelta, planned: Planned) -> Result<TxOutcome, ExecError> {
     let pool = state
         .fee_pool()?
         .checked_add(planned.fee)
@@ -277,14 +286,20 @@ pub fn apply(
     if let Some(record) = planned.prover {
         crate::provers::put_prover(state, record)?;
     }
-    for accepted in &planned.proofs {
-        let event = crate::provers::record_proof(state, params, accepted, planned.height)?;
+    for (accepted, aggregate) in &planned.proofs {
+        let aggregator = aggregate.map(|_| outcome.signer);
+        let event = crate::provers::record_proof(state, accepted, aggregator, planned.height)?;
         outcome.events.push(event);
         outcome.proofs += 1;
     }
-    for (entries, fee) in planned.aggregates {
-        let event = crate::provers::pay_aggregator(state, outcome.signer, fee, entries)?;
-        outcome.events.push(event);
+    for entries in planned.aggregates {
+        outcome.events.push(Event {
+            kind: "aggregate_accepted",
+            attributes: vec![
+                ("aggregator", outcome.signer.to_string()),
+                ("entries", entries.to_string()),
+            ],
+        });
     }
     Ok(outcome)
 }
@@ -307,8 +322,8 @@ pub fn check(
         ..TxOutcome::default()
     };
     let mut prover: Option<Option<pb::Prover>> = None;
-    let mut proofs: Vec<crate::provers::AcceptedProof> = Vec::new();
-    let mut aggregates: Vec<(usize, u64)> = Vec::new();
+    let mut proofs: Vec<(crate::provers::AcceptedProof, Option<usize>)> = Vec::new();
+    let mut aggregates: Vec<usize> = Vec::new();
     let tx_hash = hex::encode(tx.hash());
 
     let mut account = state.account(&signer)?;
@@ -455,6 +470,9 @@ pub fn check(
                 }
                 check_windows(params, settings.proof_window, settings.inclusion_window)?;
                 check_verifying_key(&settings.verifying_key)?;
+                let span_blocks = params
+                    .span_blocks(settings.span_blocks)
+                    .map_err(ExecError::InvalidParameter)?;
                 rollups.insert(
                     *rollup_id,
                     pb::Rollup {
@@ -466,6 +484,7 @@ pub fn check(
                         inclusion_window: settings.inclusion_window,
                         registered_height: height,
                         stats: Some(pb::RollupStats::default()),
+                        span_blocks,
                     },
                 );
                 outcome.events.push(Event {
@@ -490,6 +509,9 @@ pub fn check(
                 }
                 check_windows(params, settings.proof_window, settings.inclusion_window)?;
                 check_verifying_key(&settings.verifying_key)?;
+                rollup.span_blocks = params
+                    .span_blocks(settings.span_blocks)
+                    .map_err(ExecError::InvalidParameter)?;
                 rollup.verifying_key = settings.verifying_key.clone();
                 rollup.proof_window = settings.proof_window;
                 rollup.inclusion_window = settings.inclusion_window;
@@ -612,26 +634,31 @@ pub fn check(
             }
             Action::SubmitProof {
                 rollup_id,
-                height: job_height,
+                from_height,
                 proof,
+                prev_state_root,
                 new_state_root,
             } => {
+                let earlier: Vec<_> = proofs.iter().map(|(p, _)| p.clone()).collect();
                 let accepted = crate::provers::check_proof(
                     state,
                     signer,
                     *rollup_id,
-                    *job_height,
+                    *from_height,
                     proof,
+                    prev_state_root,
                     new_state_root,
-                    &proofs,
+                    &earlier,
                 )?;
-                proofs.push(accepted);
+                proofs.push((accepted, None));
             }
             Action::SubmitAggregate { entries, aggregate } => {
+                let earlier: Vec<_> = proofs.iter().map(|(p, _)| p.clone()).collect();
                 let accepted =
-                    crate::provers::check_aggregate(state, params, entries, aggregate, &proofs)?;
-                aggregates.push((accepted.proofs.len(), accepted.aggregator_fee));
-                proofs.extend(accepted.proofs);
+                    crate::provers::check_aggregate(state, params, entries, aggregate, &earlier)?;
+                let index = aggregates.len();
+                aggregates.push(accepted.len());
+                proofs.extend(accepted.into_iter().map(|p| (p, Some(index))));
             }
         }
     }

@@ -48,6 +48,9 @@ struct RawRollup {
     inclusion_window: u64,
     #[serde(default)]
     verifying_key: String,
+    /// 0 (or absent): the chain's `default_span_blocks`.
+    #[serde(default)]
+    span_blocks: u64,
 }
 
 /// Validated genesis state.
@@ -115,6 +118,7 @@ impl Genesis {
                     r.inclusion_window, raw.params.max_inclusion_window
                 )));
             }
+            let span_blocks = raw.params.span_blocks(r.span_blocks).map_err(fail)?;
             rollups.push(pb::Rollup {
                 id: r.id,
                 name: r.name,
@@ -124,6 +128,7 @@ impl Genesis {
                 inclusion_window: r.inclusion_window,
                 registered_height: 0,
                 stats: Some(pb::RollupStats::default()),
+                span_blocks,
             });
         }
         Ok(Genesis {

@@ -48,11 +48,13 @@ pub fn forced_by_hash(hash: &[u8; 32]) -> Vec<u8> {
     key
 }
 
-/// Proven job by (rollup, height) in `Cf::Proofs` (`j` || rollup || height).
-pub fn proof_job(id: RollupId, height: u64) -> Vec<u8> {
+/// Proven job by (rollup, first height of its span) in `Cf::Proofs`
+/// (`j` || rollup || from_height): keys sort by span, so the span covering a
+/// height is the last key at or before (rollup, height).
+pub fn proof_job(id: RollupId, from_height: u64) -> Vec<u8> {
     let mut key = b"j".to_vec();
     key.extend_from_slice(&id.to_be_bytes());
-    key.extend_from_slice(&height.to_be_bytes());
+    key.extend_from_slice(&from_height.to_be_bytes());
     key
 }
 

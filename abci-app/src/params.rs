@@ -34,7 +34,10 @@ pub struct ChainParams {
     /// Share of a batch's fees paid to its prover.
     pub prover_fee_share_bps: u32,
     /// Back-pressure: when ordered height minus proven height exceeds this,
-    /// proposals carry only proof, prover-set and forced transactions.
+    /// proposals carry only proof, prover-set and forced transactions. A
+    /// safety bound against absent or too few provers, not a pacing rule:
+    /// size it above `span_blocks + 2 * proof_window` (docs/provers.md,
+    /// "Sizing") so honest slow provers pipeline without reaching it.
     pub max_unproven_blocks: u64,
     /// Share of each job's fees paid to the aggregator whose
     /// `SubmitAggregate` proves it (besides the prover's share).
@@ -42,6 +45,13 @@ pub struct ChainParams {
     /// Hex of the aggregation verifier SRS (`seqnet-prover srs verifier-key`,
     /// 436 bytes); empty disables `SubmitAggregate`.
     pub aggregation_srs: String,
+    /// Largest `span_blocks` a rollup may choose.
+    pub max_span_blocks: u64,
+    /// `span_blocks` of a rollup that names none.
+    pub default_span_blocks: u64,
+    /// A span also closes at the end of the block where its data reaches
+    /// this many bytes.
+    pub max_span_bytes: u64,
 }
 
 impl Default for ChainParams {
@@ -72,11 +82,31 @@ impl Default for ChainParams {
             max_unproven_blocks: 100,
             aggregator_fee_bps: 1_000,
             aggregation_srs: String::new(),
+            max_span_blocks: 256,
+            default_span_blocks: 5,
+            max_span_bytes: 4 * 1024 * 1024,
         }
     }
 }
 
+/// No chain allows spans longer than this: a job lists its span's batches,
+/// and the list travels in every job record and delivery.
+pub const MAX_SPAN_BLOCKS_LIMIT: u64 = 4_096;
+
 impl ChainParams {
+    /// The span length of a rollup that asked for `requested` (0: the
+    /// default), if the chain allows it.
+    pub fn span_blocks(&self, requested: u64) -> Result<u64, String> {
+        match requested {
+            0 => Ok(self.default_span_blocks),
+            n if n <= self.max_span_blocks => Ok(n),
+            n => Err(format!(
+                "span_blocks {n} exceeds the chain's maximum {}",
+                self.max_span_blocks
+            )),
+        }
+    }
+
     /// Checks that the parameters are usable; names the first that is not.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_tx_bytes == 0 || self.max_tx_bytes > seqnet_proto::tx::HARD_MAX_TX_BYTES as u64
@@ -133,6 +163,21 @@ impl ChainParams {
         }
         if self.max_unproven_blocks == 0 {
             return Err("max_unproven_blocks must be at least 1".into());
+        }
+        if self.max_span_blocks == 0 || self.max_span_blocks > MAX_SPAN_BLOCKS_LIMIT {
+            return Err(format!(
+                "max_span_blocks {} must be in 1..={MAX_SPAN_BLOCKS_LIMIT}",
+                self.max_span_blocks
+            ));
+        }
+        if self.default_span_blocks == 0 || self.default_span_blocks > self.max_span_blocks {
+            return Err(format!(
+                "default_span_blocks {} must be in 1..=max_span_blocks ({})",
+                self.default_span_blocks, self.max_span_blocks
+            ));
+        }
+        if self.max_span_bytes == 0 {
+            return Err("max_span_bytes must be at least 1".into());
         }
         if self.jail_after_misses == 0 {
             return Err("jail_after_misses must be at least 1".into());
@@ -206,6 +251,9 @@ impl ChainParams {
             max_unproven_blocks: self.max_unproven_blocks,
             aggregator_fee_bps: self.aggregator_fee_bps,
             aggregation_srs: hex::decode(&self.aggregation_srs).unwrap_or_default(),
+            max_span_blocks: self.max_span_blocks,
+            default_span_blocks: self.default_span_blocks,
+            max_span_bytes: self.max_span_bytes,
         }
     }
 
@@ -236,6 +284,9 @@ impl ChainParams {
             max_unproven_blocks: p.max_unproven_blocks,
             aggregator_fee_bps: p.aggregator_fee_bps,
             aggregation_srs: hex::encode(&p.aggregation_srs),
+            max_span_blocks: p.max_span_blocks,
+            default_span_blocks: p.default_span_blocks,
+            max_span_bytes: p.max_span_bytes,
         }
     }
 }
@@ -284,6 +335,20 @@ mod tests {
             ..ChainParams::default()
         };
         assert!(p.validate().unwrap_err().contains("epoch_length"));
+        let p = ChainParams {
+            default_span_blocks: 300,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("default_span_blocks"));
+        let p = ChainParams {
+            max_span_blocks: 0,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("max_span_blocks"));
+        let p = ChainParams::default();
+        assert_eq!(p.span_blocks(0), Ok(5));
+        assert_eq!(p.span_blocks(256), Ok(256));
+        assert!(p.span_blocks(257).unwrap_err().contains("span_blocks 257"));
         let p = ChainParams {
             aggregator_fee_bps: 6_000,
             ..ChainParams::default()

@@ -1,8 +1,16 @@
-//! The prover set, proof jobs and proof-gated finality: prover records
-//! (`RegisterProver`, `Unbond`, `Unjail`), the active set per epoch, the jobs
-//! opened for every non-empty batch of a rollup with a verifying key, their
-//! deadlines, reassignment with slashing and bounties, `SubmitProof`
-//! acceptance and rewards, and the proven height.
+//! The prover set, span jobs and proof-gated finality: prover records
+//! (`RegisterProver`, `Unbond`, `Unjail`), the active set per epoch, the
+//! spans each rollup's batches are cut into, the proof job of each span, its
+//! deadline, reassignment with slashing and bounties, `SubmitProof` and
+//! `SubmitAggregate` acceptance as *pending transitions*, linking them into
+//! the rollup's proven root, rewards, and the proven height.
+//!
+//! Ordering never waits for a prover: a job is assigned and delivered as
+//! soon as its span closes, whatever the state of earlier spans, and proofs
+//! are accepted in any order. They become final in order (at block end a
+//! rollup's proven root advances through every consecutive pending
+//! transition that starts where the last one ended), as Taiko and Scroll
+//! chain theirs.
 //!
 //! Rules (all at the end of a block `h`, in [`end_block`], in this order):
 //!
@@ -14,43 +22,78 @@
 //!    (ties: lower address first), stored sorted by address with
 //!    `seed = SHA-256(app hash of h - 1 || epoch)`. Registrations, unbonds and
 //!    jailings of the boundary block itself count.
-//! 3. Deadlines: an open job whose `deadline <= h` (its prover could prove in
-//!    blocks up to and including the deadline) moves to the next *eligible*
-//!    prover of its order (eligible: a BONDED record) with deadline
-//!    `h + proof_window`; the prover that missed loses `slash_bps` of its stake
-//!    (rounded down, never more than its stake), its `misses` count up and it is
-//!    jailed for `jail_period` blocks at `jail_after_misses`; `bounty_bps` of the
-//!    slashed amount is held by the job for whoever proves it, the rest is
-//!    burned. When the order is exhausted it is drawn again from the current
-//!    epoch's set (same seed, so the cycle repeats until the epoch changes).
-//!    A job with no eligible prover *waits* (no deadline, no slashing) and is
-//!    assigned at the first block end where one exists.
-//!    Only a rollup's lowest open job can be proven, so only its deadline can
-//!    be missed. Every other open job is held to a deadline of at least
-//!    `h + proof_window` (a full window once its predecessor is proven: an
-//!    honest back-up is never slashed for waiting behind a stalled job), and
-//!    moves on without slashing when its prover missed a deadline in this
-//!    block or is no longer eligible (a dead prover's queued jobs leave it at
-//!    once instead of stalling the rollup one window each).
-//! 4. Every non-empty batch of block `h` of a rollup with a verifying key opens
-//!    job `(rollup, h)` with its [`batch_commitment`], the fees its transactions
-//!    paid (a transaction's fee is split over the rollups it writes to by data
-//!    bytes, remainder to the lowest rollup id), its rotation order and
-//!    deadline `h + proof_window`.
-//! 5. `proven_height` = `h` if no job is open, else (lowest open height) - 1.
+//! 3. Deadlines: the prover of an OPEN job whose `deadline <= h` (it could
+//!    prove in blocks up to and including the deadline) missed it: it loses
+//!    `slash_bps` of its stake (rounded down, never more than its stake), its
+//!    `misses` count up and it is jailed for `jail_period` blocks at
+//!    `jail_after_misses`; `bounty_bps` of the slashed amount is held by the
+//!    job for whoever proves it, the rest is burned. Provers that missed in
+//!    this block get no assignment at its end.
+//! 4. Linking ([`link`]): for each rollup, while its lowest unproven job is
+//!    PENDING: if the pending transition starts at the rollup's proven root,
+//!    the job is PROVEN (the proven root becomes its `new_root`, the proven
+//!    height its `to_height`), its prover earns `prover_fee_share_bps` of the
+//!    span's fees (from the fee pool) and the job's bounty, and the
+//!    aggregator whose `SubmitAggregate` carried it `aggregator_fee_bps`.
+//!    Otherwise the transition cannot link: it is *dropped*, and the job
+//!    moves on to the next prover of its order with a fresh deadline, as
+//!    after a miss but without slashing (see "Dropped transitions" below).
+//! 5. Moves: each job missed in rule 3 moves to the next *eligible* prover of
+//!    its order (eligible: a BONDED record); when the order is exhausted it
+//!    is drawn again from the current epoch's set (same seed, so the cycle
+//!    repeats until the epoch changes). Then every other OPEN job of a prover
+//!    that missed in this block, or that is no longer BONDED, moves on at
+//!    once without slashing (a dead prover's queued jobs do not each wait
+//!    out a window). A job with no eligible prover *waits* (no deadline, no
+//!    slashing) and is assigned at the first block end where one exists.
+//!    Deadlines are per job: a job is provable from its delivery, so nobody
+//!    is ever slashed for waiting on another job.
+//! 6. Spans ([`collect_and_close`]): every non-empty batch of block `h` of a
+//!    rollup with a verifying key joins the rollup's collecting span (a new
+//!    one starts at `h`); a collecting span closes at the end of block
+//!    `from + span_blocks - 1`, or earlier once its data reaches
+//!    `max_span_bytes`. Closing opens job `(rollup, from)` for heights
+//!    `from..=h` with its [`span_commitment`] over the span's batch
+//!    commitments, the fees its transactions paid (a transaction's fee is
+//!    split over the rollups it writes to by data bytes, remainder to the
+//!    lowest rollup id) and its rotation order. Jobs and collecting spans of
+//!    a rollup that no longer has a verifying key are abandoned.
+//! 7. `proven_height` = `h` if nothing is unproven, else (lowest first
+//!    unproven height of any rollup: its lowest job's `from`, or its
+//!    collecting span's `from`) - 1.
 //!
-//! `SubmitProof` is accepted only for the rollup's lowest open job, only from
-//! its assigned prover, and only if the proof verifies against the rollup's
-//! current verifying key with `prev_root` = the rollup's last proven root
-//! (32 zero bytes before the first proof). The prover then earns
-//! `prover_fee_share_bps` of the job's fees (from the fee pool) and the job's
-//! bounty. Proofs are never identified by their bytes (they are malleable).
+//! Assignment: of the eligible provers of the job's order (from the position
+//! a reassignment starts at), the one with the fewest OPEN jobs, ties to the
+//! earliest in the order, so N live provers prove N spans at once and the
+//! stake-weighted order decides among equals. The deadline is
+//! `h + proof_window * (1 + OPEN jobs the prover already holds)`: a prover
+//! proving its queue in order is never late for having one.
+//!
+//! `SubmitProof` ([`check_proof`]) is accepted for any OPEN job, only from
+//! its assigned prover, if the proof verifies against the rollup's current
+//! verifying key for `(rollup, from, to, span commitment, prev_root,
+//! new_root)` with the transaction's `prev_root`; when the job is the
+//! rollup's lowest unproven one, `prev_root` must be the rollup's proven root
+//! (32 zero bytes before the first proof), since nothing else could ever
+//! link. The job becomes PENDING; payment waits for linking. Proofs are
+//! never identified by their bytes (they are malleable).
 //!
 //! `SubmitAggregate` ([`check_aggregate`]) applies the same job rules to
 //! each of its entries (with the entry's signing prover in place of the
 //! transaction's signer), verifies one SnarkPack aggregate for all of them,
-//! credits each prover exactly as `SubmitProof` does, and pays the sender
-//! `aggregator_fee_bps` of the covered jobs' fees.
+//! and records each entry as a pending transition of its prover, with the
+//! sender as aggregator.
+//!
+//! Dropped transitions: a transition that does not link was proven from a
+//! root other than its predecessor's final one, which happens to an honest
+//! prover that built on a predecessor's claimed root that was itself
+//! dropped (a prover cannot tell an honest claim from a bad one). So its
+//! prover is not slashed; it earns nothing for the job, which moves on to
+//! the next prover in its order with a fresh window. A prover that submits
+//! transitions from made-up roots on purpose gains nothing, pays its
+//! proving cost and fees, and delays the rollup's proven finality by at most
+//! one proof window per job it holds; missing deadlines stays the only
+//! slashable fault, as the rotation promises.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -58,7 +101,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use seqnet_proto::aggregate::{
     padded_size, verify_aggregate_prepared, AggregateError, PreparedVerifierSrs, VerifierSrs,
 };
-use seqnet_proto::groth16::{batch_commitment, BatchStatement, PreparedKey, ProofError};
+use seqnet_proto::groth16::{
+    batch_commitment, span_commitment, PreparedKey, ProofError, SpanStatement,
+};
 use seqnet_proto::{pb, Address, ProofEntry, RollupId};
 
 use crate::execute::{Event, ExecError};
@@ -126,14 +171,10 @@ fn verified_set() -> &'static Mutex<BTreeSet<[u8; 32]>> {
 }
 
 /// The memo key of a (verifying key, statement, proof) triple.
-pub fn verified_id(vk: &[u8], proof: &[u8], statement: &BatchStatement) -> [u8; 32] {
-    let mut buf = Vec::with_capacity(32 + 16 + 96 + proof.len());
+pub fn verified_id(vk: &[u8], proof: &[u8], statement: &SpanStatement) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(32 + 120 + proof.len());
     buf.extend_from_slice(&seqnet_proto::sha256(vk));
-    buf.extend_from_slice(&statement.rollup_id.to_be_bytes());
-    buf.extend_from_slice(&statement.height.to_be_bytes());
-    buf.extend_from_slice(&statement.commitment);
-    buf.extend_from_slice(&statement.prev_root);
-    buf.extend_from_slice(&statement.new_root);
+    buf.extend_from_slice(&statement.to_bytes());
     buf.extend_from_slice(proof);
     seqnet_proto::sha256(&buf)
 }
@@ -159,11 +200,7 @@ pub fn remember_verified(id: [u8; 32]) {
 /// pairings once (and a block's proofs, batch-verified up front by
 /// [`crate::proof_batch`], pay nothing here). A pure memo: a miss verifies
 /// again, the verdict is the same.
-pub fn verify_cached(
-    vk: &[u8],
-    proof: &[u8],
-    statement: &BatchStatement,
-) -> Result<(), ProofError> {
+pub fn verify_cached(vk: &[u8], proof: &[u8], statement: &SpanStatement) -> Result<(), ProofError> {
     let id = verified_id(vk, proof, statement);
     if is_verified(&id) {
         return Ok(());
@@ -179,6 +216,10 @@ fn address_of(bytes: &[u8]) -> Option<Address> {
 
 fn root_of(bytes: &[u8]) -> [u8; 32] {
     <[u8; 32]>::try_from(bytes).unwrap_or([0; 32])
+}
+
+fn status_is(job: &pb::ProofJob, status: pb::JobStatus) -> bool {
+    job.status == status as i32
 }
 
 /// The record of `address`, if it has one.
@@ -220,57 +261,54 @@ pub fn new_record(address: Address, stake: u64) -> pb::Prover {
     }
 }
 
-/// A proof that passed every check, to record in `apply`.
+/// A proof that passed every check: a transition to record as pending.
 #[derive(Clone, Debug)]
 pub struct AcceptedProof {
     pub rollup_id: RollupId,
-    pub height: u64,
-    pub new_root: [u8; 32],
-    pub prover: Address,
-    /// The root the proof started from (the rollup's previous proven root).
+    pub from_height: u64,
     pub prev_root: [u8; 32],
-    /// The proof as submitted, kept with the proven job for PROVEN streams.
+    pub new_root: [u8; 32],
+    /// The assigned prover credited for it.
+    pub prover: Address,
+    /// The proof as submitted, kept with the job for PROVEN streams; empty
+    /// when an aggregate stands for it.
     pub proof: Vec<u8>,
 }
 
-/// The open job `(rollup_id, height)` if it is the rollup's next one (lowest
-/// open, not counting those proven by `earlier`) and assigned to `prover`,
-/// with the root its proof starts from (the last of `earlier` for the
-/// rollup, else the rollup's proven root).
-fn next_job(
+/// The job `(rollup_id, from_height)` if `prover` may submit a transition
+/// from `prev_root` for it now: OPEN (not pending, not covered by `earlier`
+/// proofs of the same transaction), assigned to `prover`, and, when it is
+/// the rollup's lowest unproven job, starting at the rollup's proven root.
+fn open_job<'q>(
     state: &StateDelta,
-    queue: &pb::ProofQueue,
+    queue: &'q pb::ProofQueue,
     prover: Address,
     rollup_id: RollupId,
-    height: u64,
+    from_height: u64,
+    prev_root: &[u8; 32],
     earlier: &[AcceptedProof],
-) -> Result<(pb::ProofJob, [u8; 32]), ExecError> {
-    let done: BTreeSet<u64> = earlier
-        .iter()
-        .filter(|p| p.rollup_id == rollup_id)
-        .map(|p| p.height)
-        .collect();
-    let open: Vec<&pb::ProofJob> = queue
+) -> Result<&'q pb::ProofJob, ExecError> {
+    let job = queue
         .open
         .iter()
-        .filter(|j| j.rollup_id == rollup_id && !done.contains(&j.height))
-        .collect();
-    let job = open
-        .iter()
-        .find(|j| j.height == height)
-        .ok_or(ExecError::JobUnknown { rollup_id, height })?;
-    let lowest = open.iter().map(|j| j.height).min().unwrap_or(height);
-    if lowest != height {
-        return Err(ExecError::OutOfOrder {
+        .find(|j| j.rollup_id == rollup_id && j.from_height == from_height)
+        .ok_or(ExecError::JobUnknown {
             rollup_id,
-            height,
-            next: lowest,
+            from_height,
+        })?;
+    let claimed_earlier = earlier
+        .iter()
+        .any(|p| p.rollup_id == rollup_id && p.from_height == from_height);
+    if status_is(job, pb::JobStatus::Pending) || claimed_earlier {
+        return Err(ExecError::JobPending {
+            rollup_id,
+            from_height,
         });
     }
     if job.assigned != prover.0 {
         return Err(ExecError::NotAssigned {
             rollup_id,
-            height,
+            from_height,
             assigned: if job.assigned.is_empty() {
                 "nobody".into()
             } else {
@@ -278,52 +316,78 @@ fn next_job(
             },
         });
     }
-    let prev_root = match earlier
+    let lowest = queue
+        .open
         .iter()
-        .filter(|p| p.rollup_id == rollup_id)
-        .max_by_key(|p| p.height)
-    {
-        Some(p) => p.new_root,
-        None => root_of(&state.rollup_proving(rollup_id)?.proven_root),
-    };
-    Ok(((*job).clone(), prev_root))
+        .filter(|j| j.rollup_id == rollup_id)
+        .map(|j| j.from_height)
+        .min();
+    if lowest == Some(from_height) {
+        let proven = root_of(&state.rollup_proving(rollup_id)?.proven_root);
+        if proven != *prev_root {
+            return Err(ExecError::RootMismatch {
+                rollup_id,
+                from_height,
+                proven: hex::encode(proven),
+                got: hex::encode(prev_root),
+            });
+        }
+    }
+    Ok(job)
+}
+
+/// The statement a proof of `job` with the transition `prev_root ->
+/// new_root` proves.
+pub fn job_statement(job: &pb::ProofJob, prev_root: [u8; 32], new_root: [u8; 32]) -> SpanStatement {
+    SpanStatement {
+        rollup_id: job.rollup_id,
+        from_height: job.from_height,
+        to_height: job.to_height,
+        commitment: root_of(&job.span_commitment),
+        prev_root,
+        new_root,
+    }
 }
 
 /// Every check of a `SubmitProof` by `signer`; `earlier` are the proofs
 /// accepted by previous actions of the same transaction (not yet written).
+#[allow(clippy::too_many_arguments)]
 pub fn check_proof(
     state: &StateDelta,
     signer: Address,
     rollup_id: RollupId,
-    height: u64,
+    from_height: u64,
     proof: &[u8],
+    prev_root: &[u8; 32],
     new_root: &[u8; 32],
     earlier: &[AcceptedProof],
 ) -> Result<AcceptedProof, ExecError> {
     let queue = state.proof_queue()?;
-    let (job, prev_root) = next_job(state, &queue, signer, rollup_id, height, earlier)?;
+    let job = open_job(
+        state,
+        &queue,
+        signer,
+        rollup_id,
+        from_height,
+        prev_root,
+        earlier,
+    )?;
     let rollup = state
         .rollup(rollup_id)?
         .ok_or(ExecError::UnknownRollup(rollup_id))?;
     prepared_key(&rollup.verifying_key)
         .map_err(|e| ExecError::ProofMalformed(format!("rollup {rollup_id} verifying key: {e}")))?;
-    let statement = BatchStatement {
-        rollup_id,
-        height,
-        commitment: root_of(&job.commitment),
-        prev_root,
-        new_root: *new_root,
-    };
+    let statement = job_statement(job, *prev_root, *new_root);
     verify_cached(&rollup.verifying_key, proof, &statement).map_err(|e| match e {
         ProofError::Invalid => ExecError::ProofRejected(e.to_string()),
         other => ExecError::ProofMalformed(other.to_string()),
     })?;
     Ok(AcceptedProof {
         rollup_id,
-        height,
+        from_height,
+        prev_root: *prev_root,
         new_root: *new_root,
         prover: signer,
-        prev_root,
         proof: proof.to_vec(),
     })
 }
@@ -352,55 +416,38 @@ pub fn prepared_srs(bytes: &[u8]) -> Result<Arc<PreparedVerifierSrs>, AggregateE
 
 /// The memo key of a verified aggregate: SRS, key, every statement and the
 /// aggregate bytes (in the same set as [`verified_id`], under its own domain).
-fn aggregate_id(
-    srs: &[u8],
-    vk: &[u8],
-    statements: &[BatchStatement],
-    aggregate: &[u8],
-) -> [u8; 32] {
-    let mut buf = Vec::with_capacity(64 + statements.len() * 112 + aggregate.len() + 32);
-    buf.extend_from_slice(b"seqnet/aggregate-memo/v1");
+fn aggregate_id(srs: &[u8], vk: &[u8], statements: &[SpanStatement], aggregate: &[u8]) -> [u8; 32] {
+    let mut buf = Vec::with_capacity(64 + statements.len() * 120 + aggregate.len() + 32);
+    buf.extend_from_slice(b"seqnet/aggregate-memo/v2");
     buf.extend_from_slice(&seqnet_proto::sha256(srs));
     buf.extend_from_slice(&seqnet_proto::sha256(vk));
     buf.extend_from_slice(&(statements.len() as u64).to_be_bytes());
     for s in statements {
-        buf.extend_from_slice(&s.rollup_id.to_be_bytes());
-        buf.extend_from_slice(&s.height.to_be_bytes());
-        buf.extend_from_slice(&s.commitment);
-        buf.extend_from_slice(&s.prev_root);
-        buf.extend_from_slice(&s.new_root);
+        buf.extend_from_slice(&s.to_bytes());
     }
     buf.extend_from_slice(aggregate);
     seqnet_proto::sha256(&buf)
 }
 
-/// What [`check_aggregate`] accepted: one proof per entry (with no proof
-/// bytes: the aggregate stands for them) and the aggregator's fee.
-#[derive(Clone, Debug)]
-pub struct AcceptedAggregate {
-    pub proofs: Vec<AcceptedProof>,
-    pub aggregator_fee: u64,
-}
-
 /// Every check of a `SubmitAggregate`; `earlier` as for [`check_proof`].
+/// Returns one accepted transition per entry (with no proof bytes: the
+/// aggregate stands for them).
 ///
 /// Rules: aggregation is enabled (`params.aggregation_srs` set) and the
 /// padded entry count fits the SRS; every entry passes the job checks of
-/// `SubmitProof` with its `prover` in place of the signer (the job is the
-/// rollup's next open one once the previous entries count as proven, and is
-/// assigned to that prover; entry signatures were checked statelessly);
-/// every covered rollup has the same non-empty verifying key (byte for
-/// byte); each statement starts from the previous entry's root of its rollup
-/// (the rollup's proven root for its first entry); the aggregate verifies
-/// once for all statements, in entry order. The aggregator earns
-/// `aggregator_fee_bps` of each covered job's fees.
+/// `SubmitProof` with its `prover` in place of the signer (entry signatures
+/// were checked statelessly) and its own `prev_state_root`; every covered
+/// rollup has the same non-empty verifying key (byte for byte); the
+/// aggregate verifies once for all statements, in entry order. Entries may
+/// be any open jobs, consecutive spans of one rollup from different provers
+/// included.
 pub fn check_aggregate(
     state: &StateDelta,
     params: &ChainParams,
     entries: &[ProofEntry],
     aggregate: &[u8],
     earlier: &[AcceptedProof],
-) -> Result<AcceptedAggregate, ExecError> {
+) -> Result<Vec<AcceptedProof>, ExecError> {
     if params.aggregation_srs.is_empty() {
         return Err(ExecError::InvalidParameter(
             "aggregation is not enabled on this chain (params.aggregation_srs is empty)".into(),
@@ -422,33 +469,34 @@ pub fn check_aggregate(
     let mut proofs = Vec::with_capacity(entries.len());
     let mut statements = Vec::with_capacity(entries.len());
     let mut keys: BTreeMap<RollupId, Vec<u8>> = BTreeMap::new();
-    let mut aggregator_fee: u64 = 0;
     for entry in entries {
         let rollup_id = entry.rollup_id;
-        let (job, prev_root) =
-            next_job(state, &queue, entry.prover, rollup_id, entry.height, &all)?;
+        let job = open_job(
+            state,
+            &queue,
+            entry.prover,
+            rollup_id,
+            entry.from_height,
+            &entry.prev_state_root,
+            &all,
+        )?;
         if let std::collections::btree_map::Entry::Vacant(slot) = keys.entry(rollup_id) {
             let rollup = state
                 .rollup(rollup_id)?
                 .ok_or(ExecError::UnknownRollup(rollup_id))?;
             slot.insert(rollup.verifying_key);
         }
-        aggregator_fee = aggregator_fee
-            .checked_add(fee_share(job.fees, params.aggregator_fee_bps))
-            .ok_or(ExecError::Overflow("aggregator fee"))?;
-        statements.push(BatchStatement {
-            rollup_id,
-            height: entry.height,
-            commitment: root_of(&job.commitment),
-            prev_root,
-            new_root: entry.new_state_root,
-        });
+        statements.push(job_statement(
+            job,
+            entry.prev_state_root,
+            entry.new_state_root,
+        ));
         let accepted = AcceptedProof {
             rollup_id,
-            height: entry.height,
+            from_height: entry.from_height,
+            prev_root: entry.prev_state_root,
             new_root: entry.new_state_root,
             prover: entry.prover,
-            prev_root,
             proof: Vec::new(),
         };
         all.push(accepted.clone());
@@ -478,98 +526,48 @@ pub fn check_aggregate(
         })?;
         remember_verified(id);
     }
-    Ok(AcceptedAggregate {
-        proofs,
-        aggregator_fee,
-    })
+    Ok(proofs)
 }
 
-/// Pays an accepted aggregate's sender its fee from the fee pool (never more
-/// than the pool holds) at the end of the transaction that carried it.
-pub fn pay_aggregator(
-    state: &mut StateDelta,
-    aggregator: Address,
-    fee: u64,
-    entries: usize,
-) -> Result<Event, ExecError> {
-    let pool = state.fee_pool()?;
-    let paid = fee.min(pool);
-    state.put_fee_pool(pool - paid);
-    let mut account = state.account(&aggregator)?;
-    account.balance = account
-        .balance
-        .checked_add(paid)
-        .ok_or(ExecError::Overflow("aggregator balance"))?;
-    state.put_account(&account);
-    Ok(Event {
-        kind: "aggregate_accepted",
-        attributes: vec![
-            ("aggregator", aggregator.to_string()),
-            ("entries", entries.to_string()),
-            ("fee", paid.to_string()),
-        ],
-    })
-}
-
-/// Records an accepted proof at `now`: closes the job, advances the rollup's
-/// proven root and pays the prover its fee share and the job's bounty.
+/// Records an accepted proof included at block `now` as the job's pending
+/// transition (`aggregator`: the sender of the `SubmitAggregate` that
+/// carried it). Payment waits until it links ([`end_block`]).
 pub fn record_proof(
     state: &mut StateDelta,
-    params: &ChainParams,
     accepted: &AcceptedProof,
+    aggregator: Option<Address>,
     now: u64,
 ) -> Result<Event, ExecError> {
     let mut queue = state.proof_queue()?;
-    let position = queue
+    let job = queue
         .open
-        .iter()
-        .position(|j| j.rollup_id == accepted.rollup_id && j.height == accepted.height)
+        .iter_mut()
+        .find(|j| j.rollup_id == accepted.rollup_id && j.from_height == accepted.from_height)
         .ok_or(ExecError::JobUnknown {
             rollup_id: accepted.rollup_id,
-            height: accepted.height,
+            from_height: accepted.from_height,
         })?;
-    let mut job = queue.open.remove(position);
-    let pool = state.fee_pool()?;
-    let share = fee_share(job.fees, params.prover_fee_share_bps).min(pool);
-    state.put_fee_pool(pool - share);
-    let reward = share
-        .checked_add(job.bounty)
-        .ok_or(ExecError::Overflow("prover reward"))?;
-    let mut account = state.account(&accepted.prover)?;
-    account.balance = account
-        .balance
-        .checked_add(reward)
-        .ok_or(ExecError::Overflow("prover balance"))?;
-    state.put_account(&account);
-    if let Some(mut record) = prover(state, &accepted.prover)? {
-        record.proven = record.proven.saturating_add(1);
-        record.earned = record.earned.saturating_add(reward);
-        put_prover(state, record)?;
-    }
-    job.status = pb::JobStatus::Proven as i32;
+    job.status = pb::JobStatus::Pending as i32;
     job.prover = accepted.prover.0.to_vec();
-    job.new_root = accepted.new_root.to_vec();
-    job.proven_height = now;
-    job.proof = accepted.proof.clone();
     job.prev_root = accepted.prev_root.to_vec();
-    state.put_proof_job(&job);
-    state.put_proof_queue(&queue);
-    state.put_rollup_proving(&pb::RollupProving {
-        rollup_id: accepted.rollup_id,
-        proven_height: accepted.height,
-        proven_root: accepted.new_root.to_vec(),
-    });
-    Ok(Event {
-        kind: "job_proven",
+    job.new_root = accepted.new_root.to_vec();
+    job.proof = accepted.proof.clone();
+    job.submitted_height = now;
+    job.aggregator = aggregator.map(|a| a.0.to_vec()).unwrap_or_default();
+    job.deadline = 0;
+    let event = Event {
+        kind: "proof_accepted",
         attributes: vec![
             ("rollup_id", accepted.rollup_id.to_string()),
-            ("height", accepted.height.to_string()),
+            ("from_height", accepted.from_height.to_string()),
+            ("to_height", job.to_height.to_string()),
             ("prover", accepted.prover.to_string()),
+            ("prev_root", hex::encode(accepted.prev_root)),
             ("new_root", hex::encode(accepted.new_root)),
-            ("fee_share", share.to_string()),
-            ("bounty", job.bounty.to_string()),
         ],
-    })
+    };
+    state.put_proof_queue(&queue);
+    Ok(event)
 }
 
 /// One rollup's batch of a finalized block, for [`end_block`].
@@ -585,7 +583,14 @@ pub struct ProverBlock {
     pub events: Vec<Event>,
     pub jobs_opened: u64,
     pub jobs_reassigned: u64,
+    /// Jobs whose transitions linked in this block.
+    pub jobs_proven: u64,
+    /// Pending transitions dropped because they did not link.
+    pub transitions_dropped: u64,
+    /// Unproven jobs (open and pending) after the block.
     pub jobs_open: u64,
+    /// Of those, jobs with a pending transition.
+    pub jobs_pending: u64,
     /// Open jobs reassigned at least once (a prover missed their deadline).
     pub jobs_late: u64,
     pub proven_height: u64,
@@ -651,35 +656,63 @@ fn active_of(set: &pb::ProverSet) -> Vec<(Address, u64)> {
         .collect()
 }
 
-struct Assigner {
+/// OPEN jobs per assigned prover (its queue), the load assignment evens out.
+pub fn open_loads(queue: &pb::ProofQueue) -> BTreeMap<Vec<u8>, u64> {
+    let mut loads: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for job in &queue.open {
+        if status_is(job, pb::JobStatus::Open) && !job.assigned.is_empty() {
+            *loads.entry(job.assigned.clone()).or_insert(0) += 1;
+        }
+    }
+    loads
+}
+
+struct Assigner<'a> {
     active: Vec<(Address, u64)>,
     seed: [u8; 32],
     /// The block whose end assigns (recorded as `assigned_height`).
     height: u64,
+    registry: &'a BTreeMap<Address, pb::Prover>,
+    /// OPEN jobs per prover, kept current as jobs move.
+    loads: BTreeMap<Vec<u8>, u64>,
+    /// Provers that get nothing at this block end (they just missed).
+    avoid: BTreeSet<Vec<u8>>,
 }
 
-impl Assigner {
-    /// Assigns `job` to the first eligible prover of its order from `from`
-    /// on, drawing a fresh order from the current set when that one is used
-    /// up. Returns whether a prover was assigned.
-    fn assign(
-        &self,
-        job: &mut pb::ProofJob,
-        from: usize,
-        registry: &BTreeMap<Address, pb::Prover>,
-        deadline: u64,
-    ) -> bool {
+impl Assigner<'_> {
+    /// Takes `job` away from its current prover (if any) in the loads.
+    fn release(&mut self, job: &pb::ProofJob) {
+        if job.assigned.is_empty() {
+            return;
+        }
+        if let Some(load) = self.loads.get_mut(&job.assigned) {
+            *load = load.saturating_sub(1);
+        }
+    }
+
+    /// Assigns `job` to the least-loaded eligible prover of its order from
+    /// position `from` on (ties: the earliest), drawing a fresh order from
+    /// the current set when none is left there, with deadline
+    /// `height + window * (1 + that prover's load)`. Returns whether a prover
+    /// was assigned. The caller has released the job's previous prover.
+    fn assign(&mut self, job: &mut pb::ProofJob, from: usize, window: u64) -> bool {
+        let registry = self.registry;
+        let loads = &self.loads;
+        let avoid = &self.avoid;
         let pick = |order: &[Vec<u8>], from: usize| {
             order
                 .iter()
                 .enumerate()
                 .skip(from)
-                .find(|(_, a)| address_of(a).is_some_and(|a| is_eligible(registry, &a)))
+                .filter(|(_, a)| {
+                    !avoid.contains(*a) && address_of(a).is_some_and(|a| is_eligible(registry, &a))
+                })
+                .min_by_key(|(i, a)| (loads.get(*a).copied().unwrap_or(0), *i))
                 .map(|(i, a)| (i, a.clone()))
         };
         let mut found = pick(&job.order, from);
         if found.is_none() && !self.active.is_empty() {
-            job.order = assignment_order(&self.seed, job.rollup_id, job.height, &self.active)
+            job.order = assignment_order(&self.seed, job.rollup_id, job.from_height, &self.active)
                 .into_iter()
                 .map(|a| a.0.to_vec())
                 .collect();
@@ -687,9 +720,12 @@ impl Assigner {
         }
         match found {
             Some((index, address)) => {
+                let load = self.loads.entry(address.clone()).or_insert(0);
+                let windows = load.saturating_add(1);
+                *load = windows;
                 job.assigned_index = index as u64;
                 job.assigned = address;
-                job.deadline = deadline;
+                job.deadline = self.height.saturating_add(window.saturating_mul(windows));
                 job.assigned_height = self.height;
                 true
             }
@@ -701,11 +737,291 @@ impl Assigner {
             }
         }
     }
+
+    /// Moves `job` to the next prover of its order (see [`Assigner::assign`]).
+    fn reassign_next(&mut self, job: &mut pb::ProofJob, window: u64) -> bool {
+        self.release(job);
+        let from = usize::try_from(job.assigned_index)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        self.assign(job, from, window)
+    }
 }
 
-/// End of block `height`: unbonding, epoch change, deadlines, new jobs and
-/// the proven height (see the module docs for the rules). Only storage can
-/// fail: arithmetic here saturates, so every node ends every block.
+/// Proof windows of the rollups a block end looks at (a rollup that is gone
+/// gets the chain's maximum).
+struct Windows<'p> {
+    params: &'p ChainParams,
+    cache: BTreeMap<RollupId, Option<pb::Rollup>>,
+}
+
+impl Windows<'_> {
+    fn rollup(
+        &mut self,
+        state: &StateDelta,
+        id: RollupId,
+    ) -> Result<Option<&pb::Rollup>, StoreError> {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.cache.entry(id) {
+            slot.insert(state.rollup(id)?);
+        }
+        Ok(self.cache.get(&id).and_then(Option::as_ref))
+    }
+
+    fn window(&mut self, state: &StateDelta, id: RollupId) -> Result<u64, StoreError> {
+        let fallback = self.params.max_proof_window;
+        Ok(self
+            .rollup(state, id)?
+            .map(|r| r.proof_window)
+            .unwrap_or(fallback)
+            .max(1))
+    }
+}
+
+/// A prover's reward for a linked job, for its record's counters.
+type Credit = (Address, u64);
+
+/// Links every rollup's pending transitions into its proven root (rule 4 of
+/// the module docs): pays for each one that links, drops (and reassigns) the
+/// first one that does not. Jobs that linked leave the queue and are stored
+/// by `(rollup, from)`. Returns whether the queue changed and the provers'
+/// rewards.
+#[allow(clippy::too_many_arguments)]
+fn link(
+    state: &mut StateDelta,
+    params: &ChainParams,
+    height: u64,
+    queue: &mut pb::ProofQueue,
+    assigner: &mut Assigner<'_>,
+    windows: &mut Windows<'_>,
+    out: &mut ProverBlock,
+) -> Result<(bool, Vec<Credit>), StoreError> {
+    let mut credits = Vec::new();
+    // Jobs are sorted by (rollup, from): a rollup's lowest unproven job
+    // comes first.
+    let rollups: BTreeSet<RollupId> = queue
+        .open
+        .iter()
+        .filter(|j| status_is(j, pb::JobStatus::Pending))
+        .map(|j| j.rollup_id)
+        .collect();
+    let mut changed = false;
+    for rollup_id in rollups {
+        let mut proving = state.rollup_proving(rollup_id)?;
+        let mut advanced = false;
+        while let Some(position) = queue.open.iter().position(|j| j.rollup_id == rollup_id) {
+            if !status_is(&queue.open[position], pb::JobStatus::Pending) {
+                break;
+            }
+            changed = true;
+            if queue.open[position].prev_root != proving.proven_root {
+                let job = &mut queue.open[position];
+                let dropped_prover = hex::encode(&job.prover);
+                let dropped_root = hex::encode(&job.prev_root);
+                job.status = pb::JobStatus::Open as i32;
+                job.prover.clear();
+                job.prev_root.clear();
+                job.new_root.clear();
+                job.proof.clear();
+                job.aggregator.clear();
+                job.submitted_height = 0;
+                job.drops = job.drops.saturating_add(1);
+                let window = windows.window(state, rollup_id)?;
+                // The assigned prover's load was released when the job
+                // became pending (it is not in the open loads).
+                let from = usize::try_from(job.assigned_index)
+                    .unwrap_or(usize::MAX)
+                    .saturating_add(1);
+                job.assigned.clear();
+                assigner.assign(job, from, window);
+                out.transitions_dropped += 1;
+                let mut event = assigned_event("transition_dropped", job);
+                event.attributes.extend([
+                    ("dropped_prover", dropped_prover),
+                    ("dropped_prev_root", dropped_root),
+                    ("proven_root", hex::encode(&proving.proven_root)),
+                ]);
+                out.events.push(event);
+                break;
+            }
+            let mut job = queue.open.remove(position);
+            let paid = pay_linked(state, params, &job)?;
+            if let Some(prover) = address_of(&job.prover) {
+                credits.push((prover, paid.reward));
+            }
+            job.status = pb::JobStatus::Proven as i32;
+            job.proven_height = height;
+            job.deadline = 0;
+            proving = pb::RollupProving {
+                rollup_id,
+                proven_height: job.to_height,
+                proven_root: job.new_root.clone(),
+                proven_from: job.from_height,
+            };
+            advanced = true;
+            out.jobs_proven += 1;
+            out.events.push(Event {
+                kind: "job_proven",
+                attributes: vec![
+                    ("rollup_id", rollup_id.to_string()),
+                    ("from_height", job.from_height.to_string()),
+                    ("to_height", job.to_height.to_string()),
+                    ("prover", hex::encode(&job.prover)),
+                    ("new_root", hex::encode(&job.new_root)),
+                    ("fee_share", paid.fee_share.to_string()),
+                    ("bounty", job.bounty.to_string()),
+                    ("aggregator_fee", paid.aggregator_fee.to_string()),
+                ],
+            });
+            state.put_proof_job(&job);
+        }
+        if advanced {
+            state.put_rollup_proving(&proving);
+        }
+    }
+    Ok((changed, credits))
+}
+
+/// What linking one job paid.
+struct Paid {
+    fee_share: u64,
+    /// Fee share plus bounty, to the prover.
+    reward: u64,
+    aggregator_fee: u64,
+}
+
+/// Pays a linked job's prover (fee share from the pool, and the bounty) and
+/// its aggregator (its share from the pool). Saturating: a block end never
+/// fails on arithmetic.
+fn pay_linked(
+    state: &mut StateDelta,
+    params: &ChainParams,
+    job: &pb::ProofJob,
+) -> Result<Paid, StoreError> {
+    let mut pool = state.fee_pool()?;
+    let fee_share = fee_share(job.fees, params.prover_fee_share_bps).min(pool);
+    pool -= fee_share;
+    let reward = fee_share.saturating_add(job.bounty);
+    if let Some(prover) = address_of(&job.prover) {
+        let mut account = state.account(&prover)?;
+        account.balance = account.balance.saturating_add(reward);
+        state.put_account(&account);
+    }
+    let mut aggregator_fee = 0;
+    if let Some(aggregator) = address_of(&job.aggregator) {
+        aggregator_fee = self::fee_share(job.fees, params.aggregator_fee_bps).min(pool);
+        pool -= aggregator_fee;
+        let mut account = state.account(&aggregator)?;
+        account.balance = account.balance.saturating_add(aggregator_fee);
+        state.put_account(&account);
+    }
+    state.put_fee_pool(pool);
+    Ok(Paid {
+        fee_share,
+        reward,
+        aggregator_fee,
+    })
+}
+
+/// Adds block `height`'s batches to the rollups' collecting spans and closes
+/// the spans that are due (rule 6 of the module docs), opening their jobs.
+#[allow(clippy::too_many_arguments)]
+fn collect_and_close(
+    state: &StateDelta,
+    params: &ChainParams,
+    height: u64,
+    batches: &[BlockBatch<'_>],
+    queue: &mut pb::ProofQueue,
+    assigner: &mut Assigner<'_>,
+    windows: &mut Windows<'_>,
+    out: &mut ProverBlock,
+) -> Result<bool, StoreError> {
+    let mut changed = false;
+    let mut collecting: BTreeMap<RollupId, pb::CollectingSpan> =
+        std::mem::take(&mut queue.collecting)
+            .into_iter()
+            .map(|s| (s.rollup_id, s))
+            .collect();
+    for batch in batches {
+        if batch.items.is_empty() {
+            continue;
+        }
+        let proven = windows
+            .rollup(state, batch.rollup_id)?
+            .is_some_and(|r| !r.verifying_key.is_empty());
+        if !proven {
+            continue;
+        }
+        let span = collecting
+            .entry(batch.rollup_id)
+            .or_insert_with(|| pb::CollectingSpan {
+                rollup_id: batch.rollup_id,
+                from_height: height,
+                ..Default::default()
+            });
+        span.batches.push(pb::SpanBatch {
+            height,
+            commitment: batch_commitment(batch.rollup_id, height, batch.items).to_vec(),
+        });
+        let bytes: u64 = batch
+            .items
+            .iter()
+            .fold(0u64, |n, i| n.saturating_add(i.data.len() as u64));
+        span.bytes = span.bytes.saturating_add(bytes);
+        span.fees = span.fees.saturating_add(batch.fees);
+        changed = true;
+    }
+    let mut still = Vec::with_capacity(collecting.len());
+    for (rollup_id, span) in collecting {
+        let Some(rollup) = windows.rollup(state, rollup_id)?.cloned() else {
+            changed = true;
+            continue;
+        };
+        if rollup.verifying_key.is_empty() {
+            // The rollup stopped proving: nothing can prove this span.
+            changed = true;
+            out.events.push(Event {
+                kind: "span_abandoned",
+                attributes: vec![
+                    ("rollup_id", rollup_id.to_string()),
+                    ("from_height", span.from_height.to_string()),
+                ],
+            });
+            continue;
+        }
+        let span_blocks = rollup.span_blocks.max(1);
+        let length = height.saturating_add(1).saturating_sub(span.from_height);
+        if length < span_blocks && span.bytes < params.max_span_bytes {
+            still.push(span);
+            continue;
+        }
+        changed = true;
+        let pairs: Vec<(u64, [u8; 32])> = span
+            .batches
+            .iter()
+            .map(|b| (b.height, root_of(&b.commitment)))
+            .collect();
+        let mut job = pb::ProofJob {
+            rollup_id,
+            from_height: span.from_height,
+            to_height: height,
+            span_commitment: span_commitment(rollup_id, span.from_height, height, &pairs).to_vec(),
+            batches: span.batches,
+            fees: span.fees,
+            status: pb::JobStatus::Open as i32,
+            ..Default::default()
+        };
+        assigner.assign(&mut job, 0, rollup.proof_window.max(1));
+        out.events.push(assigned_event("job_opened", &job));
+        out.jobs_opened += 1;
+        queue.open.push(job);
+    }
+    queue.collecting = still;
+    Ok(changed)
+}
+
+/// End of block `height`: unbonding, epoch change, linking, deadlines, spans
+/// and the proven height (see the module docs for the rules). Only storage
+/// can fail: arithmetic here saturates, so every node ends every block.
 pub fn end_block(
     state: &mut StateDelta,
     params: &ChainParams,
@@ -773,81 +1089,62 @@ pub fn end_block(
             ],
         });
     }
-    let assigner = Assigner {
+
+    let mut queue = state.proof_queue()?;
+    let mut windows = Windows {
+        params,
+        cache: BTreeMap::new(),
+    };
+    let mut queue_changed = abandon_unprovable(state, &mut queue, &mut windows, &mut out)?;
+
+    // 3. Deadlines: slash who missed (the jobs move in rule 5).
+    let mut missed_now: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut misses: Vec<(usize, u64)> = Vec::new();
+    for (index, job) in queue.open.iter().enumerate() {
+        let open = status_is(job, pb::JobStatus::Open) && !job.assigned.is_empty();
+        if open && job.deadline <= height {
+            missed_now.insert(job.assigned.clone());
+            let slashed = match address_of(&job.assigned).and_then(|a| registry.get_mut(&a)) {
+                Some(record) => slash_miss(record, params, height, &mut out),
+                None => 0,
+            };
+            misses.push((index, slashed));
+        }
+    }
+
+    let mut assigner = Assigner {
         active: active_of(&set),
         seed: root_of(&set.seed),
         height,
+        registry: &registry,
+        loads: open_loads(&queue),
+        avoid: missed_now.clone(),
     };
 
-    // 3. Deadlines and waiting jobs.
-    let mut queue = state.proof_queue()?;
-    let mut queue_changed = false;
-    let mut windows: BTreeMap<RollupId, u64> = BTreeMap::new();
-    let mut window_of = |state: &StateDelta, id: RollupId| -> Result<u64, StoreError> {
-        if let Some(w) = windows.get(&id) {
-            return Ok(*w);
-        }
-        let w = state
-            .rollup(id)?
-            .map(|r| r.proof_window)
-            .unwrap_or(params.max_proof_window)
-            .max(1);
-        windows.insert(id, w);
-        Ok(w)
-    };
-    // Jobs are kept sorted by (rollup, height): the first of each rollup is
-    // its lowest open job, the only one that can be proven.
-    let mut seen: BTreeSet<RollupId> = BTreeSet::new();
-    let lowest: Vec<bool> = queue
-        .open
-        .iter()
-        .map(|job| seen.insert(job.rollup_id))
-        .collect();
-    let mut missed_now: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for (job, is_lowest) in queue.open.iter_mut().zip(lowest.iter().copied()) {
-        let deadline = height.saturating_add(window_of(state, job.rollup_id)?);
-        if job.assigned.is_empty() {
-            if assigner.assign(job, 0, &registry, deadline) {
-                queue_changed = true;
-                out.events.push(assigned_event("job_assigned", job));
-            }
-            continue;
-        }
-        if !is_lowest || job.deadline > height {
-            continue;
-        }
-        missed_now.insert(job.assigned.clone());
-        queue_changed = true;
-        let missed = address_of(&job.assigned);
-        let mut slashed = 0;
-        if let Some(record) = missed.and_then(|a| registry.get_mut(&a)) {
-            slashed = slash_amount(record.stake, params.slash_bps);
-            record.stake -= slashed;
-            record.slashed = record.slashed.saturating_add(slashed);
-            record.misses = record.misses.saturating_add(1);
-            if record.misses >= params.jail_after_misses
-                && record.status == pb::ProverStatus::Bonded as i32
-            {
-                record.status = pb::ProverStatus::Jailed as i32;
-                record.jailed_until = height.saturating_add(params.jail_period);
-                out.events.push(Event {
-                    kind: "prover_jailed",
-                    attributes: vec![
-                        ("prover", hex::encode(&record.address)),
-                        ("until", record.jailed_until.to_string()),
-                    ],
-                });
-            }
-        }
+    // 4. Linking (may drop a transition and reassign its job).
+    let (linked, credits) = link(
+        state,
+        params,
+        height,
+        &mut queue,
+        &mut assigner,
+        &mut windows,
+        &mut out,
+    )?;
+    queue_changed |= linked;
+
+    // 5. Moves: missed jobs to their next prover, waiting jobs to a prover,
+    // the other jobs of provers that missed now or left to another.
+    for (index, slashed) in misses {
+        let job = &mut queue.open[index];
+        let window = windows.window(state, job.rollup_id)?;
         let (bounty, burned) = split_bounty(slashed, params.bounty_bps);
         job.bounty = job.bounty.saturating_add(bounty);
         job.reassignments = job.reassignments.saturating_add(1);
-        let from = usize::try_from(job.assigned_index)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
         let missed_hex = hex::encode(&job.assigned);
-        assigner.assign(job, from, &registry, deadline);
+        assigner.reassign_next(job, window);
         out.jobs_reassigned += 1;
+        queue_changed = true;
         let mut event = assigned_event("job_reassigned", job);
         event.attributes.extend([
             ("missed", missed_hex),
@@ -857,61 +1154,53 @@ pub fn end_block(
         ]);
         out.events.push(event);
     }
-
-    // Jobs waiting behind their rollup's lowest one: held, or moved on
-    // without slashing away from a prover that just missed or left.
-    for (job, is_lowest) in queue.open.iter_mut().zip(lowest) {
-        if is_lowest || job.assigned.is_empty() {
+    for job in queue.open.iter_mut() {
+        if !status_is(job, pb::JobStatus::Open) {
             continue;
         }
-        let deadline = height.saturating_add(window_of(state, job.rollup_id)?);
+        let window = windows.window(state, job.rollup_id)?;
+        if job.assigned.is_empty() {
+            if assigner.assign(job, 0, window) {
+                queue_changed = true;
+                out.events.push(assigned_event("job_assigned", job));
+            }
+            continue;
+        }
+        if job.assigned_height == height {
+            continue; // (re)assigned at this block end already
+        }
         let gone = missed_now.contains(&job.assigned)
             || !address_of(&job.assigned).is_some_and(|a| is_eligible(&registry, &a));
         if gone {
-            let from = usize::try_from(job.assigned_index)
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
             let left = hex::encode(&job.assigned);
-            assigner.assign(job, from, &registry, deadline);
+            assigner.reassign_next(job, window);
             queue_changed = true;
             let mut event = assigned_event("job_moved", job);
             event.attributes.push(("from", left));
             out.events.push(event);
-        } else if job.deadline < deadline {
-            job.deadline = deadline;
-            queue_changed = true;
         }
     }
 
-    // 4. New jobs.
-    for batch in batches {
-        if batch.items.is_empty() {
-            continue;
+    // 6. Spans.
+    queue_changed |= collect_and_close(
+        state,
+        params,
+        height,
+        batches,
+        &mut queue,
+        &mut assigner,
+        &mut windows,
+        &mut out,
+    )?;
+    for (prover, reward) in credits {
+        if let Some(record) = registry.get_mut(&prover) {
+            record.proven = record.proven.saturating_add(1);
+            record.earned = record.earned.saturating_add(reward);
         }
-        let Some(rollup) = state.rollup(batch.rollup_id)? else {
-            continue;
-        };
-        if rollup.verifying_key.is_empty() {
-            continue;
-        }
-        let deadline = height.saturating_add(rollup.proof_window.max(1));
-        let mut job = pb::ProofJob {
-            rollup_id: batch.rollup_id,
-            height,
-            commitment: batch_commitment(batch.rollup_id, height, batch.items).to_vec(),
-            fees: batch.fees,
-            status: pb::JobStatus::Open as i32,
-            ..Default::default()
-        };
-        assigner.assign(&mut job, 0, &registry, deadline);
-        out.events.push(assigned_event("job_opened", &job));
-        queue.open.push(job);
-        queue_changed = true;
-        out.jobs_opened += 1;
     }
 
     if queue_changed {
-        queue.open.sort_by_key(|j| (j.rollup_id, j.height));
+        queue.open.sort_by_key(|j| (j.rollup_id, j.from_height));
         state.put_proof_queue(&queue);
     }
     let updated = pb::ProverRegistry {
@@ -921,15 +1210,99 @@ pub fn end_block(
         state.put_prover_registry(&updated);
     }
 
-    // 5. Finality.
+    // 7. Finality.
     out.jobs_open = queue.open.len() as u64;
+    out.jobs_pending = queue
+        .open
+        .iter()
+        .filter(|j| status_is(j, pb::JobStatus::Pending))
+        .count() as u64;
     out.jobs_late = queue.open.iter().filter(|j| j.reassignments > 0).count() as u64;
-    out.proven_height = match queue.open.iter().map(|j| j.height).min() {
-        Some(lowest) => lowest.saturating_sub(1),
-        None => height,
-    };
+    out.proven_height = proven_height(&queue, height);
     state.put_proven_height(out.proven_height);
     Ok(out)
+}
+
+/// Slashes `record` for one missed deadline at `height` (and jails it at
+/// `jail_after_misses`); returns the amount slashed.
+fn slash_miss(
+    record: &mut pb::Prover,
+    params: &ChainParams,
+    height: u64,
+    out: &mut ProverBlock,
+) -> u64 {
+    let slashed = slash_amount(record.stake, params.slash_bps);
+    record.stake -= slashed;
+    record.slashed = record.slashed.saturating_add(slashed);
+    record.misses = record.misses.saturating_add(1);
+    if record.misses >= params.jail_after_misses && record.status == pb::ProverStatus::Bonded as i32
+    {
+        record.status = pb::ProverStatus::Jailed as i32;
+        record.jailed_until = height.saturating_add(params.jail_period);
+        out.events.push(Event {
+            kind: "prover_jailed",
+            attributes: vec![
+                ("prover", hex::encode(&record.address)),
+                ("until", record.jailed_until.to_string()),
+            ],
+        });
+    }
+    slashed
+}
+
+/// Drops the jobs and collecting spans of rollups that can no longer be
+/// proven (no verifying key any more, or gone): they would hold proven
+/// finality forever.
+fn abandon_unprovable(
+    state: &StateDelta,
+    queue: &mut pb::ProofQueue,
+    windows: &mut Windows<'_>,
+    out: &mut ProverBlock,
+) -> Result<bool, StoreError> {
+    let rollups: BTreeSet<RollupId> = queue.open.iter().map(|j| j.rollup_id).collect();
+    let mut dead: BTreeSet<RollupId> = BTreeSet::new();
+    for id in rollups {
+        let provable = windows
+            .rollup(state, id)?
+            .is_some_and(|r| !r.verifying_key.is_empty());
+        if !provable {
+            dead.insert(id);
+        }
+    }
+    if dead.is_empty() {
+        return Ok(false);
+    }
+    queue.open.retain(|job| {
+        if !dead.contains(&job.rollup_id) {
+            return true;
+        }
+        out.events.push(Event {
+            kind: "job_abandoned",
+            attributes: vec![
+                ("rollup_id", job.rollup_id.to_string()),
+                ("from_height", job.from_height.to_string()),
+                ("to_height", job.to_height.to_string()),
+            ],
+        });
+        false
+    });
+    Ok(true)
+}
+
+/// The highest height every span up to which is proven: `height` with
+/// nothing unproven, else the lowest first unproven height of any rollup
+/// (its lowest job's `from`, or its collecting span's) minus one.
+pub fn proven_height(queue: &pb::ProofQueue, height: u64) -> u64 {
+    let lowest = queue
+        .open
+        .iter()
+        .map(|j| j.from_height)
+        .chain(queue.collecting.iter().map(|s| s.from_height))
+        .min();
+    match lowest {
+        Some(from) => from.saturating_sub(1).min(height),
+        None => height,
+    }
 }
 
 fn assigned_event(kind: &'static str, job: &pb::ProofJob) -> Event {
@@ -937,12 +1310,140 @@ fn assigned_event(kind: &'static str, job: &pb::ProofJob) -> Event {
         kind,
         attributes: vec![
             ("rollup_id", job.rollup_id.to_string()),
-            ("height", job.height.to_string()),
+            ("from_height", job.from_height.to_string()),
+            ("to_height", job.to_height.to_string()),
             ("prover", hex::encode(&job.assigned)),
             ("deadline", job.deadline.to_string()),
-            ("commitment", hex::encode(&job.commitment)),
+            ("span_commitment", hex::encode(&job.span_commitment)),
         ],
     }
+}
+
+/// Why proven finality is where it is (see `pb::HoldReason`), read from
+/// committed state: the span that holds it (the lowest unproven one of any
+/// rollup) and its state, whether the next block is under back-pressure,
+/// and the provers that can take jobs now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub reason: pb::HoldReason,
+    pub detail: String,
+    pub held: bool,
+    pub live_provers: u64,
+}
+
+/// [`Hold`] for a chain at `ordered` height with `queue`, the prover
+/// `registry` and `set`, and `params`.
+pub fn hold(
+    queue: &pb::ProofQueue,
+    registry: &pb::ProverRegistry,
+    set: &pb::ProverSet,
+    params: &ChainParams,
+    ordered: u64,
+) -> Hold {
+    let bonded: BTreeSet<&[u8]> = registry
+        .provers
+        .iter()
+        .filter(|p| p.status == pb::ProverStatus::Bonded as i32)
+        .map(|p| p.address.as_slice())
+        .collect();
+    let live = set
+        .active
+        .iter()
+        .filter(|p| bonded.contains(p.address.as_slice()))
+        .count() as u64;
+    let proven = proven_height(queue, ordered);
+    let lag = ordered.saturating_sub(proven);
+    let held = crate::proposal::over_unproven_limit(lag, params.max_unproven_blocks);
+    let open = queue
+        .open
+        .iter()
+        .filter(|j| status_is(j, pb::JobStatus::Open))
+        .count() as u64;
+    let oldest_job = queue
+        .open
+        .iter()
+        .min_by_key(|j| (j.from_height, j.rollup_id));
+    let oldest_span = queue
+        .collecting
+        .iter()
+        .min_by_key(|s| (s.from_height, s.rollup_id));
+    let span_first = match (oldest_job, oldest_span) {
+        (Some(job), Some(span)) => span.from_height < job.from_height,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let (reason, detail) = match (oldest_job, oldest_span) {
+        (_, Some(span)) if span_first => (
+            pb::HoldReason::Collecting,
+            format!(
+                "rollup {} span from {} is still collecting ({} batches so far)",
+                span.rollup_id,
+                span.from_height,
+                span.batches.len()
+            ),
+        ),
+        (Some(job), _) => job_hold(job, open, live),
+        _ => (pb::HoldReason::None, "nothing unproven".to_string()),
+    };
+    Hold {
+        reason,
+        detail,
+        held,
+        live_provers: live,
+    }
+}
+
+/// The reason and line for a chain whose lowest unproven span is `job`,
+/// with `open` jobs waiting for proofs and `live` provers.
+fn job_hold(job: &pb::ProofJob, open: u64, live: u64) -> (pb::HoldReason, String) {
+    let span = format!(
+        "rollup {} span {}..={}",
+        job.rollup_id, job.from_height, job.to_height
+    );
+    if status_is(job, pb::JobStatus::Pending) {
+        (
+            pb::HoldReason::Proving,
+            format!("{span} has a verified proof waiting to link"),
+        )
+    } else if job.assigned.is_empty() || live == 0 {
+        (
+            pb::HoldReason::NoProver,
+            format!("{span} waits for a live prover ({live} active and bonded)"),
+        )
+    } else if job.reassignments > 0 {
+        (
+            pb::HoldReason::Stalled,
+            format!(
+                "{span} missed {} deadline(s); now with prover {} until height {}",
+                job.reassignments,
+                short(&job.assigned),
+                job.deadline
+            ),
+        )
+    } else if open > live {
+        (
+            pb::HoldReason::Capacity,
+            format!(
+                "capacity short: {open} open jobs for {live} live provers; oldest is {span} with {} until height {}",
+                short(&job.assigned),
+                job.deadline
+            ),
+        )
+    } else {
+        (
+            pb::HoldReason::Proving,
+            format!(
+                "{span} is being proven by {} (deadline {})",
+                short(&job.assigned),
+                job.deadline
+            ),
+        )
+    }
+}
+
+fn short(address: &[u8]) -> String {
+    let hex = hex::encode(address);
+    hex.get(..12).map(str::to_string).unwrap_or(hex)
 }
 
 #[cfg(test)]
@@ -998,7 +1499,247 @@ mod tests {
         );
     }
 
+    #[test]
+    fn proven_height_is_below_the_lowest_unproven_height() {
+        let job = |rollup_id, from_height| pb::ProofJob {
+            rollup_id,
+            from_height,
+            to_height: from_height + 4,
+            ..Default::default()
+        };
+        let span = |rollup_id, from_height| pb::CollectingSpan {
+            rollup_id,
+            from_height,
+            ..Default::default()
+        };
+        assert_eq!(proven_height(&pb::ProofQueue::default(), 40), 40);
+        let queue = pb::ProofQueue {
+            open: vec![job(1, 20), job(1, 25), job(2, 18)],
+            collecting: vec![span(3, 30)],
+        };
+        assert_eq!(proven_height(&queue, 40), 17);
+        let queue = pb::ProofQueue {
+            open: vec![],
+            collecting: vec![span(3, 30)],
+        };
+        assert_eq!(proven_height(&queue, 40), 29);
+    }
+
+    fn job(rollup_id: u64, from_height: u64) -> pb::ProofJob {
+        pb::ProofJob {
+            rollup_id,
+            from_height,
+            to_height: from_height + 2,
+            status: pb::JobStatus::Open as i32,
+            assigned: vec![1; 32],
+            deadline: from_height + 12,
+            ..Default::default()
+        }
+    }
+
+    fn bonded(seeds: &[u8]) -> (pb::ProverRegistry, pb::ProverSet) {
+        let registry = pb::ProverRegistry {
+            provers: seeds
+                .iter()
+                .map(|s| new_record(Address([*s; 32]), 5_000))
+                .collect(),
+        };
+        let set = pb::ProverSet {
+            active: seeds
+                .iter()
+                .map(|s| pb::ActiveProver {
+                    address: vec![*s; 32],
+                    stake: 5_000,
+                })
+                .collect(),
+            ..Default::default()
+        };
+        (registry, set)
+    }
+
+    /// Each reason names the span that holds proven finality.
+    #[test]
+    fn the_hold_reason_names_what_holds_finality() {
+        let params = ChainParams {
+            max_unproven_blocks: 10,
+            ..ChainParams::default()
+        };
+        let (registry, set) = bonded(&[1, 2]);
+        let reason =
+            |queue: &pb::ProofQueue, registry: &pb::ProverRegistry, set: &pb::ProverSet| {
+                hold(queue, registry, set, &params, 30)
+            };
+        let empty = reason(&pb::ProofQueue::default(), &registry, &set);
+        assert_eq!(
+            (empty.reason, empty.held, empty.live_provers),
+            (pb::HoldReason::None, false, 2)
+        );
+
+        let proving = pb::ProofQueue {
+            open: vec![job(1, 25)],
+            ..Default::default()
+        };
+        let hold_now = reason(&proving, &registry, &set);
+        assert_eq!(hold_now.reason, pb::HoldReason::Proving);
+        assert!(
+            hold_now.detail.contains("rollup 1 span 25..=27"),
+            "{}",
+            hold_now.detail
+        );
+        assert!(!hold_now.held);
+
+        // Lag 30 - 14 = 16 > 10: held, and the stalled span is named.
+        let mut stalled = job(1, 15);
+        stalled.reassignments = 2;
+        let queue = pb::ProofQueue {
+            open: vec![stalled, job(2, 25)],
+            ..Default::default()
+        };
+        let held = reason(&queue, &registry, &set);
+        assert!(held.held);
+        assert_eq!(held.reason, pb::HoldReason::Stalled);
+        assert!(held.detail.contains("missed 2 deadline"), "{}", held.detail);
+
+        let queue = pb::ProofQueue {
+            open: vec![job(1, 15), job(1, 18), job(2, 16)],
+            ..Default::default()
+        };
+        let short = reason(&queue, &registry, &set);
+        assert_eq!(short.reason, pb::HoldReason::Capacity);
+        assert!(
+            short.detail.contains("3 open jobs for 2 live provers"),
+            "{}",
+            short.detail
+        );
+
+        let mut waiting = job(1, 15);
+        waiting.assigned.clear();
+        let queue = pb::ProofQueue {
+            open: vec![waiting],
+            ..Default::default()
+        };
+        assert_eq!(
+            reason(&queue, &registry, &set).reason,
+            pb::HoldReason::NoProver
+        );
+        let (jailed, _) = bonded(&[]);
+        let nobody = reason(&proving, &jailed, &set);
+        assert_eq!(
+            (nobody.reason, nobody.live_provers),
+            (pb::HoldReason::NoProver, 0)
+        );
+
+        let queue = pb::ProofQueue {
+            open: vec![job(1, 25)],
+            collecting: vec![pb::CollectingSpan {
+                rollup_id: 3,
+                from_height: 20,
+                ..Default::default()
+            }],
+        };
+        assert_eq!(
+            reason(&queue, &registry, &set).reason,
+            pb::HoldReason::Collecting
+        );
+    }
+
+    /// Runs `blocks` (a data size per block, 0 = no data) of one rollup with
+    /// `span_blocks` and `max_span_bytes` through [`end_block`] on a fresh
+    /// store; returns the jobs and the span still collecting.
+    fn cut(
+        blocks: &[u64],
+        span_blocks: u64,
+        max_span_bytes: u64,
+    ) -> (Vec<pb::ProofJob>, Vec<pb::CollectingSpan>, Vec<u64>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(crate::store::Store::open(dir.path()).expect("store"));
+        let mut state = StateDelta::new(store);
+        let params = ChainParams {
+            max_span_bytes,
+            ..ChainParams::default()
+        };
+        state.put_rollup(&pb::Rollup {
+            id: 7,
+            verifying_key: vec![1],
+            proof_window: 10,
+            span_blocks,
+            ..Default::default()
+        });
+        let mut proven = Vec::new();
+        for (index, size) in blocks.iter().enumerate() {
+            let height = index as u64 + 1;
+            let items = vec![pb::BatchItem {
+                data: vec![9; *size as usize],
+                nonce: height,
+                ..Default::default()
+            }];
+            let batches = if *size > 0 {
+                vec![BlockBatch {
+                    rollup_id: 7,
+                    items: &items,
+                    fees: 1,
+                }]
+            } else {
+                vec![]
+            };
+            let out = end_block(&mut state, &params, height, &[0; 32], &batches).expect("end");
+            proven.push(out.proven_height);
+        }
+        let queue = state.proof_queue().expect("queue");
+        (queue.open, queue.collecting, proven)
+    }
+
     proptest! {
+        /// Span cutting is deterministic and follows the rules: spans are
+        /// disjoint and in order, each starts at a non-empty batch, lists
+        /// exactly the non-empty heights it covers, is at most `span_blocks`
+        /// long, ends early only when its data reached the byte bound, and
+        /// every non-empty height is in exactly one span (closed or
+        /// collecting); proven height stays below the first unproven one.
+        #[test]
+        fn spans_partition_the_batches_deterministically(
+            blocks in proptest::collection::vec(prop_oneof![Just(0u64), 1u64..120], 1..40),
+            span_blocks in 1u64..6,
+            max_span_bytes in 60u64..400,
+        ) {
+            let first = cut(&blocks, span_blocks, max_span_bytes);
+            prop_assert_eq!(&first, &cut(&blocks, span_blocks, max_span_bytes));
+            let (jobs, collecting, proven) = first;
+            let last = blocks.len() as u64;
+            let mut covered = Vec::new();
+            let mut previous_end = 0;
+            for job in &jobs {
+                prop_assert!(job.from_height > previous_end);
+                prop_assert!(job.to_height >= job.from_height && job.to_height <= last);
+                previous_end = job.to_height;
+                let length = job.to_height - job.from_height + 1;
+                prop_assert!(length <= span_blocks);
+                let heights: Vec<u64> = job.batches.iter().map(|b| b.height).collect();
+                let expected: Vec<u64> = (job.from_height..=job.to_height)
+                    .filter(|h| blocks[(*h - 1) as usize] > 0)
+                    .collect();
+                prop_assert_eq!(&heights, &expected);
+                prop_assert_eq!(heights.first(), Some(&job.from_height));
+                let bytes: u64 = expected.iter().map(|h| blocks[(*h - 1) as usize]).sum();
+                if length < span_blocks {
+                    prop_assert!(bytes >= max_span_bytes, "closed early at {} bytes", bytes);
+                }
+                covered.extend(expected);
+            }
+            for span in &collecting {
+                prop_assert!(span.from_height > previous_end);
+                covered.extend(span.batches.iter().map(|b| b.height));
+            }
+            let non_empty: Vec<u64> = (1..=last).filter(|h| blocks[(*h - 1) as usize] > 0).collect();
+            prop_assert_eq!(covered, non_empty);
+            let first_unproven = jobs
+                .first()
+                .map(|j| j.from_height)
+                .or(collecting.first().map(|s| s.from_height));
+            let want = first_unproven.map_or(last, |f| f - 1);
+            prop_assert_eq!(proven.last().copied(), Some(want));
+        }
+
         #[test]
         fn slashing_never_underflows(stake in any::<u64>(), bps in 0u32..=10_000, bounty_bps in 0u32..=10_000) {
             let slashed = slash_amount(stake, bps);

@@ -33,24 +33,27 @@ pub enum QueryError {
     Inconsistent { height: u64, detail: String },
 }
 
-/// An open job that its assigned prover can prove now: the lowest open job
-/// of its rollup, so every earlier job of the rollup is proven and
-/// `prev_root` is final. Deliveries are ordered by `cursor()`, the same on
-/// every node.
+/// An OPEN job assigned to a prover, which it can prove at once: nothing
+/// waits for earlier spans. Deliveries are ordered by `cursor()`, the same
+/// on every node.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReadyJob {
-    /// The block after which the job became provable by its current prover:
-    /// max(`assigned_height`, the block that proved the rollup's previous job).
+    /// The block at whose end the job was assigned to its current prover.
     pub ready_height: u64,
     pub job: pb::ProofJob,
-    /// The rollup's last proven root (32 zero bytes before the first proof).
-    pub prev_root: Vec<u8>,
+    /// The rollup's last proven root (32 zero bytes before the first proof)
+    /// and the last height it covers (0: none yet).
+    pub proven_root: Vec<u8>,
+    pub proven_height: u64,
+    /// The rollup's unproven spans before the job's, in order, with the
+    /// transitions their pending proofs claim.
+    pub earlier: Vec<pb::EarlierSpan>,
 }
 
 impl ReadyJob {
-    /// (ready_height, rollup_id, height): the job stream's resume cursor.
+    /// (ready_height, rollup_id, from_height): the job stream's resume cursor.
     pub fn cursor(&self) -> (u64, RollupId, u64) {
-        (self.ready_height, self.job.rollup_id, self.job.height)
+        (self.ready_height, self.job.rollup_id, self.job.from_height)
     }
 }
 
@@ -220,6 +223,24 @@ impl Reader {
         })
     }
 
+    /// The items of `rollup_id`'s batch at `height` as stored (no proof: a
+    /// committed height's data, for job deliveries).
+    pub fn batch_items(
+        &self,
+        rollup_id: RollupId,
+        height: u64,
+    ) -> Result<Vec<pb::BatchItem>, StoreError> {
+        Ok(
+            match self
+                .store
+                .get(Cf::Batches, &keys::batch(rollup_id, height))?
+            {
+                Some(bytes) => decode::<pb::Batch>("batch", &bytes)?.items,
+                None => Vec::new(),
+            },
+        )
+    }
+
     /// Heights at or above `from` where `rollup_id` has a non-empty batch,
     /// at most `limit` of them.
     pub fn batch_heights(
@@ -258,27 +279,44 @@ impl Reader {
         self.delta().prover_set()
     }
 
-    /// Open proof jobs of every rollup, by (rollup, height).
+    /// Unproven proof jobs (open and pending) of every rollup, by (rollup,
+    /// from_height).
     pub fn open_jobs(&self) -> Result<Vec<pb::ProofJob>, StoreError> {
         Ok(self.delta().proof_queue()?.open)
     }
 
-    /// A job by (rollup, height): open, or proven (with prover and root).
+    /// A job by (rollup, from_height): unproven, or proven (with prover and
+    /// roots).
     pub fn proof_job(
         &self,
         rollup_id: RollupId,
-        height: u64,
+        from_height: u64,
     ) -> Result<Option<pb::ProofJob>, StoreError> {
         let delta = self.delta();
         if let Some(job) = delta
             .proof_queue()?
             .open
             .into_iter()
-            .find(|j| j.rollup_id == rollup_id && j.height == height)
+            .find(|j| j.rollup_id == rollup_id && j.from_height == from_height)
         {
             return Ok(Some(job));
         }
-        delta.proof_job(rollup_id, height)
+        delta.proof_job(rollup_id, from_height)
+    }
+
+    /// The proven job whose span covers `height` of `rollup_id`, if any.
+    pub fn proven_span_at(
+        &self,
+        rollup_id: RollupId,
+        height: u64,
+    ) -> Result<Option<pb::ProofJob>, StoreError> {
+        let key = keys::proof_job(rollup_id, height);
+        let prefix = &key[..9];
+        let Some((_, bytes)) = self.store.last_at_or_before(Cf::Proofs, prefix, &key)? else {
+            return Ok(None);
+        };
+        let job: pb::ProofJob = decode("proof job", &bytes)?;
+        Ok((job.to_height >= height).then_some(job))
     }
 
     /// A rollup's last proven height and root, and its open jobs.
@@ -298,40 +336,48 @@ impl Reader {
         })
     }
 
-    /// Open jobs that `prover` is assigned and can prove now (see
-    /// [`ReadyJob`]), by cursor. A read straddling a commit is retried, so
-    /// the answer is one committed state's (returned with its height).
+    /// OPEN jobs assigned to `prover` (see [`ReadyJob`]), by cursor. A read
+    /// straddling a commit is retried, so the answer is one committed
+    /// state's (returned with its height).
     pub fn ready_jobs(&self, prover: &Address) -> Result<(u64, Vec<ReadyJob>), StoreError> {
         loop {
             let before = self.last_height()?;
             let delta = self.delta();
             let open = delta.proof_queue()?.open;
-            let mut lowest: BTreeMap<RollupId, &pb::ProofJob> = BTreeMap::new();
-            for job in &open {
-                let entry = lowest.entry(job.rollup_id).or_insert(job);
-                if job.height < entry.height {
-                    *entry = job;
-                }
-            }
+            let mut proving: BTreeMap<RollupId, pb::RollupProving> = BTreeMap::new();
             let mut ready = Vec::new();
-            for job in lowest.into_values() {
-                if job.assigned != prover.0 {
+            for job in &open {
+                if job.assigned != prover.0 || job.status != pb::JobStatus::Open as i32 {
                     continue;
                 }
-                let proving = delta.rollup_proving(job.rollup_id)?;
-                let previous_proven_at = match proving.proven_height {
-                    0 => 0,
-                    h => delta
-                        .proof_job(job.rollup_id, h)?
-                        .map(|j| j.proven_height)
-                        .unwrap_or(0),
-                };
-                let mut prev_root = proving.proven_root;
-                prev_root.resize(32, 0);
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    proving.entry(job.rollup_id)
+                {
+                    slot.insert(delta.rollup_proving(job.rollup_id)?);
+                }
+                let rollup = &proving[&job.rollup_id];
+                let mut proven_root = rollup.proven_root.clone();
+                proven_root.resize(32, 0);
+                let earlier = open
+                    .iter()
+                    .filter(|e| e.rollup_id == job.rollup_id && e.from_height < job.from_height)
+                    .map(|e| {
+                        let pending = e.status == pb::JobStatus::Pending as i32;
+                        pb::EarlierSpan {
+                            from_height: e.from_height,
+                            to_height: e.to_height,
+                            span_commitment: e.span_commitment.clone(),
+                            claimed_prev_root: if pending { e.prev_root.clone() } else { vec![] },
+                            claimed_new_root: if pending { e.new_root.clone() } else { vec![] },
+                        }
+                    })
+                    .collect();
                 ready.push(ReadyJob {
-                    ready_height: job.assigned_height.max(previous_proven_at),
+                    ready_height: job.assigned_height,
                     job: job.clone(),
-                    prev_root,
+                    proven_root,
+                    proven_height: rollup.proven_height,
+                    earlier,
                 });
             }
             if self.last_height()? == before {
@@ -342,15 +388,17 @@ impl Reader {
     }
 
     /// Every check of a `SubmitProof` action by `signer` against committed
-    /// state (job, order, assignment, proof), as CheckTx and FinalizeBlock
-    /// apply it; `earlier` are the accepted actions before it in the same
-    /// transaction.
+    /// state (job, assignment, previous root, proof), as CheckTx and
+    /// FinalizeBlock apply it; `earlier` are the accepted actions before it
+    /// in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     pub fn check_proof(
         &self,
         signer: Address,
         rollup_id: RollupId,
-        height: u64,
+        from_height: u64,
         proof: &[u8],
+        prev_root: &[u8; 32],
         new_root: &[u8; 32],
         earlier: &[crate::provers::AcceptedProof],
     ) -> Result<crate::provers::AcceptedProof, crate::execute::ExecError> {
@@ -358,24 +406,26 @@ impl Reader {
             &self.delta(),
             signer,
             rollup_id,
-            height,
+            from_height,
             proof,
+            prev_root,
             new_root,
             earlier,
         )
     }
 
-    /// The accepted proof of the batch of `rollup_id` at `height`, if its
-    /// job is proven.
+    /// The linked proof of the span that covers the batch of `rollup_id` at
+    /// `height`, if that span is proven and the batch is one of its own
+    /// (non-empty) batches.
     pub fn batch_proof(
         &self,
         rollup_id: RollupId,
         height: u64,
     ) -> Result<Option<pb::BatchProof>, StoreError> {
         Ok(self
-            .delta()
-            .proof_job(rollup_id, height)?
+            .proven_span_at(rollup_id, height)?
             .filter(|j| j.status == pb::JobStatus::Proven as i32)
+            .filter(|j| j.batches.iter().any(|b| b.height == height))
             .map(|j| pb::BatchProof {
                 // SubmitProof always carries proof bytes; SubmitAggregate
                 // records none for the jobs it covers.
@@ -383,26 +433,55 @@ impl Reader {
                 proof: j.proof,
                 prev_state_root: j.prev_root,
                 new_state_root: j.new_root,
-                commitment: j.commitment,
+                span_commitment: j.span_commitment,
                 prover: j.prover,
                 proven_at: j.proven_height,
+                from_height: j.from_height,
+                to_height: j.to_height,
+                batch_heights: j.batches.iter().map(|b| b.height).collect(),
             }))
     }
 
-    /// Highest height whose jobs (and all below) are proven.
+    /// Highest height whose spans (and all below) are proven.
     pub fn proven_height(&self) -> Result<u64, StoreError> {
         self.delta().proven_height()
     }
 
-    /// Ordered and proven heights, open jobs and the active set.
+    /// Ordered and proven heights, unproven jobs, the active set, and what
+    /// holds proven finality (see [`crate::provers::hold`]). A read
+    /// straddling a commit is retried.
     pub fn finality(&self) -> Result<pb::Finality, StoreError> {
-        let delta = self.delta();
-        Ok(pb::Finality {
-            ordered_height: self.last_height()?,
-            proven_height: delta.proven_height()?,
-            open_jobs: delta.proof_queue()?.open.len() as u64,
-            prover_set: Some(delta.prover_set()?),
-        })
+        loop {
+            let ordered = self.last_height()?;
+            let delta = self.delta();
+            let queue = delta.proof_queue()?;
+            let set = delta.prover_set()?;
+            let hold = crate::provers::hold(
+                &queue,
+                &delta.prover_registry()?,
+                &set,
+                &self.params()?,
+                ordered,
+            );
+            let finality = pb::Finality {
+                ordered_height: ordered,
+                proven_height: delta.proven_height()?,
+                open_jobs: queue.open.len() as u64,
+                pending_jobs: queue
+                    .open
+                    .iter()
+                    .filter(|j| j.status == pb::JobStatus::Pending as i32)
+                    .count() as u64,
+                prover_set: Some(set),
+                held: hold.held,
+                hold_reason: hold.reason as i32,
+                hold_detail: hold.detail,
+                live_provers: hold.live_provers,
+            };
+            if self.last_height()? == ordered {
+                return Ok(finality);
+            }
+        }
     }
 
     pub fn status(&self) -> Result<pb::NodeStatus, StoreError> {

@@ -204,6 +204,7 @@ impl StateDelta {
                 rollup_id: id,
                 proven_height: 0,
                 proven_root: vec![0; 32],
+                proven_from: 0,
             },
         })
     }
@@ -216,8 +217,13 @@ impl StateDelta {
         );
     }
 
-    pub fn proof_job(&self, id: RollupId, height: u64) -> Result<Option<pb::ProofJob>, StoreError> {
-        self.get(Cf::Proofs, &keys::proof_job(id, height))?
+    /// A proven job by `(rollup, from_height)`.
+    pub fn proof_job(
+        &self,
+        id: RollupId,
+        from_height: u64,
+    ) -> Result<Option<pb::ProofJob>, StoreError> {
+        self.get(Cf::Proofs, &keys::proof_job(id, from_height))?
             .map(|b| decode("proof job", &b))
             .transpose()
     }
@@ -225,7 +231,7 @@ impl StateDelta {
     pub fn put_proof_job(&mut self, job: &pb::ProofJob) {
         self.writes.put(
             Cf::Proofs,
-            keys::proof_job(job.rollup_id, job.height),
+            keys::proof_job(job.rollup_id, job.from_height),
             job.encode_to_vec(),
         );
     }

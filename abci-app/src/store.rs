@@ -187,6 +187,33 @@ impl Store {
         Ok(out)
     }
 
+    /// The entry with the greatest key at or before `key` whose key starts
+    /// with `prefix`, if any.
+    pub fn last_at_or_before(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        key: &[u8],
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut iter = self.db.iterator_cf(
+            self.handle(cf)?,
+            rocksdb::IteratorMode::From(key, rocksdb::Direction::Reverse),
+        );
+        match iter.next() {
+            Some(item) => {
+                let (found, value) = item.map_err(|source| StoreError::Db {
+                    op: "iterate",
+                    cf: cf.name(),
+                    source,
+                })?;
+                Ok(found
+                    .starts_with(prefix)
+                    .then(|| (found.to_vec(), value.to_vec())))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Writes `set` atomically and waits until it is on disk.
     pub fn commit(&self, set: &WriteSet) -> Result<(), StoreError> {
         let mut batch = WriteBatch::default();

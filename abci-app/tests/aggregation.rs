@@ -1,9 +1,11 @@
 //! `SubmitAggregate` at the app level, with real Groth16 proofs of the
 //! reference circuit (k = 8) folded into a real SnarkPack aggregate over a
 //! development SRS: accepted (provers credited as for `SubmitProof`, the
-//! aggregator paid its fee, finality advanced), and rejected for a tampered
-//! aggregate, a wrong statement, a wrong entry signature, an unassigned
-//! prover, out-of-order heights and a chain without an aggregation SRS.
+//! aggregator paid its fee when the transitions link, finality advanced;
+//! consecutive spans of one rollup from different provers in one aggregate),
+//! and rejected for a tampered aggregate, a wrong statement, a wrong entry
+//! signature, an unassigned prover, a previous root that can never link and
+//! a chain without an aggregation SRS.
 
 mod common;
 
@@ -15,9 +17,8 @@ use ark_groth16::ProvingKey;
 use common::*;
 use seqnet_proto::groth16::decode_proof;
 use seqnet_proto::tx::RollupSettings;
-use seqnet_proto::{pb, Action, BatchStatement, Code, PreparedKey, ProofEntry};
+use seqnet_proto::{pb, Action, Code, PreparedKey, ProofEntry, SpanStatement};
 use seqnet_prover::srs::Srs;
-use seqnet_prover::JobStatement;
 
 const K: u32 = 8;
 const PROVERS: [u8; 3] = [21, 22, 23];
@@ -123,8 +124,9 @@ fn seed_of(address_bytes: &[u8]) -> u8 {
 }
 
 /// Block 1 funds and registers three provers and the aggregator and gives
-/// rollups 1 and 2 the same verifying key; block 2 writes to both rollups,
-/// block 3 to rollup 1: jobs (1, 2), (1, 3) and (2, 2) are open.
+/// rollups 1 and 2 the same verifying key and one-block spans; block 2
+/// writes to both rollups, block 3 to rollup 1: jobs (1, 2), (1, 3) and
+/// (2, 2) are open, each with its own prover (the least loaded).
 fn setup(params: serde_json::Value) -> Chain {
     let mut chain = Chain {
         node: new_node_with_genesis(0, genesis_with_params(params)),
@@ -161,6 +163,7 @@ fn setup(params: serde_json::Value) -> Chain {
                     verifying_key: keys().1.clone(),
                     proof_window: WINDOW,
                     inclusion_window: 3,
+                    span_blocks: 1,
                 },
             }],
         ));
@@ -184,54 +187,36 @@ fn setup(params: serde_json::Value) -> Chain {
     chain
 }
 
-/// Real proofs of `jobs` (chained per rollup from its proven root), the
-/// assigned provers' entries, and the aggregate of the proofs in entry order.
+/// Real proofs of `jobs` (each from the root a prover replays: the
+/// rollup's proven root through its earlier unproven spans), the assigned
+/// provers' entries, and the aggregate of the proofs in entry order.
 struct Built {
     entries: Vec<ProofEntry>,
     /// The individual proofs, encoded, in entry order.
     proofs: Vec<Vec<u8>>,
-    statements: Vec<BatchStatement>,
+    statements: Vec<SpanStatement>,
     aggregate: Vec<u8>,
 }
 
 fn build(chain: &Chain, jobs: &[(u64, u64)]) -> Built {
-    let mut prev: BTreeMap<u64, [u8; 32]> = BTreeMap::new();
     let mut entries = Vec::new();
     let mut statements = Vec::new();
     let mut proofs = Vec::new();
     let mut encoded = Vec::new();
-    for (rollup, height) in jobs {
-        let job = chain.job(*rollup, *height);
-        let prev_root = *prev.entry(*rollup).or_insert_with(|| {
-            <[u8; 32]>::try_from(chain.proven_root(*rollup).as_slice()).unwrap_or([0; 32])
-        });
-        let commitment: [u8; 32] = job.commitment.as_slice().try_into().expect("32 bytes");
-        let (proof, root) = seqnet_prover::prove(
-            &keys().0,
-            K,
-            &JobStatement {
-                rollup_id: *rollup,
-                height: *height,
-                commitment,
-                prev_root,
-            },
-        )
-        .expect("prove");
-        prev.insert(*rollup, root);
+    for (rollup, from) in jobs {
+        let job = chain.job(*rollup, *from);
+        let prev_root = reference_prev_root(&chain.node.app, *rollup, *from);
+        let statement = job_statement(&job, prev_root);
+        let (proof, root) = seqnet_prover::prove(&keys().0, K, &statement).expect("prove");
         entries.push(ProofEntry::sign(
             &key(seed_of(&job.assigned)),
             CHAIN,
             *rollup,
-            *height,
+            *from,
+            prev_root,
             root,
         ));
-        statements.push(BatchStatement {
-            rollup_id: *rollup,
-            height: *height,
-            commitment,
-            prev_root,
-            new_root: root,
-        });
+        statements.push(statement.with_new_root(root));
         proofs.push(decode_proof(&proof).expect("proof decodes"));
         encoded.push(proof);
     }
@@ -282,7 +267,7 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
     let mut root = e.new_state_root;
     root[31] ^= 1;
     let assigned = seed_of(&chain.job(2, 2).assigned);
-    wrong_root[2] = ProofEntry::sign(&key(assigned), CHAIN, 2, 2, root);
+    wrong_root[2] = ProofEntry::sign(&key(assigned), CHAIN, 2, 2, e.prev_state_root, root);
     let log = chain.expect(
         AGGREGATOR,
         submit(wrong_root, built.aggregate.clone()),
@@ -296,7 +281,14 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
         .into_iter()
         .find(|s| address(*s) != forged[0].prover)
         .expect("another prover");
-    let mut bad = ProofEntry::sign(&key(impostor), CHAIN, 1, 2, forged[0].new_state_root);
+    let mut bad = ProofEntry::sign(
+        &key(impostor),
+        CHAIN,
+        1,
+        2,
+        forged[0].prev_state_root,
+        forged[0].new_state_root,
+    );
     bad.prover = forged[0].prover;
     forged[0] = bad;
     chain.expect(
@@ -307,7 +299,14 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
     // An entry signed for another chain.
     let mut other_chain = entries.clone();
     let signer = seed_of(&other_chain[1].prover.0);
-    other_chain[1] = ProofEntry::sign(&key(signer), "other", 1, 3, other_chain[1].new_state_root);
+    other_chain[1] = ProofEntry::sign(
+        &key(signer),
+        "other",
+        1,
+        3,
+        other_chain[1].prev_state_root,
+        other_chain[1].new_state_root,
+    );
     chain.expect(
         AGGREGATOR,
         submit(other_chain, built.aggregate.clone()),
@@ -320,19 +319,36 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
         .into_iter()
         .find(|s| address(*s) != unassigned[0].prover)
         .expect("another prover");
-    unassigned[0] = ProofEntry::sign(&key(outsider), CHAIN, 1, 2, unassigned[0].new_state_root);
+    unassigned[0] = ProofEntry::sign(
+        &key(outsider),
+        CHAIN,
+        1,
+        2,
+        unassigned[0].prev_state_root,
+        unassigned[0].new_state_root,
+    );
     chain.expect(
         AGGREGATOR,
         submit(unassigned, built.aggregate.clone()),
         &[Code::NotAssigned],
     );
 
-    // Out of order: height 3 of rollup 1 before height 2 is proven.
-    let skip = build(&chain, &[(1, 3)]);
+    // Job (1, 2) is rollup 1's next to link: an entry from another root
+    // can never link.
+    let mut elsewhere = entries.clone();
+    let signer = seed_of(&elsewhere[0].prover.0);
+    elsewhere[0] = ProofEntry::sign(
+        &key(signer),
+        CHAIN,
+        1,
+        2,
+        [3; 32],
+        elsewhere[0].new_state_root,
+    );
     chain.expect(
         AGGREGATOR,
-        submit(skip.entries.clone(), skip.aggregate.clone()),
-        &[Code::OutOfOrder],
+        submit(elsewhere, built.aggregate.clone()),
+        &[Code::RootMismatch],
     );
     // Entries not in increasing order do not even decode as an action.
     let mut reversed = entries.clone();
@@ -345,7 +361,14 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
     // A job that does not exist.
     let mut unknown = entries.clone();
     let signer = seed_of(&unknown[2].prover.0);
-    unknown[2] = ProofEntry::sign(&key(signer), CHAIN, 2, 9, unknown[2].new_state_root);
+    unknown[2] = ProofEntry::sign(
+        &key(signer),
+        CHAIN,
+        2,
+        9,
+        unknown[2].prev_state_root,
+        unknown[2].new_state_root,
+    );
     chain.expect(
         AGGREGATOR,
         submit(unknown, built.aggregate.clone()),
@@ -355,6 +378,8 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
     // The real one: accepted in CheckTx, then in a block.
     let fees: Vec<u64> = jobs.iter().map(|(r, h)| chain.job(*r, *h).fees).collect();
     let provers: Vec<u8> = entries.iter().map(|e| seed_of(&e.prover.0)).collect();
+    // Consecutive spans of rollup 1, (1, 2) and (1, 3), by different provers.
+    assert_ne!(provers[0], provers[1]);
     let before: BTreeMap<u8, u64> = PROVERS
         .into_iter()
         .chain([AGGREGATOR])
@@ -376,18 +401,28 @@ fn aggregate_is_rejected_when_wrong_then_accepted_and_credits_everyone() {
     let response = chain.block(&[tx]);
     let events = &response.tx_results[0].events;
     assert_eq!(
-        events.iter().filter(|e| e.r#type == "job_proven").count(),
+        events
+            .iter()
+            .filter(|e| e.r#type == "proof_accepted")
+            .count(),
         3
     );
-    let aggregate_event = events
+    assert!(events.iter().any(|e| e.r#type == "aggregate_accepted"));
+    // The transitions link at the block's end; each pays the aggregator its share.
+    let linked: Vec<_> = response
+        .events
         .iter()
-        .find(|e| e.r#type == "aggregate_accepted")
-        .expect("aggregate_accepted event");
+        .filter(|e| e.r#type == "job_proven")
+        .collect();
+    assert_eq!(linked.len(), 3);
     let expected_fee: u64 = fees.iter().map(|f| f * AGGREGATOR_BPS / 10_000).sum();
-    assert!(aggregate_event
-        .attributes
+    let paid_fee: u64 = linked
         .iter()
-        .any(|a| a.key == "fee" && a.value == expected_fee.to_string()));
+        .flat_map(|e| &e.attributes)
+        .filter(|a| a.key == "aggregator_fee")
+        .map(|a| a.value.parse::<u64>().expect("number"))
+        .sum();
+    assert_eq!(paid_fee, expected_fee);
 
     // Every job proven by its assigned prover, roots chained.
     for (i, (rollup, height)) in jobs.iter().enumerate() {
@@ -463,8 +498,9 @@ fn proposers_prefer_an_aggregate_over_the_proofs_it_covers() {
         prover,
         vec![Action::SubmitProof {
             rollup_id: 1,
-            height: 2,
+            from_height: 2,
             proof: built.proofs[0].clone(),
+            prev_state_root: built.entries[0].prev_state_root,
             new_state_root: built.entries[0].new_state_root,
         }],
     );
@@ -484,7 +520,7 @@ fn proposers_prefer_an_aggregate_over_the_proofs_it_covers() {
     assert!(accepts(&chain.node, chain.height + 1, &block));
     let response = chain.block(&block);
     assert_eq!(
-        response.tx_results[0]
+        response
             .events
             .iter()
             .filter(|e| e.r#type == "job_proven")

@@ -12,7 +12,6 @@ use ark_groth16::ProvingKey;
 use common::*;
 use seqnet_abci::proposal::{back_pressure_exempt, over_unproven_limit};
 use seqnet_proto::{pb, Action, Transaction};
-use seqnet_prover::JobStatement;
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::{abci, crypto, types};
 
@@ -30,9 +29,10 @@ fn keys() -> &'static (ProvingKey<Bls12_381>, Vec<u8>) {
     })
 }
 
-/// Rollup 1 is proven (reference circuit, proof window 50 so nothing is
-/// reassigned here); epochs of one block so a prover registered in block h
-/// is active from the end of h; nobody proves until the test says so.
+/// Rollup 1 is proven (reference circuit, one-block spans, proof window 50
+/// so nothing is reassigned here); epochs of one block so a prover
+/// registered in block h is active from the end of h; nobody proves until
+/// the test says so.
 fn node() -> Node {
     let node = open(tempfile::tempdir().expect("tempdir"));
     let genesis = serde_json::json!({
@@ -44,7 +44,7 @@ fn node() -> Node {
         ],
         "rollups": [
             {"id": ROLLUP, "name": "one", "owner": address(1).to_string(), "proof_window": 50,
-             "inclusion_window": 3, "verifying_key": hex::encode(&keys().1)},
+             "inclusion_window": 3, "verifying_key": hex::encode(&keys().1), "span_blocks": 1},
             {"id": 2, "name": "two", "owner": address(2).to_string(), "proof_window": 50,
              "inclusion_window": 3},
         ]
@@ -96,17 +96,13 @@ fn job(node: &Node, height: u64) -> pb::ProofJob {
 
 fn proof_for(node: &Node, height: u64, prev_root: [u8; 32]) -> Action {
     let job = job(node, height);
-    let statement = JobStatement {
-        rollup_id: ROLLUP,
-        height,
-        commitment: job.commitment.as_slice().try_into().expect("32 bytes"),
-        prev_root,
-    };
-    let (proof, root) = seqnet_prover::prove(&keys().0, K, &statement).expect("prove");
+    let (proof, root) =
+        seqnet_prover::prove(&keys().0, K, &job_statement(&job, prev_root)).expect("prove");
     Action::SubmitProof {
         rollup_id: ROLLUP,
-        height,
+        from_height: height,
         proof,
+        prev_state_root: prev_root,
         new_state_root: root,
     }
 }
@@ -262,7 +258,7 @@ fn inclusion_lists_cannot_force_held_back_data() {
         ],
         "rollups": [
             {"id": ROLLUP, "name": "one", "owner": address(1).to_string(), "proof_window": 50,
-             "inclusion_window": 3, "verifying_key": hex::encode(&keys().1)},
+             "inclusion_window": 3, "verifying_key": hex::encode(&keys().1), "span_blocks": 1},
         ]
     });
     let node = new_node_with_genesis(1, genesis.to_string().into_bytes());

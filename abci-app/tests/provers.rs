@@ -1,6 +1,8 @@
 //! Provers at the app level: registration, rotation, real Groth16 proofs of
-//! the reference circuit (k = 8), rejections with their own codes, missed
-//! deadlines with slashing and bounties, jailing, unbonding and finality.
+//! the reference circuit (k = 8) over spans, rejections with their own
+//! codes, pipelined proving (later spans proven first, linking in order,
+//! gaps, dropped transitions), per-job deadlines with slashing and bounties,
+//! jailing, unbonding and finality.
 
 mod common;
 
@@ -10,14 +12,14 @@ use ark_bls12_381::Bls12_381;
 use ark_groth16::ProvingKey;
 use common::*;
 use seqnet_abci::rotation::assignment_order;
+use seqnet_proto::groth16::{batch_commitment, span_commitment};
 use seqnet_proto::tx::RollupSettings;
 use seqnet_proto::{pb, Action, Address, Code};
-use seqnet_prover::JobStatement;
+use tendermint_proto::v0_38::abci::ResponseFinalizeBlock;
 
 /// Reference circuit size (the smallest the prover supports).
 const K: u32 = 8;
 const ROLLUP: u64 = 1;
-const WINDOW: u64 = 2;
 const PROVERS: [u8; 3] = [21, 22, 23];
 const STAKE: u64 = 10_000;
 const FUNDING: u64 = 100_000;
@@ -67,7 +69,7 @@ impl Chain {
         )
     }
 
-    fn block(&mut self, txs: &[Vec<u8>]) -> tendermint_proto::v0_38::abci::ResponseFinalizeBlock {
+    fn block(&mut self, txs: &[Vec<u8>]) -> ResponseFinalizeBlock {
         self.height += 1;
         let response = finalize(&self.node, self.height, txs);
         for (i, r) in response.tx_results.iter().enumerate() {
@@ -76,11 +78,12 @@ impl Chain {
         response
     }
 
-    fn job(&self, height: u64) -> pb::ProofJob {
+    /// The job whose span starts at `from`.
+    fn job(&self, from: u64) -> pb::ProofJob {
         self.node
             .app
             .reader()
-            .proof_job(ROLLUP, height)
+            .proof_job(ROLLUP, from)
             .expect("read")
             .expect("job exists")
     }
@@ -106,6 +109,18 @@ impl Chain {
     fn proven_height(&self) -> u64 {
         self.node.app.reader().proven_height().expect("read")
     }
+
+    /// The proof of job `from` by its assigned prover, from the root a prover
+    /// replays (the proven root through the earlier unproven spans), as a
+    /// transaction.
+    fn prove_assigned(&mut self, from: u64) -> (u8, Vec<u8>, [u8; 32]) {
+        let job = self.job(from);
+        let prev = reference_prev_root(&self.node.app, ROLLUP, from);
+        let (proof, root) = prove(&job, prev);
+        let seed = seed_of(&job.assigned);
+        let tx = self.tx(seed, 10, vec![submit(from, proof, prev, root)]);
+        (seed, tx, root)
+    }
 }
 
 fn seed_of(address_bytes: &[u8]) -> u8 {
@@ -115,34 +130,35 @@ fn seed_of(address_bytes: &[u8]) -> u8 {
         .expect("a test prover")
 }
 
-fn statement(job: &pb::ProofJob, prev_root: [u8; 32]) -> JobStatement {
-    JobStatement {
-        rollup_id: job.rollup_id,
-        height: job.height,
-        commitment: job.commitment.as_slice().try_into().expect("32 bytes"),
-        prev_root,
-    }
-}
-
 fn prove(job: &pb::ProofJob, prev_root: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
-    seqnet_prover::prove(&keys().0, K, &statement(job, prev_root)).expect("prove")
+    seqnet_prover::prove(&keys().0, K, &job_statement(job, prev_root)).expect("prove")
 }
 
-fn submit(height: u64, proof: Vec<u8>, root: [u8; 32]) -> Action {
+fn submit(from: u64, proof: Vec<u8>, prev: [u8; 32], root: [u8; 32]) -> Action {
     Action::SubmitProof {
         rollup_id: ROLLUP,
-        height,
+        from_height: from,
         proof,
+        prev_state_root: prev,
         new_state_root: root,
     }
 }
 
+fn has_event(events: &[tendermint_proto::v0_38::abci::Event], kind: &str) -> usize {
+    events.iter().filter(|e| e.r#type == kind).count()
+}
+
 /// Block 1: funds and registers three provers, gives rollup 1 the reference
-/// circuit's verifying key with a proof window of 2. The end of block 1 is
-/// the first epoch boundary: all three are active.
-fn setup() -> Chain {
+/// circuit's verifying key with proof window `window` and spans of
+/// `span_blocks`. The end of block 1 is the first epoch boundary: all three
+/// are active.
+fn setup(window: u64, span_blocks: u64) -> Chain {
+    setup_with_params(window, span_blocks, serde_json::json!({}))
+}
+
+fn setup_with_params(window: u64, span_blocks: u64, params: serde_json::Value) -> Chain {
     let mut chain = Chain {
-        node: new_node(0),
+        node: new_node_with_genesis(0, genesis_with_params(params)),
         height: 0,
         nonces: Default::default(),
     };
@@ -174,8 +190,9 @@ fn setup() -> Chain {
             rollup_id: ROLLUP,
             settings: RollupSettings {
                 verifying_key: keys().1.clone(),
-                proof_window: WINDOW,
+                proof_window: window,
                 inclusion_window: 3,
+                span_blocks,
             },
         }],
     ));
@@ -188,19 +205,20 @@ fn setup() -> Chain {
 
 #[test]
 fn assigned_prover_proves_and_finality_advances() {
-    let mut chain = setup();
+    let mut chain = setup(10, 1);
     assert_eq!(chain.proven_height(), 1);
     let data = chain.data(b"first batch");
     let fee_paid = 10 + b"first batch".len() as u64;
     chain.block(&[data]);
     let data = chain.data(b"second batch");
     chain.block(&[data]);
-    // Jobs at 2 and 3 are open: nothing above 1 is proven.
+    // Jobs (spans 2..=2 and 3..=3) are open: nothing above 1 is proven.
     assert_eq!(chain.proven_height(), 1);
 
     let job = chain.job(2);
     assert_eq!(job.status, pb::JobStatus::Open as i32);
-    assert_eq!(job.deadline, 2 + WINDOW);
+    assert_eq!((job.from_height, job.to_height), (2, 2));
+    assert_eq!(job.deadline, 2 + 10);
     assert_eq!(job.fees, fee_paid);
     let set = chain.node.app.reader().prover_set().expect("set");
     let active: Vec<(Address, u64)> = set
@@ -215,6 +233,8 @@ fn assigned_prover_proves_and_finality_advances() {
         job.order,
         order.iter().map(|a| a.0.to_vec()).collect::<Vec<_>>()
     );
+    // Job 3 goes to a prover that holds no job yet: N provers, N spans.
+    assert_ne!(chain.job(3).assigned, job.assigned);
     let assigned = seed_of(&job.assigned);
     let other = PROVERS
         .into_iter()
@@ -226,89 +246,99 @@ fn assigned_prover_proves_and_finality_advances() {
         let tx = chain.failing(seed, 10, vec![action]);
         let response = check(&chain.node, &tx);
         assert_eq!(response.code, code.as_u32(), "{}", response.log);
+        response.log
     };
     // Not the assigned prover.
     expect(
         &chain,
         other,
-        submit(2, proof.clone(), root),
+        submit(2, proof.clone(), [0; 32], root),
         Code::NotAssigned,
     );
-    // Wrong height: open but not next, and not a job at all.
-    let (proof3, root3) = prove(&chain.job(3), root);
-    expect(
-        &chain,
-        seed_of(&chain.job(3).assigned),
-        submit(3, proof3, root3),
-        Code::OutOfOrder,
-    );
+    // Not a job at all.
     expect(
         &chain,
         assigned,
-        submit(9, proof.clone(), root),
+        submit(9, proof.clone(), [0; 32], root),
         Code::JobUnknown,
     );
-    // A proof against a wrong previous root.
-    let (wrong, wrong_root) = prove(&job, [1; 32]);
-    expect(
+    // Job 2 is the rollup's next to link: a proof from another root can
+    // never link, even if it verifies for that root.
+    let (from_elsewhere, elsewhere_root) = prove(&job, [1; 32]);
+    let log = expect(
         &chain,
         assigned,
-        submit(2, wrong, wrong_root),
-        Code::ProofRejected,
+        submit(2, from_elsewhere, [1; 32], elsewhere_root),
+        Code::RootMismatch,
     );
-    // The right proof with another new root.
+    assert!(log.contains("proven root"), "{log}");
+    // The right proof with another new root, or another previous root.
     expect(
         &chain,
         assigned,
-        submit(2, proof.clone(), [2; 32]),
+        submit(2, proof.clone(), [0; 32], [2; 32]),
         Code::ProofRejected,
     );
     // Garbage bytes.
     expect(
         &chain,
         assigned,
-        submit(2, vec![0xab; 192], root),
+        submit(2, vec![0xab; 192], [0; 32], root),
         Code::ProofMalformed,
     );
     expect(
         &chain,
         assigned,
-        submit(2, vec![1, 2, 3], root),
+        submit(2, vec![1, 2, 3], [0; 32], root),
         Code::ProofMalformed,
     );
 
-    // The assigned prover's proof is accepted and paid half the batch's fees.
+    // Job 3 first: accepted as a pending transition; nothing is final or
+    // paid yet.
+    let (p3, tx3, root3) = chain.prove_assigned(3);
+    let before3 = chain.balance(p3);
+    assert_eq!(check(&chain.node, &tx3).code, 0);
+    let response = chain.block(&[tx3]);
+    assert_eq!(
+        has_event(&response.tx_results[0].events, "proof_accepted"),
+        1
+    );
+    assert_eq!(has_event(&response.events, "job_proven"), 0);
+    assert_eq!(chain.job(3).status, pb::JobStatus::Pending as i32);
+    assert_eq!(chain.proven_height(), 1);
+    assert_eq!(chain.balance(p3), before3 - 10);
+    // A second proof of a pending job is refused.
+    let again = chain.failing(p3, 10, vec![submit(3, vec![1; 384], root, root3)]);
+    assert_eq!(check(&chain.node, &again).code, Code::JobPending.as_u32());
+
+    // Job 2: accepted, and both transitions link at the block's end.
     let before = chain.balance(assigned);
-    let tx = chain.tx(assigned, 10, vec![submit(2, proof, root)]);
+    let tx = chain.tx(assigned, 10, vec![submit(2, proof, [0; 32], root)]);
     assert_eq!(check(&chain.node, &tx).code, 0);
     let response = chain.block(&[tx]);
-    assert!(response.tx_results[0]
-        .events
-        .iter()
-        .any(|e| e.r#type == "job_proven"));
+    assert_eq!(has_event(&response.events, "job_proven"), 2);
     assert_eq!(chain.balance(assigned), before - 10 + fee_paid / 2);
+    assert!(
+        chain.balance(p3) > before3 - 10,
+        "job 3's prover is paid now"
+    );
     let job = chain.job(2);
     assert_eq!(job.status, pb::JobStatus::Proven as i32);
     assert_eq!(job.new_root, root.to_vec());
-    assert_eq!(chain.proven_root(), root);
-    assert_eq!(chain.proven_height(), 2);
-    assert_eq!(chain.prover(assigned).expect("record").proven, 1);
-
-    // Height 3 next, from the new root; then finality reaches the tip.
-    let job3 = chain.job(3);
-    let (proof, root3) = prove(&job3, root);
-    let tx = chain.tx(seed_of(&job3.assigned), 10, vec![submit(3, proof, root3)]);
-    chain.block(&[tx]);
+    assert_eq!(job.proven_height, chain.height as u64);
+    assert_eq!(chain.job(3).prev_root, root.to_vec());
+    assert_eq!(chain.proven_root(), root3);
     assert_eq!(chain.proven_height(), chain.height as u64);
+    assert_eq!(chain.prover(assigned).expect("record").proven, 1);
     let finality = chain.node.app.reader().finality().expect("finality");
     assert_eq!(finality.ordered_height, chain.height as u64);
     assert_eq!(finality.open_jobs, 0);
-    assert_eq!(chain.proven_root(), root3);
+    assert_eq!(finality.hold_reason, pb::HoldReason::None as i32);
 }
 
 #[test]
 fn a_missed_deadline_reassigns_slashes_and_pays_a_bounty() {
-    let mut chain = setup();
+    let mut chain = setup(2, 1);
     let data = chain.data(b"batch");
     let fees = 10 + b"batch".len() as u64;
     chain.block(&[data]);
@@ -322,7 +352,7 @@ fn a_missed_deadline_reassigns_slashes_and_pays_a_bounty() {
     let response = chain.block(&[]);
     let reassigned = chain.job(2);
     assert_eq!(reassigned.assigned, job.order[1], "back-up is order[1]");
-    assert_eq!(reassigned.deadline, 4 + WINDOW);
+    assert_eq!(reassigned.deadline, 4 + 2);
     assert_eq!(reassigned.reassignments, 1);
     let slashed = stake / 10;
     let bounty = slashed / 2;
@@ -348,11 +378,11 @@ fn a_missed_deadline_reassigns_slashes_and_pays_a_bounty() {
 
     // The primary may no longer prove; the back-up's proof earns the bounty.
     let (proof, root) = prove(&reassigned, [0; 32]);
-    let late = chain.failing(primary, 10, vec![submit(2, proof.clone(), root)]);
+    let late = chain.failing(primary, 10, vec![submit(2, proof.clone(), [0; 32], root)]);
     assert_eq!(check(&chain.node, &late).code, Code::NotAssigned.as_u32());
     let backup = seed_of(&reassigned.assigned);
     let before = chain.balance(backup);
-    let tx = chain.tx(backup, 10, vec![submit(2, proof, root)]);
+    let tx = chain.tx(backup, 10, vec![submit(2, proof, [0; 32], root)]);
     chain.block(&[tx]);
     assert_eq!(chain.balance(backup), before - 10 + fees / 2 + bounty);
     assert_eq!(
@@ -364,9 +394,9 @@ fn a_missed_deadline_reassigns_slashes_and_pays_a_bounty() {
 
 #[test]
 fn repeated_misses_jail_and_unjail_waits_for_the_period() {
-    let mut chain = setup();
+    let mut chain = setup(2, 1);
     // The primary of the first job never proves; the others prove whatever
-    // reaches them.
+    // reaches them, as soon as it does.
     let first = chain.data(b"batch 2");
     chain.block(&[first]);
     let lazy = seed_of(&chain.job(2).assigned);
@@ -380,14 +410,13 @@ fn repeated_misses_jail_and_unjail_waits_for_the_period() {
             .rollup_jobs(ROLLUP)
             .expect("jobs")
             .open;
-        if let Some(job) = open.first() {
-            if !job.assigned.is_empty() && job.assigned != address(lazy).0 {
-                let (proof, root) = prove(job, chain.proven_root());
-                txs.push(chain.tx(
-                    seed_of(&job.assigned),
-                    10,
-                    vec![submit(job.height, proof, root)],
-                ));
+        for job in open {
+            let ready = job.status == pb::JobStatus::Open as i32
+                && !job.assigned.is_empty()
+                && job.assigned != address(lazy).0;
+            if ready {
+                let (_, tx, _) = chain.prove_assigned(job.from_height);
+                txs.push(tx);
             }
         }
         chain.block(&txs);
@@ -424,7 +453,7 @@ fn repeated_misses_jail_and_unjail_waits_for_the_period() {
 
 #[test]
 fn unbond_returns_the_stake_after_the_period() {
-    let mut chain = setup();
+    let mut chain = setup(2, 1);
     let seed = PROVERS[0];
     let stake = chain.prover(seed).expect("record").stake;
     let balance = chain.balance(seed);
@@ -481,11 +510,10 @@ fn unbond_returns_the_stake_after_the_period() {
 
 /// A block with several proofs has them batch-verified before execution; the
 /// results are those of per-proof verification: a bad proof in the middle is
-/// rejected with its own code, the proofs around it are accepted (the one
-/// after it chains from the last good root).
+/// rejected with its own code, the proofs around it are accepted and link.
 #[test]
 fn a_block_of_proofs_is_batch_verified_with_per_proof_results() {
-    let mut chain = setup();
+    let mut chain = setup(10, 1);
     for payload in [&b"batch two"[..], b"batch three"] {
         let data = chain.data(payload);
         chain.block(&[data]);
@@ -493,11 +521,11 @@ fn a_block_of_proofs_is_batch_verified_with_per_proof_results() {
     let (job2, job3) = (chain.job(2), chain.job(3));
     let (proof2, root2) = prove(&job2, [0; 32]);
     let (proof3, root3) = prove(&job3, root2);
-    let (bad3, bad_root3) = prove(&job3, [7; 32]);
     let (p2, p3) = (seed_of(&job2.assigned), seed_of(&job3.assigned));
-    let good2 = chain.tx(p2, 10, vec![submit(2, proof2, root2)]);
-    let bad = chain.failing(p3, 10, vec![submit(3, bad3, bad_root3)]);
-    let good3 = chain.tx(p3, 10, vec![submit(3, proof3, root3)]);
+    let good2 = chain.tx(p2, 10, vec![submit(2, proof2, [0; 32], root2)]);
+    // Job 3's proof claiming another new root does not verify.
+    let bad = chain.failing(p3, 10, vec![submit(3, proof3.clone(), root2, [7; 32])]);
+    let good3 = chain.tx(p3, 10, vec![submit(3, proof3, root2, root3)]);
     let before = seqnet_abci::proof_batch::batch_verified_total();
     chain.height += 1;
     let response = finalize(&chain.node, chain.height, &[good2, bad, good3]);
@@ -509,54 +537,186 @@ fn a_block_of_proofs_is_batch_verified_with_per_proof_results() {
     assert_eq!(chain.job(3).prover, address(p3).0.to_vec());
 }
 
+/// Proofs of later spans land first and wait as pending transitions; the
+/// proven root advances through every consecutive one that starts where
+/// the last ended, stops at a gap, and goes on once the gap is filled.
+/// Fees are paid when a transition links.
 #[test]
-fn jobs_behind_a_stalled_one_wait_without_penalty_or_leave_a_missing_prover() {
-    let mut chain = setup();
-    // Jobs at heights 2 and 3; nobody proves job 2 in its window.
+fn later_spans_proven_first_link_in_order_and_stop_at_a_gap() {
+    let mut chain = setup(10, 1);
+    for payload in [&b"two"[..], b"three", b"four"] {
+        let data = chain.data(payload);
+        chain.block(&[data]);
+    }
+    let (p4, tx4, _) = chain.prove_assigned(4);
+    let balance4 = chain.balance(p4);
+    chain.block(&[tx4]);
+    assert_eq!(chain.job(4).status, pb::JobStatus::Pending as i32);
+    assert_eq!(chain.proven_height(), 1);
+
+    // Job 2 links; job 3 is missing, so job 4 waits behind the gap.
+    let (_, tx2, root2) = chain.prove_assigned(2);
+    let response = chain.block(&[tx2]);
+    assert_eq!(has_event(&response.events, "job_proven"), 1);
+    assert_eq!(chain.proven_root(), root2);
+    assert_eq!(chain.proven_height(), 2);
+    assert_eq!(chain.job(4).status, pb::JobStatus::Pending as i32);
+    assert_eq!(chain.balance(p4), balance4 - 10, "not paid before linking");
+    let finality = chain.node.app.reader().finality().expect("finality");
+    assert_eq!((finality.open_jobs, finality.pending_jobs), (2, 1));
+
+    // Job 3 fills the gap: 3 and 4 link in one block end.
+    let (_, tx3, _) = chain.prove_assigned(3);
+    let response = chain.block(&[tx3]);
+    assert_eq!(has_event(&response.events, "job_proven"), 2);
+    assert_eq!(chain.proven_height(), chain.height as u64);
+    assert_eq!(chain.proven_root().to_vec(), chain.job(4).new_root);
+    assert!(chain.balance(p4) > balance4 - 10);
+    assert_eq!(chain.job(4).prev_root, chain.job(3).new_root);
+}
+
+/// A pending transition from a root that turns out not to be its
+/// predecessor's final one is dropped once the predecessor links: the job
+/// goes back to OPEN with the next prover of its order and a fresh window;
+/// its prover is neither slashed nor paid.
+#[test]
+fn a_transition_that_does_not_link_is_dropped_and_its_job_moves_on() {
+    let mut chain = setup(10, 1);
+    for payload in [&b"two"[..], b"three"] {
+        let data = chain.data(payload);
+        chain.block(&[data]);
+    }
+    let job3 = chain.job(3);
+    let wrong_prover = seed_of(&job3.assigned);
+    let stake = chain.prover(wrong_prover).expect("record").stake;
+    // A valid proof of job 3 from a made-up root: job 3 is not the next to
+    // link, so it is accepted as pending.
+    let (proof, root) = prove(&job3, [5; 32]);
+    let tx = chain.tx(wrong_prover, 10, vec![submit(3, proof, [5; 32], root)]);
+    chain.block(&[tx]);
+    assert_eq!(chain.job(3).status, pb::JobStatus::Pending as i32);
+
+    let (_, tx2, root2) = chain.prove_assigned(2);
+    let response = chain.block(&[tx2]);
+    assert_eq!(has_event(&response.events, "job_proven"), 1);
+    assert_eq!(has_event(&response.events, "transition_dropped"), 1);
+    assert_eq!(chain.proven_root(), root2);
+    let moved = chain.job(3);
+    assert_eq!(moved.status, pb::JobStatus::Open as i32);
+    assert_eq!(moved.drops, 1);
+    assert_eq!(moved.reassignments, 0, "a drop is not a miss");
+    assert!(moved.new_root.is_empty() && moved.proof.is_empty());
+    assert_ne!(moved.assigned, job3.assigned, "the job moved on");
+    assert_eq!(moved.assigned_height, chain.height as u64);
+    assert_eq!(moved.deadline, chain.height as u64 + 10);
+    let record = chain.prover(wrong_prover).expect("record");
+    assert_eq!((record.stake, record.misses, record.proven), (stake, 0, 0));
+
+    // The new prover proves from the linked root, and the rollup catches up.
+    let (_, tx3, root3) = chain.prove_assigned(3);
+    chain.block(&[tx3]);
+    assert_eq!(chain.proven_root(), root3);
+    assert_eq!(chain.proven_height(), chain.height as u64);
+}
+
+/// Deadlines are per job: the prover of a later span that proves in time is
+/// never slashed while an earlier span stalls, and its transition links as
+/// soon as the earlier one is proven by a back-up.
+#[test]
+fn deadlines_are_per_job_and_nobody_is_slashed_for_a_predecessor() {
+    let mut chain = setup(2, 1);
     let first = chain.data(b"first");
     chain.block(&[first]);
     let second = chain.data(b"second");
     chain.block(&[second]);
-    assert_eq!(chain.job(3).deadline, 3 + WINDOW);
-    let primary_2 = chain.job(2).assigned.clone();
-    let assigned_3 = chain.job(3).assigned.clone();
-    // Block 4: job 2 misses its deadline and is reassigned (its primary is
-    // slashed). Job 3 cannot be proven yet: it waits with a deadline held a
-    // full window ahead, or, if job 2's primary held it too, it moves on at
-    // once without a reassignment count (nobody is slashed for it).
-    let response = chain.block(&[]);
-    assert_eq!(chain.job(2).reassignments, 1);
-    let job3 = chain.job(3);
-    assert_eq!(job3.reassignments, 0, "job 3 is never counted as missed");
-    assert_eq!(job3.deadline, 4 + WINDOW);
-    if assigned_3 == primary_2 {
-        assert_ne!(
-            job3.assigned, assigned_3,
-            "moved off the prover that missed"
-        );
-        assert!(response.events.iter().any(|e| e.r#type == "job_moved"));
-    } else {
-        assert_eq!(job3.assigned, assigned_3, "held by its prover");
-    }
-    let holder = job3.assigned.clone();
-    // Blocks 5..=6: job 2 still unproven; job 3's deadline keeps moving.
-    for _ in 5..=6 {
-        chain.block(&[]);
-        let job3 = chain.job(3);
-        if job3.assigned == holder {
-            assert_eq!(job3.deadline, chain.height as u64 + WINDOW);
-        }
-        assert_eq!(job3.reassignments, 0);
-    }
-    // Job 2 proven at block 7; job 3 then has a full window and is proven.
-    let job2 = chain.job(2);
-    let (proof, root) = prove(&job2, [0; 32]);
-    let tx = chain.tx(seed_of(&job2.assigned), 10, vec![submit(2, proof, root)]);
-    chain.block(&[tx]);
-    let job3 = chain.job(3);
-    assert!(job3.deadline >= chain.height as u64 + WINDOW - 1);
-    let (proof, root3) = prove(&job3, root);
-    let tx = chain.tx(seed_of(&job3.assigned), 10, vec![submit(3, proof, root3)]);
-    chain.block(&[tx]);
+    let (job2, job3) = (chain.job(2), chain.job(3));
+    assert_eq!((job2.deadline, job3.deadline), (2 + 2, 3 + 2));
+    assert_ne!(job2.assigned, job3.assigned, "two provers, two spans");
+    // Block 4: job 3's prover proves in time; job 2's primary never does.
+    let (p3, tx3, _) = chain.prove_assigned(3);
+    let response = chain.block(&[tx3]);
+    assert_eq!(chain.job(2).reassignments, 1, "job 2 missed at height 4");
+    assert!(has_event(&response.events, "job_reassigned") >= 1);
+    assert_eq!(chain.job(3).status, pb::JobStatus::Pending as i32);
+    assert_eq!(chain.job(3).reassignments, 0);
+    assert_eq!(chain.proven_height(), 1);
+    // Block 5: the back-up proves job 2; both link.
+    let (backup, tx2, _) = chain.prove_assigned(2);
+    let response = chain.block(&[tx2]);
+    assert_eq!(has_event(&response.events, "job_proven"), 2);
     assert_eq!(chain.proven_height(), chain.height as u64);
+    let record = chain.prover(p3).expect("record");
+    let proven = 1 + u64::from(backup == p3);
+    assert_eq!(
+        (record.misses, record.slashed, record.proven),
+        (0, 0, proven)
+    );
+    let primary = chain.prover(seed_of(&job2.assigned)).expect("record");
+    assert_eq!(primary.misses, 1);
+}
+
+/// Spans close after `span_blocks` blocks from their first non-empty batch,
+/// or at once when their data reaches `max_span_bytes`; a job covers the
+/// span's non-empty batches with their span commitment; the heights of a
+/// span still collecting are not proven.
+#[test]
+fn spans_collect_batches_and_close_by_blocks_or_bytes() {
+    let mut chain = setup_with_params(10, 3, serde_json::json!({ "max_span_bytes": 40 }));
+    let data = chain.data(b"ten bytes!");
+    chain.block(&[data]); // 2
+    chain.block(&[]); // 3
+    let finality = chain.node.app.reader().finality().expect("finality");
+    assert_eq!(finality.hold_reason, pb::HoldReason::Collecting as i32);
+    assert_eq!(chain.proven_height(), 1);
+    assert!(chain
+        .node
+        .app
+        .reader()
+        .rollup_jobs(ROLLUP)
+        .expect("jobs")
+        .open
+        .is_empty());
+    let data = chain.data(b"more data!");
+    chain.block(&[data]); // 4: the span 2..=4 closes
+    let job = chain.job(2);
+    assert_eq!((job.from_height, job.to_height), (2, 4));
+    let heights: Vec<u64> = job.batches.iter().map(|b| b.height).collect();
+    assert_eq!(heights, vec![2, 4]);
+    let reader = chain.node.app.reader();
+    let commitment = |h: u64| {
+        let items = reader.batch(ROLLUP, h).expect("batch").items;
+        batch_commitment(ROLLUP, h, &items)
+    };
+    let expected = span_commitment(ROLLUP, 2, 4, &[(2, commitment(2)), (4, commitment(4))]);
+    assert_eq!(job.span_commitment, expected.to_vec());
+    assert_eq!(job.fees, 2 * (10 + 10));
+    chain.block(&[]); // 5: nothing collecting
+    let big = chain.data(&[7u8; 50]);
+    chain.block(&[big]); // 6: 50 bytes >= 40, closes at once
+    let job6 = chain.job(6);
+    assert_eq!((job6.from_height, job6.to_height), (6, 6));
+    let data = chain.data(b"collecting");
+    chain.block(&[data]); // 7: a new span collects from 7
+    assert_eq!(chain.proven_height(), 1);
+
+    // Proving both spans: proven up to the collecting span.
+    let (_, tx2, _) = chain.prove_assigned(2);
+    let (_, tx6, _) = chain.prove_assigned(6);
+    chain.block(&[tx2, tx6]);
+    assert_eq!(chain.proven_height(), 6);
+    // The PROVEN read of a batch in the span carries the span's proof.
+    let proof = reader
+        .batch_proof(ROLLUP, 4)
+        .expect("read")
+        .expect("proven");
+    assert_eq!((proof.from_height, proof.to_height), (2, 4));
+    assert_eq!(proof.batch_heights, vec![2, 4]);
+    assert!(
+        reader.batch_proof(ROLLUP, 3).expect("read").is_none(),
+        "empty"
+    );
+    assert!(
+        reader.batch_proof(ROLLUP, 7).expect("read").is_none(),
+        "open"
+    );
 }

@@ -73,7 +73,7 @@ use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 use crate::batch_verify::{multi_miller_loop, G2Prepared};
 use crate::groth16::{
     decode_g1, decode_g1_uncompressed, decode_g1_uncompressed_any_order, decode_g2,
-    decode_g2_uncompressed, BatchStatement, Ctx, PreparedKey, ProofError, G1_LEN,
+    decode_g2_uncompressed, Ctx, PreparedKey, ProofError, SpanStatement, G1_LEN,
     G1_UNCOMPRESSED_LEN as G1_AGG, G2_LEN, G2_UNCOMPRESSED_LEN as G2_AGG,
 };
 use crate::msm::{msm, normalize};
@@ -737,7 +737,7 @@ pub fn eval_w(x: &[Fr], z: &Fr, r_inv: &Fr, n: usize) -> Fr {
 pub fn verify_aggregate(
     srs: &VerifierSrs,
     key: &PreparedKey,
-    statements: &[BatchStatement],
+    statements: &[SpanStatement],
     aggregate: &[u8],
 ) -> Result<(), AggregateError> {
     verify_aggregate_prepared(&srs.clone().into(), key, statements, aggregate)
@@ -747,7 +747,7 @@ pub fn verify_aggregate(
 pub fn verify_aggregate_prepared(
     srs: &PreparedVerifierSrs,
     key: &PreparedKey,
-    statements: &[BatchStatement],
+    statements: &[SpanStatement],
     aggregate: &[u8],
 ) -> Result<(), AggregateError> {
     let inputs = statements

@@ -52,7 +52,7 @@ use ark_ff::{BitIteratorBE, CyclotomicMultSubgroup, Field, One, PrimeField, Zero
 pub type G2Prepared = Bls12G2Prepared<Bls12Config>;
 use ark_groth16::Proof;
 
-use crate::groth16::{decode_proof, BatchStatement, PreparedKey, ProofError};
+use crate::groth16::{decode_proof, PreparedKey, ProofError, SpanStatement};
 use crate::transcript::Transcript;
 
 /// Domain separator of the batch-verification transcript.
@@ -66,7 +66,7 @@ pub struct BatchItem<'a> {
     /// The proof as submitted ([`crate::groth16::PROOF_LEN`] bytes).
     pub proof: &'a [u8],
     /// What the proof must prove.
-    pub statement: &'a BatchStatement,
+    pub statement: &'a SpanStatement,
 }
 
 /// One decoded proof with its public inputs.
@@ -411,7 +411,7 @@ mod tests {
     }
 
     /// `n` valid (statement, proof) pairs under key `which`.
-    fn valid(which: usize, n: usize) -> Vec<(BatchStatement, Vec<u8>)> {
+    fn valid(which: usize, n: usize) -> Vec<(SpanStatement, Vec<u8>)> {
         (0..n)
             .map(|i| {
                 let st = ToyKeys::statement(1 + i as u64, 10 + i as u64);
@@ -421,7 +421,7 @@ mod tests {
             .collect()
     }
 
-    fn items<'a>(key: &'a PreparedKey, set: &'a [(BatchStatement, Vec<u8>)]) -> Vec<BatchItem<'a>> {
+    fn items<'a>(key: &'a PreparedKey, set: &'a [(SpanStatement, Vec<u8>)]) -> Vec<BatchItem<'a>> {
         set.iter()
             .map(|(statement, proof)| BatchItem {
                 key,
@@ -598,7 +598,7 @@ mod tests {
     fn scalars_are_deterministic_and_bound_to_inputs() {
         let set = valid(0, 3);
         let key = keys(0).prepared();
-        let decoded = |set: &[(BatchStatement, Vec<u8>)]| -> Vec<BatchScalar> {
+        let decoded = |set: &[(SpanStatement, Vec<u8>)]| -> Vec<BatchScalar> {
             let d: Vec<DecodedItem<'_>> = set
                 .iter()
                 .map(|(st, p)| DecodedItem {
@@ -671,7 +671,7 @@ mod tests {
                 if bad_mask & (1 << i) != 0 {
                     expected.push(i);
                     match kind {
-                        0 => entry.0.height += 1,
+                        0 => entry.0.to_height += 1,
                         1 => entry.1 = keys(1).prove(&entry.0, i as u64),
                         _ => {
                             let other = ToyKeys::statement(500 + i as u64, 1);

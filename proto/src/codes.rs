@@ -47,10 +47,10 @@ pub enum Code {
     ProofMalformed = 19,
     /// The signer is not the prover currently assigned to the job.
     NotAssigned = 20,
-    /// No open job for that rollup and height.
+    /// No open job for that rollup and span start.
     JobUnknown = 21,
-    /// The job is open but a lower height of the rollup is not proven yet.
-    OutOfOrder = 22,
+    // 22 (out_of_order) is retired: since pipelined proving, jobs are
+    // accepted in any order. Never reuse it.
     /// The stake is below the chain's minimum.
     StakeTooLow = 23,
     /// The prover is jailed (or not yet allowed to unjail).
@@ -60,12 +60,17 @@ pub enum Code {
     /// The node's mempool is full; nothing is wrong with the transaction
     /// (retry later or elsewhere).
     MempoolFull = 26,
+    /// The job already has a verified proof waiting to link (pending).
+    JobPending = 27,
+    /// The proof starts from a state root that can never link: the job is
+    /// the rollup's next to prove and its proven root is another.
+    RootMismatch = 28,
     /// The node failed internally (storage); not the transaction's fault.
     Internal = 99,
 }
 
 impl Code {
-    pub const ALL: [Code; 28] = [
+    pub const ALL: [Code; 29] = [
         Code::Ok,
         Code::Malformed,
         Code::TooLarge,
@@ -88,11 +93,12 @@ impl Code {
         Code::ProofMalformed,
         Code::NotAssigned,
         Code::JobUnknown,
-        Code::OutOfOrder,
         Code::StakeTooLow,
         Code::Jailed,
         Code::ProverState,
         Code::MempoolFull,
+        Code::JobPending,
+        Code::RootMismatch,
         Code::Internal,
     ];
 
@@ -129,11 +135,12 @@ impl Code {
             Code::ProofMalformed => "proof_malformed",
             Code::NotAssigned => "not_assigned",
             Code::JobUnknown => "job_unknown",
-            Code::OutOfOrder => "out_of_order",
             Code::StakeTooLow => "stake_too_low",
             Code::Jailed => "jailed",
             Code::ProverState => "prover_state",
             Code::MempoolFull => "mempool_full",
+            Code::JobPending => "job_pending",
+            Code::RootMismatch => "root_mismatch",
             Code::Internal => "internal",
         }
     }

@@ -2,11 +2,14 @@
 //! no clock, no randomness).
 //!
 //! A rollup registers a verifying key; a prover proves the state transition of
-//! one batch. The proof's six public inputs bind, in this order:
+//! one *span*: the rollup's non-empty batches at heights `from..=to`, in
+//! height order ([`SpanStatement`]). The proof's six public inputs bind, in
+//! this order:
 //!
 //! 1. `rollup_id` (as a field element),
-//! 2. `height`,
-//! 3. the first 16 bytes of the [`batch_commitment`] as a big-endian `u128`,
+//! 2. the span's bounds, `from * 2^64 + to` ([`span_bounds`]: two `u64`s
+//!    packed into one input, so the key format keeps six inputs),
+//! 3. the first 16 bytes of the [`span_commitment`] as a big-endian `u128`,
 //! 4. its last 16 bytes, likewise,
 //! 5. the previous state root, 6. the new state root (32 bytes each, big-endian,
 //!    canonical: below the scalar field modulus `r`).
@@ -59,6 +62,8 @@ const VK_HEADER_LEN: usize = G1_LEN + 3 * G2_LEN;
 
 /// Domain separator of [`batch_commitment`].
 pub const BATCH_COMMITMENT_DOMAIN: &[u8] = b"seqnet/batch/v1";
+/// Domain separator of [`span_commitment`].
+pub const SPAN_COMMITMENT_DOMAIN: &[u8] = b"seqnet/span/v1";
 
 const GAMMA_ABC_NAMES: [&str; PUBLIC_INPUTS + 1] = [
     "vk.gamma_abc_g1[0]",
@@ -121,34 +126,83 @@ pub fn batch_commitment(rollup_id: u64, height: u64, items: &[crate::pb::BatchIt
     h.finalize().into()
 }
 
-/// The statement a batch proof proves: the batch `(rollup_id, height, commitment)`
-/// moves the rollup's state from `prev_root` to `new_root`.
+/// SHA-256 commitment to a span of one rollup's batches:
+/// `SHA-256(b"seqnet/span/v1" || rollup_id (u64 BE) || from (u64 BE) || to (u64 BE)
+/// || count (u32 BE) || for each batch in height order: height (u64 BE) || its
+/// batch_commitment (32 bytes))`. `batches` are `(height, batch commitment)`
+/// pairs, the span's non-empty batches; callers keep them in increasing
+/// height order within `from..=to` (the chain builds them that way; a client
+/// that recomputes a span from the batches it read gets the same bytes).
+pub fn span_commitment(
+    rollup_id: u64,
+    from: u64,
+    to: u64,
+    batches: &[(u64, [u8; 32])],
+) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(SPAN_COMMITMENT_DOMAIN);
+    h.update(rollup_id.to_be_bytes());
+    h.update(from.to_be_bytes());
+    h.update(to.to_be_bytes());
+    // A span has at most `max_span_blocks` batches, far below 2^32.
+    let count = u32::try_from(batches.len()).unwrap_or(u32::MAX);
+    h.update(count.to_be_bytes());
+    for (height, commitment) in batches {
+        h.update(height.to_be_bytes());
+        h.update(commitment);
+    }
+    h.finalize().into()
+}
+
+/// The span bounds as one public input: `from * 2^64 + to`.
+pub fn span_bounds(from: u64, to: u64) -> Fr {
+    Fr::from((u128::from(from) << 64) | u128::from(to))
+}
+
+/// The statement a span proof proves: the span `(rollup_id, from..=to,
+/// commitment)` moves the rollup's state from `prev_root` to `new_root`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct BatchStatement {
+pub struct SpanStatement {
     pub rollup_id: u64,
-    pub height: u64,
-    /// [`batch_commitment`] of the batch.
+    /// First height of the span.
+    pub from_height: u64,
+    /// Last height of the span.
+    pub to_height: u64,
+    /// [`span_commitment`] of the span.
     pub commitment: [u8; 32],
-    /// Last proven state root (32 bytes, big-endian, `< r`).
+    /// State root before the span (32 bytes, big-endian, `< r`).
     pub prev_root: [u8; 32],
-    /// New state root (32 bytes, big-endian, `< r`).
+    /// State root after the span (32 bytes, big-endian, `< r`).
     pub new_root: [u8; 32],
 }
 
-impl BatchStatement {
+impl SpanStatement {
     /// The six public inputs, in circuit order:
-    /// `[rollup_id, height, commitment[0..16], commitment[16..32], prev_root, new_root]`
+    /// `[rollup_id, from * 2^64 + to, commitment[0..16], commitment[16..32], prev_root, new_root]`
     /// (the commitment's first 16 bytes come first, each half big-endian).
     pub fn public_inputs(&self) -> Result<Vec<Fr>, ProofError> {
         let [c_first, c_second] = commitment_halves(&self.commitment);
         Ok(vec![
             Fr::from(self.rollup_id),
-            Fr::from(self.height),
+            span_bounds(self.from_height, self.to_height),
             c_first,
             c_second,
             root_from_bytes(&self.prev_root)?,
             root_from_bytes(&self.new_root)?,
         ])
+    }
+
+    /// The statement's bytes for memo keys: every field, fixed width.
+    pub fn to_bytes(&self) -> [u8; 120] {
+        let mut out = [0u8; 120];
+        out[..8].copy_from_slice(&self.rollup_id.to_be_bytes());
+        out[8..16].copy_from_slice(&self.from_height.to_be_bytes());
+        out[16..24].copy_from_slice(&self.to_height.to_be_bytes());
+        out[24..56].copy_from_slice(&self.commitment);
+        out[56..88].copy_from_slice(&self.prev_root);
+        out[88..120].copy_from_slice(&self.new_root);
+        out
     }
 }
 
@@ -555,7 +609,7 @@ impl PreparedKey {
     }
 
     /// Verifies an encoded proof of `statement`.
-    pub fn verify(&self, proof_bytes: &[u8], statement: &BatchStatement) -> Result<(), ProofError> {
+    pub fn verify(&self, proof_bytes: &[u8], statement: &SpanStatement) -> Result<(), ProofError> {
         // Public inputs first: a non-canonical root is reported before any curve work.
         let inputs = statement.public_inputs()?;
         let proof = decode_proof(proof_bytes)?;
@@ -566,7 +620,7 @@ impl PreparedKey {
     pub fn verify_proof(
         &self,
         proof: &Proof<Bls12_381>,
-        statement: &BatchStatement,
+        statement: &SpanStatement,
     ) -> Result<(), ProofError> {
         self.verify_inputs(proof, &statement.public_inputs()?)
     }
@@ -601,7 +655,7 @@ impl PreparedKey {
 pub fn verify_batch_proof(
     vk_bytes: &[u8],
     proof_bytes: &[u8],
-    statement: &BatchStatement,
+    statement: &SpanStatement,
 ) -> Result<(), ProofError> {
     PreparedKey::decode(vk_bytes)?.verify(proof_bytes, statement)
 }
@@ -621,15 +675,15 @@ mod tests {
     use rand_chacha::ChaCha20Rng;
     use std::sync::OnceLock;
 
-    /// Test circuit: `new_root = prev_root + rollup_id * height + c0 * c1`.
+    /// Test circuit: `new_root = prev_root + rollup_id * bounds + c0 * c1`.
     #[derive(Clone)]
     struct Toy {
         inputs: Option<[Fr; 5]>,
     }
 
-    fn toy_next_root(rollup_id: u64, height: u64, commitment: &[u8; 32], prev: Fr) -> Fr {
+    fn toy_next_root(rollup_id: u64, bounds: Fr, commitment: &[u8; 32], prev: Fr) -> Fr {
         let [c0, c1] = commitment_halves(commitment);
-        prev + Fr::from(rollup_id) * Fr::from(height) + c0 * c1
+        prev + Fr::from(rollup_id) * bounds + c0 * c1
     }
 
     impl ConstraintSynthesizer<Fr> for Toy {
@@ -672,25 +726,26 @@ mod tests {
         })
     }
 
-    fn statement() -> BatchStatement {
-        let commitment = batch_commitment(3, 42, &[]);
+    fn statement() -> SpanStatement {
+        let commitment = span_commitment(3, 40, 42, &[(42, batch_commitment(3, 42, &[]))]);
         let prev = Fr::from(1234u64);
-        BatchStatement {
+        SpanStatement {
             rollup_id: 3,
-            height: 42,
+            from_height: 40,
+            to_height: 42,
             commitment,
             prev_root: root_to_bytes(prev),
-            new_root: root_to_bytes(toy_next_root(3, 42, &commitment, prev)),
+            new_root: root_to_bytes(toy_next_root(3, span_bounds(40, 42), &commitment, prev)),
         }
     }
 
-    fn prove(st: &BatchStatement, seed: u64) -> Vec<u8> {
+    fn prove(st: &SpanStatement, seed: u64) -> Vec<u8> {
         let (pk, _) = keys();
         let [c0, c1] = commitment_halves(&st.commitment);
         let circuit = Toy {
             inputs: Some([
                 Fr::from(st.rollup_id),
-                Fr::from(st.height),
+                span_bounds(st.from_height, st.to_height),
                 c0,
                 c1,
                 root_from_bytes(&st.prev_root).unwrap(),
@@ -801,26 +856,37 @@ mod tests {
     fn wrong_public_inputs_are_invalid() {
         let key = PreparedKey::decode(vk()).unwrap();
         let st = statement();
-        let mut cases = Vec::new();
-        cases.push(BatchStatement {
-            rollup_id: st.rollup_id + 1,
-            ..st
-        });
-        cases.push(BatchStatement {
-            height: st.height + 1,
-            ..st
-        });
+        let mut cases = vec![
+            SpanStatement {
+                rollup_id: st.rollup_id + 1,
+                ..st
+            },
+            SpanStatement {
+                from_height: st.from_height + 1,
+                ..st
+            },
+            SpanStatement {
+                to_height: st.to_height + 1,
+                ..st
+            },
+            // The bounds are packed into one input: swapping them must not verify.
+            SpanStatement {
+                from_height: st.to_height,
+                to_height: st.from_height,
+                ..st
+            },
+        ];
         for i in [0, 15, 16, 31] {
             let mut commitment = st.commitment;
             commitment[i] ^= 1;
-            cases.push(BatchStatement { commitment, ..st });
+            cases.push(SpanStatement { commitment, ..st });
         }
         let bump = |root: &[u8; 32]| root_to_bytes(root_from_bytes(root).unwrap() + Fr::one());
-        cases.push(BatchStatement {
+        cases.push(SpanStatement {
             prev_root: bump(&st.prev_root),
             ..st
         });
-        cases.push(BatchStatement {
+        cases.push(SpanStatement {
             new_root: bump(&st.new_root),
             ..st
         });
@@ -839,7 +905,7 @@ mod tests {
         let mut commitment = [0u8; 32];
         commitment[..16].copy_from_slice(&st.commitment[16..]);
         commitment[16..].copy_from_slice(&st.commitment[..16]);
-        let swapped = BatchStatement { commitment, ..st };
+        let swapped = SpanStatement { commitment, ..st };
         assert_eq!(
             verify_batch_proof(vk(), proof(), &swapped),
             Err(ProofError::Invalid)
@@ -864,7 +930,7 @@ mod tests {
         );
         assert_eq!(root_to_bytes(Fr::zero()), [0u8; 32]);
         assert_eq!(root_to_bytes(Fr::from(258u64))[30..], [1, 2]);
-        let st = BatchStatement {
+        let st = SpanStatement {
             new_root: [0xff; 32],
             ..statement()
         };
@@ -872,7 +938,7 @@ mod tests {
             verify_batch_proof(vk(), proof(), &st),
             Err(ProofError::NonCanonicalRoot)
         );
-        let st = BatchStatement {
+        let st = SpanStatement {
             prev_root: r,
             ..statement()
         };
@@ -884,9 +950,10 @@ mod tests {
         let mut commitment = [0u8; 32];
         commitment[15] = 1; // first half = 1
         commitment[16] = 0x80; // second half = 2^127
-        let st = BatchStatement {
+        let st = SpanStatement {
             rollup_id: 5,
-            height: u64::MAX,
+            from_height: 3,
+            to_height: u64::MAX,
             commitment,
             prev_root: root_to_bytes(Fr::from(9u64)),
             new_root: root_to_bytes(Fr::from(10u64)),
@@ -896,13 +963,57 @@ mod tests {
             st.public_inputs().unwrap(),
             vec![
                 Fr::from(5u64),
-                Fr::from(u64::MAX),
+                // 3 * 2^64 + (2^64 - 1)
+                Fr::from(3u64) * two.pow([64u64]) + Fr::from(u64::MAX),
                 Fr::one(),
                 two.pow([127u64]),
                 Fr::from(9u64),
                 Fr::from(10u64)
             ]
         );
+    }
+
+    /// The span commitment's bytes, pinned: a vector another implementation
+    /// can check itself against.
+    #[test]
+    fn span_commitment_layout_and_vector() {
+        let b1 = batch_commitment(7, 10, &[]);
+        let b2 = [0xab; 32];
+        let mut pre = b"seqnet/span/v1".to_vec();
+        pre.extend_from_slice(&7u64.to_be_bytes());
+        pre.extend_from_slice(&10u64.to_be_bytes());
+        pre.extend_from_slice(&14u64.to_be_bytes());
+        pre.extend_from_slice(&2u32.to_be_bytes());
+        pre.extend_from_slice(&10u64.to_be_bytes());
+        pre.extend_from_slice(&b1);
+        pre.extend_from_slice(&12u64.to_be_bytes());
+        pre.extend_from_slice(&b2);
+        let span = span_commitment(7, 10, 14, &[(10, b1), (12, b2)]);
+        assert_eq!(span, crate::sha256(&pre));
+        assert_eq!(
+            hex::encode(span),
+            "3749e9b25b32fc594def57dc620eaf5fb118682a15195f5011fa4f40746f51e0"
+        );
+        // Every field is bound.
+        assert_ne!(span, span_commitment(8, 10, 14, &[(10, b1), (12, b2)]));
+        assert_ne!(span, span_commitment(7, 11, 14, &[(10, b1), (12, b2)]));
+        assert_ne!(span, span_commitment(7, 10, 15, &[(10, b1), (12, b2)]));
+        assert_ne!(span, span_commitment(7, 10, 14, &[(11, b1), (12, b2)]));
+        assert_ne!(span, span_commitment(7, 10, 14, &[(12, b2), (10, b1)]));
+        assert_ne!(span, span_commitment(7, 10, 14, &[(10, b1)]));
+        assert_ne!(
+            span_commitment(7, 10, 14, &[]),
+            span_commitment(7, 10, 15, &[])
+        );
+    }
+
+    #[test]
+    fn span_bounds_pack_two_heights() {
+        let two64 = Fr::from(2u64).pow([64u64]);
+        assert_eq!(span_bounds(0, 0), Fr::zero());
+        assert_eq!(span_bounds(1, 2), two64 + Fr::from(2u64));
+        assert_ne!(span_bounds(1, 2), span_bounds(2, 1));
+        assert_eq!(span_bounds(u64::MAX, u64::MAX), Fr::from(u128::MAX));
     }
 
     #[test]

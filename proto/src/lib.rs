@@ -25,7 +25,9 @@ pub mod pb {
 }
 
 pub use codes::Code;
-pub use groth16::{batch_commitment, verify_batch_proof, BatchStatement, PreparedKey, ProofError};
+pub use groth16::{
+    batch_commitment, span_commitment, verify_batch_proof, PreparedKey, ProofError, SpanStatement,
+};
 pub use nmt::{NamespaceProof, NmtError, NmtNode, NmtRoot};
 pub use tx::{Action, Address, ProofEntry, RollupId, Transaction, TransactionBody, TxError};
 

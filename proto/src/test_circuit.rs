@@ -1,5 +1,5 @@
 //! A tiny Groth16 circuit with the batch-proof public inputs, for tests:
-//! `new_root = prev_root + rollup_id * height + c0 * c1`.
+//! `new_root = prev_root + rollup_id * bounds + c0 * c1` (bounds: `span_bounds`).
 
 use ark_bls12_381::{Bls12_381, Fq, Fq2, Fr, G1Affine, G2Affine};
 use ark_ff::One;
@@ -11,8 +11,8 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
 use crate::groth16::{
-    batch_commitment, commitment_halves, root_from_bytes, root_to_bytes, BatchStatement,
-    PreparedKey,
+    batch_commitment, commitment_halves, root_from_bytes, root_to_bytes, span_bounds,
+    span_commitment, PreparedKey, SpanStatement,
 };
 
 #[derive(Clone)]
@@ -65,15 +65,21 @@ impl ToyKeys {
         PreparedKey::decode(&self.vk_bytes).expect("valid key")
     }
 
-    /// A true statement for the toy circuit.
-    pub fn statement(rollup_id: u64, height: u64) -> BatchStatement {
-        let commitment = batch_commitment(rollup_id, height, &[]);
-        let prev = Fr::from(1000 + height);
-        let [c0, c1] = commitment_halves(&commitment);
-        let new = prev + Fr::from(rollup_id) * Fr::from(height) + c0 * c1;
-        BatchStatement {
+    /// A true statement for the toy circuit: a one-block span at `height`.
+    pub fn statement(rollup_id: u64, height: u64) -> SpanStatement {
+        let commitment = span_commitment(
             rollup_id,
             height,
+            height,
+            &[(height, batch_commitment(rollup_id, height, &[]))],
+        );
+        let prev = Fr::from(1000 + height);
+        let [c0, c1] = commitment_halves(&commitment);
+        let new = prev + Fr::from(rollup_id) * span_bounds(height, height) + c0 * c1;
+        SpanStatement {
+            rollup_id,
+            from_height: height,
+            to_height: height,
             commitment,
             prev_root: root_to_bytes(prev),
             new_root: root_to_bytes(new),
@@ -81,12 +87,12 @@ impl ToyKeys {
     }
 
     /// A proof of `st` (which need not be true: the proof then does not verify).
-    pub fn prove(&self, st: &BatchStatement, seed: u64) -> Vec<u8> {
+    pub fn prove(&self, st: &SpanStatement, seed: u64) -> Vec<u8> {
         let [c0, c1] = commitment_halves(&st.commitment);
         let circuit = Toy {
             inputs: Some([
                 Fr::from(st.rollup_id),
-                Fr::from(st.height),
+                span_bounds(st.from_height, st.to_height),
                 c0,
                 c1,
                 root_from_bytes(&st.prev_root).expect("canonical root"),

@@ -19,7 +19,7 @@ pub const MAX_CHAIN_ID_LEN: usize = 64;
 pub const MAX_ROLLUP_NAME_LEN: usize = 64;
 pub const MAX_VERIFYING_KEY_BYTES: usize = 64 * 1024;
 /// Domain separator of a prover's signature over one aggregate entry.
-pub const PROOF_ENTRY_SIGN_DOMAIN: &[u8] = b"seqnet/proof-entry/v1";
+pub const PROOF_ENTRY_SIGN_DOMAIN: &[u8] = b"seqnet/proof-entry/v2";
 /// No `SubmitAggregate` covers more jobs than this (the chain's verifier SRS
 /// may allow fewer).
 pub const MAX_AGGREGATE_ENTRIES: usize = 1024;
@@ -124,6 +124,8 @@ pub struct RollupSettings {
     pub verifying_key: Vec<u8>,
     pub proof_window: u64,
     pub inclusion_window: u64,
+    /// Blocks per proof span; 0: the chain's `default_span_blocks`.
+    pub span_blocks: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,70 +159,80 @@ pub enum Action {
     Unbond,
     /// Ends a jail term.
     Unjail,
-    /// A validity proof of the batch of `rollup_id` at `height`.
+    /// A validity proof of the span job of `rollup_id` starting at
+    /// `from_height`: the transition `prev_state_root -> new_state_root`.
     SubmitProof {
         rollup_id: RollupId,
-        height: u64,
+        from_height: u64,
         proof: Vec<u8>,
+        prev_state_root: [u8; 32],
         new_state_root: [u8; 32],
     },
     /// One aggregate of the proofs of `entries` (strictly increasing
-    /// `(rollup_id, height)`, the order of the proofs in the aggregate).
+    /// `(rollup_id, from_height)`, the order of the proofs in the aggregate).
     SubmitAggregate {
         entries: Vec<ProofEntry>,
         aggregate: Vec<u8>,
     },
 }
 
-/// One job covered by a `SubmitAggregate`: the job, its new state root, and
+/// One job covered by a `SubmitAggregate`: the job, its transition, and
 /// the assigned prover with its signature over [`proof_entry_sign_bytes`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProofEntry {
     pub rollup_id: RollupId,
-    pub height: u64,
+    /// First height of the job's span.
+    pub from_height: u64,
+    pub prev_state_root: [u8; 32],
     pub new_state_root: [u8; 32],
     pub prover: Address,
     pub signature: Signature,
 }
 
 /// The bytes a prover signs to let an aggregator submit its proof of job
-/// `(rollup_id, height)` with `new_root`: `"seqnet/proof-entry/v1" ||
-/// u32_be(len(chain_id)) || chain_id || u64_be(rollup_id) || u64_be(height)
-/// || new_root`.
+/// `(rollup_id, from_height)` with the transition `prev_root -> new_root`:
+/// `"seqnet/proof-entry/v2" || u32_be(len(chain_id)) || chain_id ||
+/// u64_be(rollup_id) || u64_be(from_height) || prev_root || new_root`.
 pub fn proof_entry_sign_bytes(
     chain_id: &str,
     rollup_id: RollupId,
-    height: u64,
+    from_height: u64,
+    prev_root: &[u8; 32],
     new_root: &[u8; 32],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(PROOF_ENTRY_SIGN_DOMAIN.len() + 4 + chain_id.len() + 48);
+    let mut out = Vec::with_capacity(PROOF_ENTRY_SIGN_DOMAIN.len() + 4 + chain_id.len() + 80);
     out.extend_from_slice(PROOF_ENTRY_SIGN_DOMAIN);
     out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
     out.extend_from_slice(chain_id.as_bytes());
     out.extend_from_slice(&rollup_id.to_be_bytes());
-    out.extend_from_slice(&height.to_be_bytes());
+    out.extend_from_slice(&from_height.to_be_bytes());
+    out.extend_from_slice(prev_root);
     out.extend_from_slice(new_root);
     out
 }
 
 impl ProofEntry {
-    /// The entry for job `(rollup_id, height)`, signed by the prover `key`.
+    /// The entry for job `(rollup_id, from_height)` with the transition
+    /// `prev_state_root -> new_state_root`, signed by the prover `key`.
     pub fn sign(
         key: &SigningKey,
         chain_id: &str,
         rollup_id: RollupId,
-        height: u64,
+        from_height: u64,
+        prev_state_root: [u8; 32],
         new_state_root: [u8; 32],
     ) -> ProofEntry {
         let signature = key.sign(&proof_entry_sign_bytes(
             chain_id,
             rollup_id,
-            height,
+            from_height,
+            &prev_state_root,
             &new_state_root,
         ));
         ProofEntry {
             rollup_id,
-            height,
+            from_height,
+            prev_state_root,
             new_state_root,
             prover: Address::from(&key.verifying_key()),
             signature,
@@ -231,7 +243,13 @@ impl ProofEntry {
     pub fn verify(&self, chain_id: &str) -> Result<(), TxError> {
         let key = self.prover.verifying_key()?;
         key.verify_strict(
-            &proof_entry_sign_bytes(chain_id, self.rollup_id, self.height, &self.new_state_root),
+            &proof_entry_sign_bytes(
+                chain_id,
+                self.rollup_id,
+                self.from_height,
+                &self.prev_state_root,
+                &self.new_state_root,
+            ),
             &self.signature,
         )
         .map_err(|_| TxError::BadSignature {
@@ -242,10 +260,11 @@ impl ProofEntry {
     fn to_pb(&self) -> pb::AggregateEntry {
         pb::AggregateEntry {
             rollup_id: self.rollup_id,
-            height: self.height,
+            from_height: self.from_height,
             new_state_root: self.new_state_root.to_vec(),
             prover: self.prover.0.to_vec(),
             signature: self.signature.to_bytes().to_vec(),
+            prev_state_root: self.prev_state_root.to_vec(),
         }
     }
 }
@@ -325,7 +344,13 @@ impl Action {
                 Action::RegisterRollup {
                     rollup_id: r.rollup_id,
                     name: r.name,
-                    settings: settings(index, r.verifying_key, r.proof_window, r.inclusion_window)?,
+                    settings: settings(
+                        index,
+                        r.verifying_key,
+                        r.proof_window,
+                        r.inclusion_window,
+                        r.span_blocks,
+                    )?,
                 }
             }
             pb::action::Kind::UpdateRollup(u) => {
@@ -334,7 +359,13 @@ impl Action {
                 }
                 Action::UpdateRollup {
                     rollup_id: u.rollup_id,
-                    settings: settings(index, u.verifying_key, u.proof_window, u.inclusion_window)?,
+                    settings: settings(
+                        index,
+                        u.verifying_key,
+                        u.proof_window,
+                        u.inclusion_window,
+                        u.span_blocks,
+                    )?,
                 }
             }
             pb::action::Kind::ForceInclude(f) => {
@@ -364,7 +395,7 @@ impl Action {
                 if p.rollup_id == 0 {
                     return Err(invalid("rollup id 0 is reserved".into()));
                 }
-                if p.height == 0 {
+                if p.from_height == 0 {
                     return Err(invalid("height 0 has no batch".into()));
                 }
                 if p.proof.is_empty() || p.proof.len() > MAX_PROOF_BYTES {
@@ -373,18 +404,13 @@ impl Action {
                         p.proof.len()
                     )));
                 }
-                let new_state_root =
-                    <[u8; 32]>::try_from(p.new_state_root.as_slice()).map_err(|_| {
-                        invalid(format!(
-                            "new state root has {} bytes, want 32",
-                            p.new_state_root.len()
-                        ))
-                    })?;
                 Action::SubmitProof {
                     rollup_id: p.rollup_id,
-                    height: p.height,
+                    from_height: p.from_height,
                     proof: p.proof,
-                    new_state_root,
+                    prev_state_root: root32(&p.prev_state_root, "previous state root")
+                        .map_err(invalid)?,
+                    new_state_root: root32(&p.new_state_root, "new state root").map_err(invalid)?,
                 }
             }
             pb::action::Kind::SubmitAggregate(a) => submit_aggregate(index, a)?,
@@ -413,6 +439,7 @@ impl Action {
                 verifying_key: settings.verifying_key.clone(),
                 proof_window: settings.proof_window,
                 inclusion_window: settings.inclusion_window,
+                span_blocks: settings.span_blocks,
             }),
             Action::UpdateRollup {
                 rollup_id,
@@ -422,6 +449,7 @@ impl Action {
                 verifying_key: settings.verifying_key.clone(),
                 proof_window: settings.proof_window,
                 inclusion_window: settings.inclusion_window,
+                span_blocks: settings.span_blocks,
             }),
             Action::ForceInclude { tx } => Kind::ForceInclude(pb::ForceInclude {
                 tx: tx.to_bytes().to_vec(),
@@ -433,14 +461,16 @@ impl Action {
             Action::Unjail => Kind::Unjail(pb::Unjail {}),
             Action::SubmitProof {
                 rollup_id,
-                height,
+                from_height,
                 proof,
+                prev_state_root,
                 new_state_root,
             } => Kind::SubmitProof(pb::SubmitProof {
                 rollup_id: *rollup_id,
-                height: *height,
+                from_height: *from_height,
                 proof: proof.clone(),
                 new_state_root: new_state_root.to_vec(),
+                prev_state_root: prev_state_root.to_vec(),
             }),
             Action::SubmitAggregate { entries, aggregate } => {
                 Kind::SubmitAggregate(pb::SubmitAggregate {
@@ -453,8 +483,13 @@ impl Action {
     }
 }
 
+/// A 32-byte state root field, or why not (`what`: its name in the error).
+fn root32(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
+    <[u8; 32]>::try_from(bytes).map_err(|_| format!("{what} has {} bytes, want 32", bytes.len()))
+}
+
 /// Structure of a `SubmitAggregate`: 1..=[`MAX_AGGREGATE_ENTRIES`] entries
-/// with well-formed fields in strictly increasing `(rollup_id, height)`
+/// with well-formed fields in strictly increasing `(rollup_id, from_height)`
 /// order, and an aggregate of exactly the encoded length for that count.
 /// Signatures are checked by [`Transaction::verify_entry_signatures`].
 fn submit_aggregate(index: usize, a: pb::SubmitAggregate) -> Result<Action, TxError> {
@@ -479,15 +514,11 @@ fn submit_aggregate(index: usize, a: pb::SubmitAggregate) -> Result<Action, TxEr
         if e.rollup_id == 0 {
             return Err(bad("rollup id 0 is reserved".into()));
         }
-        if e.height == 0 {
+        if e.from_height == 0 {
             return Err(bad("height 0 has no batch".into()));
         }
-        let new_state_root = <[u8; 32]>::try_from(e.new_state_root.as_slice()).map_err(|_| {
-            bad(format!(
-                "new state root has {} bytes, want 32",
-                e.new_state_root.len()
-            ))
-        })?;
+        let prev_state_root = root32(&e.prev_state_root, "previous state root").map_err(bad)?;
+        let new_state_root = root32(&e.new_state_root, "new state root").map_err(bad)?;
         let prover = Address::from_slice(&e.prover)
             .ok_or_else(|| bad(format!("prover has {} bytes, want 32", e.prover.len())))?;
         prover
@@ -500,16 +531,17 @@ fn submit_aggregate(index: usize, a: pb::SubmitAggregate) -> Result<Action, TxEr
             ))
         })?;
         if let Some(last) = entries.last() {
-            if (last.rollup_id, last.height) >= (e.rollup_id, e.height) {
+            if (last.rollup_id, last.from_height) >= (e.rollup_id, e.from_height) {
                 return Err(bad(format!(
-                    "job {}/{} does not follow {}/{}: entries must be in strictly increasing (rollup, height) order",
-                    e.rollup_id, e.height, last.rollup_id, last.height
+                    "job {}/{} does not follow {}/{}: entries must be in strictly increasing (rollup, from_height) order",
+                    e.rollup_id, e.from_height, last.rollup_id, last.from_height
                 )));
             }
         }
         entries.push(ProofEntry {
             rollup_id: e.rollup_id,
-            height: e.height,
+            from_height: e.from_height,
+            prev_state_root,
             new_state_root,
             prover,
             signature,
@@ -526,6 +558,7 @@ fn settings(
     verifying_key: Vec<u8>,
     proof_window: u64,
     inclusion_window: u64,
+    span_blocks: u64,
 ) -> Result<RollupSettings, TxError> {
     let invalid = |reason: String| TxError::InvalidAction { index, reason };
     if verifying_key.len() > MAX_VERIFYING_KEY_BYTES {
@@ -543,6 +576,7 @@ fn settings(
         verifying_key,
         proof_window,
         inclusion_window,
+        span_blocks,
     })
 }
 
@@ -927,8 +961,9 @@ mod tests {
             Action::Unjail,
             Action::SubmitProof {
                 rollup_id: 3,
-                height: 9,
+                from_height: 9,
                 proof: vec![7; 192],
+                prev_state_root: [2; 32],
                 new_state_root: [1; 32],
             },
         ];
@@ -943,20 +978,23 @@ mod tests {
             Action::RegisterProver { stake: 0 },
             Action::SubmitProof {
                 rollup_id: 0,
-                height: 1,
+                from_height: 1,
                 proof: vec![1],
+                prev_state_root: [0; 32],
                 new_state_root: [0; 32],
             },
             Action::SubmitProof {
                 rollup_id: 1,
-                height: 0,
+                from_height: 0,
                 proof: vec![1],
+                prev_state_root: [0; 32],
                 new_state_root: [0; 32],
             },
             Action::SubmitProof {
                 rollup_id: 1,
-                height: 1,
+                from_height: 1,
                 proof: vec![],
+                prev_state_root: [0; 32],
                 new_state_root: [0; 32],
             },
         ] {
@@ -968,37 +1006,37 @@ mod tests {
                 Code::InvalidAction
             );
         }
-        // A root that is not 32 bytes.
-        let mut raw = pb::TransactionBody::decode(
-            pb::SignedTransaction::decode(tx.to_bytes())
-                .expect("envelope")
-                .body
-                .as_slice(),
-        )
-        .expect("body");
-        raw.actions = vec![pb::Action {
-            kind: Some(pb::action::Kind::SubmitProof(pb::SubmitProof {
-                rollup_id: 1,
-                height: 1,
-                proof: vec![1],
-                new_state_root: vec![0; 31],
-            })),
-        }];
-        let bytes = raw.encode_to_vec();
-        let outer = pb::SignedTransaction {
-            body: bytes.clone(),
-            signer: key(1).verifying_key().to_bytes().to_vec(),
-            signature: key(1)
-                .sign(&sign_bytes("seqnet-test", &bytes))
-                .to_bytes()
-                .to_vec(),
-        };
-        assert_eq!(
-            Transaction::decode(&outer.encode_to_vec(), 4096, 16)
-                .unwrap_err()
-                .code(),
-            Code::InvalidAction
-        );
+        // A root that is not 32 bytes, before or after.
+        for (prev, new) in [(32, 31), (31, 32), (0, 32)] {
+            let mut raw = pb::TransactionBody::decode(
+                pb::SignedTransaction::decode(tx.to_bytes())
+                    .expect("envelope")
+                    .body
+                    .as_slice(),
+            )
+            .expect("body");
+            raw.actions = vec![pb::Action {
+                kind: Some(pb::action::Kind::SubmitProof(pb::SubmitProof {
+                    rollup_id: 1,
+                    from_height: 1,
+                    proof: vec![1],
+                    new_state_root: vec![1; new],
+                    prev_state_root: vec![1; prev],
+                })),
+            }];
+            let bytes = raw.encode_to_vec();
+            let outer = pb::SignedTransaction {
+                body: bytes.clone(),
+                signer: key(1).verifying_key().to_bytes().to_vec(),
+                signature: key(1)
+                    .sign(&sign_bytes("seqnet-test", &bytes))
+                    .to_bytes()
+                    .to_vec(),
+            };
+            let err = Transaction::decode(&outer.encode_to_vec(), 4096, 16).unwrap_err();
+            assert_eq!(err.code(), Code::InvalidAction, "{err}");
+            assert!(err.to_string().contains("state root"), "{err}");
+        }
     }
 
     fn aggregate_action(entries: Vec<ProofEntry>) -> Action {
@@ -1011,21 +1049,25 @@ mod tests {
 
     #[test]
     fn proof_entry_sign_bytes_are_pure_and_bind_every_field() {
-        let root = [9u8; 32];
-        let bytes = proof_entry_sign_bytes("chain", 7, 11, &root);
-        let mut want = b"seqnet/proof-entry/v1".to_vec();
+        let (prev, root) = ([4u8; 32], [9u8; 32]);
+        let bytes = proof_entry_sign_bytes("chain", 7, 11, &prev, &root);
+        let mut want = b"seqnet/proof-entry/v2".to_vec();
         want.extend_from_slice(&5u32.to_be_bytes());
         want.extend_from_slice(b"chain");
         want.extend_from_slice(&7u64.to_be_bytes());
         want.extend_from_slice(&11u64.to_be_bytes());
+        want.extend_from_slice(&prev);
         want.extend_from_slice(&root);
         assert_eq!(bytes, want);
-        assert_eq!(bytes, proof_entry_sign_bytes("chain", 7, 11, &root));
+        assert_eq!(bytes, proof_entry_sign_bytes("chain", 7, 11, &prev, &root));
         for other in [
-            proof_entry_sign_bytes("chaim", 7, 11, &root),
-            proof_entry_sign_bytes("chain", 8, 11, &root),
-            proof_entry_sign_bytes("chain", 7, 12, &root),
-            proof_entry_sign_bytes("chain", 7, 11, &[8; 32]),
+            proof_entry_sign_bytes("chaim", 7, 11, &prev, &root),
+            proof_entry_sign_bytes("chain", 8, 11, &prev, &root),
+            proof_entry_sign_bytes("chain", 7, 12, &prev, &root),
+            proof_entry_sign_bytes("chain", 7, 11, &[5; 32], &root),
+            proof_entry_sign_bytes("chain", 7, 11, &prev, &[8; 32]),
+            // Previous and new root swapped.
+            proof_entry_sign_bytes("chain", 7, 11, &root, &prev),
         ] {
             assert_ne!(bytes, other);
         }
@@ -1036,9 +1078,9 @@ mod tests {
     #[test]
     fn submit_aggregate_round_trips_and_entry_signatures_verify() {
         let entries = vec![
-            ProofEntry::sign(&key(2), "seqnet-test", 1, 4, [1; 32]),
-            ProofEntry::sign(&key(3), "seqnet-test", 1, 5, [2; 32]),
-            ProofEntry::sign(&key(2), "seqnet-test", 2, 1, [3; 32]),
+            ProofEntry::sign(&key(2), "seqnet-test", 1, 4, [0; 32], [1; 32]),
+            ProofEntry::sign(&key(3), "seqnet-test", 1, 5, [1; 32], [2; 32]),
+            ProofEntry::sign(&key(2), "seqnet-test", 2, 1, [0; 32], [3; 32]),
         ];
         let action = aggregate_action(entries.clone());
         let tx = body(vec![action.clone()]).sign(&key(1));
@@ -1050,9 +1092,13 @@ mod tests {
             .expect("all signatures verify");
         // An entry signed for another chain, or over another root, fails.
         for bad in [
-            ProofEntry::sign(&key(3), "other-chain", 1, 5, [2; 32]),
+            ProofEntry::sign(&key(3), "other-chain", 1, 5, [1; 32], [2; 32]),
             ProofEntry {
                 new_state_root: [5; 32],
+                ..entries[1].clone()
+            },
+            ProofEntry {
+                prev_state_root: [5; 32],
                 ..entries[1].clone()
             },
             ProofEntry {
@@ -1084,7 +1130,9 @@ mod tests {
 
     #[test]
     fn submit_aggregate_structure_is_enforced() {
-        let e = |rollup, height| ProofEntry::sign(&key(2), "seqnet-test", rollup, height, [1; 32]);
+        let e = |rollup, height| {
+            ProofEntry::sign(&key(2), "seqnet-test", rollup, height, [0; 32], [1; 32])
+        };
         let rejected = |action: Action| {
             let tx = body(vec![action]).sign(&key(1));
             let err = Transaction::decode(tx.to_bytes(), HARD_MAX_TX_BYTES, 16).unwrap_err();
@@ -1112,7 +1160,7 @@ mod tests {
         // Too many entries.
         let many: Vec<ProofEntry> = (1..=MAX_AGGREGATE_ENTRIES as u64 + 1)
             .map(|h| ProofEntry {
-                height: h,
+                from_height: h,
                 ..e(1, 1)
             })
             .collect();

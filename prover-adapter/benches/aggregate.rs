@@ -7,7 +7,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use seqnet_proto::aggregate::{verify_aggregate_prepared, PreparedVerifierSrs};
 use seqnet_proto::batch_verify::{verify_batch, BatchItem};
-use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
+use seqnet_proto::groth16::{batch_commitment, decode_proof, PreparedKey, SpanStatement};
 use seqnet_prover::aggregate::aggregate_statements;
 use seqnet_prover::msm::CpuMsm;
 use seqnet_prover::srs::Srs;
@@ -24,26 +24,15 @@ fn sizes() -> Vec<usize> {
         .collect()
 }
 
-fn proofs(count: usize) -> (PreparedKey, Vec<BatchStatement>, Vec<Vec<u8>>) {
+fn proofs(count: usize) -> (PreparedKey, Vec<SpanStatement>, Vec<Vec<u8>>) {
     let (pk, vk) = seqnet_prover::setup(K, 1).expect("setup");
     let key = PreparedKey::from_key(&vk).expect("key");
     let mut statements = Vec::new();
     let mut encoded = Vec::new();
     for height in 1..=count as u64 {
-        let job = JobStatement {
-            rollup_id: 1,
-            height,
-            commitment: batch_commitment(1, height, &[]),
-            prev_root: [0; 32],
-        };
+        let job = JobStatement::single_batch(1, height, batch_commitment(1, height, &[]), [0; 32]);
         let (proof, new_root) = seqnet_prover::prove(&pk, K, &job).expect("prove");
-        statements.push(BatchStatement {
-            rollup_id: 1,
-            height,
-            commitment: job.commitment,
-            prev_root: job.prev_root,
-            new_root,
-        });
+        statements.push(job.with_new_root(new_root));
         encoded.push(proof);
     }
     (key, statements, encoded)

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use seqnet_proto::groth16::{BatchStatement, PreparedKey};
+use seqnet_proto::groth16::PreparedKey;
 use seqnet_prover::{encode_verifying_key, prove, setup, JobStatement};
 
 fn env_list(name: &str, default: &str) -> Vec<u32> {
@@ -49,7 +49,8 @@ fn main() -> anyhow::Result<()> {
         for h in 0..jobs {
             let job = JobStatement {
                 rollup_id: 7,
-                height: u64::from(h) + 1,
+                from_height: u64::from(h) + 1,
+                to_height: u64::from(h) + 1,
                 commitment: seqnet_proto::sha256(&h.to_be_bytes()),
                 prev_root: [0u8; 32],
             };
@@ -61,13 +62,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         for _ in 0..reps {
             for (proof, job, new_root) in &proofs {
-                let st = BatchStatement {
-                    rollup_id: job.rollup_id,
-                    height: job.height,
-                    commitment: job.commitment,
-                    prev_root: job.prev_root,
-                    new_root: *new_root,
-                };
+                let st = job.with_new_root(*new_root);
                 key.verify(proof, &st)?;
             }
         }

@@ -26,7 +26,7 @@ use seqnet_proto::aggregate::{
     padded_size, AggregateProof, AggregateTranscript, GipaRound, MAX_AGGREGATE,
 };
 use seqnet_proto::batch_verify::{multi_miller_loop, G2Prepared};
-use seqnet_proto::groth16::{BatchStatement, PreparedKey, ProofError};
+use seqnet_proto::groth16::{PreparedKey, ProofError, SpanStatement};
 
 use crate::msm::{to_reprs, MsmBackend, MsmError};
 use crate::srs::Srs;
@@ -162,7 +162,7 @@ pub fn aggregate_statements(
     srs: &Srs,
     key: &PreparedKey,
     proofs: &[Proof<Bls12_381>],
-    statements: &[BatchStatement],
+    statements: &[SpanStatement],
     msm: &dyn MsmBackend,
 ) -> Result<AggregateProof, AggregateProveError> {
     let inputs = statements

@@ -10,7 +10,7 @@ use ark_bls12_381::Bls12_381;
 use ark_groth16::Proof;
 use seqnet_proto::aggregate::{verify_aggregate_prepared, PreparedVerifierSrs};
 use seqnet_proto::batch_verify::{verify_batch, BatchItem};
-use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
+use seqnet_proto::groth16::{batch_commitment, decode_proof, PreparedKey, SpanStatement};
 
 use seqnet_prover::aggregate::aggregate_statements;
 use seqnet_prover::msm::{CpuMsm, MsmBackend};
@@ -162,31 +162,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Proofs of the reference circuit for `count` statements (rollup 1, heights
-/// 1..=count), with their statements.
+/// Proofs of the reference circuit for `count` statements (rollup 1,
+/// one-block spans at heights 1..=count), with their statements.
 pub fn make_proofs(
     k: u32,
     count: usize,
-) -> Result<(PreparedKey, Vec<BatchStatement>, Vec<Vec<u8>>)> {
+) -> Result<(PreparedKey, Vec<SpanStatement>, Vec<Vec<u8>>)> {
     let (pk, vk) = seqnet_prover::setup(k, 1)?;
     let key = PreparedKey::from_key(&vk)?;
     let mut statements = Vec::with_capacity(count);
     let mut proofs = Vec::with_capacity(count);
     for height in 1..=count as u64 {
-        let job = JobStatement {
-            rollup_id: 1,
-            height,
-            commitment: batch_commitment(1, height, &[]),
-            prev_root: [0; 32],
-        };
+        let job = JobStatement::single_batch(1, height, batch_commitment(1, height, &[]), [0; 32]);
         let (proof, new_root) = seqnet_prover::prove(&pk, k, &job)?;
-        statements.push(BatchStatement {
-            rollup_id: 1,
-            height,
-            commitment: job.commitment,
-            prev_root: job.prev_root,
-            new_root,
-        });
+        statements.push(job.with_new_root(new_root));
         proofs.push(proof);
     }
     Ok((key, statements, proofs))

@@ -3,9 +3,9 @@
 //!
 //! - **Hand-over.** A prover, once it has proven a job, opens a TCP
 //!   connection to the aggregator and writes one JSON line, a [`Handover`]:
-//!   the job's statement (rollup, height, batch commitment, previous root),
-//!   its proof, its new root and the prover's signed [`ProofEntry`]
-//!   (`seqnet/proof-entry/v1`). The aggregator answers one JSON line, a
+//!   the job's statement (rollup, span bounds, span commitment, previous
+//!   root), its proof, its new root and the prover's signed [`ProofEntry`]
+//!   (`seqnet/proof-entry/v2`). The aggregator answers one JSON line, a
 //!   [`HandoverReply`], only once the `SubmitAggregate` carrying the proof
 //!   was accepted by a node (or it gave up on it). A prover that gets no
 //!   positive answer within its timeout submits its own `SubmitProof`, so
@@ -17,8 +17,12 @@
 //! - **Grouping.** Proofs are grouped per verifying key (an aggregate
 //!   covers one key); a group is aggregated when it holds `max_proofs`
 //!   proofs or its oldest proof has waited `max_wait`. Entries are sorted by
-//!   `(rollup, height)`; of several proofs of one job, the one of the prover
-//!   the chain assigns it to now is kept and the others are refused.
+//!   `(rollup, from_height)`; of several proofs of one job, the one of the
+//!   prover the chain assigns it to now is kept and the others are refused.
+//!   Any open jobs may share an aggregate (consecutive spans of one rollup
+//!   from different provers too): the chain accepts them as pending
+//!   transitions and links them in order, so the aggregator's wait adds to
+//!   proven finality only, never to a rollup's next job.
 //! - **Submission.** One `SubmitAggregate` signed by the aggregator's key,
 //!   through `RollupService.SubmitTransaction`; transient failures retry
 //!   with back-off, a nonce refusal re-reads the nonce and signs again, any
@@ -29,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
-use seqnet_proto::groth16::{decode_proof, BatchStatement, PreparedKey};
+use seqnet_proto::groth16::{decode_proof, PreparedKey, SpanStatement};
 use seqnet_proto::{Action, Address, Code, ProofEntry};
 use seqnet_rollup_client::{ClientError, RetryPolicy, RollupClient, TxSigner};
 use serde::{Deserialize, Serialize};
@@ -49,8 +53,9 @@ const MAX_LINE: usize = 16 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Handover {
     pub rollup_id: u64,
-    pub height: u64,
-    pub batch_commitment: String,
+    pub from_height: u64,
+    pub to_height: u64,
+    pub span_commitment: String,
     pub prev_state_root: String,
     pub new_state_root: String,
     pub proof: String,
@@ -73,38 +78,48 @@ pub struct HandoverReply {
 }
 
 impl Handover {
-    /// The hand-over of a proof of `job`, signed by `key` for `chain_id`.
+    /// The hand-over of the proof `output` of `job`, signed by `key` for
+    /// `chain_id`.
     pub fn new(
         key: &SigningKey,
         chain_id: &str,
         job: &seqnet_proto::pb::Job,
-        proof: &[u8],
-        new_state_root: [u8; 32],
+        output: &crate::backend::ProofOutput,
     ) -> Handover {
-        let entry = ProofEntry::sign(key, chain_id, job.rollup_id, job.height, new_state_root);
+        let entry = ProofEntry::sign(
+            key,
+            chain_id,
+            job.rollup_id,
+            job.from_height,
+            output.prev_state_root,
+            output.new_state_root,
+        );
         Handover {
             rollup_id: job.rollup_id,
-            height: job.height,
-            batch_commitment: hex::encode(&job.batch_commitment),
-            prev_state_root: hex::encode(&job.prev_state_root),
-            new_state_root: hex::encode(new_state_root),
-            proof: hex::encode(proof),
+            from_height: job.from_height,
+            to_height: job.to_height,
+            span_commitment: hex::encode(&job.span_commitment),
+            prev_state_root: hex::encode(output.prev_state_root),
+            new_state_root: hex::encode(output.new_state_root),
+            proof: hex::encode(&output.proof),
             prover: hex::encode(entry.prover.0),
             signature: hex::encode(entry.signature.to_bytes()),
         }
     }
 
     /// The entry, the statement and the proof bytes.
-    fn parse(&self) -> Result<(ProofEntry, BatchStatement, Vec<u8>), String> {
+    fn parse(&self) -> Result<(ProofEntry, SpanStatement, Vec<u8>), String> {
         fn bytes<const N: usize>(field: &str, text: &str) -> Result<[u8; N], String> {
             let v = hex::decode(text).map_err(|e| format!("{field}: {e}"))?;
             <[u8; N]>::try_from(v.as_slice())
                 .map_err(|_| format!("{field}: {} bytes, want {N}", v.len()))
         }
         let new_root = bytes::<32>("new_state_root", &self.new_state_root)?;
+        let prev_root = bytes::<32>("prev_state_root", &self.prev_state_root)?;
         let entry = ProofEntry {
             rollup_id: self.rollup_id,
-            height: self.height,
+            from_height: self.from_height,
+            prev_state_root: prev_root,
             new_state_root: new_root,
             prover: Address(bytes::<32>("prover", &self.prover)?),
             signature: ed25519_dalek::Signature::from_bytes(&bytes::<64>(
@@ -112,11 +127,12 @@ impl Handover {
                 &self.signature,
             )?),
         };
-        let statement = BatchStatement {
+        let statement = SpanStatement {
             rollup_id: self.rollup_id,
-            height: self.height,
-            commitment: bytes::<32>("batch_commitment", &self.batch_commitment)?,
-            prev_root: bytes::<32>("prev_state_root", &self.prev_state_root)?,
+            from_height: self.from_height,
+            to_height: self.to_height,
+            commitment: bytes::<32>("span_commitment", &self.span_commitment)?,
+            prev_root,
             new_root,
         };
         let proof = hex::decode(&self.proof).map_err(|e| format!("proof: {e}"))?;
@@ -188,7 +204,7 @@ pub struct AggregatorConfig {
 /// One checked hand-over waiting in a group.
 struct Pending {
     entry: ProofEntry,
-    statement: BatchStatement,
+    statement: SpanStatement,
     proof: Vec<u8>,
     reply: oneshot::Sender<HandoverReply>,
 }
@@ -256,7 +272,7 @@ pub async fn run(
                 match admit(&mut client, &signer.chain_id, &mut keys, &handover).await {
                     Ok((entry, statement, proof, key)) => {
                         metrics.handovers.with_label_values(&["received"]).inc();
-                        tracing::info!(rollup = entry.rollup_id, height = entry.height, prover = %entry.prover, "proof received");
+                        tracing::info!(rollup = entry.rollup_id, from = entry.from_height, prover = %entry.prover, "proof received");
                         let group = groups.entry(*key.digest()).or_insert_with(|| Group {
                             key: key.clone(),
                             since: Instant::now(),
@@ -266,7 +282,7 @@ pub async fn run(
                     }
                     Err(error) => {
                         metrics.handovers.with_label_values(&["refused"]).inc();
-                        tracing::warn!(rollup = handover.rollup_id, height = handover.height, %error, "hand-over refused");
+                        tracing::warn!(rollup = handover.rollup_id, from = handover.from_height, %error, "hand-over refused");
                         let _ = reply.send(HandoverReply { tx_hash: None, error: Some(error) });
                     }
                 }
@@ -363,7 +379,7 @@ async fn admit(
     chain_id: &str,
     keys: &mut HashMap<u64, Arc<PreparedKey>>,
     handover: &Handover,
-) -> Result<(ProofEntry, BatchStatement, Vec<u8>, Arc<PreparedKey>), String> {
+) -> Result<(ProofEntry, SpanStatement, Vec<u8>, Arc<PreparedKey>), String> {
     let (entry, statement, proof) = handover.parse()?;
     entry
         .verify(chain_id)
@@ -399,7 +415,7 @@ fn fail(items: Vec<Pending>, why: &str) {
     }
 }
 
-/// One proof per job, in (rollup, height) order. When a job's primary and a
+/// One proof per job, in (rollup, from_height) order. When a job's primary and a
 /// back-up both handed it over, the proof of the prover the chain assigns
 /// the job to now is kept (an entry of any other prover would make the
 /// chain refuse the whole aggregate); if the chain cannot say, the first to
@@ -409,7 +425,7 @@ async fn one_per_job(client: &mut RollupClient, items: Vec<Pending>) -> Vec<Pend
     let mut by_job: BTreeMap<(u64, u64), Vec<Pending>> = BTreeMap::new();
     for item in items {
         by_job
-            .entry((item.entry.rollup_id, item.entry.height))
+            .entry((item.entry.rollup_id, item.entry.from_height))
             .or_default()
             .push(item);
     }
@@ -423,21 +439,21 @@ async fn one_per_job(client: &mut RollupClient, items: Vec<Pending>) -> Vec<Pend
                         if info
                             .assigned_jobs
                             .iter()
-                            .any(|j| (j.rollup_id, j.height) == job)
+                            .any(|j| (j.rollup_id, j.from_height) == job)
                         {
                             chosen = index;
                             break;
                         }
                     }
                     Err(error) => {
-                        tracing::warn!(%error, rollup = job.0, height = job.1, "cannot read the job's assignment; keeping the first proof");
+                        tracing::warn!(%error, rollup = job.0, from = job.1, "cannot read the job's assignment; keeping the first proof");
                         break;
                     }
                 }
             }
             tracing::info!(
                 rollup = job.0,
-                height = job.1,
+                from = job.1,
                 proofs = candidates.len(),
                 kept = %candidates[chosen].entry.prover,
                 "several proofs of one job"
@@ -472,7 +488,7 @@ async fn flush(
             return;
         }
     };
-    let statements: Vec<BatchStatement> = items.iter().map(|p| p.statement).collect();
+    let statements: Vec<SpanStatement> = items.iter().map(|p| p.statement).collect();
     let (srs, msm, key) = (config.srs.clone(), config.msm.clone(), group.key.clone());
     let started = Instant::now();
     let aggregated = tokio::task::spawn_blocking(move || {

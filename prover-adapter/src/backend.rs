@@ -5,9 +5,19 @@
 //!   proving key a `seqnet-prover setup` wrote; the circuit size comes from
 //!   the key itself.
 //! - [`CommandBackend`]: any program, run once per job with `sh -c`: the job
-//!   as one JSON object on stdin ([`JobInput`], see the crate README for the
-//!   exact format), `{"proof": hex, "new_state_root": hex}` on stdout, exit
-//!   status 0. A rollup plugs its own prover in this way.
+//!   as one JSON object on stdin ([`JobInput`], version 2, see the crate
+//!   README for the exact format), `{"proof": hex, "prev_state_root": hex,
+//!   "new_state_root": hex}` on stdout, exit status 0. A rollup plugs its own
+//!   prover in this way.
+//!
+//! A job is a *span* of one rollup's batches, delivered as soon as the span
+//! closes, while earlier spans may still be unproven: the job carries the
+//! rollup's last proven root and the earlier unproven spans (with the
+//! transitions their pending proofs claim), and the back end works out the
+//! state before its span from them. The reference back end replays the
+//! reference circuit's state function through the earlier spans
+//! ([`JobInput::reference_prev_root`]); a rollup's own prover replays its
+//! own state transition from its data.
 //!
 //! A back end only proves; it does not decide validity: the node and every
 //! validator check the proof with `seqnet_proto::groth16`.
@@ -24,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::{check_proving_key, decode_proving_key, JobStatement, ProverError};
 
-/// Version of the JSON a [`CommandBackend`] program receives.
-pub const JOB_JSON_VERSION: u32 = 1;
+/// Version of the JSON a [`CommandBackend`] program receives (2: spans).
+pub const JOB_JSON_VERSION: u32 = 2;
 /// Largest stdout a command may write (a proof is a few hundred bytes).
 const MAX_COMMAND_OUTPUT: u64 = 1024 * 1024;
 /// Lines of a failing command's stderr kept in the error.
@@ -43,6 +53,14 @@ pub enum BackendError {
     KeyInvalid { path: PathBuf, reason: String },
     #[error("job {field} is {got} bytes, want 32")]
     JobField { field: &'static str, got: usize },
+    #[error("job JSON version {got} is not the supported version {JOB_JSON_VERSION}")]
+    JobVersion { got: u32 },
+    #[error("job {rollup_id}/{from_height} does not add up: {reason}")]
+    JobInconsistent {
+        rollup_id: u64,
+        from_height: u64,
+        reason: String,
+    },
     #[error(transparent)]
     Prove(#[from] ProverError),
     #[error("cannot run prover command {command:?}: {source}")]
@@ -82,80 +100,227 @@ pub struct JobItem {
     pub data: String,
 }
 
+/// One non-empty batch of a job's span.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobBatch {
+    pub height: u64,
+    /// `seqnet_proto::groth16::batch_commitment` of the batch (hex, 32 bytes).
+    pub batch_commitment: String,
+    /// The batch's items in block order.
+    pub items: Vec<JobItem>,
+}
+
+/// An unproven span of the rollup before the job's own, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierSpan {
+    pub from_height: u64,
+    pub to_height: u64,
+    /// Its span commitment (hex, 32 bytes).
+    pub span_commitment: String,
+    /// The transition a verified, not yet final proof of it claims (hex);
+    /// absent while it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_prev_root: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_new_root: Option<String>,
+}
+
 /// A proof job as a back end sees it (and, serialized, as a command reads
-/// it on stdin).
+/// it on stdin): the span `from_height..=to_height` of one rollup.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobInput {
     /// [`JOB_JSON_VERSION`].
     pub version: u32,
     pub rollup_id: u64,
-    /// Height of the batch.
-    pub height: u64,
-    /// `seqnet_proto::groth16::batch_commitment` of the batch (hex, 32 bytes).
-    pub batch_commitment: String,
+    pub from_height: u64,
+    pub to_height: u64,
+    /// `seqnet_proto::groth16::span_commitment` of the span (hex, 32 bytes).
+    pub span_commitment: String,
     /// The rollup's last proven state root (hex, 32 bytes; zero before the
-    /// first proof): the proof's previous-root public input.
-    pub prev_state_root: String,
+    /// first proof) and the last height it covers (0: none).
+    pub proven_state_root: String,
+    pub proven_height: u64,
+    /// Unproven spans between the proven root and this one, in order: the
+    /// proof's previous root is the state after them.
+    pub earlier_spans: Vec<EarlierSpan>,
     /// Last block height at which the chain accepts this prover's proof.
     pub deadline: u64,
     /// 0: this prover is the primary; > 0: a back-up.
     pub rank: u64,
-    /// The batch's items in block order.
-    pub items: Vec<JobItem>,
+    /// The span's non-empty batches in height order.
+    pub batches: Vec<JobBatch>,
+}
+
+fn hex32(field: &'static str, text: &str) -> Result<[u8; 32], BackendError> {
+    let bytes = hex::decode(text.trim_start_matches("0x")).map_err(|_| BackendError::JobField {
+        field,
+        got: text.len() / 2,
+    })?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| BackendError::JobField {
+        field,
+        got: bytes.len(),
+    })
+}
+
+fn job_item(item: &pb::BatchItem) -> JobItem {
+    JobItem {
+        tx_hash: hex::encode(&item.tx_hash),
+        signer: hex::encode(&item.signer),
+        nonce: item.nonce,
+        action_index: item.action_index,
+        data: hex::encode(&item.data),
+    }
+}
+
+impl JobItem {
+    /// The item as the chain committed to it.
+    pub fn to_pb(&self) -> Result<pb::BatchItem, String> {
+        let bytes =
+            |field: &str, text: &str| hex::decode(text).map_err(|e| format!("item {field}: {e}"));
+        Ok(pb::BatchItem {
+            tx_hash: bytes("tx_hash", &self.tx_hash)?,
+            signer: bytes("signer", &self.signer)?,
+            nonce: self.nonce,
+            action_index: self.action_index,
+            data: bytes("data", &self.data)?,
+        })
+    }
 }
 
 impl JobInput {
     /// The back-end view of a job from the node.
     pub fn from_job(job: &pb::Job) -> JobInput {
+        let claimed = |bytes: &[u8]| (!bytes.is_empty()).then(|| hex::encode(bytes));
         JobInput {
             version: JOB_JSON_VERSION,
             rollup_id: job.rollup_id,
-            height: job.height,
-            batch_commitment: hex::encode(&job.batch_commitment),
-            prev_state_root: hex::encode(&job.prev_state_root),
+            from_height: job.from_height,
+            to_height: job.to_height,
+            span_commitment: hex::encode(&job.span_commitment),
+            proven_state_root: hex::encode(&job.proven_root),
+            proven_height: job.proven_height,
+            earlier_spans: job
+                .earlier
+                .iter()
+                .map(|e| EarlierSpan {
+                    from_height: e.from_height,
+                    to_height: e.to_height,
+                    span_commitment: hex::encode(&e.span_commitment),
+                    claimed_prev_root: claimed(&e.claimed_prev_root),
+                    claimed_new_root: claimed(&e.claimed_new_root),
+                })
+                .collect(),
             deadline: job.deadline,
             rank: job.rank,
-            items: job
-                .items
+            batches: job
+                .batches
                 .iter()
-                .map(|i| JobItem {
-                    tx_hash: hex::encode(&i.tx_hash),
-                    signer: hex::encode(&i.signer),
-                    nonce: i.nonce,
-                    action_index: i.action_index,
-                    data: hex::encode(&i.data),
+                .map(|b| JobBatch {
+                    height: b.height,
+                    batch_commitment: hex::encode(&b.batch_commitment),
+                    items: b.items.iter().map(job_item).collect(),
                 })
                 .collect(),
         }
     }
 
-    /// The statement the reference circuit proves.
-    pub fn statement(&self) -> Result<JobStatement, BackendError> {
-        let field = |field: &'static str, text: &str| {
-            let bytes = hex::decode(text).map_err(|_| BackendError::JobField {
-                field,
-                got: text.len() / 2,
-            })?;
-            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| BackendError::JobField {
-                field,
-                got: bytes.len(),
-            })
-        };
+    fn inconsistent(&self, reason: String) -> BackendError {
+        BackendError::JobInconsistent {
+            rollup_id: self.rollup_id,
+            from_height: self.from_height,
+            reason,
+        }
+    }
+
+    /// Checks that the job adds up before any work goes into it: the version,
+    /// each batch's commitment against its items, and the span commitment
+    /// against the batches (a node that lies about the data is caught here,
+    /// not after minutes of proving).
+    pub fn check(&self) -> Result<(), BackendError> {
+        if self.version != JOB_JSON_VERSION {
+            return Err(BackendError::JobVersion { got: self.version });
+        }
+        let mut pairs = Vec::with_capacity(self.batches.len());
+        let mut last = None;
+        for batch in &self.batches {
+            if batch.height < self.from_height
+                || batch.height > self.to_height
+                || last.is_some_and(|h| batch.height <= h)
+            {
+                return Err(self.inconsistent(format!(
+                    "batch height {} is out of order or outside {}..={}",
+                    batch.height, self.from_height, self.to_height
+                )));
+            }
+            last = Some(batch.height);
+            let items = batch
+                .items
+                .iter()
+                .map(JobItem::to_pb)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| self.inconsistent(e))?;
+            let computed =
+                seqnet_proto::groth16::batch_commitment(self.rollup_id, batch.height, &items);
+            if computed != hex32("batch_commitment", &batch.batch_commitment)? {
+                return Err(self.inconsistent(format!(
+                    "the items of height {} do not match its batch commitment",
+                    batch.height
+                )));
+            }
+            pairs.push((batch.height, computed));
+        }
+        let span = seqnet_proto::groth16::span_commitment(
+            self.rollup_id,
+            self.from_height,
+            self.to_height,
+            &pairs,
+        );
+        if span != hex32("span_commitment", &self.span_commitment)? {
+            return Err(self.inconsistent("the batches do not match the span commitment".into()));
+        }
+        Ok(())
+    }
+
+    /// The state root before this span under the reference circuit: the
+    /// proven root carried through every earlier span by its state function
+    /// (claimed roots of pending proofs are not trusted; they would only
+    /// agree).
+    pub fn reference_prev_root(&self) -> Result<[u8; 32], BackendError> {
+        use seqnet_proto::groth16::{root_from_bytes, root_to_bytes};
+        let mut root = root_from_bytes(&hex32("proven_state_root", &self.proven_state_root)?)
+            .map_err(ProverError::from)?;
+        for span in &self.earlier_spans {
+            root = crate::circuit::reference_next_root(
+                root,
+                self.rollup_id,
+                span.from_height,
+                span.to_height,
+                &hex32("earlier span_commitment", &span.span_commitment)?,
+            );
+        }
+        Ok(root_to_bytes(root))
+    }
+
+    /// The statement the reference circuit proves from `prev_root`.
+    pub fn statement(&self, prev_root: [u8; 32]) -> Result<JobStatement, BackendError> {
         Ok(JobStatement {
             rollup_id: self.rollup_id,
-            height: self.height,
-            commitment: field("batch_commitment", &self.batch_commitment)?,
-            prev_root: field("prev_state_root", &self.prev_state_root)?,
+            from_height: self.from_height,
+            to_height: self.to_height,
+            commitment: hex32("span_commitment", &self.span_commitment)?,
+            prev_root,
         })
     }
 }
 
-/// A back end's answer.
+/// A back end's answer: a proof of the transition `prev_state_root ->
+/// new_state_root` over the job's span.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProofOutput {
     /// The proof as `SubmitProof` carries it (Groth16: 384 bytes, uncompressed).
     pub proof: Vec<u8>,
-    /// 32 bytes, big-endian, a canonical BLS12-381 scalar.
+    /// 32 bytes each, big-endian, canonical BLS12-381 scalars.
+    pub prev_state_root: [u8; 32],
     pub new_state_root: [u8; 32],
 }
 
@@ -231,15 +396,18 @@ impl ProvingBackend for ReferenceBackend {
     }
 
     fn prove(&self, job: &JobInput) -> Result<ProofOutput, BackendError> {
+        job.check()?;
+        let prev_state_root = job.reference_prev_root()?;
         let (proof, new_state_root) = crate::prove_with_backend(
             &self.pk,
             self.k,
-            &job.statement()?,
+            &job.statement(prev_state_root)?,
             self.msm.as_ref(),
             &mut rand::rngs::OsRng,
         )?;
         Ok(ProofOutput {
             proof,
+            prev_state_root,
             new_state_root,
         })
     }
@@ -250,6 +418,7 @@ impl ProvingBackend for ReferenceBackend {
 #[serde(deny_unknown_fields)]
 struct CommandOutput {
     proof: String,
+    prev_state_root: String,
     new_state_root: String,
 }
 
@@ -287,17 +456,17 @@ impl CommandBackend {
         if proof.is_empty() {
             return Err(self.bad_output("proof is empty", stdout));
         }
-        let root = hex::decode(output.new_state_root.trim_start_matches("0x"))
-            .map_err(|e| self.bad_output(format!("new_state_root is not hex: {e}"), stdout))?;
-        let new_state_root = <[u8; 32]>::try_from(root.as_slice()).map_err(|_| {
-            self.bad_output(
-                format!("new_state_root is {} bytes, want 32", root.len()),
-                stdout,
-            )
-        })?;
+        let root = |field: &str, text: &str| {
+            let bytes = hex::decode(text.trim_start_matches("0x"))
+                .map_err(|e| self.bad_output(format!("{field} is not hex: {e}"), stdout))?;
+            <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                self.bad_output(format!("{field} is {} bytes, want 32", bytes.len()), stdout)
+            })
+        };
         Ok(ProofOutput {
             proof,
-            new_state_root,
+            prev_state_root: root("prev_state_root", &output.prev_state_root)?,
+            new_state_root: root("new_state_root", &output.new_state_root)?,
         })
     }
 }
@@ -381,61 +550,157 @@ impl ProvingBackend for CommandBackend {
 mod tests {
     use super::*;
 
-    fn job() -> JobInput {
-        JobInput::from_job(&pb::Job {
+    fn item() -> pb::BatchItem {
+        pb::BatchItem {
+            tx_hash: vec![1; 32],
+            signer: vec![2; 32],
+            nonce: 3,
+            action_index: 0,
+            data: b"hi".to_vec(),
+        }
+    }
+
+    fn pb_job() -> pb::Job {
+        let batch = seqnet_proto::groth16::batch_commitment(2, 9, &[item()]);
+        pb::Job {
             rollup_id: 2,
-            height: 9,
-            batch_commitment: vec![0xab; 32],
-            prev_state_root: vec![0; 32],
+            from_height: 8,
+            to_height: 10,
+            span_commitment: seqnet_proto::groth16::span_commitment(2, 8, 10, &[(9, batch)])
+                .to_vec(),
+            proven_root: vec![0; 32],
+            proven_height: 2,
+            earlier: vec![
+                pb::EarlierSpan {
+                    from_height: 3,
+                    to_height: 5,
+                    span_commitment: vec![0xcd; 32],
+                    claimed_prev_root: vec![0; 32],
+                    claimed_new_root: vec![0x0e; 32],
+                },
+                pb::EarlierSpan {
+                    from_height: 6,
+                    to_height: 7,
+                    span_commitment: vec![0xef; 32],
+                    ..Default::default()
+                },
+            ],
             deadline: 29,
-            items: vec![pb::BatchItem {
-                tx_hash: vec![1; 32],
-                signer: vec![2; 32],
-                nonce: 3,
-                action_index: 0,
-                data: b"hi".to_vec(),
+            batches: vec![pb::JobBatch {
+                height: 9,
+                batch_commitment: batch.to_vec(),
+                items: vec![item()],
             }],
             ..Default::default()
-        })
+        }
+    }
+
+    fn job() -> JobInput {
+        JobInput::from_job(&pb_job())
     }
 
     #[test]
     fn job_json_is_the_documented_one() {
         let value = serde_json::to_value(job()).expect("json");
-        assert_eq!(value["version"], 1);
+        assert_eq!(value["version"], 2);
         assert_eq!(value["rollup_id"], 2);
-        assert_eq!(value["height"], 9);
-        assert_eq!(value["batch_commitment"], "ab".repeat(32));
-        assert_eq!(value["prev_state_root"], "00".repeat(32));
+        assert_eq!(value["from_height"], 8);
+        assert_eq!(value["to_height"], 10);
+        assert_eq!(
+            value["span_commitment"],
+            hex::encode(&pb_job().span_commitment)
+        );
+        assert_eq!(value["proven_state_root"], "00".repeat(32));
+        assert_eq!(value["proven_height"], 2);
         assert_eq!(value["deadline"], 29);
         assert_eq!(value["rank"], 0);
-        assert_eq!(value["items"][0]["data"], "6869");
-        assert_eq!(value["items"][0]["nonce"], 3);
-        let statement = job().statement().expect("statement");
-        assert_eq!(statement.commitment, [0xab; 32]);
+        assert_eq!(value["batches"][0]["height"], 9);
+        assert_eq!(value["batches"][0]["items"][0]["data"], "6869");
+        assert_eq!(value["batches"][0]["items"][0]["nonce"], 3);
+        assert_eq!(value["earlier_spans"][0]["from_height"], 3);
+        assert_eq!(
+            value["earlier_spans"][0]["claimed_new_root"],
+            "0e".repeat(32)
+        );
+        // A span without a pending proof has no claimed roots at all.
+        assert!(value["earlier_spans"][1].get("claimed_new_root").is_none());
+        job().check().expect("consistent");
+        let statement = job().statement([7; 32]).expect("statement");
+        assert_eq!(statement.commitment.to_vec(), pb_job().span_commitment);
+        assert_eq!((statement.from_height, statement.to_height), (8, 10));
+    }
+
+    #[test]
+    fn the_reference_pre_state_replays_every_earlier_span() {
+        use seqnet_proto::groth16::{root_from_bytes, root_to_bytes};
+        let mut root = root_from_bytes(&[0; 32]).expect("zero");
+        root = crate::circuit::reference_next_root(root, 2, 3, 5, &[0xcd; 32]);
+        root = crate::circuit::reference_next_root(root, 2, 6, 7, &[0xef; 32]);
+        assert_eq!(
+            job().reference_prev_root().expect("replay"),
+            root_to_bytes(root)
+        );
+        // Without earlier spans it is the proven root.
+        let mut first = pb_job();
+        first.earlier.clear();
+        first.proven_root = vec![0x01; 32];
+        assert_eq!(
+            JobInput::from_job(&first)
+                .reference_prev_root()
+                .expect("replay"),
+            [0x01; 32]
+        );
+    }
+
+    #[test]
+    fn jobs_that_do_not_add_up_are_refused() {
+        let mut other_items = pb_job();
+        other_items.batches[0].items[0].data = b"ho".to_vec();
+        let mut other_span = pb_job();
+        other_span.span_commitment = vec![0; 32];
+        let mut outside = pb_job();
+        outside.batches[0].height = 11;
+        let mut old = job();
+        old.version = 1;
+        for (bad, what) in [
+            (JobInput::from_job(&other_items), "batch commitment"),
+            (JobInput::from_job(&other_span), "span commitment"),
+            (JobInput::from_job(&outside), "outside"),
+        ] {
+            let error = bad.check().expect_err(what).to_string();
+            assert!(error.contains(what), "{error}");
+        }
+        assert!(matches!(
+            old.check(),
+            Err(BackendError::JobVersion { got: 1 })
+        ));
     }
 
     #[test]
     fn a_command_that_answers_is_parsed() {
         let root = "11".repeat(32);
+        let prev = "22".repeat(32);
         let backend = CommandBackend::new(
-            format!(r#"cat >/dev/null; echo '{{"proof": "0102", "new_state_root": "{root}"}}'"#),
+            format!(
+                r#"cat >/dev/null; echo '{{"proof": "0102", "prev_state_root": "{prev}", "new_state_root": "{root}"}}'"#
+            ),
             Duration::from_secs(10),
         );
         let out = backend.prove(&job()).expect("proves");
         assert_eq!(out.proof, vec![1, 2]);
+        assert_eq!(out.prev_state_root, [0x22; 32]);
         assert_eq!(out.new_state_root, [0x11; 32]);
     }
 
     #[test]
     fn a_command_sees_the_job_on_stdin() {
-        // Echoes the job's commitment back as the new root.
+        // Echoes the job's span commitment back as both roots.
         let backend = CommandBackend::new(
-            r#"sed -n 's/.*"batch_commitment":"\([0-9a-f]*\)".*/{"proof":"ff","new_state_root":"\1"}/p'"#,
+            r#"sed -n 's/.*"span_commitment":"\([0-9a-f]*\)","proven.*/{"proof":"ff","prev_state_root":"\1","new_state_root":"\1"}/p'"#,
             Duration::from_secs(10),
         );
         let out = backend.prove(&job()).expect("proves");
-        assert_eq!(out.new_state_root, [0xab; 32]);
+        assert_eq!(out.new_state_root.to_vec(), pb_job().span_commitment);
     }
 
     #[test]
@@ -454,7 +719,10 @@ mod tests {
             Err(BackendError::BadOutput { .. })
         ));
         let short = CommandBackend::new(
-            r#"echo '{"proof": "01", "new_state_root": "0011"}'"#,
+            format!(
+                r#"echo '{{"proof": "01", "prev_state_root": "{}", "new_state_root": "0011"}}'"#,
+                "00".repeat(32)
+            ),
             Duration::from_secs(10),
         );
         match short.prove(&job()) {

@@ -140,7 +140,8 @@ pub fn main(args: &BenchArgs) -> Result<()> {
         let (pk, _vk) = setup(k, 1)?;
         let job = JobStatement {
             rollup_id: 1,
-            height: 1,
+            from_height: 1,
+            to_height: 1,
             commitment: [7u8; 32],
             prev_root: [0u8; 32],
         };

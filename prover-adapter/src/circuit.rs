@@ -4,9 +4,11 @@
 //!
 //! # The state transition
 //!
-//! `new_root = H(prev_root, rollup_id, height, c0, c1)` where `c0`, `c1` are the
-//! two halves of the batch commitment (see
-//! [`seqnet_proto::groth16::commitment_halves`]) and `H` is a MiMC-style hash:
+//! `new_root = H(prev_root, rollup_id, bounds, c0, c1)` where `bounds` packs
+//! the span's heights (`from * 2^64 + to`, see
+//! [`seqnet_proto::groth16::span_bounds`]), `c0`, `c1` are the two halves of
+//! the span commitment (see [`seqnet_proto::groth16::commitment_halves`]) and
+//! `H` is a MiMC-style hash:
 //!
 //! - round constants `c_i = SHA-256("seqnet/reference-rollup/mimc5/v1/round" || i
 //!   as u32 BE)` reduced mod `r`, for `i < ROUNDS`; the initial state
@@ -36,7 +38,7 @@ use ark_relations::lc;
 use ark_relations::r1cs::{
     ConstraintSynthesizer, ConstraintSystemRef, LinearCombination, SynthesisError, Variable,
 };
-use seqnet_proto::groth16::{commitment_halves, PUBLIC_INPUTS};
+use seqnet_proto::groth16::{commitment_halves, span_bounds, PUBLIC_INPUTS};
 
 /// MiMC rounds per absorbed input.
 pub const ROUNDS: usize = 16;
@@ -81,17 +83,25 @@ fn pow5(t: Fr) -> Fr {
     t2.square() * t
 }
 
-/// `H` computed natively: the new state root the reference circuit proves.
+/// `H` computed natively: the new state root the reference circuit proves for
+/// the span `from..=to` of `rollup_id` with span commitment `commitment`.
 pub fn reference_next_root(
     prev_root: Fr,
     rollup_id: u64,
-    height: u64,
+    from: u64,
+    to: u64,
     commitment: &[u8; 32],
 ) -> Fr {
     let [c0, c1] = commitment_halves(commitment);
     let constants = round_constants();
     let mut s = initial_state();
-    for m in [prev_root, Fr::from(rollup_id), Fr::from(height), c0, c1] {
+    for m in [
+        prev_root,
+        Fr::from(rollup_id),
+        span_bounds(from, to),
+        c0,
+        c1,
+    ] {
         let mut x = m;
         for c in &constants {
             x = pow5(x + s + c);
@@ -130,21 +140,37 @@ pub struct CircuitShape {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReferenceInputs {
     pub rollup_id: u64,
-    pub height: u64,
+    pub from_height: u64,
+    pub to_height: u64,
+    /// The span commitment.
     pub commitment: [u8; 32],
     pub prev_root: Fr,
     pub new_root: Fr,
 }
 
 impl ReferenceInputs {
-    /// Inputs for a job, with `new_root` computed by [`reference_next_root`].
-    pub fn for_job(rollup_id: u64, height: u64, commitment: [u8; 32], prev_root: Fr) -> Self {
+    /// Inputs for a span job, with `new_root` computed by
+    /// [`reference_next_root`].
+    pub fn for_job(
+        rollup_id: u64,
+        from_height: u64,
+        to_height: u64,
+        commitment: [u8; 32],
+        prev_root: Fr,
+    ) -> Self {
         Self {
             rollup_id,
-            height,
+            from_height,
+            to_height,
             commitment,
             prev_root,
-            new_root: reference_next_root(prev_root, rollup_id, height, &commitment),
+            new_root: reference_next_root(
+                prev_root,
+                rollup_id,
+                from_height,
+                to_height,
+                &commitment,
+            ),
         }
     }
 }
@@ -187,7 +213,7 @@ impl ConstraintSynthesizer<Fr> for ReferenceCircuit {
             let [c0, c1] = commitment_halves(&i.commitment);
             [
                 Fr::from(i.rollup_id),
-                Fr::from(i.height),
+                span_bounds(i.from_height, i.to_height),
                 c0,
                 c1,
                 i.prev_root,
@@ -198,7 +224,7 @@ impl ConstraintSynthesizer<Fr> for ReferenceCircuit {
 
         // Public inputs, in seqnet's order.
         let rollup_id = input(&cs, val(0))?;
-        let height = input(&cs, val(1))?;
+        let bounds = input(&cs, val(1))?;
         let c0 = input(&cs, val(2))?;
         let c1 = input(&cs, val(3))?;
         let prev_root = input(&cs, val(4))?;
@@ -212,7 +238,7 @@ impl ConstraintSynthesizer<Fr> for ReferenceCircuit {
         let absorbed = [
             (prev_root, val(4)),
             (rollup_id, val(0)),
-            (height, val(1)),
+            (bounds, val(1)),
             (c0, val(2)),
             (c1, val(3)),
         ];

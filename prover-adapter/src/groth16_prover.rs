@@ -160,7 +160,7 @@ mod tests {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
         for _ in 0..2 {
             let (r, s) = (Fr::rand(&mut rng), Fr::rand(&mut rng));
-            let inputs = ReferenceInputs::for_job(5, 77, [9u8; 32], Fr::from(11u64));
+            let inputs = ReferenceInputs::for_job(5, 77, 79, [9u8; 32], Fr::from(11u64));
             let ours = create_proof(ReferenceCircuit::new(k, inputs), &pk, r, s, &CpuMsm)
                 .expect("our prover");
             let theirs = Groth16::<Bls12_381>::create_proof_with_reduction(
@@ -173,7 +173,7 @@ mod tests {
             assert_eq!(ours, theirs);
         }
         // r = 0 takes the branch without B in G1.
-        let inputs = ReferenceInputs::for_job(1, 2, [0u8; 32], Fr::from(0u64));
+        let inputs = ReferenceInputs::for_job(1, 2, 2, [0u8; 32], Fr::from(0u64));
         let s = Fr::from(5u64);
         let ours = create_proof(
             ReferenceCircuit::new(k, inputs),

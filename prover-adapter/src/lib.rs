@@ -44,15 +44,53 @@ pub enum ProverError {
     Serialization(#[from] ark_serialize::SerializationError),
 }
 
-/// A proof job: the statement without its new root, which the prover computes.
+/// A span proof job: the statement without its new root, which the prover
+/// computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobStatement {
     pub rollup_id: u64,
-    pub height: u64,
-    /// [`seqnet_proto::groth16::batch_commitment`] of the batch.
+    pub from_height: u64,
+    pub to_height: u64,
+    /// [`seqnet_proto::groth16::span_commitment`] of the span.
     pub commitment: [u8; 32],
-    /// Last proven state root (32 bytes, big-endian, `< r`).
+    /// The state root before the span (32 bytes, big-endian, `< r`).
     pub prev_root: [u8; 32],
+}
+
+impl JobStatement {
+    /// The one-block span `height..=height` of a single batch with
+    /// `batch_commitment` (what `span_blocks = 1` gives), for tools and tests.
+    pub fn single_batch(
+        rollup_id: u64,
+        height: u64,
+        batch_commitment: [u8; 32],
+        prev_root: [u8; 32],
+    ) -> JobStatement {
+        JobStatement {
+            rollup_id,
+            from_height: height,
+            to_height: height,
+            commitment: seqnet_proto::groth16::span_commitment(
+                rollup_id,
+                height,
+                height,
+                &[(height, batch_commitment)],
+            ),
+            prev_root,
+        }
+    }
+
+    /// The full statement with `new_root`.
+    pub fn with_new_root(&self, new_root: [u8; 32]) -> seqnet_proto::SpanStatement {
+        seqnet_proto::SpanStatement {
+            rollup_id: self.rollup_id,
+            from_height: self.from_height,
+            to_height: self.to_height,
+            commitment: self.commitment,
+            prev_root: self.prev_root,
+            new_root,
+        }
+    }
 }
 
 fn check_size(k: u32) -> Result<circuit::CircuitShape, ProverError> {
@@ -138,7 +176,13 @@ pub fn prove_with_backend<R: RngCore + CryptoRng>(
 ) -> Result<(Vec<u8>, [u8; 32]), ProverError> {
     check_proving_key(pk, k)?;
     let prev_root = root_from_bytes(&job.prev_root)?;
-    let inputs = ReferenceInputs::for_job(job.rollup_id, job.height, job.commitment, prev_root);
+    let inputs = ReferenceInputs::for_job(
+        job.rollup_id,
+        job.from_height,
+        job.to_height,
+        job.commitment,
+        prev_root,
+    );
     let (r, s) = (Fr::rand(rng), Fr::rand(rng));
     let proof = groth16_prover::create_proof(ReferenceCircuit::new(k, inputs), pk, r, s, backend)?;
     Ok((encode_proof(&proof), root_to_bytes(inputs.new_root)))
@@ -150,7 +194,8 @@ pub fn next_root(job: &JobStatement) -> Result<[u8; 32], ProverError> {
     Ok(root_to_bytes(reference_next_root(
         prev,
         job.rollup_id,
-        job.height,
+        job.from_height,
+        job.to_height,
         &job.commitment,
     )))
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use seqnet_proto::groth16::{BatchStatement, PreparedKey};
+use seqnet_proto::groth16::PreparedKey;
 use seqnet_prover::{
     constraint_count, decode_proving_key, encode_proving_key, encode_verifying_key, prove, setup,
     JobStatement,
@@ -43,10 +43,13 @@ struct StatementArgs {
     /// Rollup id.
     #[arg(long)]
     rollup: u64,
-    /// Batch height.
+    /// First height of the span.
     #[arg(long)]
-    height: u64,
-    /// Batch commitment (32 bytes, hex).
+    from: u64,
+    /// Last height of the span (default: --from, a one-block span).
+    #[arg(long)]
+    to: Option<u64>,
+    /// Span commitment (32 bytes, hex; seqnet_proto::groth16::span_commitment).
     #[arg(long)]
     commitment: String,
     /// Previous state root (32 bytes, hex, big-endian, below the scalar modulus).
@@ -71,7 +74,8 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// Proves a batch; prints JSON {"proof": hex, "new_root": hex}.
+    /// Proves a span from its statement; prints JSON {"proof": hex,
+    /// "new_root": hex}.
     Prove {
         /// Directory with proving_key.bin.
         #[arg(long)]
@@ -81,6 +85,19 @@ enum Command {
         size: u32,
         #[command(flatten)]
         statement: StatementArgs,
+    },
+    /// Proves a job as an external back end receives it (JSON version 2 on
+    /// stdin, or --job FILE): checks its batches against their commitments,
+    /// replays the reference state function through the earlier unproven
+    /// spans for the previous root, proves; prints the back end's answer
+    /// {"proof": hex, "prev_state_root": hex, "new_state_root": hex}.
+    ProveJob {
+        /// Directory with proving_key.bin (the circuit size is read off the key).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The job JSON (default: standard input).
+        #[arg(long)]
+        job: Option<PathBuf>,
     },
     /// Verifies a proof against verifying_key.bin; exit status 0 if valid, 1 if not.
     Verify {
@@ -121,9 +138,16 @@ fn hex32(name: &str, s: &str) -> Result<[u8; 32]> {
 }
 
 fn job(args: &StatementArgs) -> Result<JobStatement> {
+    let to = args.to.unwrap_or(args.from);
+    anyhow::ensure!(
+        to >= args.from,
+        "--to {to} is below --from {}: a span runs from..=to",
+        args.from
+    );
     Ok(JobStatement {
         rollup_id: args.rollup,
-        height: args.height,
+        from_height: args.from,
+        to_height: to,
         commitment: hex32("commitment", &args.commitment)?,
         prev_root: hex32("prev-root", &args.prev_root)?,
     })
@@ -197,23 +221,52 @@ fn run_prove(keys: &Path, size: u32, statement: &StatementArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_prove_job(keys: &Path, job: Option<&Path>) -> Result<()> {
+    use seqnet_prover::backend::{JobInput, ProvingBackend, ReferenceBackend};
+    let text = match job {
+        Some(path) => read(path)?,
+        None => {
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)
+                .context("reading the job from standard input")?;
+            text
+        }
+    };
+    let input: JobInput = serde_json::from_slice(&text).context("the job is not job JSON")?;
+    let started = Instant::now();
+    let backend = ReferenceBackend::load(keys)?;
+    eprintln!("proving key loaded in {:.2?}", started.elapsed());
+    let started = Instant::now();
+    let output = backend.prove(&input)?;
+    eprintln!(
+        "proved rollup {} span {}..={} in {:.2?}",
+        input.rollup_id,
+        input.from_height,
+        input.to_height,
+        started.elapsed()
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "proof": hex::encode(output.proof),
+            "prev_state_root": hex::encode(output.prev_state_root),
+            "new_state_root": hex::encode(output.new_state_root),
+        })
+    );
+    Ok(())
+}
+
 fn run_verify(keys: &Path, statement: &StatementArgs, proof: &str, new_root: &str) -> Result<bool> {
     let job = job(statement)?;
     let proof = hex::decode(proof.trim_start_matches("0x")).context("--proof: not hex")?;
-    let statement = BatchStatement {
-        rollup_id: job.rollup_id,
-        height: job.height,
-        commitment: job.commitment,
-        prev_root: job.prev_root,
-        new_root: hex32("new-root", new_root)?,
-    };
+    let statement = job.with_new_root(hex32("new-root", new_root)?);
     let key = PreparedKey::decode(&read(&keys.join(VERIFYING_KEY))?)
         .context("decoding the verifying key")?;
     match key.verify(&proof, &statement) {
         Ok(()) => {
             println!(
-                "valid: proof verifies for rollup {} height {}",
-                job.rollup_id, job.height
+                "valid: proof verifies for rollup {} span {}..={}",
+                job.rollup_id, job.from_height, job.to_height
             );
             Ok(true)
         }
@@ -238,6 +291,7 @@ fn main() -> ExitCode {
             size,
             statement,
         } => run_prove(keys, *size, statement).map(|()| true),
+        Command::ProveJob { keys, job } => run_prove_job(keys, job.as_deref()).map(|()| true),
         Command::Verify {
             keys,
             statement,

@@ -44,8 +44,9 @@ pub struct RunArgs {
     #[arg(long, env = "SEQNET_PROVER_MSM", default_value = "auto")]
     msm: seqnet_prover::msm::MsmChoice,
     /// External back end: a shell command run per job with the job as JSON
-    /// on stdin, answering {"proof": hex, "new_state_root": hex} on stdout
-    /// (see the README).
+    /// (version 2: a span) on stdin, answering {"proof": hex,
+    /// "prev_state_root": hex, "new_state_root": hex} on stdout (see the
+    /// README; `seqnet-prover prove-job --keys DIR` is one).
     #[arg(long)]
     command: Option<String>,
     /// Seconds an external command may take per job.

@@ -8,16 +8,19 @@
 //!   signed by the prover's ed25519 key (the key of its account and stake).
 //! - **Resume.** After a drop the stream reopens after the cursor of the last
 //!   job received, so no job is lost or proven twice, on any node.
-//! - **Order.** Jobs are proven one at a time in delivery order; the chain
-//!   delivers a rollup's job only once the previous one is proven, so its
-//!   previous state root is final.
+//! - **Order.** Jobs are proven one at a time in delivery order. The chain
+//!   delivers a span's job as soon as the span closes, whatever the state of
+//!   earlier spans: the back end computes the span's previous root from the
+//!   rollup's proven root and the earlier spans the job lists (the reference
+//!   back end replays them), so N provers prove N spans at once. The proof is
+//!   accepted as a pending transition and becomes final once it links.
 //! - **Submission.** Each proof goes out as a `SubmitProof` transaction
 //!   signed by the prover, through `ProverService.SubmitProof` (the node
 //!   checks assignment, order and proof first). Transient failures resend the
 //!   same bytes with back-off (a node that has them answers "already
 //!   known"); a nonce refusal re-reads the nonce and signs again; any other
 //!   refusal (`NOT_ASSIGNED`: the deadline passed and the job moved on,
-//!   `PROOF_REJECTED`, ...) drops the job and counts it.
+//!   `ROOT_MISMATCH`, `PROOF_REJECTED`, ...) drops the job and counts it.
 //! - **Aggregator.** With [`WorkerConfig::aggregator`], each proof is first
 //!   handed to the aggregator (`crate::aggregator::hand_over`: the proof and
 //!   the prover's signed `ProofEntry`); only when the aggregator does not
@@ -162,7 +165,8 @@ impl Worker {
             let span = tracing::info_span!(
                 "job",
                 rollup = job.rollup_id,
-                height = job.height,
+                from = job.from_height,
+                to = job.to_height,
                 rank = job.rank,
                 deadline = job.deadline
             );
@@ -188,7 +192,7 @@ impl Worker {
             };
             tracing::debug!(
                 rollup = job.rollup_id,
-                height = job.height,
+                from = job.from_height,
                 ?outcome,
                 "job done"
             );
@@ -296,7 +300,8 @@ impl Worker {
         self.metrics.jobs_received.inc();
         tracing::info!(
             reassignments = job.reassignments,
-            items = job.items.len(),
+            batches = job.batches.len(),
+            earlier = job.earlier.len(),
             bounty = job.bounty,
             "job received"
         );
@@ -312,6 +317,7 @@ impl Worker {
                 self.metrics.proving_seconds.observe(elapsed.as_secs_f64());
                 tracing::info!(
                     proving_ms = elapsed.as_millis() as u64,
+                    prev_state_root = %hex::encode(output.prev_state_root),
                     new_state_root = %hex::encode(output.new_state_root),
                     "proved"
                 );
@@ -328,13 +334,8 @@ impl Worker {
             }
         };
         if let Some(aggregator) = &self.config.aggregator {
-            let handover = crate::aggregator::Handover::new(
-                &self.config.key,
-                &signer.chain_id,
-                job,
-                &output.proof,
-                output.new_state_root,
-            );
+            let handover =
+                crate::aggregator::Handover::new(&self.config.key, &signer.chain_id, job, &output);
             match crate::aggregator::hand_over(aggregator, &handover, self.config.handover_timeout)
                 .await
             {
@@ -347,7 +348,7 @@ impl Worker {
                     self.metrics
                         .last_submitted_height
                         .with_label_values(&[&job.rollup_id.to_string()])
-                        .set(i64::try_from(job.height).unwrap_or(i64::MAX));
+                        .set(i64::try_from(job.to_height).unwrap_or(i64::MAX));
                     tracing::info!(tx = %hex::encode(tx_hash), "proof submitted in an aggregate");
                     return JobOutcome::Submitted { tx_hash };
                 }
@@ -372,8 +373,9 @@ impl Worker {
     ) -> JobOutcome {
         let actions = [Action::SubmitProof {
             rollup_id: job.rollup_id,
-            height: job.height,
+            from_height: job.from_height,
             proof: output.proof,
+            prev_state_root: output.prev_state_root,
             new_state_root: output.new_state_root,
         }];
         match sign_and_submit(
@@ -391,7 +393,7 @@ impl Worker {
                 self.metrics
                     .last_submitted_height
                     .with_label_values(&[&job.rollup_id.to_string()])
-                    .set(i64::try_from(job.height).unwrap_or(i64::MAX));
+                    .set(i64::try_from(job.to_height).unwrap_or(i64::MAX));
                 tracing::info!(
                     tx = %hex::encode(hash),
                     nonce,

@@ -9,7 +9,7 @@ use ark_groth16::{Proof, ProvingKey};
 use seqnet_proto::aggregate::{
     encoded_len, verify_aggregate, AggregateError, AggregateProof, VerifierSrs,
 };
-use seqnet_proto::groth16::{batch_commitment, decode_proof, BatchStatement, PreparedKey};
+use seqnet_proto::groth16::{batch_commitment, decode_proof, PreparedKey, SpanStatement};
 use seqnet_prover::aggregate::{aggregate_statements, AggregateProveError};
 use seqnet_prover::msm::CpuMsm;
 use seqnet_prover::srs::Srs;
@@ -22,7 +22,7 @@ struct Fixture {
     key: PreparedKey,
     srs: Srs,
     /// 64 (statement, proof) pairs of rollup 1 at heights 1..=64.
-    proofs: Vec<(BatchStatement, Proof<Bls12_381>)>,
+    proofs: Vec<(SpanStatement, Proof<Bls12_381>)>,
 }
 
 fn fixture() -> &'static Fixture {
@@ -33,20 +33,14 @@ fn fixture() -> &'static Fixture {
         let srs = Srs::generate_dev(64, 5).expect("srs");
         let proofs = (1..=64u64)
             .map(|height| {
-                let job = JobStatement {
-                    rollup_id: 1,
+                let job = JobStatement::single_batch(
+                    1,
                     height,
-                    commitment: batch_commitment(1, height, &[]),
-                    prev_root: [0; 32],
-                };
+                    batch_commitment(1, height, &[]),
+                    [0; 32],
+                );
                 let (bytes, new_root) = seqnet_prover::prove(&pk, K, &job).expect("prove");
-                let st = BatchStatement {
-                    rollup_id: 1,
-                    height,
-                    commitment: job.commitment,
-                    prev_root: job.prev_root,
-                    new_root,
-                };
+                let st = job.with_new_root(new_root);
                 (st, decode_proof(&bytes).expect("proof"))
             })
             .collect();
@@ -59,14 +53,14 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn make(n: usize) -> (Vec<BatchStatement>, Vec<u8>) {
+fn make(n: usize) -> (Vec<SpanStatement>, Vec<u8>) {
     let f = fixture();
     let (statements, proofs): (Vec<_>, Vec<_>) = f.proofs[..n].iter().cloned().unzip();
     let agg = aggregate_statements(&f.srs, &f.key, &proofs, &statements, &CpuMsm).expect("agg");
     (statements, agg.encode())
 }
 
-fn verify(statements: &[BatchStatement], bytes: &[u8]) -> Result<(), AggregateError> {
+fn verify(statements: &[SpanStatement], bytes: &[u8]) -> Result<(), AggregateError> {
     let f = fixture();
     verify_aggregate(&f.srs.verifier(), &f.key, statements, bytes)
 }

@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use seqnet_proto::groth16::{BatchStatement, PreparedKey};
+use seqnet_proto::groth16::PreparedKey;
 use seqnet_proto::pb::prover_service_server::{ProverService, ProverServiceServer};
 use seqnet_proto::pb::rollup_service_server::{RollupService, RollupServiceServer};
 use seqnet_proto::{pb, Action, Transaction};
 use seqnet_prover::aggregator::{hand_over, AggregatorConfig, Handover};
+use seqnet_prover::backend::ProofOutput;
 use seqnet_prover::metrics::Metrics;
 use seqnet_prover::msm::CpuMsm;
 use seqnet_prover::srs::Srs;
@@ -64,7 +65,7 @@ impl ProverService for Node {
             .map(|(_, rollup, height)| job(*rollup, *height))
             .map(|j| pb::ProofJob {
                 rollup_id: j.rollup_id,
-                height: j.height,
+                from_height: j.from_height,
                 ..Default::default()
             })
             .collect();
@@ -193,13 +194,35 @@ async fn start_aggregator(
     (addr, stop, running)
 }
 
+/// The one-block span job of `rollup` at `height`, from the zero root.
 fn job(rollup: u64, height: u64) -> pb::Job {
     pb::Job {
         rollup_id: rollup,
-        height,
-        batch_commitment: seqnet_proto::batch_commitment(rollup, height, &[]).to_vec(),
-        prev_state_root: vec![0; 32],
+        from_height: height,
+        to_height: height,
+        span_commitment: statement(rollup, height).commitment.to_vec(),
+        proven_root: vec![0; 32],
         ..Default::default()
+    }
+}
+
+fn statement(rollup: u64, height: u64) -> JobStatement {
+    JobStatement::single_batch(
+        rollup,
+        height,
+        seqnet_proto::batch_commitment(rollup, height, &[]),
+        [0; 32],
+    )
+}
+
+/// A proof of `job` as a back end answers it.
+fn output(pk: &ark_groth16::ProvingKey<ark_bls12_381::Bls12_381>, job: &pb::Job) -> ProofOutput {
+    let (proof, new_state_root) =
+        seqnet_prover::prove(pk, K, &statement(job.rollup_id, job.from_height)).unwrap();
+    ProofOutput {
+        proof,
+        prev_state_root: [0; 32],
+        new_state_root,
     }
 }
 
@@ -228,26 +251,10 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     let mut handovers = Vec::new();
     let mut statements = Vec::new();
     for (prover, job) in provers.iter().zip(&jobs) {
-        let commitment: [u8; 32] = job.batch_commitment.as_slice().try_into().unwrap();
-        let (proof, root) = seqnet_prover::prove(
-            &pk,
-            K,
-            &JobStatement {
-                rollup_id: job.rollup_id,
-                height: job.height,
-                commitment,
-                prev_root: [0; 32],
-            },
-        )
-        .unwrap();
-        statements.push(BatchStatement {
-            rollup_id: job.rollup_id,
-            height: job.height,
-            commitment,
-            prev_root: [0; 32],
-            new_root: root,
-        });
-        handovers.push(Handover::new(prover, CHAIN, job, &proof, root));
+        let out = output(&pk, job);
+        statements
+            .push(statement(job.rollup_id, job.from_height).with_new_root(out.new_state_root));
+        handovers.push(Handover::new(prover, CHAIN, job, &out));
     }
 
     // A proof that does not match its statement is refused at once.
@@ -255,7 +262,7 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     bad.new_state_root = hex::encode([5u8; 32]);
     let bad = Handover {
         signature: {
-            let entry = seqnet_proto::ProofEntry::sign(&provers[0], CHAIN, 2, 5, [5; 32]);
+            let entry = seqnet_proto::ProofEntry::sign(&provers[0], CHAIN, 2, 5, [0; 32], [5; 32]);
             hex::encode(entry.signature.to_bytes())
         },
         ..bad
@@ -270,7 +277,7 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     // A signature for another chain is refused too.
     let mut other_chain = handovers[0].clone();
     other_chain.signature = hex::encode(
-        seqnet_proto::ProofEntry::sign(&provers[0], "other", 2, 5, [0; 32])
+        seqnet_proto::ProofEntry::sign(&provers[0], "other", 2, 5, [0; 32], [0; 32])
             .signature
             .to_bytes(),
     );
@@ -294,8 +301,11 @@ async fn the_aggregator_checks_aggregates_and_submits_one_transaction() {
     let [Action::SubmitAggregate { entries, aggregate }] = tx.body.actions.as_slice() else {
         panic!("{:?}", tx.body.actions);
     };
-    // Entries in (rollup, height) order, each signed by its prover.
-    let order: Vec<(u64, u64)> = entries.iter().map(|e| (e.rollup_id, e.height)).collect();
+    // Entries in (rollup, from_height) order, each signed by its prover.
+    let order: Vec<(u64, u64)> = entries
+        .iter()
+        .map(|e| (e.rollup_id, e.from_height))
+        .collect();
     assert_eq!(order, vec![(1, 7), (2, 5)]);
     for entry in entries {
         entry.verify(CHAIN).unwrap();
@@ -341,19 +351,9 @@ async fn of_two_proofs_of_one_job_the_assigned_provers_is_aggregated() {
         start_aggregator(url, Srs::generate_dev(4, 3).unwrap(), metrics.clone()).await;
 
     let job = job(2, 5);
-    let commitment: [u8; 32] = job.batch_commitment.as_slice().try_into().unwrap();
-    let statement = JobStatement {
-        rollup_id: 2,
-        height: 5,
-        commitment,
-        prev_root: [0; 32],
-    };
     let handovers: Vec<Handover> = provers
         .iter()
-        .map(|prover| {
-            let (proof, root) = seqnet_prover::prove(&pk, K, &statement).unwrap();
-            Handover::new(prover, CHAIN, &job, &proof, root)
-        })
+        .map(|prover| Handover::new(prover, CHAIN, &job, &output(&pk, &job)))
         .collect();
     // The back-up's proof arrives first.
     let backup = {

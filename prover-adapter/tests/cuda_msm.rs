@@ -154,7 +154,7 @@ fn groth16_proof_on_gpu_is_identical() {
     let Some(gpu) = gpu() else { return };
     let k = 14;
     let (pk, vk) = seqnet_prover::setup(k, 5).expect("setup");
-    let inputs = seqnet_prover::ReferenceInputs::for_job(3, 10, [4u8; 32], Fr::from(99u64));
+    let inputs = seqnet_prover::ReferenceInputs::for_job(3, 10, 12, [4u8; 32], Fr::from(99u64));
     let (r, s) = (Fr::from(123u64), Fr::from(456u64));
     let cpu = seqnet_prover::groth16_prover::create_proof(
         seqnet_prover::ReferenceCircuit::new(k, inputs),

@@ -10,8 +10,8 @@ use ark_bls12_381::{Bls12_381, Fr};
 use ark_groth16::{ProvingKey, VerifyingKey};
 use ark_relations::r1cs::{ConstraintSynthesizer, ConstraintSystem, SynthesisMode};
 use seqnet_proto::groth16::{
-    batch_commitment, root_from_bytes, root_to_bytes, BatchStatement, PreparedKey, ProofError,
-    PROOF_LEN,
+    batch_commitment, root_from_bytes, root_to_bytes, span_commitment, PreparedKey, ProofError,
+    SpanStatement, PROOF_LEN,
 };
 use seqnet_prover::circuit::{shape, ReferenceCircuit, ReferenceInputs};
 use seqnet_prover::{
@@ -26,23 +26,18 @@ fn keys() -> &'static (ProvingKey<Bls12_381>, VerifyingKey<Bls12_381>) {
     KEYS.get_or_init(|| setup(K, 42).unwrap())
 }
 
+/// A one-block span of rollup 3 at `height`.
 fn job(height: u64) -> JobStatement {
-    JobStatement {
-        rollup_id: 3,
+    JobStatement::single_batch(
+        3,
         height,
-        commitment: batch_commitment(3, height, &[]),
-        prev_root: root_to_bytes(Fr::from(1000 + height)),
-    }
+        batch_commitment(3, height, &[]),
+        root_to_bytes(Fr::from(1000 + height)),
+    )
 }
 
-fn statement(job: &JobStatement, new_root: [u8; 32]) -> BatchStatement {
-    BatchStatement {
-        rollup_id: job.rollup_id,
-        height: job.height,
-        commitment: job.commitment,
-        prev_root: job.prev_root,
-        new_root,
-    }
+fn statement(job: &JobStatement, new_root: [u8; 32]) -> SpanStatement {
+    job.with_new_root(new_root)
 }
 
 fn synthesize(circuit: ReferenceCircuit) -> ark_relations::r1cs::ConstraintSystemRef<Fr> {
@@ -78,7 +73,8 @@ fn constraint_count_is_about_two_to_the_k() {
 fn circuit_is_satisfied_only_by_the_reference_root() {
     let j = job(5);
     let prev = root_from_bytes(&j.prev_root).unwrap();
-    let inputs = ReferenceInputs::for_job(j.rollup_id, j.height, j.commitment, prev);
+    let inputs =
+        ReferenceInputs::for_job(j.rollup_id, j.from_height, j.to_height, j.commitment, prev);
     let cs = synthesize(ReferenceCircuit::new(K, inputs));
     assert!(cs.is_satisfied().unwrap());
     let wrong = ReferenceInputs {
@@ -92,18 +88,19 @@ fn circuit_is_satisfied_only_by_the_reference_root() {
 #[test]
 fn next_root_depends_on_every_input() {
     let c = [7u8; 32];
-    let base = reference_next_root(Fr::from(1u64), 2, 3, &c);
-    assert_ne!(base, reference_next_root(Fr::from(2u64), 2, 3, &c));
-    assert_ne!(base, reference_next_root(Fr::from(1u64), 3, 3, &c));
-    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 4, &c));
+    let base = reference_next_root(Fr::from(1u64), 2, 3, 5, &c);
+    assert_ne!(base, reference_next_root(Fr::from(2u64), 2, 3, 5, &c));
+    assert_ne!(base, reference_next_root(Fr::from(1u64), 3, 3, 5, &c));
+    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 4, 5, &c));
+    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 3, 6, &c));
     let mut c2 = c;
     c2[0] ^= 1;
-    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 3, &c2));
+    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 3, 5, &c2));
     let mut c3 = c;
     c3[31] ^= 1;
-    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 3, &c3));
+    assert_ne!(base, reference_next_root(Fr::from(1u64), 2, 3, 5, &c3));
     // Deterministic.
-    assert_eq!(base, reference_next_root(Fr::from(1u64), 2, 3, &c));
+    assert_eq!(base, reference_next_root(Fr::from(1u64), 2, 3, 5, &c));
 }
 
 #[test]
@@ -117,7 +114,8 @@ fn prove_and_verify_round_trip() {
     let expected = reference_next_root(
         root_from_bytes(&j.prev_root).unwrap(),
         j.rollup_id,
-        j.height,
+        j.from_height,
+        j.to_height,
         &j.commitment,
     );
     assert_eq!(new_root, root_to_bytes(expected));
@@ -155,6 +153,24 @@ fn prove_and_verify_round_trip() {
         key.verify(&p, &statement(&step, r)).unwrap();
         prev = r;
     }
+    // A span of several blocks: the bounds are bound by the proof.
+    let span = JobStatement {
+        rollup_id: 3,
+        from_height: 10,
+        to_height: 14,
+        commitment: span_commitment(3, 10, 14, &[(10, [1; 32]), (13, [2; 32])]),
+        prev_root: prev,
+    };
+    let (p, r) = prove(pk, K, &span).unwrap();
+    key.verify(&p, &statement(&span, r)).unwrap();
+    let stretched = JobStatement {
+        to_height: 15,
+        ..span
+    };
+    assert_eq!(
+        key.verify(&p, &statement(&stretched, r)),
+        Err(ProofError::Invalid)
+    );
 }
 
 #[test]
@@ -212,13 +228,20 @@ fn cli_setup_prove_verify() {
     assert!(note.contains("DEVELOPMENT SETUP"));
     assert!(dir.path().join("proving_key.bin").exists());
 
-    let commitment = hex::encode(batch_commitment(9, 4, &[]));
+    let commitment = hex::encode(span_commitment(
+        9,
+        4,
+        6,
+        &[(4, batch_commitment(9, 4, &[]))],
+    ));
     let prev = hex::encode(root_to_bytes(Fr::from(77u64)));
     let statement_args = [
         "--rollup",
         "9",
-        "--height",
+        "--from",
         "4",
+        "--to",
+        "6",
         "--commitment",
         &commitment,
         "--prev-root",
@@ -260,4 +283,111 @@ fn cli_setup_prove_verify() {
     let bad = verify(&wrong);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stdout).contains("INVALID"));
+}
+
+/// `prove-job`: a version 2 job whose span follows two unproven spans; the
+/// previous root is replayed from the proven root through them, the proof
+/// verifies, and a job whose items do not match its commitments is refused
+/// before proving.
+#[test]
+fn cli_prove_job_replays_earlier_spans() {
+    use seqnet_proto::pb;
+    use seqnet_prover::backend::JobInput;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (pk, vk) = keys();
+    std::fs::write(
+        dir.path().join("proving_key.bin"),
+        encode_proving_key(pk).unwrap(),
+    )
+    .unwrap();
+    let item = pb::BatchItem {
+        tx_hash: vec![1; 32],
+        signer: vec![2; 32],
+        nonce: 0,
+        action_index: 0,
+        data: b"span data".to_vec(),
+    };
+    let batch = batch_commitment(5, 21, std::slice::from_ref(&item));
+    let span = span_commitment(5, 20, 24, &[(21, batch)]);
+    let proven = root_to_bytes(Fr::from(99u64));
+    let earlier = [(10u64, 14u64, [3u8; 32]), (15, 19, [4u8; 32])];
+    let job = pb::Job {
+        rollup_id: 5,
+        from_height: 20,
+        to_height: 24,
+        span_commitment: span.to_vec(),
+        proven_root: proven.to_vec(),
+        proven_height: 9,
+        earlier: earlier
+            .iter()
+            .map(|(from, to, c)| pb::EarlierSpan {
+                from_height: *from,
+                to_height: *to,
+                span_commitment: c.to_vec(),
+                ..Default::default()
+            })
+            .collect(),
+        batches: vec![pb::JobBatch {
+            height: 21,
+            batch_commitment: batch.to_vec(),
+            items: vec![item.clone()],
+        }],
+        deadline: 40,
+        ..Default::default()
+    };
+    let run = |job: &pb::Job| {
+        let mut child = cli()
+            .args(["prove-job", "--keys"])
+            .arg(dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let input = serde_json::to_vec(&JobInput::from_job(job)).unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), &input).unwrap();
+        drop(child.stdin.take());
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&job);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hex32 = |field: &str| -> [u8; 32] {
+        hex::decode(json[field].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let mut root = Fr::from(99u64);
+    for (from, to, c) in earlier {
+        root = reference_next_root(root, 5, from, to, &c);
+    }
+    assert_eq!(hex32("prev_state_root"), root_to_bytes(root));
+    let statement = SpanStatement {
+        rollup_id: 5,
+        from_height: 20,
+        to_height: 24,
+        commitment: span,
+        prev_root: hex32("prev_state_root"),
+        new_root: hex32("new_state_root"),
+    };
+    let key = PreparedKey::from_key(vk).unwrap();
+    let proof = hex::decode(json["proof"].as_str().unwrap()).unwrap();
+    key.verify(&proof, &statement).unwrap();
+
+    // A node that lies about the items is caught before any proving.
+    let mut lying = job.clone();
+    lying.batches[0].items[0].data = b"other data".to_vec();
+    let out = run(&lying);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("do not match its batch commitment"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -100,12 +100,13 @@ fn job(rollup: u64, height: u64, ready: u64, deadline: u64) -> pb::Job {
         cursor: Some(pb::JobCursor {
             ready_height: ready,
             rollup_id: rollup,
-            height,
+            from_height: height,
         }),
         rollup_id: rollup,
-        height,
-        batch_commitment: vec![3; 32],
-        prev_state_root: vec![0; 32],
+        from_height: height,
+        to_height: height,
+        span_commitment: vec![3; 32],
+        proven_root: vec![0; 32],
         deadline,
         ..Default::default()
     }
@@ -168,7 +169,7 @@ impl ProverService for Node {
         }
         if let [Action::SubmitProof {
             rollup_id: 2,
-            height: 11,
+            from_height: 11,
             ..
         }] = tx.body.actions.as_slice()
         {
@@ -191,7 +192,8 @@ impl ProvingBackend for Fake {
     }
     fn prove(&self, job: &JobInput) -> Result<ProofOutput, BackendError> {
         Ok(ProofOutput {
-            proof: vec![u8::try_from(job.height).unwrap(); 192],
+            proof: vec![u8::try_from(job.from_height).unwrap(); 192],
+            prev_state_root: [0; 32],
             new_state_root: [u8::try_from(job.rollup_id).unwrap(); 32],
         })
     }
@@ -255,8 +257,10 @@ async fn the_worker_proves_signs_resyncs_skips_and_counts() {
         .iter()
         .map(|tx| match tx.body.actions.as_slice() {
             [Action::SubmitProof {
-                rollup_id, height, ..
-            }] => (*rollup_id, *height, tx.body.nonce, tx.body.fee),
+                rollup_id,
+                from_height,
+                ..
+            }] => (*rollup_id, *from_height, tx.body.nonce, tx.body.fee),
             other => panic!("{other:?}"),
         })
         .collect();

@@ -26,7 +26,7 @@ use tonic::{Code as GrpcCode, Status};
 
 use seqnet_proto::groth16::PreparedKey;
 
-use crate::verify::{check_validity_proof, verify_batch_for, VerifiedBatch, VerifyError};
+use crate::verify::{check_span_proof, verify_batch_for, VerifiedBatch, VerifyError};
 
 /// Metadata key carrying the numeric `Code` of a rejected submission.
 pub const CODE_METADATA: &str = "seqnet-code";
@@ -595,13 +595,18 @@ impl RollupClient {
     }
 
     /// [`RollupClient::stream_batches`] at PROVEN finality: a height comes
-    /// only once it is proven (every proof job at heights up to it has a
-    /// verified proof on chain), and a batch with a proof job carries its
-    /// validity proof in [`VerifiedBatch::proof`], checked here against the
-    /// rollup's verifying key (`GetRollup`) and the batch's own items, and
-    /// chained: each proof starts from the root the previous one ended at.
-    /// A proof that does not check is an `Err(ClientError::Verify)` item,
-    /// asked for again from the next endpoint, like a batch that does not verify.
+    /// only once it is proven (every span covering heights up to it has a
+    /// linked proof on chain), and a non-empty batch with a proof job
+    /// carries the validity proof of its span in [`VerifiedBatch::proof`].
+    /// The proof is checked here against the rollup's verifying key
+    /// (`GetRollup`) and the span's own batches (the stream holds a span's
+    /// batches back until its last one has arrived and the span verified,
+    /// then delivers them together; batches of the span before `from_height`
+    /// are read with `GetBatch` for the check), and chained: each span's
+    /// proof starts from the root the previous one ended at. A proof that
+    /// does not check is an `Err(ClientError::Verify)` item, and the span is
+    /// asked for again from the next endpoint, like a batch that does not
+    /// verify.
     pub fn stream_proven_batches(
         &self,
         rollup_id: u64,
@@ -632,6 +637,7 @@ impl RollupClient {
             finality,
             key: None,
             last_root: None,
+            span: None,
             sender,
         };
         BatchStream {
@@ -682,7 +688,20 @@ struct Follower {
     key: Option<PreparedKey>,
     /// New state root of the last proof delivered (PROVEN streams).
     last_root: Option<[u8; 32]>,
+    /// The span being received (PROVEN streams): its proof and the batches
+    /// from its first height on, held until the span verifies.
+    span: Option<SpanBuffer>,
     sender: mpsc::Sender<Result<VerifiedBatch, ClientError>>,
+}
+
+/// A PROVEN stream's span in progress.
+struct SpanBuffer {
+    proof: pb::BatchProof,
+    /// Batches of heights `proof.from_height..` received (or read) so far,
+    /// in height order; those before the stream's start are not delivered.
+    batches: Vec<VerifiedBatch>,
+    /// Heights below this were read only to check the span.
+    deliver_from: u64,
 }
 
 impl Follower {
@@ -747,17 +766,25 @@ impl Follower {
         Ok(key)
     }
 
-    /// Checks the validity proof `batch` carries (PROVEN streams).
-    async fn check_proof(
-        &mut self,
-        verified: &mut VerifiedBatch,
-        proof: &pb::BatchProof,
-    ) -> Result<(), ClientError> {
+    /// Checks a completed span's proof against its batches (PROVEN streams)
+    /// and attaches it to each of them.
+    async fn check_span(&mut self, span: &mut SpanBuffer) -> Result<(), ClientError> {
         let mut result = Err(ClientError::NoEndpoints);
         for refresh in [false, true] {
             let key = self.key(refresh).await?;
-            result = check_validity_proof(verified, proof, &key, self.last_root)
-                .map_err(ClientError::Verify);
+            let non_empty: Vec<&VerifiedBatch> = span
+                .batches
+                .iter()
+                .filter(|b| !b.items.is_empty())
+                .collect();
+            result = check_span_proof(
+                self.rollup_id,
+                &non_empty,
+                &span.proof,
+                &key,
+                self.last_root,
+            )
+            .map_err(ClientError::Verify);
             // Only a failed pairing check may come from a changed key.
             if !matches!(
                 result,
@@ -768,27 +795,54 @@ impl Follower {
         }
         let checked = result?;
         self.last_root = Some(checked.new_state_root);
-        verified.proof = Some(checked);
+        for batch in span.batches.iter_mut().filter(|b| !b.items.is_empty()) {
+            batch.proof = Some(checked.clone());
+        }
         Ok(())
     }
 
-    /// Verifies and delivers the batch at `self.next`; `Err` carries the
-    /// reason to reopen, `Ok(false)` means the consumer is gone.
-    async fn deliver(&mut self, batch: &pb::Batch) -> Result<bool, String> {
-        let mut result =
-            verify_batch_for(batch, self.rollup_id, self.next).map_err(ClientError::from);
-        if let (Ok(verified), Some(proof), true) = (&mut result, &batch.proven, self.proven()) {
-            if let Err(error) = self.check_proof(verified, proof).await {
-                result = Err(error);
-            }
+    /// The batches of the span of `proof` below `first` (the stream started
+    /// inside the span), read with `GetBatch` and verified, for the check.
+    async fn span_prefix(
+        &mut self,
+        proof: &pb::BatchProof,
+        first: u64,
+    ) -> Result<Vec<VerifiedBatch>, ClientError> {
+        let mut out = Vec::new();
+        for height in proof.from_height..first {
+            let raw = self.client.raw_batch(self.rollup_id, height).await?;
+            out.push(verify_batch_for(&raw, self.rollup_id, height)?);
         }
-        match result {
-            Ok(verified) => {
+        Ok(out)
+    }
+
+    /// Verifies the batch at `self.next` and delivers it, or (PROVEN streams)
+    /// holds it in its span until the span is complete and verified; `Err`
+    /// carries the reason to reopen, `Ok(false)` means the consumer is gone.
+    async fn deliver(&mut self, batch: &pb::Batch) -> Result<bool, String> {
+        let verified =
+            verify_batch_for(batch, self.rollup_id, self.next).map_err(ClientError::from);
+        let ready = match verified {
+            Ok(verified) if self.proven() => self.hold(verified, batch.proven.as_ref()).await,
+            Ok(verified) => Ok(vec![verified]),
+            Err(error) => Err(error),
+        };
+        match ready {
+            Ok(batches) => {
                 self.next += 1;
-                Ok(self.send(Ok(verified)).await)
+                for batch in batches {
+                    if !self.send(Ok(batch)).await {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
             }
             Err(error) => {
                 let why = error.to_string();
+                // Read the whole span again, from the next node.
+                if let Some(span) = self.span.take() {
+                    self.next = span.deliver_from;
+                }
                 if self.send(Err(error)).await {
                     Err(why)
                 } else {
@@ -796,6 +850,79 @@ impl Follower {
                 }
             }
         }
+    }
+
+    /// PROVEN streams: adds `verified` (with the span proof the node sent
+    /// with it) to the span in progress; returns what can be delivered now.
+    async fn hold(
+        &mut self,
+        verified: VerifiedBatch,
+        proof: Option<&pb::BatchProof>,
+    ) -> Result<Vec<VerifiedBatch>, ClientError> {
+        let height = verified.height;
+        let unexpected = |reason: String| {
+            ClientError::Verify(VerifyError::BadSpan {
+                rollup_id: self.rollup_id,
+                height,
+                reason,
+            })
+        };
+        match (&mut self.span, proof) {
+            (None, None) => return Ok(vec![verified]),
+            (None, Some(proof)) => {
+                let mut batches = if height > proof.from_height {
+                    self.span_prefix(proof, height).await?
+                } else {
+                    Vec::new()
+                };
+                batches.push(verified);
+                self.span = Some(SpanBuffer {
+                    proof: proof.clone(),
+                    batches,
+                    deliver_from: height,
+                });
+            }
+            (Some(span), proof) => {
+                if let Some(proof) = proof {
+                    if proof != &span.proof {
+                        return Err(unexpected(format!(
+                            "a batch with the proof of span {}..={} arrived inside span {}..={}",
+                            proof.from_height,
+                            proof.to_height,
+                            span.proof.from_height,
+                            span.proof.to_height
+                        )));
+                    }
+                } else if !verified.items.is_empty() {
+                    return Err(unexpected(format!(
+                        "a non-empty batch without a proof arrived inside span {}..={}",
+                        span.proof.from_height, span.proof.to_height
+                    )));
+                }
+                span.batches.push(verified);
+            }
+        }
+        let last = self
+            .span
+            .as_ref()
+            .and_then(|s| s.proof.batch_heights.last().copied())
+            .unwrap_or(0);
+        if height < last {
+            return Ok(Vec::new());
+        }
+        let Some(mut span) = self.span.take() else {
+            return Ok(Vec::new());
+        };
+        if let Err(error) = self.check_span(&mut span).await {
+            self.span = Some(span);
+            return Err(error);
+        }
+        let from = span.deliver_from;
+        Ok(span
+            .batches
+            .into_iter()
+            .filter(|b| b.height >= from)
+            .collect())
     }
 
     /// Opens one stream at `self.next` and follows it until it stops.

@@ -8,7 +8,7 @@ pub mod verify;
 
 pub use client::{BatchStream, ClientError, RetryPolicy, RollupClient};
 pub use prover::{JobStream, JobStreamEvent};
-pub use tx::{FeeSchedule, TxSigner};
+pub use tx::{FeeSchedule, SpanProof, TxSigner};
 pub use verify::{
-    check_validity_proof, verify_batch, verify_batch_for, CheckedProof, VerifiedBatch, VerifyError,
+    check_span_proof, verify_batch, verify_batch_for, CheckedProof, VerifiedBatch, VerifyError,
 };

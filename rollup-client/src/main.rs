@@ -204,12 +204,16 @@ enum RollupCommand {
         id: u64,
         #[arg(long)]
         name: String,
-        /// Blocks a prover has to prove a batch.
+        /// Blocks a prover has to prove a span once it is assigned.
         #[arg(long, default_value_t = 20)]
         proof_window: u64,
         /// Blocks within which a forced transaction must be included.
         #[arg(long, default_value_t = 10)]
         inclusion_window: u64,
+        /// Blocks per proof job (span): larger spans mean fewer proofs and a
+        /// longer proven-finality lag (0: the chain's default_span_blocks).
+        #[arg(long, default_value_t = 0)]
+        span_blocks: u64,
         /// Groth16 verifying key file: raw bytes, or hex text (none: the
         /// rollup's batches are not proven).
         #[arg(long)]
@@ -512,6 +516,7 @@ impl App {
                 name,
                 proof_window,
                 inclusion_window,
+                span_blocks,
                 verifying_key,
                 send,
             }) => {
@@ -524,6 +529,7 @@ impl App {
                     verifying_key,
                     proof_window,
                     inclusion_window,
+                    span_blocks,
                 };
                 let tx = signer.register_rollup(id, name, settings, send.fee);
                 self.send(&tx, &send).await?;
@@ -701,7 +707,7 @@ impl App {
                 let jobs: Vec<Value> = info
                     .assigned_jobs
                     .iter()
-                    .map(|j| json!({"rollup_id": j.rollup_id, "height": j.height, "deadline": j.deadline, "reassignments": j.reassignments, "bounty": j.bounty}))
+                    .map(|j| json!({"rollup_id": j.rollup_id, "from_height": j.from_height, "to_height": j.to_height, "status": job_status_name(j.status), "deadline": j.deadline, "reassignments": j.reassignments, "bounty": j.bounty}))
                     .collect();
                 self.print(
                     json!({
@@ -740,8 +746,14 @@ impl App {
                         );
                         for j in &info.assigned_jobs {
                             text.push_str(&format!(
-                                "\n  job rollup {} height {}: deadline {}, reassigned {} times, bounty {}",
-                                j.rollup_id, j.height, j.deadline, j.reassignments, j.bounty
+                                "\n  job rollup {} span {}..={} ({}): deadline {}, reassigned {} times, bounty {}",
+                                j.rollup_id,
+                                j.from_height,
+                                j.to_height,
+                                job_status_name(j.status),
+                                j.deadline,
+                                j.reassignments,
+                                j.bounty
                             ));
                         }
                         text
@@ -764,16 +776,40 @@ impl App {
                         "proven_height": f.proven_height,
                         "lag": f.lag,
                         "open_jobs": f.open_jobs,
+                        "pending_jobs": f.pending_jobs,
                         "max_unproven_blocks": f.max_unproven_blocks,
+                        "held": f.held,
+                        "hold_reason": hold_reason_name(f.hold_reason),
+                        "hold_detail": f.hold_detail,
+                        "live_provers": f.live_provers,
                         "height": height,
                         "ordered": height.map(|_| f.ordered),
                         "proven": height.map(|_| f.proven),
                     }),
                     || {
                         let mut text = format!(
-                            "ordered height {}, proven height {} (lag {} of at most {}), {} proof jobs open",
-                            f.ordered_height, f.proven_height, f.lag, f.max_unproven_blocks, f.open_jobs
+                            "ordered height {}, proven height {} (lag {} of at most {}), {} proof jobs open ({} with a proof waiting to link), {} live provers",
+                            f.ordered_height,
+                            f.proven_height,
+                            f.lag,
+                            f.max_unproven_blocks,
+                            f.open_jobs,
+                            f.pending_jobs,
+                            f.live_provers
                         );
+                        if f.held {
+                            text.push_str(&format!(
+                                "\nORDERING HELD (back-pressure): {} -- {}",
+                                hold_reason_name(f.hold_reason),
+                                f.hold_detail
+                            ));
+                        } else if f.open_jobs > 0 || f.hold_reason != pb::HoldReason::None as i32 {
+                            text.push_str(&format!(
+                                "\nproving: {} -- {}",
+                                hold_reason_name(f.hold_reason),
+                                f.hold_detail
+                            ));
+                        }
                         if let Some(h) = height {
                             let state = if f.proven {
                                 "proven"
@@ -790,6 +826,29 @@ impl App {
             }
         }
         Ok(())
+    }
+}
+
+/// Short name of a `pb::JobStatus` value.
+fn job_status_name(status: i32) -> &'static str {
+    match pb::JobStatus::try_from(status) {
+        Ok(pb::JobStatus::Open) => "open",
+        Ok(pb::JobStatus::Pending) => "pending",
+        Ok(pb::JobStatus::Proven) => "proven",
+        _ => "unknown",
+    }
+}
+
+/// Short name of a `pb::HoldReason` value.
+fn hold_reason_name(reason: i32) -> &'static str {
+    match pb::HoldReason::try_from(reason) {
+        Ok(pb::HoldReason::None) => "none",
+        Ok(pb::HoldReason::NoProver) => "no live prover",
+        Ok(pb::HoldReason::Stalled) => "stalled span",
+        Ok(pb::HoldReason::Capacity) => "capacity short",
+        Ok(pb::HoldReason::Proving) => "proving",
+        Ok(pb::HoldReason::Collecting) => "span collecting",
+        Err(_) => "unknown",
     }
 }
 

@@ -30,9 +30,9 @@ fn prover_service(channel: Channel) -> ProverServiceClient<Channel> {
     ProverServiceClient::new(channel).max_decoding_message_size(MAX_DECODING_BYTES)
 }
 
-/// `(ready_height, rollup_id, height)`: the total order of job deliveries.
+/// `(ready_height, rollup_id, from_height)`: the total order of job deliveries.
 pub fn cursor_key(cursor: &pb::JobCursor) -> (u64, u64, u64) {
-    (cursor.ready_height, cursor.rollup_id, cursor.height)
+    (cursor.ready_height, cursor.rollup_id, cursor.from_height)
 }
 
 /// Orders two cursors as the node delivers them.
@@ -294,7 +294,7 @@ impl JobFollower {
             let Some(cursor) = job.cursor else {
                 tracing::warn!(
                     rollup = job.rollup_id,
-                    height = job.height,
+                    from = job.from_height,
                     "job without a cursor; ignored"
                 );
                 continue;
@@ -352,12 +352,13 @@ mod tests {
             cursor: Some(pb::JobCursor {
                 ready_height: height,
                 rollup_id: 1,
-                height,
+                from_height: height,
             }),
             rollup_id: 1,
-            height,
-            batch_commitment: vec![7; 32],
-            prev_state_root: vec![0; 32],
+            from_height: height,
+            to_height: height,
+            span_commitment: vec![7; 32],
+            proven_root: vec![0; 32],
             deadline: height + 20,
             prover: prover.to_vec(),
             ..Default::default()
@@ -466,7 +467,7 @@ mod tests {
                 .expect("a job in time")
                 .expect("stream open")
                 .expect("a job");
-            heights.push(job.height);
+            heights.push(job.from_height);
         }
         heights
     }
@@ -534,8 +535,9 @@ mod tests {
             fee: 10,
             actions: vec![Action::SubmitProof {
                 rollup_id: 1,
-                height: 5,
+                from_height: 5,
                 proof: vec![1; 192],
+                prev_state_root: [0; 32],
                 new_state_root: [0; 32],
             }],
         }

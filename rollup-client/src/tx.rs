@@ -178,23 +178,18 @@ impl TxSigner {
         self.sign(vec![Action::Unjail], fee)
     }
 
-    /// Validity proofs of consecutive jobs of one rollup, in height order:
-    /// `(rollup_id, height, proof, new_state_root)` each.
-    pub fn submit_proofs(
-        &mut self,
-        proofs: Vec<(u64, u64, Vec<u8>, [u8; 32])>,
-        fee: Option<u64>,
-    ) -> Transaction {
+    /// Validity proofs of span jobs (any jobs, any order), each a
+    /// [`SpanProof`].
+    pub fn submit_proofs(&mut self, proofs: Vec<SpanProof>, fee: Option<u64>) -> Transaction {
         let actions = proofs
             .into_iter()
-            .map(
-                |(rollup_id, height, proof, new_state_root)| Action::SubmitProof {
-                    rollup_id,
-                    height,
-                    proof,
-                    new_state_root,
-                },
-            )
+            .map(|p| Action::SubmitProof {
+                rollup_id: p.rollup_id,
+                from_height: p.from_height,
+                proof: p.proof,
+                prev_state_root: p.prev_state_root,
+                new_state_root: p.new_state_root,
+            })
             .collect();
         self.sign(actions, fee)
     }
@@ -208,6 +203,17 @@ impl TxSigner {
             fee,
         )
     }
+}
+
+/// One `SubmitProof`: the proof of the span job `(rollup_id, from_height)`
+/// for the transition `prev_state_root -> new_state_root`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanProof {
+    pub rollup_id: u64,
+    pub from_height: u64,
+    pub proof: Vec<u8>,
+    pub prev_state_root: [u8; 32],
+    pub new_state_root: [u8; 32],
 }
 
 #[cfg(test)]
@@ -262,6 +268,7 @@ mod tests {
             verifying_key: vec![],
             proof_window: 5,
             inclusion_window: 3,
+            span_blocks: 0,
         };
         let reg = signer.register_rollup(2, "two".into(), settings, None);
         assert_eq!(reg.body.fee, 1_010);

@@ -9,7 +9,9 @@
 //! (or in a root taken from elsewhere and compared with [`VerifiedBatch::root`]).
 
 use prost::Message;
-use seqnet_proto::groth16::{batch_commitment, BatchStatement, PreparedKey, ProofError};
+use seqnet_proto::groth16::{
+    batch_commitment, span_commitment, PreparedKey, ProofError, SpanStatement,
+};
 use seqnet_proto::nmt::{verify_namespace, NamespaceProof, NmtError, NmtRoot};
 use seqnet_proto::pb;
 
@@ -64,16 +66,24 @@ pub enum VerifyError {
         field: &'static str,
         got: usize,
     },
-    /// The proof's commitment is not the commitment of the batch's items.
+    /// The proof's span commitment is not the commitment of the span's
+    /// batches.
     #[error(
-        "validity proof of rollup {rollup_id} at height {height} is for commitment {claimed}, \
-         the items commit to {computed}"
+        "validity proof of rollup {rollup_id} at height {height} is for span commitment \
+         {claimed}, the span's batches commit to {computed}"
     )]
     CommitmentMismatch {
         rollup_id: u64,
         height: u64,
         claimed: String,
         computed: String,
+    },
+    /// The span the proof claims does not fit the batches read for it.
+    #[error("validity proof of rollup {rollup_id} at height {height}: {reason}")]
+    BadSpan {
+        rollup_id: u64,
+        height: u64,
+        reason: String,
     },
     /// The proof does not start from the state root the previous proof ended at.
     #[error(
@@ -104,19 +114,22 @@ pub struct VerifiedBatch {
     pub items: Vec<pb::BatchItem>,
     /// The block's namespaced Merkle root the proof checked against.
     pub root: NmtRoot,
-    /// The batch's validity proof, checked by [`check_validity_proof`]
-    /// (only on batches of PROVEN streams whose rollup has a proof job at
-    /// that height).
+    /// The validity proof of the span the batch belongs to, checked by
+    /// [`check_span_proof`] (only on non-empty batches of PROVEN streams
+    /// whose rollup has a proof job covering them).
     pub proof: Option<CheckedProof>,
 }
 
-/// A batch's validity proof (Groth16) that verified against the rollup's
-/// verifying key for the batch's own commitment.
+/// A span's validity proof (Groth16) that verified against the rollup's
+/// verifying key for the commitment of the span's own batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedProof {
     pub prev_state_root: [u8; 32],
     pub new_state_root: [u8; 32],
-    pub commitment: [u8; 32],
+    /// The span: heights `from_height..=to_height`, its span commitment.
+    pub from_height: u64,
+    pub to_height: u64,
+    pub span_commitment: [u8; 32],
     /// The prover credited (32-byte address).
     pub prover: Vec<u8>,
     /// Block that included the proof.
@@ -130,20 +143,24 @@ pub struct CheckedProof {
     pub by_aggregate: bool,
 }
 
-/// Checks `proof` as the validity proof of `batch` under `key`: its
-/// commitment is the one the items make, and the Groth16 proof verifies for
-/// `(rollup, height, commitment, prev_state_root, new_state_root)`. With
-/// `prev_root` (the new root of the rollup's previous proven batch), the
-/// proof must also start there. A job the chain records as proven by an
-/// aggregate (`by_aggregate`, no proof bytes) passes on the commitment and
-/// root checks alone ([`CheckedProof::by_aggregate`] says so).
-pub fn check_validity_proof(
-    batch: &VerifiedBatch,
+/// Checks `proof` as the validity proof of a span of `rollup_id` whose
+/// non-empty batches are `batches` (each verified against its block's root,
+/// in height order), under `key`: the span's bounds and batch heights fit the
+/// batches, its commitment is the one they make, and the Groth16 proof
+/// verifies for `(rollup, from..=to, span commitment, prev_state_root,
+/// new_state_root)`. With `prev_root` (the new root of the rollup's previous
+/// proven span), the proof must also start there. A job the chain records as
+/// proven by an aggregate (`by_aggregate`, no proof bytes) passes on the
+/// commitment and root checks alone ([`CheckedProof::by_aggregate`] says
+/// so).
+pub fn check_span_proof(
+    rollup_id: u64,
+    batches: &[&VerifiedBatch],
     proof: &pb::BatchProof,
     key: &PreparedKey,
     prev_root: Option<[u8; 32]>,
 ) -> Result<CheckedProof, VerifyError> {
-    let (rollup_id, height) = (batch.rollup_id, batch.height);
+    let height = proof.to_height;
     let field = |field: &'static str, bytes: &[u8]| {
         <[u8; 32]>::try_from(bytes).map_err(|_| VerifyError::ProofField {
             rollup_id,
@@ -152,10 +169,50 @@ pub fn check_validity_proof(
             got: bytes.len(),
         })
     };
+    let bad_span = |reason: String| VerifyError::BadSpan {
+        rollup_id,
+        height,
+        reason,
+    };
     let prev_state_root = field("prev_state_root", &proof.prev_state_root)?;
     let new_state_root = field("new_state_root", &proof.new_state_root)?;
-    let claimed = field("commitment", &proof.commitment)?;
-    let commitment = batch_commitment(rollup_id, height, &batch.items);
+    let claimed = field("span_commitment", &proof.span_commitment)?;
+    if proof.from_height == 0 || proof.from_height > proof.to_height {
+        return Err(bad_span(format!(
+            "span {}..={} is empty",
+            proof.from_height, proof.to_height
+        )));
+    }
+    let heights: Vec<u64> = batches.iter().map(|b| b.height).collect();
+    if heights != proof.batch_heights {
+        return Err(bad_span(format!(
+            "the span lists batches at {:?}, the stream has non-empty batches at {heights:?}",
+            proof.batch_heights
+        )));
+    }
+    let mut pairs = Vec::with_capacity(batches.len());
+    for batch in batches {
+        if batch.rollup_id != rollup_id
+            || batch.items.is_empty()
+            || batch.height < proof.from_height
+            || batch.height > proof.to_height
+            || pairs.last().is_some_and(|(h, _)| *h >= batch.height)
+        {
+            return Err(bad_span(format!(
+                "batch of rollup {} at height {} ({} items) does not belong to span {}..={}",
+                batch.rollup_id,
+                batch.height,
+                batch.items.len(),
+                proof.from_height,
+                proof.to_height
+            )));
+        }
+        pairs.push((
+            batch.height,
+            batch_commitment(rollup_id, batch.height, &batch.items),
+        ));
+    }
+    let commitment = span_commitment(rollup_id, proof.from_height, proof.to_height, &pairs);
     if claimed != commitment {
         return Err(VerifyError::CommitmentMismatch {
             rollup_id,
@@ -175,7 +232,9 @@ pub fn check_validity_proof(
     let checked = CheckedProof {
         prev_state_root,
         new_state_root,
-        commitment,
+        from_height: proof.from_height,
+        to_height: proof.to_height,
+        span_commitment: commitment,
         prover: proof.prover.clone(),
         proven_at: proof.proven_at,
         proof: proof.proof.clone(),
@@ -184,9 +243,10 @@ pub fn check_validity_proof(
     if checked.by_aggregate {
         return Ok(checked);
     }
-    let statement = BatchStatement {
+    let statement = SpanStatement {
         rollup_id,
-        height,
+        from_height: proof.from_height,
+        to_height: proof.to_height,
         commitment,
         prev_root: prev_state_root,
         new_root: new_state_root,
@@ -414,47 +474,69 @@ pub(crate) mod tests {
         PreparedKey::decode(include_bytes!("testdata/reference-k8-seed0.vk")).unwrap()
     }
 
-    fn claims(batch: &VerifiedBatch, by_aggregate: bool) -> pb::BatchProof {
+    /// The claims of a span of rollup 2 over `batches` (5..=9).
+    fn claims(batches: &[&VerifiedBatch], by_aggregate: bool) -> pb::BatchProof {
+        let pairs: Vec<(u64, [u8; 32])> = batches
+            .iter()
+            .map(|b| (b.height, batch_commitment(b.rollup_id, b.height, &b.items)))
+            .collect();
         pb::BatchProof {
             proof: Vec::new(),
             prev_state_root: vec![1; 32],
             new_state_root: vec![2; 32],
-            commitment: batch_commitment(batch.rollup_id, batch.height, &batch.items).to_vec(),
+            span_commitment: span_commitment(2, 5, 9, &pairs).to_vec(),
             prover: vec![3; 32],
-            proven_at: 9,
+            proven_at: 11,
             by_aggregate,
+            from_height: 5,
+            to_height: 9,
+            batch_heights: batches.iter().map(|b| b.height).collect(),
         }
     }
 
     #[test]
     fn jobs_proven_by_an_aggregate_pass_on_their_claims() {
-        let batch = verify_batch(&genuine(2)).unwrap();
+        let first = verify_batch(&genuine_at(2, 5)).unwrap();
+        let second = verify_batch(&genuine_at(2, 8)).unwrap();
+        let span = [&first, &second];
         let key = reference_key();
         let checked =
-            check_validity_proof(&batch, &claims(&batch, true), &key, Some([1; 32])).unwrap();
+            check_span_proof(2, &span, &claims(&span, true), &key, Some([1; 32])).unwrap();
         assert!(checked.by_aggregate);
         assert_eq!(checked.new_state_root, [2; 32]);
+        assert_eq!((checked.from_height, checked.to_height), (5, 9));
         // The claims are still checked: another commitment, a root gap.
-        let mut wrong = claims(&batch, true);
-        wrong.commitment = vec![0; 32];
+        let mut wrong = claims(&span, true);
+        wrong.span_commitment = vec![0; 32];
         assert!(matches!(
-            check_validity_proof(&batch, &wrong, &key, None),
+            check_span_proof(2, &span, &wrong, &key, None),
             Err(VerifyError::CommitmentMismatch { .. })
         ));
         assert!(matches!(
-            check_validity_proof(&batch, &claims(&batch, true), &key, Some([7; 32])),
+            check_span_proof(2, &span, &claims(&span, true), &key, Some([7; 32])),
             Err(VerifyError::RootGap { .. })
+        ));
+        // A batch left out of the span, or one too many.
+        assert!(matches!(
+            check_span_proof(2, &[&first], &claims(&span, true), &key, None),
+            Err(VerifyError::BadSpan { .. })
+        ));
+        let mut shifted = claims(&span, true);
+        shifted.to_height = 7;
+        assert!(matches!(
+            check_span_proof(2, &span, &shifted, &key, None),
+            Err(VerifyError::BadSpan { .. })
         ));
         // Without the chain's word, no proof bytes is a failed proof.
         assert!(matches!(
-            check_validity_proof(&batch, &claims(&batch, false), &key, None),
+            check_span_proof(2, &span, &claims(&span, false), &key, None),
             Err(VerifyError::Groth16 { .. })
         ));
         // Proof bytes are checked even when flagged.
-        let mut flagged = claims(&batch, true);
+        let mut flagged = claims(&span, true);
         flagged.proof = vec![0; seqnet_proto::groth16::PROOF_LEN];
         assert!(matches!(
-            check_validity_proof(&batch, &flagged, &key, None),
+            check_span_proof(2, &span, &flagged, &key, None),
             Err(VerifyError::Groth16 { .. })
         ));
     }

@@ -141,6 +141,11 @@ impl RollupService for Node {
             ordered: height != 0 && height <= 5,
             open_jobs: 2,
             max_unproven_blocks: 100,
+            pending_jobs: 1,
+            held: true,
+            hold_reason: pb::HoldReason::Stalled as i32,
+            hold_detail: "rollup 1 span 4..=4 missed 1 deadline(s)".into(),
+            live_provers: 2,
         }))
     }
     async fn force_include(
@@ -401,11 +406,24 @@ fn finality_and_prover_transactions() {
         "{text}"
     );
     assert!(text.contains("height 4: ordered, not yet proven"), "{text}");
+    // Why ordering is held, in the node's words.
+    assert!(
+        text.contains(
+            "ORDERING HELD (back-pressure): stalled span -- rollup 1 span 4..=4 missed 1 deadline(s)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("(1 with a proof waiting to link), 2 live provers"),
+        "{text}"
+    );
     let out = seqnet(&url, &["--json", "finality", "3"]);
     let value: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(value["proven"], true);
     assert_eq!(value["proven_height"], 3);
     assert_eq!(value["lag"], 2);
+    assert_eq!(value["held"], true);
+    assert_eq!(value["hold_reason"], "stalled span");
 
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("p.json");

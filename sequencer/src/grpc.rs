@@ -304,6 +304,11 @@ impl RollupService for RollupServer {
             ordered: height != 0 && height <= finality.ordered_height,
             open_jobs: finality.open_jobs,
             max_unproven_blocks: params.max_unproven_blocks,
+            pending_jobs: finality.pending_jobs,
+            held: finality.held,
+            hold_reason: finality.hold_reason,
+            hold_detail: finality.hold_detail,
+            live_provers: finality.live_provers,
         }))
     }
 }

@@ -10,11 +10,13 @@
 //!   first, then `RESOURCE_EXHAUSTED`), so memory stays bounded whatever
 //!   clients do. A challenge is consumed by any `Jobs` call that names it,
 //!   even one whose signature then fails.
-//! - **Jobs** sends, after each committed block, every job that became ready
-//!   for the prover with a cursor above the last one sent (the client's
-//!   `resume_after` on opening). Cursors come from committed state, so the
-//!   same job has the same cursor on every node, and a prover resuming with
-//!   its last cursor gets each delivery exactly once.
+//! - **Jobs** sends, after each committed block, every job assigned to the
+//!   prover with a cursor above the last one sent (the client's
+//!   `resume_after` on opening): a span's job goes out as soon as the span
+//!   closes, with the rollup's proven root and its earlier unproven spans,
+//!   whatever their state. Cursors come from committed state, so the same
+//!   job has the same cursor on every node, and a prover resuming with its
+//!   last cursor gets each delivery exactly once.
 //! - **SubmitProof** decodes the transaction (size, canonical encoding,
 //!   signature, chain id), requires only `SubmitProof` actions, runs the
 //!   app's proof checks against committed state (the verifier shares the
@@ -37,7 +39,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::cometbft::RpcClient;
-use crate::grpc::{broadcast, internal, query_status, rejection};
+use crate::grpc::{broadcast, internal, rejection};
 use crate::metrics::Metrics;
 
 /// How long a challenge stays valid.
@@ -127,28 +129,40 @@ pub struct ProverServer {
 type Cursor = (u64, u64, u64);
 
 fn cursor_of(raw: Option<pb::JobCursor>) -> Option<Cursor> {
-    raw.map(|c| (c.ready_height, c.rollup_id, c.height))
+    raw.map(|c| (c.ready_height, c.rollup_id, c.from_height))
 }
 
-/// The wire job for one ready job, with its batch items.
+/// The wire job for one ready job, with its span's batches and their items.
 fn job_message(reader: &Reader, ready: ReadyJob) -> Result<pb::Job, Status> {
-    let (ready_height, rollup_id, height) = ready.cursor();
-    let batch = reader.batch(rollup_id, height).map_err(query_status)?;
+    let (ready_height, rollup_id, from_height) = ready.cursor();
     let job = ready.job;
+    let mut batches = Vec::with_capacity(job.batches.len());
+    for batch in &job.batches {
+        batches.push(pb::JobBatch {
+            height: batch.height,
+            batch_commitment: batch.commitment.clone(),
+            items: reader
+                .batch_items(rollup_id, batch.height)
+                .map_err(internal)?,
+        });
+    }
     Ok(pb::Job {
         cursor: Some(pb::JobCursor {
             ready_height,
             rollup_id,
-            height,
+            from_height,
         }),
         rollup_id,
-        height,
-        batch_commitment: job.commitment,
-        prev_state_root: ready.prev_root,
+        from_height,
+        to_height: job.to_height,
+        span_commitment: job.span_commitment,
+        proven_root: ready.proven_root,
+        proven_height: ready.proven_height,
+        earlier: ready.earlier,
         deadline: job.deadline,
         rank: job.assigned_index,
         reassignments: job.reassignments,
-        items: batch.items,
+        batches,
         bounty: job.bounty,
         prover: job.assigned,
     })
@@ -361,8 +375,9 @@ impl ProverServer {
         for (index, action) in tx.body.actions.iter().enumerate() {
             let Action::SubmitProof {
                 rollup_id,
-                height,
+                from_height,
                 proof,
+                prev_state_root,
                 new_state_root,
             } = action
             else {
@@ -372,8 +387,9 @@ impl ProverServer {
             let result = self.reader.check_proof(
                 tx.signer,
                 *rollup_id,
-                *height,
+                *from_height,
                 proof,
+                prev_state_root,
                 new_state_root,
                 &accepted,
             );
@@ -383,7 +399,7 @@ impl ProverServer {
             match result {
                 Ok(proof) => accepted.push(proof),
                 Err(error) => {
-                    tracing::debug!(%error, rollup_id, height, "proof refused before broadcast");
+                    tracing::debug!(%error, rollup_id, from_height, "proof refused before broadcast");
                     return Err(proof_status(index, error));
                 }
             }
@@ -523,8 +539,8 @@ mod tests {
         }
     }
 
-    /// Rollup 1 proven with the reference circuit (`window`), epochs of one
-    /// block, `provers` registered in block 1.
+    /// Rollup 1 proven with the reference circuit (`window`, one-block
+    /// spans), epochs of one block, `provers` registered in block 1.
     async fn start(ttl: Duration, provers: &[u8], window: u64) -> TestNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
@@ -545,7 +561,7 @@ mod tests {
             "rollups": [
                 {"id": ROLLUP, "name": "proven", "owner": address(USER).to_string(),
                  "proof_window": window, "inclusion_window": 5,
-                 "verifying_key": hex::encode(&keys().1)},
+                 "verifying_key": hex::encode(&keys().1), "span_blocks": 1},
             ]
         });
         app.init_chain(abci::RequestInitChain {
@@ -662,32 +678,49 @@ mod tests {
             self.block(vec![tx]);
         }
 
-        fn job(&self, height: u64) -> seqnet_proto::pb::ProofJob {
+        /// The job whose span starts at `from`.
+        fn job(&self, from: u64) -> seqnet_proto::pb::ProofJob {
             self.app
                 .reader()
-                .proof_job(ROLLUP, height)
+                .proof_job(ROLLUP, from)
                 .expect("read")
                 .expect("job")
         }
 
-        fn assigned(&self, height: u64) -> u8 {
-            let job = self.job(height);
+        fn assigned(&self, from: u64) -> u8 {
+            let job = self.job(from);
             [P1, P2]
                 .into_iter()
                 .find(|p| job.assigned == address(*p).0)
                 .expect("assigned to a test prover")
         }
 
-        /// A real proof of job `height` from `prev_root`.
-        fn proof(&self, height: u64, prev_root: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
-            let job = self.job(height);
-            let statement = seqnet_prover::JobStatement {
+        fn statement(&self, from: u64, prev_root: [u8; 32]) -> seqnet_prover::JobStatement {
+            let job = self.job(from);
+            seqnet_prover::JobStatement {
                 rollup_id: ROLLUP,
-                height,
-                commitment: job.commitment.as_slice().try_into().expect("32 bytes"),
+                from_height: job.from_height,
+                to_height: job.to_height,
+                commitment: job.span_commitment.as_slice().try_into().expect("32 bytes"),
                 prev_root,
-            };
-            seqnet_prover::prove(&keys().0, K, &statement).expect("prove")
+            }
+        }
+
+        /// A real proof of job `from` from `prev_root`.
+        fn proof(&self, from: u64, prev_root: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
+            seqnet_prover::prove(&keys().0, K, &self.statement(from, prev_root)).expect("prove")
+        }
+
+        /// The state before job `from`, as a prover replays it: the proven
+        /// root through the rollup's earlier unproven spans.
+        fn replayed_root(&self, from: u64) -> [u8; 32] {
+            let open = self.app.reader().rollup_jobs(ROLLUP).expect("jobs").open;
+            let mut root = self.proven_root();
+            for job in open.iter().filter(|j| j.from_height < from) {
+                root = seqnet_prover::next_root(&self.statement(job.from_height, root))
+                    .expect("next root");
+            }
+            root
         }
 
         fn proven_root(&self) -> [u8; 32] {
@@ -706,16 +739,18 @@ mod tests {
         async fn submit(
             &mut self,
             seed: u8,
-            height: u64,
+            from: u64,
             proof: Vec<u8>,
+            prev: [u8; 32],
             root: [u8; 32],
         ) -> Result<pb::SubmitProofResponse, Status> {
             let tx = self.tx(
                 seed,
                 vec![Action::SubmitProof {
                     rollup_id: ROLLUP,
-                    height,
+                    from_height: from,
                     proof,
+                    prev_state_root: prev,
                     new_state_root: root,
                 }],
             );
@@ -731,14 +766,16 @@ mod tests {
             answer
         }
 
-        /// Proves the rollup's next job with its assigned prover over gRPC;
-        /// the proof lands in the next block.
-        async fn prove_next(&mut self, height: u64) {
-            let prover = self.assigned(height);
-            let (proof, root) = self.proof(height, self.proven_root());
-            self.submit(prover, height, proof, root)
+        /// Proves job `from` with its assigned prover over gRPC, from the
+        /// replayed root; the proof lands in the next block.
+        async fn prove_next(&mut self, from: u64) -> [u8; 32] {
+            let prover = self.assigned(from);
+            let prev = self.replayed_root(from);
+            let (proof, root) = self.proof(from, prev);
+            self.submit(prover, from, proof, prev, root)
                 .await
                 .expect("accepted");
+            root
         }
 
         async fn open(
@@ -799,7 +836,7 @@ mod tests {
 
     fn cursor(job: &pb::Job) -> (u64, u64, u64) {
         let c = job.cursor.expect("cursor");
-        (c.ready_height, c.rollup_id, c.height)
+        (c.ready_height, c.rollup_id, c.from_height)
     }
 
     #[test]
@@ -948,63 +985,80 @@ mod tests {
         let mut node = start(CHALLENGE_TTL, &[P1], 50).await;
         let mut seen: BTreeSet<(u64, u64, u64)> = BTreeSet::new();
         let mut record = |job: &pb::Job| assert!(seen.insert(cursor(job)), "duplicate {job:?}");
-        // Blocks 2, 3, 4 open jobs 2, 3, 4, all assigned to P1 at once;
-        // only job 2 is provable (every earlier job of the rollup proven).
+        // Blocks 2, 3, 4 open jobs 2, 3, 4, all assigned to P1 at once and
+        // all delivered at once: nothing waits for an earlier span.
         node.data_block("batch 2");
         node.data_block("batch 3");
         node.data_block("batch 4");
         let mut stream = node.open(P1, None).await.expect("open");
         let job2 = next_job(&mut stream).await;
         record(&job2);
-        assert_eq!((job2.height, job2.rank, job2.reassignments), (2, 0, 0));
+        assert_eq!((job2.from_height, job2.to_height), (2, 2));
+        assert_eq!((job2.rank, job2.reassignments), (0, 0));
         assert_eq!(cursor(&job2), (2, ROLLUP, 2));
-        assert_eq!(job2.prev_state_root, vec![0; 32]);
-        assert_eq!(job2.items.len(), 1);
-        assert_eq!(job2.items[0].data, b"batch 2");
-        assert_eq!(job2.batch_commitment, node.job(2).commitment);
+        assert_eq!(job2.proven_root, vec![0; 32]);
+        assert!(job2.earlier.is_empty());
+        assert_eq!(job2.batches.len(), 1);
+        assert_eq!(job2.batches[0].items[0].data, b"batch 2");
+        assert_eq!(job2.span_commitment, node.job(2).span_commitment);
         assert_eq!(job2.deadline, 2 + 50);
         assert_eq!(job2.prover, address(P1).0.to_vec());
+        let job3 = next_job(&mut stream).await;
+        record(&job3);
+        assert_eq!(cursor(&job3), (3, ROLLUP, 3));
+        // One window per job the prover already holds.
+        assert_eq!(job3.deadline, 3 + 2 * 50);
+        let earlier: Vec<u64> = job3.earlier.iter().map(|e| e.from_height).collect();
+        assert_eq!(earlier, vec![2]);
+        let job4 = next_job(&mut stream).await;
+        record(&job4);
+        assert_eq!(cursor(&job4), (4, ROLLUP, 4));
+        assert_eq!(job4.earlier.len(), 2);
         assert_quiet(&mut stream).await;
         drop(stream);
 
-        // While disconnected: job 2 is proven in block 5, so job 3 becomes
-        // ready at 5; block 6 opens job 6.
-        node.prove_next(2).await;
+        // While disconnected: job 4 is proven first (block 5, pending), and
+        // block 6 opens job 6.
+        let root4 = node.prove_next(4).await;
         node.block(vec![]);
         node.data_block("batch 6");
+        // Resuming after job 2 gives job 3 again (never confirmed), not job
+        // 4 (it has a proof now), then job 6, which names the pending
+        // transition of span 4 among its earlier spans.
         let mut stream = node
             .open(P1, job2.cursor)
             .await
             .expect("resume after job 2");
-        let job3 = next_job(&mut stream).await;
-        record(&job3);
-        assert_eq!(cursor(&job3), (5, ROLLUP, 3));
-        assert_eq!(job3.prev_state_root, node.proven_root().to_vec());
-        assert_quiet(&mut stream).await;
-
-        // Live: proving job 3 (block 7) makes job 4 ready on the open stream.
-        node.prove_next(3).await;
-        node.block(vec![]);
-        let job4 = next_job(&mut stream).await;
-        record(&job4);
-        assert_eq!(cursor(&job4), (7, ROLLUP, 4));
-        drop(stream);
-
-        // Resuming after job 3 gives job 4 again (the client never confirmed
-        // it), after job 4 gives nothing until job 6 becomes ready.
-        let mut stream = node.open(P1, job3.cursor).await.expect("resume");
-        assert_eq!(next_job(&mut stream).await, job4);
-        assert_quiet(&mut stream).await;
-        let mut stream = node.open(P1, job4.cursor).await.expect("resume");
-        assert_quiet(&mut stream).await;
-        node.prove_next(4).await;
-        node.block(vec![]);
+        assert_eq!(next_job(&mut stream).await, job3);
         let job6 = next_job(&mut stream).await;
         record(&job6);
-        assert_eq!(cursor(&job6), (8, ROLLUP, 6));
-        // A stream without a cursor starts with what is open and ready now.
+        assert_eq!(cursor(&job6), (6, ROLLUP, 6));
+        let span4 = job6
+            .earlier
+            .iter()
+            .find(|e| e.from_height == 4)
+            .expect("span 4");
+        assert_eq!(span4.claimed_new_root, root4.to_vec());
+        assert!(job6
+            .earlier
+            .iter()
+            .all(|e| e.from_height == 4 || e.claimed_new_root.is_empty()));
+        assert_quiet(&mut stream).await;
+        drop(stream);
+
+        // Resuming after job 6 gives nothing new; proving 2 and 3 links
+        // 2, 3 and 4 without a delivery.
+        let mut stream = node.open(P1, job6.cursor).await.expect("resume");
+        assert_quiet(&mut stream).await;
+        node.prove_next(2).await;
+        node.block(vec![]);
+        node.prove_next(3).await;
+        node.block(vec![]);
+        assert_eq!(node.proven_root(), root4);
+        assert_quiet(&mut stream).await;
+        // A stream without a cursor starts with what is open now.
         let mut fresh = node.open(P1, None).await.expect("fresh");
-        assert_eq!(next_job(&mut fresh).await, job6);
+        assert_eq!(next_job(&mut fresh).await.from_height, 6);
         assert_eq!(seen.len(), 4);
         let text = String::from_utf8(node.metrics.render()).expect("utf8");
         assert!(
@@ -1025,7 +1079,7 @@ mod tests {
         node.block(vec![]);
         node.block(vec![]);
         let job = next_job(&mut stream).await;
-        assert_eq!((job.height, job.reassignments), (2, 1));
+        assert_eq!((job.from_height, job.reassignments), (2, 1));
         assert!(job.rank > 0, "a back-up's rank: {job:?}");
         assert_eq!(cursor(&job), (4, ROLLUP, 2));
         assert_eq!(job.deadline, 4 + WINDOW);
@@ -1080,34 +1134,35 @@ mod tests {
         };
         // Garbage bytes.
         let status = node
-            .submit(assigned, 2, vec![7; 192], root)
+            .submit(assigned, 2, vec![7; 192], [0; 32], root)
             .await
             .expect_err("garbage");
         refused(status, tonic::Code::InvalidArgument, Code::ProofMalformed);
-        // Wrong public input: proven from another previous root.
+        // Proven from another previous root: job 2 is the rollup's next to
+        // link, so that transition could never link.
         let mut prev = [0u8; 32];
         prev[31] = 1;
         let (wrong_proof, wrong_root) = node.proof(2, prev);
         let status = node
-            .submit(assigned, 2, wrong_proof, wrong_root)
+            .submit(assigned, 2, wrong_proof, prev, wrong_root)
             .await
             .expect_err("wrong prev root");
-        refused(status, tonic::Code::FailedPrecondition, Code::ProofRejected);
+        refused(status, tonic::Code::FailedPrecondition, Code::RootMismatch);
         // Wrong public input: a new root the proof does not prove.
         let status = node
-            .submit(assigned, 2, proof.clone(), prev)
+            .submit(assigned, 2, proof.clone(), [0; 32], prev)
             .await
             .expect_err("wrong new root");
         refused(status, tonic::Code::FailedPrecondition, Code::ProofRejected);
         // A valid proof from a prover the job is not assigned to.
         let status = node
-            .submit(other, 2, proof.clone(), root)
+            .submit(other, 2, proof.clone(), [0; 32], root)
             .await
             .expect_err("not assigned");
         refused(status, tonic::Code::FailedPrecondition, Code::NotAssigned);
         // No such job.
         let status = node
-            .submit(assigned, 9, proof.clone(), root)
+            .submit(assigned, 9, proof.clone(), [0; 32], root)
             .await
             .expect_err("unknown job");
         refused(status, tonic::Code::FailedPrecondition, Code::JobUnknown);
@@ -1130,8 +1185,9 @@ mod tests {
             assigned,
             vec![Action::SubmitProof {
                 rollup_id: ROLLUP,
-                height: 2,
+                from_height: 2,
                 proof: proof.clone(),
+                prev_state_root: [0; 32],
                 new_state_root: root,
             }],
         );
@@ -1147,7 +1203,7 @@ mod tests {
         // Nothing reached the mempool stand-in so far; the right one does.
         assert!(node.broadcast.lock().expect("lock").is_empty());
         let answer = node
-            .submit(assigned, 2, proof, root)
+            .submit(assigned, 2, proof, [0; 32], root)
             .await
             .expect("accepted");
         assert_eq!(answer.code, 0);
@@ -1156,7 +1212,11 @@ mod tests {
         assert_eq!(node.proven_root(), root);
         let text = String::from_utf8(node.metrics.render()).expect("utf8");
         assert!(
-            text.contains("seqnet_proof_submissions_total{result=\"proof_rejected\"} 2"),
+            text.contains("seqnet_proof_submissions_total{result=\"proof_rejected\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("seqnet_proof_submissions_total{result=\"root_mismatch\"} 1"),
             "{text}"
         );
         assert!(
@@ -1187,6 +1247,18 @@ mod tests {
         assert!(finality.ordered && !finality.proven);
         assert_eq!(finality.open_jobs, 2);
         assert_eq!(finality.max_unproven_blocks, 100);
+        // One prover, two open jobs: not held, but the line says why proven
+        // finality trails.
+        assert!(!finality.held);
+        assert_eq!(finality.hold_reason, pb::HoldReason::Capacity as i32);
+        assert!(
+            finality
+                .hold_detail
+                .contains("2 open jobs for 1 live provers; oldest is rollup 1 span 2..=2"),
+            "{}",
+            finality.hold_detail
+        );
+        assert_eq!(finality.live_provers, 1);
 
         let mut proven = node
             .rollup
@@ -1213,6 +1285,9 @@ mod tests {
         assert_eq!(second.height, 2);
         let proof = second.proven.expect("carries its proof");
         assert_eq!(proof.proof.len(), seqnet_proto::groth16::PROOF_LEN);
+        assert_eq!((proof.from_height, proof.to_height), (2, 2));
+        assert_eq!(proof.batch_heights, vec![2]);
+        assert_eq!(proof.span_commitment, node.job(2).span_commitment);
         assert_eq!(proof.prev_state_root, vec![0; 32]);
         assert_eq!(proof.new_state_root, node.proven_root().to_vec());
         assert_eq!(proof.prover, address(P1).0.to_vec());

@@ -464,14 +464,16 @@ async fn proofs(
             if job.assigned.is_empty() {
                 continue; // waiting for an active prover: nobody to blame
             }
-            let age = tip.saturating_sub(job.height);
+            // A span's job opens when the span closes, at its to_height.
+            let age = tip.saturating_sub(job.to_height);
             if age > bound {
                 return Verdict::breach(
                     NAME,
                     format!(
-                        "rollup {} height {}: open for {age} blocks > bound {bound} (window {} x (1 + {} provers)), deadline {}, {} reassignments",
+                        "rollup {} span {}..={}: open for {age} blocks > bound {bound} (window {} x (1 + {} provers)), deadline {}, {} reassignments",
                         rollup.id,
-                        job.height,
+                        job.from_height,
+                        job.to_height,
                         proving.proof_window,
                         manifest.provers.len(),
                         job.deadline,
@@ -488,11 +490,13 @@ async fn proofs(
     let lag = finality
         .ordered_height
         .saturating_sub(finality.proven_height);
-    if lag > bound && finality.open_jobs > 0 {
+    // Proven finality also trails by the span still collecting.
+    let lag_bound = bound.saturating_add(proving.span_blocks);
+    if lag > lag_bound && finality.open_jobs > 0 {
         return Verdict::breach(
             NAME,
             format!(
-                "proven height {} lags ordered height {} by {lag} > bound {bound}",
+                "proven height {} lags ordered height {} by {lag} > bound {lag_bound}",
                 finality.proven_height, finality.ordered_height
             ),
         );

@@ -296,10 +296,24 @@ fn prover_service(manifest: &Manifest, prover: &crate::manifest::ProverManifest)
         ));
     }
     let dir = prover.dir.display();
+    let backend = proving
+        .backend_args(
+            "seqnet-prover",
+            &format!("/net/{}", proving.keys_dir.display()),
+        )
+        .into_iter()
+        .map(|arg| {
+            if arg.contains(' ') {
+                format!("'{arg}'")
+            } else {
+                arg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let command = format!(
-        "exec seqnet-prover run --key /net/{key} --keys /net/{keys} --metrics 0.0.0.0:{port} --auto-unjail{nodes} >>/net/{dir}/prover.log 2>&1",
+        "exec seqnet-prover run --key /net/{key} {backend} --metrics 0.0.0.0:{port} --auto-unjail{nodes} >>/net/{dir}/prover.log 2>&1",
         key = key.display(),
-        keys = proving.keys_dir.display(),
         port = prover.metrics_port,
     );
     Ok(format!(

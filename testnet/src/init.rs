@@ -85,9 +85,16 @@ pub struct InitOptions {
     pub proof_window: u64,
     /// Chain parameter `epoch_length`.
     pub epoch_length: u64,
-    /// Chain parameter `max_unproven_blocks` (`None`: half the proof window
-    /// with provers, the chain's default without).
+    /// Chain parameter `max_unproven_blocks` (`None`: with provers
+    /// `span_blocks + 2 * proof_window`, room for one missed deadline while
+    /// the next spans are proven; the chain's default without).
     pub max_unproven_blocks: Option<u64>,
+    /// `span_blocks` of the demo rollups: blocks per proof job.
+    pub span_blocks: u64,
+    /// Milliseconds the provers wait before proving each job (0: the
+    /// in-process reference back end; see
+    /// [`crate::manifest::ProvingManifest::prover_delay_ms`]).
+    pub prover_delay_ms: u64,
     /// An aggregator (needs provers): its key, a DEVELOPMENT aggregation SRS
     /// (genesis `aggregation_srs`), and the provers hand it their proofs.
     pub aggregator: bool,
@@ -113,6 +120,8 @@ impl Default for InitOptions {
             proof_window: 20,
             epoch_length: 10,
             max_unproven_blocks: None,
+            span_blocks: 5,
+            prover_delay_ms: 0,
             aggregator: false,
         }
     }
@@ -197,6 +206,13 @@ impl InitOptions {
         }
         if self.epoch_length == 0 {
             return Err(invalid("--epoch-length", self.epoch_length, "want >= 1"));
+        }
+        if !(1..=256).contains(&self.span_blocks) {
+            return Err(invalid(
+                "--span-blocks",
+                self.span_blocks,
+                "want 1..=256 (the chain's max_span_blocks)",
+            ));
         }
         if self.aggregator && self.provers == 0 {
             return Err(invalid(
@@ -492,6 +508,8 @@ pub fn init_with(
                 circuit_size: opts.circuit_size,
                 stake: opts.prover_stake,
                 proof_window: opts.proof_window,
+                span_blocks: opts.span_blocks,
+                prover_delay_ms: opts.prover_delay_ms,
             }),
             hex::encode(vk),
         )
@@ -532,15 +550,19 @@ pub fn init_with(
                 "proof_window": opts.proof_window,
                 "inclusion_window": 10,
                 "verifying_key": verifying_key,
+                "span_blocks": opts.span_blocks,
             })
         }).collect::<Vec<_>>(),
     });
     let mut app_state = app_state;
-    // With provers, a backlog must drain within the proof window (a job's
-    // deadline counts from its batch's height): half the window by default.
-    let max_unproven = opts
-        .max_unproven_blocks
-        .or((opts.provers > 0).then_some((opts.proof_window / 2).max(1)));
+    // With provers, proven finality trails ordering by a span plus a
+    // proving time; a missed deadline adds a window. Hold ordering only
+    // beyond that (docs/provers.md, "Sizing").
+    let max_unproven = opts.max_unproven_blocks.or((opts.provers > 0).then_some(
+        opts.span_blocks
+            .saturating_add(opts.proof_window.saturating_mul(2))
+            .max(1),
+    ));
     if let (Some(max), Some(params)) = (
         max_unproven,
         app_state.get_mut("params").and_then(Value::as_object_mut),

@@ -100,9 +100,18 @@ struct InitArgs {
     /// Chain parameter epoch_length (the prover set changes at epoch boundaries).
     #[arg(long, default_value_t = 10)]
     epoch_length: u64,
-    /// Chain parameter max_unproven_blocks (default: the chain's).
+    /// Chain parameter max_unproven_blocks (default with provers:
+    /// span_blocks + 2 * proof_window; without: the chain's).
     #[arg(long)]
     max_unproven_blocks: Option<u64>,
+    /// Blocks per proof job (span) of the demo rollups.
+    #[arg(long, default_value_t = 5)]
+    span_blocks: u64,
+    /// Milliseconds the provers wait before proving each job, through the
+    /// external back end (`sleep S && seqnet-prover prove-job`): a stand-in
+    /// for a real prover that needs seconds per proof. 0: in process.
+    #[arg(long, default_value_t = 0)]
+    prover_delay_ms: u64,
     /// An aggregator (needs provers): a funded key, a DEVELOPMENT
     /// aggregation SRS in genesis, `seqnet-prover aggregate` started by `up`
     /// and `demo`, and the provers hand it their proofs.
@@ -129,6 +138,8 @@ impl InitArgs {
             proof_window: self.proof_window,
             epoch_length: self.epoch_length,
             max_unproven_blocks: self.max_unproven_blocks,
+            span_blocks: self.span_blocks,
+            prover_delay_ms: self.prover_delay_ms,
             aggregator: self.aggregator,
             ..InitOptions::default()
         }

@@ -195,6 +195,36 @@ pub struct ProvingManifest {
     pub stake: u64,
     /// Proof window of the demo rollups.
     pub proof_window: u64,
+    /// Longest `span_blocks` of the demo rollups (blocks per proof job).
+    #[serde(default = "default_span_blocks")]
+    pub span_blocks: u64,
+    /// Milliseconds the provers' back end waits before proving each job (0:
+    /// the in-process reference back end; otherwise the external back end
+    /// `sleep S && seqnet-prover prove-job`, a stand-in for a real prover
+    /// that needs S per proof).
+    #[serde(default)]
+    pub prover_delay_ms: u64,
+}
+
+fn default_span_blocks() -> u64 {
+    1
+}
+
+impl ProvingManifest {
+    /// The back-end arguments of `seqnet-prover run`, for the `prover`
+    /// binary and the keys directory as the prover process sees them.
+    pub fn backend_args(&self, prover: &str, keys: &str) -> Vec<String> {
+        if self.prover_delay_ms == 0 {
+            return vec!["--keys".into(), keys.into()];
+        }
+        let seconds = self.prover_delay_ms as f64 / 1000.0;
+        vec![
+            "--command".into(),
+            format!("sleep {seconds} && exec {prover} prove-job --keys {keys}"),
+            "--command-timeout".into(),
+            (self.prover_delay_ms / 1000 * 4 + 300).to_string(),
+        ]
+    }
 }
 
 /// The fee rules written into genesis, so load generators can pay exactly.

@@ -527,9 +527,10 @@ impl Testnet {
         }
         let prover_dir = self.dir.join(&prover.dir);
         let mut command = self.prover_command("run", &prover.key, &prover_dir)?;
+        let binary = self.binaries()?.prover()?;
+        let keys = self.absolute(&proving.keys_dir)?;
         command
-            .arg("--keys")
-            .arg(self.absolute(&proving.keys_dir)?)
+            .args(proving.backend_args(&binary.display().to_string(), &keys.display().to_string()))
             .arg("--metrics")
             .arg(format!("127.0.0.1:{}", prover.metrics_port))
             .arg("--auto-unjail");

@@ -7,8 +7,8 @@
 //! [network]          # chain_id, timeout_commit, timeout_propose, base_port, netns = "auto" | "on" | "off"
 //! [chain]            # epoch_length, vote_extensions_enable_height, max_unproven_blocks
 //! [[validator]]      # power = 10, censor = ["rollup:2"]   (one table per validator)
-//! [provers]          # count, circuit_size, stake
-//! [[rollup]]         # inclusion_window, proof_window     (ids 1, 2, ... in order)
+//! [provers]          # count, circuit_size, stake, aggregator, delay_ms
+//! [[rollup]]         # inclusion_window, proof_window, span_blocks  (ids 1, 2, ... in order)
 //! [load]             # mode = "open" | "closed", rate, workers, tx_bytes, nodes, duration_secs
 //! [[perturbation]]   # node, kind, at_height | at_secs, duration_secs
 //! ```
@@ -159,6 +159,10 @@ pub struct ProversSection {
     /// An aggregator the provers hand their proofs to.
     #[serde(default)]
     pub aggregator: bool,
+    /// Milliseconds each prover's back end waits before proving a job (see
+    /// `seqnet-testnet init --prover-delay-ms`).
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 fn default_circuit_size() -> u32 {
@@ -175,6 +179,7 @@ impl Default for ProversSection {
             circuit_size: default_circuit_size(),
             stake: default_stake(),
             aggregator: false,
+            delay_ms: 0,
         }
     }
 }
@@ -187,6 +192,12 @@ pub struct RollupSection {
     pub inclusion_window: u64,
     #[serde(default = "default_proof_window")]
     pub proof_window: u64,
+    #[serde(default = "default_span_blocks")]
+    pub span_blocks: u64,
+}
+
+fn default_span_blocks() -> u64 {
+    InitOptions::default().span_blocks
 }
 
 fn default_inclusion_window() -> u64 {
@@ -337,6 +348,9 @@ impl Scenario {
                     "want 1..=1000",
                 ));
             }
+            if !(1..=256).contains(&r.span_blocks) {
+                return Err(invalid("rollup.span_blocks", r.span_blocks, "want 1..=256"));
+            }
         }
         if let Some(load) = &self.load {
             if !matches!(load.mode.as_str(), "open" | "closed") {
@@ -407,6 +421,13 @@ impl Scenario {
                 .map_or(defaults.proof_window, |r| r.proof_window),
             epoch_length: self.chain.epoch_length.unwrap_or(defaults.epoch_length),
             max_unproven_blocks: self.chain.max_unproven_blocks,
+            span_blocks: self
+                .rollups
+                .iter()
+                .map(|r| r.span_blocks)
+                .max()
+                .unwrap_or(defaults.span_blocks),
+            prover_delay_ms: self.provers.delay_ms,
             aggregator: self.provers.aggregator,
             ..defaults
         }
@@ -448,6 +469,7 @@ pub fn init(
             for (r, section) in rollups.iter_mut().zip(&scenario.rollups) {
                 r["inclusion_window"] = json!(section.inclusion_window);
                 r["proof_window"] = json!(section.proof_window);
+                r["span_blocks"] = json!(section.span_blocks);
             }
         }
         let text =

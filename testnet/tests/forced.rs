@@ -110,6 +110,7 @@ async fn scenario(censors: usize) -> anyhow::Result<()> {
         verifying_key: vec![],
         proof_window: 20,
         inclusion_window: WINDOW,
+        span_blocks: 0,
     };
     client
         .submit(&owner.register_rollup(CENSORED_ROLLUP, "censored".into(), settings, None))

@@ -10,7 +10,7 @@ use seqnet_abci::{NoObserver, SeqnetApp, Store};
 use seqnet_proto::inclusion::{
     encode_inclusion_list, validator_address, vote_extension_sign_bytes,
 };
-use seqnet_proto::{Action, Address, TransactionBody};
+use seqnet_proto::{pb, Action, Address, TransactionBody};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::{abci, crypto, types};
 
@@ -211,4 +211,33 @@ pub fn empty_votes(height: i64) -> abci::ExtendedCommitInfo {
             .map(|s| (*s, vec![]))
             .collect::<Vec<_>>(),
     )
+}
+
+/// The reference circuit's statement of the span job `job` from `prev_root`.
+pub fn job_statement(job: &pb::ProofJob, prev_root: [u8; 32]) -> seqnet_prover::JobStatement {
+    seqnet_prover::JobStatement {
+        rollup_id: job.rollup_id,
+        from_height: job.from_height,
+        to_height: job.to_height,
+        commitment: job.span_commitment.as_slice().try_into().expect("32 bytes"),
+        prev_root,
+    }
+}
+
+/// The reference circuit's state before the span job `(rollup, from)`: the
+/// rollup's proven root carried through its unproven jobs before it, as a
+/// prover replays it.
+pub fn reference_prev_root(app: &SeqnetApp, rollup: u64, from: u64) -> [u8; 32] {
+    let jobs = app.reader().rollup_jobs(rollup).expect("jobs");
+    let mut root: [u8; 32] = jobs
+        .proving
+        .expect("proving")
+        .proven_root
+        .as_slice()
+        .try_into()
+        .expect("32 bytes");
+    for job in jobs.open.iter().filter(|j| j.from_height < from) {
+        root = seqnet_prover::next_root(&job_statement(job, root)).expect("next root");
+    }
+    root
 }
