@@ -1056,6 +1056,40 @@ mod tests {
         omit: Option<u64>,
         /// A height whose streamed batch has an item removed.
         corrupt: Option<u64>,
+        /// PROVEN streams: a proven span (from, to) of the rollup, proven by
+        /// an aggregate (so no pairing is needed to check it).
+        span: Option<(u64, u64)>,
+        /// ... whose claimed span commitment is wrong.
+        bad_span: bool,
+    }
+
+    /// The proof of span `from..=to` of `rollup` over `genuine_at` batches.
+    fn span_proof(rollup: u64, from: u64, to: u64, bad: bool) -> pb::BatchProof {
+        let pairs: Vec<(u64, [u8; 32])> = (from..=to)
+            .map(|h| {
+                let batch = genuine_at(rollup, h);
+                (
+                    h,
+                    seqnet_proto::groth16::batch_commitment(rollup, h, &batch.items),
+                )
+            })
+            .collect();
+        let mut commitment = seqnet_proto::groth16::span_commitment(rollup, from, to, &pairs);
+        if bad {
+            commitment[0] ^= 1;
+        }
+        pb::BatchProof {
+            prev_state_root: vec![0; 32],
+            new_state_root: vec![1; 32],
+            span_commitment: commitment.to_vec(),
+            prover: vec![2; 32],
+            proven_at: to + 1,
+            by_aggregate: true,
+            from_height: from,
+            to_height: to,
+            batch_heights: (from..=to).collect(),
+            ..Default::default()
+        }
     }
 
     struct TestNode {
@@ -1143,6 +1177,12 @@ mod tests {
                     if b.corrupt == Some(height) {
                         batch.items.pop();
                     }
+                    let proven = r.finality == pb::FinalityLevel::FinalityProven as i32;
+                    if let (true, Some((from, to))) = (proven, b.span) {
+                        if (from..=to).contains(&height) {
+                            batch.proven = Some(span_proof(r.rollup_id, from, to, b.bad_span));
+                        }
+                    }
                     if sender.send(Ok(batch)).await.is_err() {
                         return;
                     }
@@ -1165,7 +1205,13 @@ mod tests {
             }))
         }
         async fn get_rollup(&self, _: tonic::Request<pb::GetRollupRequest>) -> Answer<pb::Rollup> {
-            Err(Status::not_found("rollup 9 is not registered"))
+            if self.behaviour.span.is_none() {
+                return Err(Status::not_found("rollup 9 is not registered"));
+            }
+            Ok(tonic::Response::new(pb::Rollup {
+                verifying_key: include_bytes!("testdata/reference-k8-seed0.vk").to_vec(),
+                ..Default::default()
+            }))
         }
         async fn get_status(
             &self,
@@ -1636,6 +1682,77 @@ mod tests {
         );
         assert_eq!(heights(&items[2..]), vec![2, 3, 4]);
         assert_eq!(*honest.opened.lock().unwrap(), vec![2]);
+    }
+
+    /// A PROVEN stream holds a span's batches until the last one arrived
+    /// and the span checked (commitment over the batches it read, root
+    /// chain), then delivers them together, each with the span's proof;
+    /// heights outside the span go as they come. A stream that starts
+    /// inside a span reads the span's first batches for the check only.
+    #[tokio::test]
+    async fn proven_streams_hold_a_span_until_it_verifies() {
+        let node = serve(Behaviour {
+            tip: 11,
+            span: Some((5, 9)),
+            ..Behaviour::default()
+        })
+        .await;
+        let client = client_of(node.url.clone());
+        let mut stream = client.stream_proven_batches(2, 3, false);
+        let items = take(&mut stream, 9).await;
+        assert_eq!(heights(&items), (3..=11).collect::<Vec<_>>());
+        for item in &items {
+            let batch = item.as_ref().unwrap();
+            match &batch.proof {
+                Some(proof) => {
+                    assert!((5..=9).contains(&batch.height));
+                    assert_eq!((proof.from_height, proof.to_height), (5, 9));
+                    assert!(proof.by_aggregate);
+                    assert_eq!(proof.new_state_root, [1; 32]);
+                }
+                None => assert!(!(5..=9).contains(&batch.height), "{}", batch.height),
+            }
+        }
+        let mut inside = client.stream_proven_batches(2, 7, false);
+        let items = take(&mut inside, 3).await;
+        assert_eq!(heights(&items), vec![7, 8, 9]);
+        assert!(items.iter().all(|i| i.as_ref().unwrap().proof.is_some()));
+    }
+
+    #[tokio::test]
+    async fn a_span_that_does_not_check_is_read_again_elsewhere() {
+        let liar = serve(Behaviour {
+            tip: 9,
+            span: Some((5, 9)),
+            bad_span: true,
+            ..Behaviour::default()
+        })
+        .await;
+        let honest = serve(Behaviour {
+            tip: 9,
+            span: Some((5, 9)),
+            ..Behaviour::default()
+        })
+        .await;
+        let client = RollupClient::new(vec![liar.url, honest.url])
+            .unwrap()
+            .with_retry(fast());
+        let mut stream = client.stream_proven_batches(2, 4, false);
+        let items = take(&mut stream, 3).await;
+        assert_eq!(items[0].as_ref().unwrap().height, 4);
+        assert!(
+            matches!(
+                &items[1],
+                Err(ClientError::Verify(VerifyError::CommitmentMismatch { .. }))
+            ),
+            "{:?}",
+            items[1]
+        );
+        // The whole span is read again from its first height.
+        assert_eq!(*honest.opened.lock().unwrap(), vec![5]);
+        let rest = take(&mut stream, 4).await;
+        assert_eq!(heights(&items[2..]), vec![5]);
+        assert_eq!(heights(&rest), vec![6, 7, 8, 9]);
     }
 
     #[tokio::test]
