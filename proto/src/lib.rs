@@ -31,6 +31,20 @@ pub use groth16::{
 pub use nmt::{NamespaceProof, NmtError, NmtNode, NmtRoot};
 pub use tx::{Action, Address, ProofEntry, RollupId, Transaction, TransactionBody, TxError};
 
+/// A short label of a `pb::HoldReason` value (what holds proven finality),
+/// for people: CLIs, status tables, benchmark reports.
+pub fn hold_reason_label(reason: i32) -> &'static str {
+    match pb::HoldReason::try_from(reason) {
+        Ok(pb::HoldReason::None) => "none",
+        Ok(pb::HoldReason::NoProver) => "no live prover",
+        Ok(pb::HoldReason::Stalled) => "stalled span",
+        Ok(pb::HoldReason::Capacity) => "capacity short",
+        Ok(pb::HoldReason::Proving) => "proving",
+        Ok(pb::HoldReason::Collecting) => "span collecting",
+        Err(_) => "unknown",
+    }
+}
+
 /// SHA-256 of `bytes`.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;

@@ -10,7 +10,7 @@
 //! | `seqnet_prover_proofs_rejected_total{code}` | counter | submissions the node refused, by seqnet code |
 //! | `seqnet_prover_jobs_dropped_total{reason}` | counter | jobs given up (past deadline, retries exhausted) |
 //! | `seqnet_prover_stream_reconnects_total` | counter | job streams reopened after a drop |
-//! | `seqnet_prover_last_submitted_height{rollup}` | gauge | height of the last job whose proof a node accepted, per rollup |
+//! | `seqnet_prover_last_submitted_height{rollup}` | gauge | last height (a span's `to_height`) whose proof a node accepted, per rollup |
 //! | `seqnet_prover_handovers_total{result}` | counter | proofs handed to an aggregator (`accepted`, `fallback`) by a prover, or received (`received`, `refused`) by an aggregator |
 //! | `seqnet_prover_aggregates_submitted_total` | counter | `SubmitAggregate` transactions a node accepted (aggregator) |
 //! | `seqnet_prover_aggregated_proofs_total` | counter | proofs covered by those aggregates |

@@ -324,6 +324,8 @@ fn batch_json(batch: &VerifiedBatch) -> Value {
 fn proof_json(batch: &VerifiedBatch) -> Value {
     match &batch.proof {
         Some(p) => json!({
+            "span": [p.from_height, p.to_height],
+            "span_commitment": hex::encode(p.span_commitment),
             "prev_state_root": hex::encode(p.prev_state_root),
             "new_state_root": hex::encode(p.new_state_root),
             "prover": hex::encode(&p.prover),
@@ -653,9 +655,11 @@ impl App {
                                 );
                                 match (&batch.proof, proven) {
                                     (Some(p), _) => line.push_str(&format!(
-                                        "; PROVEN: {}, state root {} -> {} (prover {}, block {})",
+                                        "; PROVEN: span {}..={} {}, state root {} -> {} (prover {}, block {})",
+                                        p.from_height,
+                                        p.to_height,
                                         if p.by_aggregate {
-                                            "by an aggregate (verified by the chain; commitment and roots checked here)"
+                                            "by an aggregate (verified by the chain; span commitment and roots checked here)"
                                         } else {
                                             "validity proof verified"
                                         },
@@ -779,7 +783,7 @@ impl App {
                         "pending_jobs": f.pending_jobs,
                         "max_unproven_blocks": f.max_unproven_blocks,
                         "held": f.held,
-                        "hold_reason": hold_reason_name(f.hold_reason),
+                        "hold_reason": seqnet_proto::hold_reason_label(f.hold_reason),
                         "hold_detail": f.hold_detail,
                         "live_provers": f.live_provers,
                         "height": height,
@@ -800,13 +804,13 @@ impl App {
                         if f.held {
                             text.push_str(&format!(
                                 "\nORDERING HELD (back-pressure): {} -- {}",
-                                hold_reason_name(f.hold_reason),
+                                seqnet_proto::hold_reason_label(f.hold_reason),
                                 f.hold_detail
                             ));
                         } else if f.open_jobs > 0 || f.hold_reason != pb::HoldReason::None as i32 {
                             text.push_str(&format!(
                                 "\nproving: {} -- {}",
-                                hold_reason_name(f.hold_reason),
+                                seqnet_proto::hold_reason_label(f.hold_reason),
                                 f.hold_detail
                             ));
                         }
@@ -836,19 +840,6 @@ fn job_status_name(status: i32) -> &'static str {
         Ok(pb::JobStatus::Pending) => "pending",
         Ok(pb::JobStatus::Proven) => "proven",
         _ => "unknown",
-    }
-}
-
-/// Short name of a `pb::HoldReason` value.
-fn hold_reason_name(reason: i32) -> &'static str {
-    match pb::HoldReason::try_from(reason) {
-        Ok(pb::HoldReason::None) => "none",
-        Ok(pb::HoldReason::NoProver) => "no live prover",
-        Ok(pb::HoldReason::Stalled) => "stalled span",
-        Ok(pb::HoldReason::Capacity) => "capacity short",
-        Ok(pb::HoldReason::Proving) => "proving",
-        Ok(pb::HoldReason::Collecting) => "span collecting",
-        Err(_) => "unknown",
     }
 }
 

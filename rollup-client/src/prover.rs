@@ -55,11 +55,11 @@ impl RollupClient {
     }
 
     /// Submits a transaction of `SubmitProof` actions through
-    /// `ProverService.SubmitProof` (the node checks assignment, order and
-    /// proof before it broadcasts); returns its hash. A node that already
-    /// holds the very bytes counts as success; a refusal is
+    /// `ProverService.SubmitProof` (the node checks assignment, previous
+    /// root and proof before it broadcasts); returns its hash. A node that
+    /// already holds the very bytes counts as success; a refusal is
     /// [`ClientError::Rejected`] with the chain's code (`NOT_ASSIGNED`,
-    /// `OUT_OF_ORDER`, `PROOF_REJECTED`, ...).
+    /// `ROOT_MISMATCH`, `PROOF_REJECTED`, ...).
     pub async fn submit_proof(&mut self, tx: &Transaction) -> Result<[u8; 32], ClientError> {
         let request = pb::SubmitProofRequest {
             tx: tx.to_bytes().to_vec(),

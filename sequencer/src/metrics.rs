@@ -36,6 +36,9 @@ pub const JOBS_LATE: &str = "seqnet_proof_jobs_late";
 pub const JOBS_OPENED: &str = "seqnet_proof_jobs_opened_total";
 pub const JOBS_REASSIGNED: &str = "seqnet_proof_jobs_reassigned_total";
 pub const JOBS_PROVEN: &str = "seqnet_proof_jobs_proven_total";
+pub const JOBS_PENDING: &str = "seqnet_proof_jobs_pending";
+pub const PROOFS_ACCEPTED: &str = "seqnet_proofs_accepted_total";
+pub const TRANSITIONS_DROPPED: &str = "seqnet_proof_transitions_dropped_total";
 pub const PROOF_VERIFICATION: &str = "seqnet_proof_verification_seconds";
 pub const PROOF_SUBMISSIONS: &str = "seqnet_proof_submissions_total";
 pub const PROVER_STREAMS: &str = "seqnet_prover_streams";
@@ -67,6 +70,9 @@ pub struct Metrics {
     pub jobs_opened: IntCounter,
     pub jobs_reassigned: IntCounter,
     pub jobs_proven: IntCounter,
+    pub jobs_pending: IntGauge,
+    pub proofs_accepted: IntCounter,
+    pub transitions_dropped: IntCounter,
     pub proof_verification: prometheus::Histogram,
     pub proof_submissions: IntCounterVec,
     pub prover_streams: IntGauge,
@@ -153,7 +159,7 @@ impl Metrics {
                 PROVING_LAG,
                 "Committed height minus proven height, in blocks",
             )?,
-            jobs_open: IntGauge::new(JOBS_OPEN, "Proof jobs open")?,
+            jobs_open: IntGauge::new(JOBS_OPEN, "Proof jobs (spans) not yet proven")?,
             jobs_late: IntGauge::new(
                 JOBS_LATE,
                 "Open proof jobs that missed at least one deadline",
@@ -163,7 +169,22 @@ impl Metrics {
                 JOBS_REASSIGNED,
                 "Proof jobs moved to a back-up prover after a missed deadline",
             )?,
-            jobs_proven: IntCounter::new(JOBS_PROVEN, "Proof jobs proven")?,
+            jobs_proven: IntCounter::new(
+                JOBS_PROVEN,
+                "Proof jobs proven (their transitions linked into the rollup's proven root)",
+            )?,
+            jobs_pending: IntGauge::new(
+                JOBS_PENDING,
+                "Proof jobs with a verified proof waiting to link",
+            )?,
+            proofs_accepted: IntCounter::new(
+                PROOFS_ACCEPTED,
+                "Proofs accepted as pending transitions (SubmitProof and aggregate entries)",
+            )?,
+            transitions_dropped: IntCounter::new(
+                TRANSITIONS_DROPPED,
+                "Pending transitions dropped because they did not link",
+            )?,
             proof_verification: prometheus::Histogram::with_opts(
                 HistogramOpts::new(
                     PROOF_VERIFICATION,
@@ -211,6 +232,9 @@ impl Metrics {
         r.register(Box::new(metrics.jobs_opened.clone()))?;
         r.register(Box::new(metrics.jobs_reassigned.clone()))?;
         r.register(Box::new(metrics.jobs_proven.clone()))?;
+        r.register(Box::new(metrics.jobs_pending.clone()))?;
+        r.register(Box::new(metrics.proofs_accepted.clone()))?;
+        r.register(Box::new(metrics.transitions_dropped.clone()))?;
         r.register(Box::new(metrics.proof_verification.clone()))?;
         r.register(Box::new(metrics.proof_submissions.clone()))?;
         r.register(Box::new(metrics.prover_streams.clone()))?;
@@ -294,6 +318,11 @@ impl Observer for NodeObserver {
         self.metrics.jobs_opened.inc_by(summary.jobs_opened);
         self.metrics.jobs_reassigned.inc_by(summary.jobs_reassigned);
         self.metrics.jobs_proven.inc_by(summary.jobs_proven);
+        self.metrics.jobs_pending.set(gauge(summary.jobs_pending));
+        self.metrics.proofs_accepted.inc_by(summary.proofs_accepted);
+        self.metrics
+            .transitions_dropped
+            .inc_by(summary.transitions_dropped);
         self.committed.send_replace(summary.height);
     }
 }

@@ -191,19 +191,6 @@ fn percentile_f64(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-/// The name of a `pb::HoldReason` value.
-pub fn reason_name(reason: i32) -> &'static str {
-    match pb::HoldReason::try_from(reason) {
-        Ok(pb::HoldReason::None) => "none",
-        Ok(pb::HoldReason::NoProver) => "no_prover",
-        Ok(pb::HoldReason::Stalled) => "stalled",
-        Ok(pb::HoldReason::Capacity) => "capacity",
-        Ok(pb::HoldReason::Proving) => "proving",
-        Ok(pb::HoldReason::Collecting) => "collecting",
-        Err(_) => "unknown",
-    }
-}
-
 /// One case to run.
 #[derive(Clone, Debug)]
 struct Case {
@@ -300,9 +287,8 @@ pub async fn run(
             let mut report = run_case(work, opts, binaries, &case, i + 1).await?;
             report.tps_ratio = Some(report.ordered_tps / baseline.ordered_tps.max(1e-9));
             report.p50_ratio = Some(report.p50_ms / baseline.p50_ms.max(1e-9));
-            let goal = ((delay + PROVING_OVERHEAD_SECS) / block_secs).ceil() as u64
-                + case.span_blocks
-                + 3;
+            let goal =
+                ((delay + PROVING_OVERHEAD_SECS) / block_secs).ceil() as u64 + case.span_blocks + 3;
             report.lag_goal_blocks = Some(goal);
             report.goals_met = Some(
                 (report.tps_ratio.unwrap_or(0.0) - 1.0).abs() <= 0.05
@@ -388,15 +374,12 @@ async fn metric(port: u16, series: &str) -> f64 {
     }
 }
 
-async fn measure(
-    net: &mut Testnet,
-    opts: &ProvingBenchOptions,
-    case: &Case,
-) -> Result<CaseReport> {
+async fn measure(net: &mut Testnet, opts: &ProvingBenchOptions, case: &Case) -> Result<CaseReport> {
     let manifest = net.manifest().clone();
-    let node0 = manifest.nodes.first().ok_or_else(|| {
-        invalid("validators", 0, "the network has no node")
-    })?;
+    let node0 = manifest
+        .nodes
+        .first()
+        .ok_or_else(|| invalid("validators", 0, "the network has no node"))?;
     let rpc = CometRpc::new(node0.rpc_addr());
     let duration = Duration::from_secs(opts.duration_secs.unwrap_or_else(|| {
         let s = case.delay.unwrap_or(0.0);
@@ -419,7 +402,13 @@ async fn measure(
     };
     let (_stop_load, stop_rx) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let log = loadgen::run(&spec, sources(net, opts)?, Arc::new(Counters::default()), stop_rx).await?;
+    let log = loadgen::run(
+        &spec,
+        sources(net, opts)?,
+        Arc::new(Counters::default()),
+        stop_rx,
+    )
+    .await?;
     let mut index = BlockIndex::new(rpc.clone(), start_height);
     if !loadgen::drain(&mut index, &log, Duration::from_secs(60)).await? {
         tracing::warn!("not every acknowledged transaction was ordered within 60 s");
@@ -483,11 +472,20 @@ async fn measure(
     let mut held_blocks = std::collections::BTreeSet::new();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     let mut first_hold = None;
-    for s in samples.iter().filter(|s| s.at >= from && s.at <= window_end && s.held) {
+    for s in samples
+        .iter()
+        .filter(|s| s.at >= from && s.at <= window_end && s.held)
+    {
         held_blocks.insert(s.ordered + 1);
-        *reasons.entry(reason_name(s.reason).to_string()).or_insert(0) += 1;
+        *reasons
+            .entry(seqnet_proto::hold_reason_label(s.reason).to_string())
+            .or_insert(0) += 1;
         if first_hold.is_none() {
-            first_hold = Some(format!("{}: {}", reason_name(s.reason), s.detail));
+            first_hold = Some(format!(
+                "{}: {}",
+                seqnet_proto::hold_reason_label(s.reason),
+                s.detail
+            ));
         }
     }
     // Slashes: missed deadlines of every prover.
@@ -580,7 +578,9 @@ pub fn render(report: &ProvingBenchReport) -> String {
         o.validators, o.rollups, o.rate, o.tx_bytes, o.workers, o.timeout_commit, report.cpus
     );
     out.push_str("| case | span | window | ordered tx/s (ratio) | submit→ordered p50 / p95 / p99 ms (p50 ratio) | proven lag p50 / p95 blocks | p50 / p95 s | lag goal | blocks held (why) | slashes | proofs / aggregates per block | goals |\n");
-    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n");
+    out.push_str(
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |\n",
+    );
     for case in &report.cases {
         out.push_str(&render_row(case));
         out.push('\n');

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod bench;
+pub mod bench_proving;
 pub mod binaries;
 pub mod check;
 pub mod compose;

@@ -227,6 +227,11 @@ enum Command {
     /// Measure seqnet against CometBFT's kvstore app: same machine, config,
     /// block parameters, tx size and load generator (open and closed loop).
     Bench(bench_cli::BenchArgs),
+    /// Measure what slow provers cost ordering: a baseline without proving,
+    /// then provers that wait S seconds per proof (few, and enough for S),
+    /// same network and load; ordered tx/s, latency, proven lag,
+    /// back-pressure and why, slashes (table and JSON).
+    BenchProving(bench_cli::BenchProvingArgs),
     /// Check invariants of a running testnet (app hashes, acked txs once,
     /// forced windows, proof deadlines, no panics); non-zero exit on a breach.
     Check(check_cli::CheckArgs),
@@ -631,6 +636,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Bench(args) => bench_cli::run(args).await?,
+        Command::BenchProving(args) => bench_cli::run_proving(args).await?,
         Command::Check(args) => {
             if !check_cli::run(args).await? {
                 anyhow::bail!("invariant breached (see the table above)");

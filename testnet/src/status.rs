@@ -337,9 +337,30 @@ pub fn render(status: &NetworkStatus) -> String {
     if let Some(f) = &status.finality {
         let _ = writeln!(
             out,
-            "\nfinality: ordered {} proven {} lag {} (back-pressure past {}), {} proof jobs open",
-            f.ordered_height, f.proven_height, f.lag, f.max_unproven_blocks, f.open_jobs
+            "\nfinality: ordered {} proven {} lag {} (back-pressure past {}), {} proof jobs open ({} pending), {} live provers",
+            f.ordered_height,
+            f.proven_height,
+            f.lag,
+            f.max_unproven_blocks,
+            f.open_jobs,
+            f.pending_jobs,
+            f.live_provers
         );
+        if f.held {
+            let _ = writeln!(
+                out,
+                "ORDERING HELD (back-pressure): {} -- {}",
+                seqnet_proto::hold_reason_label(f.hold_reason),
+                f.hold_detail
+            );
+        } else if f.hold_reason != pb::HoldReason::None as i32 {
+            let _ = writeln!(
+                out,
+                "proving: {} -- {}",
+                seqnet_proto::hold_reason_label(f.hold_reason),
+                f.hold_detail
+            );
+        }
     }
     if !status.provers.is_empty() {
         let _ = writeln!(
