@@ -126,7 +126,7 @@ pub struct BenchProvingArgs {
     /// Blocks per span (default: 5, or a third of a proving time for slow provers).
     #[arg(long)]
     span_blocks: Option<u64>,
-    /// Seconds of load per case (default: max(60, 4 S + 30)).
+    /// Seconds of load per case (default: max(60, 4 S + 30), 6 S with too few provers).
     #[arg(long)]
     duration: Option<u64>,
     /// Seconds at the start of each case left out of the figures.
