@@ -388,7 +388,11 @@ async fn measure(net: &mut Testnet, opts: &ProvingBenchOptions, case: &Case) -> 
     let rpc = CometRpc::new(node0.rpc_addr());
     let duration = Duration::from_secs(opts.duration_secs.unwrap_or_else(|| {
         let s = case.delay.unwrap_or(0.0);
-        let factor = if case.provers == opts.few_provers { 6.0 } else { 4.0 };
+        let factor = if case.provers == opts.few_provers {
+            6.0
+        } else {
+            4.0
+        };
         (60.0f64).max(factor * s + 30.0) as u64
     }));
     let (stop_samples, samples_rx) = tokio::sync::watch::channel(false);
