@@ -1,5 +1,6 @@
 //! Forced inclusion: requests (from `ForceInclude` actions and from
-//! inclusion lists in vote extensions), their deadlines, and how they resolve.
+//! inclusion lists in vote extensions), their deadlines, and how they resolve;
+//! the `ForceInclude` action; the checks of an injected extended commit.
 //!
 //! A request for transaction T opened at height h is due at `h + W` (W: the
 //! smallest `inclusion_window` of the rollups T writes to, else the chain's
@@ -11,17 +12,138 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use prost::Message;
 use seqnet_proto::inclusion::{decode_inclusion_list, verify_vote_extension};
 use seqnet_proto::{pb, Action, Code, Transaction};
 
-use crate::execute::{check, check_stateless, Event, ExecError, SignatureCache};
+use crate::keys;
 use crate::params::ChainParams;
-use crate::state::StateDelta;
-use crate::store::StoreError;
+use crate::rollups::RollupsState;
+use crate::state::{StateDelta, StateRead, StateWrite};
+use crate::store::{Cf, StoreError};
+use crate::tx::{
+    back_pressure_exempt, check_stateless, ActionHandler, Event, ExecError, SignatureCache,
+    TxContext, TxPlan,
+};
+
+/// Checks whether a transaction would execute on a state (the app's own
+/// transaction check; forced inclusion asks it about pending requests).
+pub(crate) type TxCheck<'a> = dyn Fn(&StateDelta, &Transaction) -> Result<(), ExecError> + 'a;
+
+/// Typed reads of forced requests.
+pub(crate) trait ForcedState: StateRead {
+    fn forced_queue(&self) -> Result<pb::ForcedQueue, StoreError>
+    where
+        Self: Sized,
+    {
+        Ok(self
+            .message(Cf::Meta, keys::META_FORCED_QUEUE, "forced queue")?
+            .unwrap_or(pb::ForcedQueue {
+                pending: vec![],
+                next_id: 1,
+            }))
+    }
+
+    /// The request for the inner transaction `hash`, if any.
+    fn forced_by_hash(&self, hash: &[u8; 32]) -> Result<Option<pb::ForcedRequest>, StoreError>
+    where
+        Self: Sized,
+    {
+        let Some(id) = self.get(Cf::Forced, &keys::forced_by_hash(hash))? else {
+            return Ok(None);
+        };
+        let id = <[u8; 8]>::try_from(id.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                what: "forced index",
+                detail: format!("id of {} bytes", id.len()),
+            })?;
+        self.message(Cf::Forced, &keys::forced_request(id), "forced request")
+    }
+}
+
+impl<S: StateRead> ForcedState for S {}
+
+/// Typed writes of forced requests.
+pub(crate) trait ForcedWrite: StateWrite {
+    fn put_forced_queue(&mut self, queue: &pb::ForcedQueue) {
+        self.put_meta(keys::META_FORCED_QUEUE, queue.encode_to_vec());
+    }
+
+    /// Writes a request's latest status and its hash index.
+    fn put_forced(&mut self, request: &pb::ForcedRequest) {
+        self.put(
+            Cf::Forced,
+            keys::forced_request(request.id),
+            request.encode_to_vec(),
+        );
+        if let Ok(hash) = <[u8; 32]>::try_from(request.tx_hash.as_slice()) {
+            self.put(
+                Cf::Forced,
+                keys::forced_by_hash(&hash),
+                request.id.to_be_bytes().to_vec(),
+            );
+        }
+    }
+}
+
+impl<S: StateWrite> ForcedWrite for S {}
+
+/// `ForceInclude { tx }`: asks the chain to include `tx` within its window.
+pub(crate) struct ForceInclude<'a> {
+    pub inner: &'a Transaction,
+}
+
+impl ActionHandler for ForceInclude<'_> {
+    fn check(
+        &self,
+        state: &StateDelta,
+        ctx: &TxContext<'_>,
+        plan: &mut TxPlan,
+    ) -> Result<(), ExecError> {
+        let hash = self.inner.hash();
+        let duplicate = plan.forced.iter().any(|(t, _)| t.hash() == hash);
+        if duplicate || state.forced_by_hash(&hash)?.is_some() {
+            return Err(ExecError::ForcedKnown(hex::encode(hash)));
+        }
+        let queue = state.forced_queue()?;
+        let open = queue.pending.len().saturating_add(plan.forced.len()) as u64;
+        if open >= ctx.params.max_pending_forced {
+            return Err(ExecError::ForcedQueueFull {
+                limit: ctx.params.max_pending_forced,
+            });
+        }
+        let window = window(state, ctx.params, self.inner)?;
+        let deadline = plan
+            .height
+            .checked_add(window)
+            .ok_or(ExecError::Overflow("deadline"))?;
+        plan.forced.push((self.inner.clone(), deadline));
+        Ok(())
+    }
+}
+
+/// Writes the plan's part of forced inclusion: opens its requests.
+pub(crate) fn apply(state: &mut StateDelta, plan: &mut TxPlan) -> Result<(), ExecError> {
+    let requester = plan.signer().0.to_vec();
+    for (inner, deadline) in std::mem::take(&mut plan.forced) {
+        let request = open_request(
+            state,
+            &inner,
+            pb::ForcedSource::Request,
+            requester.clone(),
+            plan.height,
+            deadline,
+        )?;
+        plan.outcome.events.push(opened_event(&request));
+        plan.outcome.forced_opened = plan.outcome.forced_opened.saturating_add(1);
+    }
+    Ok(())
+}
 
 /// Why an injected extended commit is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommitError {
+pub(crate) enum CommitError {
     #[error("extended commit is for height {got}, expected {expected}")]
     Height { expected: i64, got: i64 },
     #[error("vote from unknown validator {0}")]
@@ -35,10 +157,10 @@ pub enum CommitError {
 }
 
 /// One verified vote: the validator's power and its inclusion list.
-pub type VotedList = (i64, Vec<Vec<u8>>);
+pub(crate) type VotedList = (i64, Vec<Vec<u8>>);
 
 /// The forced-inclusion window of `tx`.
-pub fn window(
+pub(crate) fn window(
     state: &StateDelta,
     params: &ChainParams,
     tx: &Transaction,
@@ -57,7 +179,7 @@ pub fn window(
 }
 
 /// Opens a pending request for `inner` (the caller checked it is new).
-pub fn open_request(
+pub(crate) fn open_request(
     state: &mut StateDelta,
     inner: &Transaction,
     source: pb::ForcedSource,
@@ -89,7 +211,7 @@ pub fn open_request(
     Ok(request)
 }
 
-pub fn opened_event(request: &pb::ForcedRequest) -> Event {
+pub(crate) fn opened_event(request: &pb::ForcedRequest) -> Event {
     Event {
         kind: "forced_request",
         attributes: vec![
@@ -101,7 +223,7 @@ pub fn opened_event(request: &pb::ForcedRequest) -> Event {
     }
 }
 
-pub fn source_name(source: i32) -> &'static str {
+pub(crate) fn source_name(source: i32) -> &'static str {
     match pb::ForcedSource::try_from(source) {
         Ok(pb::ForcedSource::Request) => "request",
         Ok(pb::ForcedSource::InclusionList) => "inclusion_list",
@@ -110,7 +232,7 @@ pub fn source_name(source: i32) -> &'static str {
 }
 
 /// If `hash` is pending, marks it included at `height` and returns it.
-pub fn mark_included(
+pub(crate) fn mark_included(
     state: &mut StateDelta,
     hash: &[u8; 32],
     height: u64,
@@ -140,10 +262,11 @@ fn decode_pending(
 
 /// Due requests (deadline `<= height`) whose transaction would still execute
 /// on `state`: a proposal that leaves any of them out is censoring.
-pub fn violations(
+pub(crate) fn violations(
     state: &StateDelta,
     params: &ChainParams,
     height: u64,
+    check: &TxCheck<'_>,
 ) -> Result<Vec<pb::ForcedRequest>, StoreError> {
     let mut found = Vec::new();
     for request in state.forced_queue()?.pending {
@@ -151,8 +274,8 @@ pub fn violations(
             continue;
         }
         let executes = match decode_pending(params, &request) {
-            Ok(tx) => match check(state, params, &tx, height) {
-                Ok(_) => true,
+            Ok(tx) => match check(state, &tx) {
+                Ok(()) => true,
                 Err(ExecError::Store(e)) => return Err(e),
                 Err(_) => false,
             },
@@ -167,17 +290,17 @@ pub fn violations(
 
 /// End of block: resolves as failed every pending request that is due, and
 /// every one whose nonce is already used. Returns the newly failed ones.
-pub fn settle(
+pub(crate) fn settle(
     state: &mut StateDelta,
     params: &ChainParams,
     height: u64,
+    check: &TxCheck<'_>,
 ) -> Result<Vec<pb::ForcedRequest>, StoreError> {
     let mut queue = state.forced_queue()?;
     let mut failed = Vec::new();
     let mut keep = Vec::new();
     for mut request in std::mem::take(&mut queue.pending) {
-        let verdict = decode_pending(params, &request)
-            .and_then(|tx| check(state, params, &tx, height).map(|_| ()));
+        let verdict = decode_pending(params, &request).and_then(|tx| check(state, &tx));
         let failure = match verdict {
             Err(ExecError::Store(e)) => return Err(e),
             Err(error @ ExecError::NonceReplayed { .. }) => Some((error.code(), error.to_string())),
@@ -209,7 +332,7 @@ pub fn settle(
 
 /// Checks an injected extended commit of height `expected_height` and
 /// returns each verified vote's power and inclusion list.
-pub fn verify_commit(
+pub(crate) fn verify_commit(
     commit: &pb::ExtendedCommit,
     validators: &pb::ValidatorSet,
     chain_id: &str,
@@ -266,7 +389,7 @@ pub fn verify_commit(
         signed = signed.saturating_add(validator.power.max(0));
         lists.push((validator.power.max(0), txs));
     }
-    if i128::from(signed) * 3 <= i128::from(total) * 2 {
+    if i128::from(signed).saturating_mul(3) <= i128::from(total).saturating_mul(2) {
         return Err(CommitError::Underpowered { signed, total });
     }
     Ok(lists)
@@ -274,7 +397,7 @@ pub fn verify_commit(
 
 /// Transactions listed by validators holding more than 1/3 of `total_power`,
 /// in hash order.
-pub fn due_transactions(lists: &[VotedList], total_power: i64) -> Vec<Vec<u8>> {
+pub(crate) fn due_transactions(lists: &[VotedList], total_power: i64) -> Vec<Vec<u8>> {
     let mut power: BTreeMap<[u8; 32], (i64, &Vec<u8>)> = BTreeMap::new();
     for (vote_power, txs) in lists {
         let unique: BTreeMap<[u8; 32], &Vec<u8>> = txs
@@ -288,7 +411,7 @@ pub fn due_transactions(lists: &[VotedList], total_power: i64) -> Vec<Vec<u8>> {
     }
     power
         .into_values()
-        .filter(|(p, _)| i128::from(*p) * 3 > i128::from(total_power))
+        .filter(|(p, _)| i128::from(*p).saturating_mul(3) > i128::from(total_power))
         .map(|(_, tx)| tx.clone())
         .collect()
 }
@@ -298,7 +421,7 @@ pub fn due_transactions(lists: &[VotedList], total_power: i64) -> Vec<Vec<u8>> {
 /// back-pressure admits open requests: rollup data that proving holds back is
 /// listed again once it lifts, and its inclusion window starts then.
 #[allow(clippy::too_many_arguments)]
-pub fn open_from_lists(
+pub(crate) fn open_from_lists(
     state: &mut StateDelta,
     params: &ChainParams,
     chain_id: &str,
@@ -307,20 +430,21 @@ pub fn open_from_lists(
     total_power: i64,
     height: u64,
     hold_back: bool,
+    check: &TxCheck<'_>,
 ) -> Result<Vec<pb::ForcedRequest>, StoreError> {
     let mut opened = Vec::new();
     for bytes in due_transactions(lists, total_power) {
         let Ok(tx) = check_stateless(&bytes, params, chain_id, signatures) else {
             continue; // never executable: nothing to enforce
         };
-        if hold_back && !crate::proposal::back_pressure_exempt(&tx) {
+        if hold_back && !back_pressure_exempt(&tx) {
             continue;
         }
         if state.forced_by_hash(&tx.hash())?.is_some() {
             continue;
         }
         // Listed just before it made it into the previous block: nothing to force.
-        match check(state, params, &tx, height) {
+        match check(state, &tx) {
             Err(ExecError::NonceReplayed { .. }) => continue,
             Err(ExecError::Store(e)) => return Err(e),
             _ => {}
@@ -343,14 +467,6 @@ pub fn open_from_lists(
         }
     }
     Ok(opened)
-}
-
-pub fn total_power(validators: &pb::ValidatorSet) -> i64 {
-    validators
-        .validators
-        .iter()
-        .map(|v| v.power.max(0))
-        .fold(0, i64::saturating_add)
 }
 
 #[cfg(test)]

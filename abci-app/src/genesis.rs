@@ -103,7 +103,7 @@ impl Genesis {
             let verifying_key = hex::decode(&r.verifying_key)
                 .map_err(|e| fail(format!("verifying_key is not hex: {e}")))?;
             if !verifying_key.is_empty() {
-                crate::provers::prepared_key(&verifying_key)
+                seqnet_proto::groth16::PreparedKey::decode(&verifying_key)
                     .map_err(|e| fail(format!("verifying_key: {e}")))?;
             }
             if r.proof_window == 0 || r.proof_window > raw.params.max_proof_window {

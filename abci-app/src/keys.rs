@@ -69,6 +69,16 @@ pub fn block(height: u64) -> Vec<u8> {
     height.to_be_bytes().to_vec()
 }
 
+/// The stored namespace proof of a non-empty batch, in `Cf::Blocks` (`p` ||
+/// rollup || height): derived from the block's tree at FinalizeBlock and
+/// written beside the block record, outside the app hash.
+pub fn batch_proof(id: RollupId, height: u64) -> Vec<u8> {
+    let mut key = b"p".to_vec();
+    key.extend_from_slice(&id.to_be_bytes());
+    key.extend_from_slice(&height.to_be_bytes());
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +97,9 @@ mod tests {
             "6a00000000000000010000000000000002"
         );
         assert_eq!(hex::encode(rollup_proving(3)), "720000000000000003");
+        assert_eq!(
+            hex::encode(batch_proof(1, 2)),
+            "7000000000000000010000000000000002"
+        );
     }
 }

@@ -192,7 +192,11 @@ impl ChainParams {
                 return Err(format!("{name} {bps} must be in 0..=10000"));
             }
         }
-        if self.prover_fee_share_bps + self.aggregator_fee_bps > 10_000 {
+        if self
+            .prover_fee_share_bps
+            .saturating_add(self.aggregator_fee_bps)
+            > 10_000
+        {
             return Err(format!(
                 "prover_fee_share_bps + aggregator_fee_bps ({} + {}) must be at most 10000",
                 self.prover_fee_share_bps, self.aggregator_fee_bps

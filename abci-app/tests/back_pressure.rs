@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 use ark_bls12_381::Bls12_381;
 use ark_groth16::ProvingKey;
 use common::*;
-use seqnet_abci::proposal::{back_pressure_exempt, over_unproven_limit};
 use seqnet_proto::{pb, Action, Transaction};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::{abci, crypto, types};
@@ -105,33 +104,6 @@ fn proof_for(node: &Node, height: u64, prev_root: [u8; 32]) -> Action {
         prev_state_root: prev_root,
         new_state_root: root,
     }
-}
-
-#[test]
-fn limit_and_exemptions() {
-    assert!(!over_unproven_limit(2, 2));
-    assert!(over_unproven_limit(3, 2));
-    assert!(!over_unproven_limit(0, 0));
-    let prover_set = signed(PROVER, 0, 10, vec![Action::RegisterProver { stake: 5 }]);
-    assert!(back_pressure_exempt(&decode(&prover_set)));
-    let unbond = signed(PROVER, 0, 10, vec![Action::Unbond, Action::Unjail]);
-    assert!(back_pressure_exempt(&decode(&unbond)));
-    let data = data_tx(2, 0, 2, b"x");
-    assert!(!back_pressure_exempt(&decode(&data)));
-    // One data action is enough to lose the exemption.
-    let mixed = signed(
-        PROVER,
-        0,
-        20,
-        vec![
-            Action::Unbond,
-            Action::RollupData {
-                rollup_id: 2,
-                data: b"x".to_vec(),
-            },
-        ],
-    );
-    assert!(!back_pressure_exempt(&decode(&mixed)));
 }
 
 #[test]

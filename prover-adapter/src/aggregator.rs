@@ -28,7 +28,7 @@
 //!   with back-off, a nonce refusal re-reads the nonce and signs again, any
 //!   other refusal fails the batch (the provers fall back).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -262,7 +262,7 @@ pub async fn run(
     );
     let (sender, mut incoming) = mpsc::channel::<Incoming>(1024);
     tokio::spawn(accept(listener, sender, shutdown.clone()));
-    let mut keys: HashMap<u64, Arc<PreparedKey>> = HashMap::new();
+    let mut keys: BTreeMap<u64, Arc<PreparedKey>> = BTreeMap::new();
     let mut groups: BTreeMap<[u8; 32], Group> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -377,7 +377,7 @@ async fn accept(
 async fn admit(
     client: &mut RollupClient,
     chain_id: &str,
-    keys: &mut HashMap<u64, Arc<PreparedKey>>,
+    keys: &mut BTreeMap<u64, Arc<PreparedKey>>,
     handover: &Handover,
 ) -> Result<(ProofEntry, SpanStatement, Vec<u8>, Arc<PreparedKey>), String> {
     let (entry, statement, proof) = handover.parse()?;

@@ -85,7 +85,7 @@ fn ms(d: Option<Duration>) -> String {
 pub fn main(args: &BenchArgs) -> Result<()> {
     let gpu: Option<Box<dyn MsmBackend>> = match args.msm {
         BenchMsm::Cpu => None,
-        BenchMsm::Cuda | BenchMsm::Both => match seqnet_prover::cuda::CudaMsm::new(0) {
+        BenchMsm::Cuda | BenchMsm::Both => match seqnet_prover::msm::cuda::CudaMsm::new(0) {
             Ok(g) => {
                 eprintln!("GPU: {}", g.device());
                 Some(Box::new(g))

@@ -4,7 +4,6 @@ pub mod aggregate;
 pub mod aggregator;
 pub mod backend;
 pub mod circuit;
-pub mod cuda;
 pub mod groth16_prover;
 pub mod metrics;
 pub mod msm;

@@ -1,5 +1,5 @@
-//! Prometheus metrics of `seqnet-prover run`, and the HTTP endpoint that
-//! serves them (`/metrics`, `/health`).
+//! Prometheus metrics of `seqnet-prover run` and `aggregate` (served on
+//! `/metrics` by the shared telemetry listener, `seqnet_rollup_client::telemetry`).
 //!
 //! | name | type | meaning |
 //! | --- | --- | --- |
@@ -23,9 +23,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// The prover's metrics, registered in their own registry.
 pub struct Metrics {
@@ -172,49 +169,12 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` and `/health` on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        let Ok((mut socket, _)) = accepted else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let Ok(n) = socket.read(&mut buf).await else {
-                return;
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => ("200 OK", metrics.render()),
-                "/health" => ("200 OK", b"ok\n".to_vec()),
-                _ => ("404 Not Found", b"try /metrics or /health\n".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(&body).await;
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn metrics_are_served() {
+    #[test]
+    fn metrics_render() {
         let metrics = Metrics::new().expect("metrics");
         metrics.jobs_received.inc();
         metrics.proving_seconds.observe(0.3);
@@ -222,18 +182,7 @@ mod tests {
             .proofs_rejected
             .with_label_values(&["not_assigned"])
             .inc();
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (_stop, stop) = watch::channel(false);
-        tokio::spawn(serve(listener, metrics, stop));
-        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        socket
-            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let mut text = String::new();
-        socket.read_to_string(&mut text).await.expect("read");
-        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        let text = String::from_utf8(metrics.render()).expect("utf8");
         assert!(
             text.contains("seqnet_prover_jobs_received_total 1"),
             "{text}"

@@ -6,20 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::ValueEnum;
 use seqnet_prover::backend::{CommandBackend, ProvingBackend, ReferenceBackend};
-use seqnet_prover::metrics::{self, Metrics};
+use seqnet_prover::metrics::Metrics;
 use seqnet_prover::worker::{
     prover_retry_policy, Worker, WorkerConfig, DEFAULT_HANDOVER_TIMEOUT, DEFAULT_STATUS_INTERVAL,
     DEFAULT_SUBMIT_ATTEMPTS,
 };
+use seqnet_rollup_client::telemetry::{init_logs as init_logs_with, serve_metrics, LogFormat};
 use tokio::sync::watch;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -116,7 +110,7 @@ pub struct AggregateArgs {
 
 /// Runs the aggregator until SIGINT or SIGTERM.
 pub fn aggregate(args: &AggregateArgs) -> Result<()> {
-    init_logs(args.log_format);
+    init_logs(args.log_format)?;
     let key = seqnet_rollup_client::keys::load(&args.key)?;
     let srs = crate::aggregate_cmd::load_srs(&args.srs)?;
     let msm = seqnet_prover::msm::select(args.msm).context("--msm")?;
@@ -131,7 +125,12 @@ pub fn aggregate(args: &AggregateArgs) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("--metrics {addr}: cannot listen"))?;
-            tokio::spawn(metrics::serve(listener, metrics.clone(), stopped.clone()));
+            let render = metrics.clone();
+            tokio::spawn(serve_metrics(
+                listener,
+                Arc::new(move || render.render()),
+                stopped.clone(),
+            ));
         }
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
@@ -156,22 +155,14 @@ pub fn aggregate(args: &AggregateArgs) -> Result<()> {
     })
 }
 
-fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+fn init_logs(format: LogFormat) -> Result<()> {
+    init_logs_with(None, "info", format)?;
+    Ok(())
 }
 
 /// Runs the prover until SIGINT or SIGTERM.
 pub fn main(args: &RunArgs) -> Result<()> {
-    init_logs(args.log_format);
+    init_logs(args.log_format)?;
     let key = seqnet_rollup_client::keys::load(&args.key)?;
     let backend: Arc<dyn ProvingBackend> = match (&args.keys, &args.command) {
         (Some(dir), None) => {
@@ -202,7 +193,12 @@ pub fn main(args: &RunArgs) -> Result<()> {
                 .await
                 .with_context(|| format!("--metrics {addr}: cannot listen"))?;
             tracing::info!(addr = %addr, "metrics on /metrics");
-            tokio::spawn(metrics::serve(listener, metrics.clone(), stopped.clone()));
+            let render = metrics.clone();
+            tokio::spawn(serve_metrics(
+                listener,
+                Arc::new(move || render.render()),
+                stopped.clone(),
+            ));
         }
         tokio::spawn(async move {
             wait_for_signal().await;

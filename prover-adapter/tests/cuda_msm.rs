@@ -6,7 +6,7 @@ use ark_bls12_381::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::{AffineRepr, CurveGroup, PrimeGroup};
 use ark_ff::{PrimeField, UniformRand};
 use rand::SeedableRng;
-use seqnet_prover::cuda::CudaMsm;
+use seqnet_prover::msm::cuda::CudaMsm;
 use seqnet_prover::msm::{to_reprs, CpuMsm, MsmBackend, ScalarRepr};
 
 fn gpu() -> Option<CudaMsm> {

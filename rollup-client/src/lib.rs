@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 pub mod client;
+pub mod cometbft;
 pub mod keys;
 pub mod prover;
+pub mod telemetry;
 pub mod tx;
 pub mod verify;
 

@@ -845,12 +845,12 @@ fn job_status_name(status: i32) -> &'static str {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Without RUST_LOG the CLI stays quiet but for warnings.
+    let _ = seqnet_rollup_client::telemetry::init_logs(
+        None,
+        "warn",
+        seqnet_rollup_client::telemetry::LogFormat::Text,
+    );
     let cli = Cli::parse();
     let result = match RollupClient::new(cli.nodes.clone()) {
         Ok(client) => {

@@ -151,12 +151,12 @@ pub struct Mempool {
 }
 
 /// Largest `mempool.max_txs` (the app tracks at most this many).
-pub const MAX_MEMPOOL_TXS: usize = seqnet_abci::app::MAX_TRACKED_TXS;
+pub const MAX_MEMPOOL_TXS: usize = seqnet_abci::MAX_TRACKED_TXS;
 
 impl Default for Mempool {
     fn default() -> Self {
         Mempool {
-            max_txs: seqnet_abci::app::DEFAULT_MEMPOOL_LIMIT,
+            max_txs: seqnet_abci::DEFAULT_MEMPOOL_LIMIT,
         }
     }
 }
@@ -191,12 +191,7 @@ impl Default for Log {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+pub use seqnet_rollup_client::telemetry::LogFormat;
 
 impl Config {
     /// Reads `path` (if given), applies the environment, resolves relative
@@ -290,10 +285,12 @@ impl Config {
                 reason: format!("must be 1..={MAX_MEMPOOL_TXS}"),
             });
         }
-        crate::cometbft::RpcClient::new(&self.cometbft.rpc).map_err(|e| ConfigError::Invalid {
-            key: "cometbft.rpc",
-            value: self.cometbft.rpc.clone(),
-            reason: e.to_string(),
+        seqnet_rollup_client::cometbft::CometRpc::parse(&self.cometbft.rpc).map_err(|e| {
+            ConfigError::Invalid {
+                key: "cometbft.rpc",
+                value: self.cometbft.rpc.clone(),
+                reason: e.to_string(),
+            }
         })?;
         Ok(())
     }

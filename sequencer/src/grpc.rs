@@ -11,8 +11,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::cometbft::{RpcClient, RpcError};
 use crate::metrics::Metrics;
+use seqnet_rollup_client::cometbft::{CometRpc, RpcError};
 
 /// Metadata key of the numeric result code on a rejected submission.
 pub const CODE_METADATA: &str = "seqnet-code";
@@ -22,7 +22,7 @@ const STREAM_SCAN: usize = 256;
 pub struct RollupServer {
     pub app: SeqnetApp,
     pub reader: Reader,
-    pub rpc: RpcClient,
+    pub rpc: CometRpc,
     pub metrics: Arc<Metrics>,
     pub committed: watch::Receiver<u64>,
 }
@@ -60,7 +60,7 @@ pub(crate) fn query_status(error: QueryError) -> Status {
 /// Broadcasts checked transaction bytes through the local CometBFT node and
 /// maps its CheckTx verdict to a gRPC status.
 pub(crate) async fn broadcast(
-    rpc: &RpcClient,
+    rpc: &CometRpc,
     metrics: &Metrics,
     hash: &[u8; 32],
     bytes: &[u8],

@@ -1,7 +1,6 @@
 //! `seqnet-sequencer`: one seqnet validator's application process.
 
 mod abci_server;
-mod cometbft;
 mod config;
 mod grpc;
 mod metrics;
@@ -48,16 +47,9 @@ enum Command {
     DefaultConfig,
 }
 
-fn init_tracing(log: &config::Log) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    match log.format {
-        config::LogFormat::Json => builder.json().init(),
-        config::LogFormat::Text => builder.init(),
-    }
+fn init_tracing(log: &config::Log) -> anyhow::Result<()> {
+    seqnet_rollup_client::telemetry::init_logs(Some(&log.filter), "info", log.format)?;
+    Ok(())
 }
 
 fn main() {
@@ -97,7 +89,10 @@ fn main() {
                 eprintln!("configuration error: {error}");
                 std::process::exit(EXIT_CONFIG);
             }
-            init_tracing(&loaded.log);
+            if let Err(error) = init_tracing(&loaded.log) {
+                eprintln!("configuration error: {error}");
+                std::process::exit(EXIT_CONFIG);
+            }
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -1,7 +1,6 @@
-//! Prometheus metrics of the node (names below, served at `GET /metrics`) and
-//! the observer that feeds them from the app. `GET /health` answers `ok`.
-
-use std::sync::Arc;
+//! Prometheus metrics of the node (names below, served at `GET /metrics` by
+//! the shared telemetry listener, `seqnet_rollup_client::telemetry`; `GET
+//! /health` answers `ok`) and the observer that feeds them from the app.
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -9,8 +8,6 @@ use prometheus::{
 };
 use seqnet_abci::{BlockSummary, Observer};
 use seqnet_proto::Code;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub const BLOCK_HEIGHT: &str = "seqnet_block_height";
@@ -327,48 +324,6 @@ impl Observer for NodeObserver {
     }
 }
 
-/// Serves `/metrics` and `/health` until `shutdown` fires.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
-        };
-        let Ok((mut socket, _)) = accepted else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let n = match socket.read(&mut buf).await {
-                Ok(n) => n,
-                Err(_) => return,
-            };
-            let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, content_type, body) = match path {
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
-                "/health" => ("200 OK", "text/plain", b"ok\n".to_vec()),
-                _ => (
-                    "404 Not Found",
-                    "text/plain",
-                    b"try /metrics or /health\n".to_vec(),
-                ),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = socket.write_all(head.as_bytes()).await;
-            let _ = socket.write_all(&body).await;
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,24 +373,5 @@ mod tests {
             text.contains("seqnet_proposals_rejected_total{reason=\"missing_forced\"} 1"),
             "{text}"
         );
-    }
-
-    #[tokio::test]
-    async fn http_endpoint_serves_metrics() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let metrics = Arc::new(Metrics::new().expect("metrics"));
-        metrics.height.set(5);
-        let (_stop, shutdown) = watch::channel(false);
-        tokio::spawn(serve(listener, metrics, shutdown));
-        let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        socket
-            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let mut response = String::new();
-        socket.read_to_string(&mut response).await.expect("read");
-        assert!(response.starts_with("HTTP/1.1 200"));
-        assert!(response.contains("seqnet_block_height 5"));
     }
 }

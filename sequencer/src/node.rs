@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::abci_server::AbciServer;
-use crate::cometbft::RpcClient;
 use crate::config::Config;
 use crate::grpc::RollupServer;
-use crate::metrics::{self, Metrics, NodeObserver};
+use crate::metrics::{Metrics, NodeObserver};
 use crate::prover_service::{Challenges, ProverServer, CHALLENGE_TTL, MAX_CHALLENGES};
+use seqnet_rollup_client::cometbft::CometRpc;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.storage.path)
@@ -34,8 +34,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             signers = ?censor.signers,
             "FAULT INJECTION: this node censors matching transactions in its proposals (testnets only)"
         );
-        let filter: Box<seqnet_abci::proposal::ProposalFilter> = Box::new(move |tx| {
-            seqnet_abci::proposal::matches_censor(tx, &censor.signers, &censor.rollups)
+        let filter: Box<seqnet_abci::ProposalFilter> = Box::new(move |tx| {
+            seqnet_abci::matches_censor(tx, &censor.signers, &censor.rollups)
         });
         filter
     });
@@ -73,13 +73,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding metrics on {metrics_addr}"))?;
     tracing::info!(addr = %metrics_addr, "metrics listening");
-    tokio::spawn(metrics::serve(
+    let render = metrics.clone();
+    tokio::spawn(seqnet_rollup_client::telemetry::serve_metrics(
         metrics_listener,
-        metrics.clone(),
+        Arc::new(move || render.render()),
         shutdown_rx.clone(),
     ));
 
-    let rpc = RpcClient::new(&config.cometbft.rpc)?;
+    let rpc = CometRpc::parse(&config.cometbft.rpc)?;
     let prover_service = ProverServer {
         app: app.clone(),
         reader: reader.clone(),

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
-use seqnet_abci::execute::ExecError;
+use seqnet_abci::ExecError;
 use seqnet_abci::{Reader, ReadyJob, SeqnetApp};
 use seqnet_proto::pb::prover_service_server::ProverService;
 use seqnet_proto::prover::{verify_auth, AuthError, CHALLENGE_LEN};
@@ -38,9 +38,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
-use crate::cometbft::RpcClient;
 use crate::grpc::{broadcast, internal, rejection};
 use crate::metrics::Metrics;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// How long a challenge stays valid.
 pub const CHALLENGE_TTL: Duration = Duration::from_secs(30);
@@ -120,7 +120,7 @@ impl Challenges {
 pub struct ProverServer {
     pub app: SeqnetApp,
     pub reader: Reader,
-    pub rpc: RpcClient,
+    pub rpc: CometRpc,
     pub metrics: Arc<Metrics>,
     pub committed: watch::Receiver<u64>,
     pub challenges: Arc<Challenges>,
@@ -584,7 +584,7 @@ mod tests {
             .expect("bind rpc");
         let rpc_addr = rpc_listener.local_addr().expect("addr");
         tokio::spawn(serve_rpc(rpc_listener, app.clone(), broadcast.clone()));
-        let rpc = RpcClient::new(&format!("http://{rpc_addr}")).expect("rpc");
+        let rpc = CometRpc::new(rpc_addr.to_string());
         let challenges = Arc::new(Challenges::new(ttl, 64));
         let reader = app.reader();
         let provers_server = ProverServer {

@@ -35,7 +35,7 @@ use crate::loadgen::{
 use crate::manifest::Manifest;
 use crate::network::Testnet;
 use crate::process::{self, Managed};
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// The applications a bench can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -34,7 +34,7 @@ use crate::error::{Result, TestnetError};
 use crate::init::InitOptions;
 use crate::loadgen::{self, BlockIndex, Counters, LoadSpec, LoopMode, TxSource};
 use crate::network::{pick_free_base_port, Testnet};
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// Seconds a prover needs on top of its back end's wait: start
 /// `prove-job`, prove (k = 8), submit, be included (measured on the 2-core
@@ -158,7 +158,7 @@ async fn sample_finality(
     use prost::Message;
     let mut samples = Vec::new();
     loop {
-        if let Ok(bytes) = crate::check::abci_query(&rpc, "/finality").await {
+        if let Ok(bytes) = rpc.abci_query("/finality").await {
             if let Ok(f) = pb::Finality::decode(bytes.as_slice()) {
                 samples.push(Sample {
                     at: loadgen::unix_now(),

@@ -24,17 +24,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine;
 use prost::Message;
 use seqnet_proto::{pb, tx::Action, Transaction};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use crate::error::{Result, TestnetError};
 use crate::loadgen::LoadLog;
 use crate::manifest::Manifest;
 use crate::process;
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// One check's outcome.
 #[derive(Clone, Debug, Serialize)]
@@ -103,36 +101,8 @@ impl CheckReport {
     }
 }
 
-/// `abci_query` of the seqnet app at the latest height; the raw value.
-pub async fn abci_query(rpc: &CometRpc, path: &str) -> Result<Vec<u8>> {
-    let r = rpc
-        .call(
-            "abci_query",
-            json!({ "path": path, "data": "", "prove": false }),
-        )
-        .await?;
-    let response = r.get("response").cloned().unwrap_or(Value::Null);
-    let code = response.get("code").and_then(Value::as_u64).unwrap_or(0);
-    if code != 0 {
-        let log = response.get("log").and_then(Value::as_str).unwrap_or("");
-        return Err(TestnetError::Rpc {
-            addr: rpc.addr().to_string(),
-            method: format!("abci_query {path}"),
-            reason: format!("code {code}: {log}"),
-        });
-    }
-    let value = response.get("value").and_then(Value::as_str).unwrap_or("");
-    base64::engine::general_purpose::STANDARD
-        .decode(value)
-        .map_err(|e| TestnetError::Rpc {
-            addr: rpc.addr().to_string(),
-            method: format!("abci_query {path}"),
-            reason: format!("value is not base64: {e}"),
-        })
-}
-
 async fn query<M: Message + Default>(rpc: &CometRpc, path: &str) -> Result<M> {
-    let bytes = abci_query(rpc, path).await?;
+    let bytes = rpc.abci_query(path).await?;
     M::decode(bytes.as_slice()).map_err(|e| TestnetError::Rpc {
         addr: rpc.addr().to_string(),
         method: format!("abci_query {path}"),
@@ -214,7 +184,7 @@ async fn app_hashes(manifest: &Manifest) -> (Verdict, Option<u64>) {
     if common == 0 {
         return (Verdict::breach(NAME, "a node has no blocks".into()), None);
     }
-    let mut reference: Option<Vec<crate::rpc::HeaderInfo>> = None;
+    let mut reference: Option<Vec<seqnet_rollup_client::cometbft::HeaderInfo>> = None;
     for node in &manifest.nodes {
         let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(10));
         let headers = match rpc.headers(1, common).await {

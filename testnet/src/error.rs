@@ -77,6 +77,8 @@ pub enum TestnetError {
         method: String,
         reason: String,
     },
+    #[error(transparent)]
+    Comet(#[from] seqnet_rollup_client::cometbft::RpcError),
     #[error("gRPC {url}: {reason}")]
     Grpc { url: String, reason: String },
     #[error("key file {path}: {reason}")]

@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::error::{Result, TestnetError};
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// Makes one worker's transactions.
 pub trait TxSource: Send + 'static {
@@ -649,7 +649,7 @@ impl ProvenTimeline {
         let mut timeline = ProvenTimeline::default();
         let mut last = 0;
         loop {
-            if let Ok(bytes) = crate::check::abci_query(&rpc, "/finality").await {
+            if let Ok(bytes) = rpc.abci_query("/finality").await {
                 if let Ok(f) = seqnet_proto::pb::Finality::decode(bytes.as_slice()) {
                     // Monotone by construction; keep it so for partition_point.
                     last = last.max(f.proven_height);

@@ -509,13 +509,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .with_context(|| format!("bad --log filter {:?}", cli.log))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    seqnet_rollup_client::telemetry::init_logs(
+        Some(&cli.log),
+        "info",
+        seqnet_rollup_client::telemetry::LogFormat::Text,
+    )
+    .context("--log")?;
 
     match cli.command {
         Command::Init {

@@ -13,7 +13,7 @@ use crate::error::{Result, TestnetError};
 use crate::init::{self, InitOptions};
 use crate::manifest::{Manifest, NodeManifest};
 use crate::process::{self, Managed};
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// How long a sequencer may take to open its ABCI port.
 const ABCI_START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -56,10 +56,7 @@ impl NodeProcesses {
     }
 }
 
-/// Name (log and pid file) of a prover process in its directory.
-pub const PROVER_PROCESS: &str = "prover";
-/// Name (log and pid file) of the aggregator process in its directory.
-pub const AGGREGATOR_PROCESS: &str = "aggregator";
+pub use crate::process::{AGGREGATOR_PROCESS, PROVER_PROCESS};
 
 /// A testnet directory plus the processes this value started or adopted.
 /// Dropping it stops every process it knows, unless [`Testnet::detach`] was called.
@@ -743,7 +740,7 @@ impl Testnet {
             let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(3));
             rpc.status().await.ok().map(|s| s.height)
         });
-        crate::status::futures_join_all(polls).await
+        process::join_all(polls).await
     }
 
     /// Waits until every running node reports height >= `height`.

@@ -11,6 +11,11 @@ use rustix::process::{Pid, Signal};
 
 use crate::error::{Result, TestnetError};
 
+/// Name (log and pid file) of a prover process in its directory.
+pub const PROVER_PROCESS: &str = "prover";
+/// Name (log and pid file) of the aggregator process in its directory.
+pub const AGGREGATOR_PROCESS: &str = "aggregator";
+
 /// Process names; each has `<name>.log` and `<name>.pid` in the node directory.
 pub const SEQUENCER: &str = "sequencer";
 pub const COMETBFT: &str = "cometbft";
@@ -271,6 +276,36 @@ pub fn stop_all(processes: &mut [Managed], grace: Duration) {
             }
         }
     }
+}
+
+/// Runs futures concurrently on the current task and collects their outputs
+/// in order (one future per node or process: polls of many at once).
+pub(crate) async fn join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    results.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

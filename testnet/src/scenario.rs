@@ -58,7 +58,7 @@ use crate::manifest::Manifest;
 use crate::netns::NetnsLayout;
 use crate::network::Testnet;
 use crate::process;
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// Copy of the scenario manifest inside a generated testnet.
 pub const SCENARIO_FILE: &str = "scenario.toml";
@@ -694,7 +694,7 @@ impl Target<'_> {
             let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(1));
             rpc.status().await.ok().map(|s| s.height)
         });
-        crate::status::futures_join_all(polls).await
+        crate::process::join_all(polls).await
     }
 
     async fn max_height(&self) -> u64 {
@@ -1146,15 +1146,14 @@ pub async fn drive(
                 .unwrap_or(0);
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(60) {
-                let proven =
-                    check::abci_query(&CometRpc::new(manifest.nodes[0].rpc_addr()), "/finality")
-                        .await
-                        .ok()
-                        .and_then(|b| {
-                            <seqnet_proto::pb::Finality as prost::Message>::decode(b.as_slice())
-                                .ok()
-                        })
-                        .map_or(0, |f| f.proven_height);
+                let proven = CometRpc::new(manifest.nodes[0].rpc_addr())
+                    .abci_query("/finality")
+                    .await
+                    .ok()
+                    .and_then(|b| {
+                        <seqnet_proto::pb::Finality as prost::Message>::decode(b.as_slice()).ok()
+                    })
+                    .map_or(0, |f| f.proven_height);
                 if proven >= last {
                     break;
                 }

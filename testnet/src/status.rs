@@ -13,7 +13,7 @@ use seqnet_rollup_client::{RetryPolicy, RollupClient};
 
 use crate::manifest::Manifest;
 use crate::process;
-use crate::rpc::CometRpc;
+use seqnet_rollup_client::cometbft::CometRpc;
 
 /// One node's row.
 #[derive(Clone, Debug, Default)]
@@ -78,7 +78,7 @@ pub struct NetworkStatus {
 
 async fn aggregator_row(dir: &Path, manifest: &Manifest) -> Option<AggregatorRow> {
     let agg = manifest.aggregator.as_ref()?;
-    let up = process::read_pid(&dir.join(&agg.dir), crate::network::AGGREGATOR_PROCESS)
+    let up = process::read_pid(&dir.join(&agg.dir), process::AGGREGATOR_PROCESS)
         .is_some_and(process::is_alive);
     let text = if up {
         crate::scrape::fetch(agg.metrics_port).await.ok()
@@ -130,14 +130,11 @@ pub async fn collect(dir: &Path, manifest: &Manifest) -> NetworkStatus {
                 row.catching_up = Some(s.catching_up);
                 row.peers = rpc.peers().await.ok();
             }
-            Err(crate::error::TestnetError::Rpc { reason, .. }) => {
-                row.error = Some(format!("rpc: {reason}"))
-            }
             Err(e) => row.error = Some(e.to_string()),
         }
         row
     });
-    let nodes: Vec<NodeRow> = futures_join_all(rows).await;
+    let nodes: Vec<NodeRow> = process::join_all(rows).await;
 
     // Rollup stats from the highest node that answers.
     let mut order: Vec<&NodeRow> = nodes.iter().filter(|n| n.height.is_some()).collect();
@@ -212,7 +209,7 @@ fn prover_rows_offline(dir: &Path, manifest: &Manifest) -> Vec<ProverRow> {
         .provers
         .iter()
         .map(|p| {
-            let up = process::read_pid(&dir.join(&p.dir), crate::network::PROVER_PROCESS)
+            let up = process::read_pid(&dir.join(&p.dir), process::PROVER_PROCESS)
                 .is_some_and(process::is_alive);
             let address = manifest
                 .key(&p.key)
@@ -244,36 +241,6 @@ async fn prover_rows(dir: &Path, manifest: &Manifest, client: &mut RollupClient)
         }
     }
     rows
-}
-
-/// Runs futures concurrently on the current task and collects their outputs
-/// in order (a small `join_all`: one future per node).
-pub(crate) async fn futures_join_all<F: Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
-            if let Some(fut) = slot {
-                match fut.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        *result = Some(v);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    results.into_iter().flatten().collect()
 }
 
 fn short_hash(hash: &str) -> String {

@@ -17,11 +17,11 @@ use cudarc::driver::{
 use cudarc::nvrtc::{CompileOptions, Ptx};
 use sha2::{Digest, Sha256};
 
+use super::super::{check_lengths, MsmBackend, MsmError, ScalarRepr};
 use super::{
     encode_points, encode_scalars, finish, GpuCurve, Plan, BUCKET_CHUNK, KERNEL_SOURCE,
     SCALAR_WORDS, SCAN_CHUNK,
 };
-use crate::msm::{check_lengths, MsmBackend, MsmError, ScalarRepr};
 
 /// Why the CUDA back end cannot be used on this machine.
 #[derive(Debug, thiserror::Error)]

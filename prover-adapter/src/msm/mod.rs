@@ -10,6 +10,8 @@ use ark_bls12_381::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
 use ark_ec::VariableBaseMSM;
 use ark_ff::PrimeField;
 
+pub mod cuda;
+
 /// Canonical (non-Montgomery) scalar: four little-endian `u64` limbs.
 pub type ScalarRepr = <Fr as PrimeField>::BigInt;
 
@@ -98,9 +100,7 @@ impl std::str::FromStr for MsmChoice {
 pub const GPU_MIN_SIZE: usize = 1 << 12;
 
 /// Builds the back end for `choice`; `auto` logs which one it chose and why.
-pub fn select(
-    choice: MsmChoice,
-) -> Result<std::sync::Arc<dyn MsmBackend>, crate::cuda::CudaUnavailable> {
+pub fn select(choice: MsmChoice) -> Result<std::sync::Arc<dyn MsmBackend>, cuda::CudaUnavailable> {
     use std::sync::Arc;
     match choice {
         MsmChoice::Cpu => {
@@ -108,7 +108,7 @@ pub fn select(
             Ok(Arc::new(CpuMsm))
         }
         MsmChoice::Cuda => {
-            let gpu = crate::cuda::CudaMsm::new(GPU_MIN_SIZE)?;
+            let gpu = cuda::CudaMsm::new(GPU_MIN_SIZE)?;
             tracing::info!(
                 backend = "cuda",
                 device = gpu.device(),
@@ -117,7 +117,7 @@ pub fn select(
             );
             Ok(Arc::new(WithCpuFallback::new(gpu)))
         }
-        MsmChoice::Auto => match crate::cuda::CudaMsm::new(GPU_MIN_SIZE) {
+        MsmChoice::Auto => match cuda::CudaMsm::new(GPU_MIN_SIZE) {
             Ok(gpu) => {
                 tracing::info!(
                     backend = "cuda",

@@ -4,11 +4,11 @@
 //! A block with two or more `SubmitProof` actions has their Groth16 proofs
 //! checked together ([`seqnet_proto::batch_verify`]: one multi-Miller loop and
 //! one final exponentiation, fixed pairings once per verifying key), and every
-//! proof that passes is remembered in the verified-proof memo of
-//! [`crate::provers`]. Execution then runs exactly as before: each
-//! `SubmitProof` goes through [`crate::provers::check_proof`], whose
-//! verification hits the memo for the batch-verified proofs and verifies the
-//! others on its own. So results are those of per-proof verification, in
+//! proof that passes is remembered in the app's [`VerifierCache`]. Execution
+//! then runs exactly as before: each `SubmitProof` goes through
+//! [`super::check_proof`], whose verification hits the memo for the
+//! batch-verified proofs and verifies the others on its own. The block's
+//! transactions arrive decoded: the block runner decodes each once. So results are those of per-proof verification, in
 //! every case, on every node; the batch only moves (and shares) the pairing
 //! work. Nothing here writes state or decides a result.
 //!
@@ -20,25 +20,18 @@
 //! proofs are found by bisection.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use seqnet_proto::batch_verify::{verify_each, BatchItem};
 use seqnet_proto::groth16::{PreparedKey, SpanStatement};
-use seqnet_proto::{pb, Action, RollupId};
+use seqnet_proto::{pb, Action, RollupId, Transaction};
 
-use crate::execute::{check_stateless, SignatureCache};
-use crate::params::ChainParams;
-use crate::provers::{is_verified, job_statement, prepared_key, remember_verified, verified_id};
+use super::job_statement;
+use super::state::ProversState;
+use super::verify::{verified_id, VerifierCache};
+use crate::rollups::RollupsState;
 use crate::state::StateDelta;
 use crate::store::StoreError;
-
-static BATCH_VERIFIED: AtomicU64 = AtomicU64::new(0);
-
-/// Proofs verified in batches by this process so far (for tests and metrics).
-pub fn batch_verified_total() -> u64 {
-    BATCH_VERIFIED.load(Ordering::Relaxed)
-}
 
 /// A `SubmitProof` action of the block, in block order.
 struct Submitted {
@@ -55,24 +48,23 @@ type RollupKey = (Vec<u8>, Arc<PreparedKey>);
 
 /// What [`preverify`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Preverified {
+pub(crate) struct Preverified {
     /// Proofs checked in batches.
     pub checked: usize,
     /// Of those, proofs that verified (now in the memo).
     pub verified: usize,
 }
 
-/// Batch-verifies the proofs of `txs` (a block's transactions) against
-/// `state` (the state before them) and remembers the valid ones; a block with
-/// fewer than two proofs is left to per-proof verification.
-pub fn preverify(
+/// Batch-verifies the proofs of `txs` (a block's decoded, signed
+/// transactions) against `state` (the state before them) and remembers the
+/// valid ones in `verifier`; a block with fewer than two proofs is left to
+/// per-proof verification.
+pub(crate) fn preverify<'t>(
     state: &StateDelta,
-    params: &ChainParams,
-    chain_id: &str,
-    signatures: &SignatureCache,
-    txs: &[Vec<u8>],
+    verifier: &VerifierCache,
+    txs: impl Iterator<Item = &'t Transaction>,
 ) -> Result<Preverified, StoreError> {
-    let submitted = collect(params, chain_id, signatures, txs);
+    let submitted = collect(txs);
     let mut done = Preverified::default();
     if submitted.len() < 2 {
         return Ok(done);
@@ -89,7 +81,8 @@ pub fn preverify(
             continue;
         }
         let entry = match state.rollup(s.rollup_id)? {
-            Some(r) if !r.verifying_key.is_empty() => prepared_key(&r.verifying_key)
+            Some(r) if !r.verifying_key.is_empty() => verifier
+                .prepared_key(&r.verifying_key)
                 .ok()
                 .map(|key| (r.verifying_key, key)),
             _ => None,
@@ -110,7 +103,7 @@ pub fn preverify(
         }
         let statement = job_statement(job, s.prev_root, s.new_root);
         let id = verified_id(vk, &s.proof, &statement);
-        if !seen.insert(id) || is_verified(&id) {
+        if !seen.insert(id) || verifier.is_verified(&id) {
             continue;
         }
         round.push((index, statement, id));
@@ -133,30 +126,18 @@ pub fn preverify(
     for ((_, _, id), verdict) in round.iter().zip(verify_each(&items)) {
         done.checked = done.checked.saturating_add(1);
         if verdict.is_ok() {
-            remember_verified(*id);
+            verifier.remember(*id);
             done.verified = done.verified.saturating_add(1);
         }
     }
-    BATCH_VERIFIED.fetch_add(done.verified as u64, Ordering::Relaxed);
+    verifier.count_batch_verified(done.verified as u64);
     Ok(done)
 }
 
-/// Every `SubmitProof` action of the block's well-formed, signed transactions.
-fn collect(
-    params: &ChainParams,
-    chain_id: &str,
-    signatures: &SignatureCache,
-    txs: &[Vec<u8>],
-) -> Vec<Submitted> {
+/// Every `SubmitProof` action of the block's transactions.
+fn collect<'t>(txs: impl Iterator<Item = &'t Transaction>) -> Vec<Submitted> {
     let mut out = Vec::new();
-    for bytes in txs {
-        // Cheap filter first: only transactions that can carry a proof.
-        if bytes.len() < seqnet_proto::groth16::PROOF_LEN {
-            continue;
-        }
-        let Ok(tx) = check_stateless(bytes, params, chain_id, signatures) else {
-            continue;
-        };
+    for tx in txs {
         for action in &tx.body.actions {
             if let Action::SubmitProof {
                 rollup_id,

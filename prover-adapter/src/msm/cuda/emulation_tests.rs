@@ -14,8 +14,8 @@ use ark_ec::{CurveGroup, PrimeGroup, VariableBaseMSM};
 use ark_ff::{PrimeField, UniformRand};
 use rand::SeedableRng;
 
+use super::super::{to_reprs, ScalarRepr};
 use super::{encode_points, encode_scalars, finish, GpuCurve, Plan, KERNEL_SOURCE};
-use crate::msm::{to_reprs, ScalarRepr};
 
 const HARNESS: &str = include_str!("emulate.cpp");
 

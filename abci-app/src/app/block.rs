@@ -6,7 +6,7 @@
 //! on, the first transaction is the injected extended commit of the previous
 //! height (inclusion lists); then pending forced transactions; then the
 //! mempool's. The proposer tries transactions carrying a `SubmitAggregate`
-//! first ([`carries_aggregate`]; the `SubmitProof` transactions an aggregate
+//! first (`carries_aggregate`; the `SubmitProof` transactions an aggregate
 //! covers then fail their job checks and are dropped), otherwise keeps the
 //! mempool's order, drops what no longer
 //! executes, and caps each rollup at `rollup_block_share_bps` of the block in
@@ -23,35 +23,49 @@
 //! only for exempt transactions, so listing held-back rollup data cannot turn
 //! it into forced data) and transactions
 //! whose actions are all `SubmitProof`, `SubmitAggregate`, `RegisterProver`,
-//! `Unbond` or `Unjail` ([`back_pressure_exempt`]). PrepareProposal builds such blocks and
+//! `Unbond` or `Unjail` (`back_pressure_exempt`). PrepareProposal builds such blocks and
 //! ProcessProposal rejects any other. FinalizeBlock does not re-check: it
 //! only runs on proposals that passed.
+//!
+//! Each transaction of a block is decoded once per run, and the decoded
+//! transactions feed both the batch pre-verification of its proofs and the
+//! run. A proposal that ProcessProposal accepted is not run again by
+//! FinalizeBlock: the app keeps the accepted run (its state changes and
+//! results) by block hash and FinalizeBlock takes it over
+//! ([`BlockContext::finish_accepted`] settles the forced requests exactly as
+//! a FinalizeBlock run does).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use seqnet_proto::inclusion::{decode_system_tx, encode_system_tx, verify_vote_extension};
-use seqnet_proto::{pb, Action, Address, RollupId, Transaction};
+use seqnet_proto::{pb, Address, RollupId, Transaction, TxError};
 use tendermint_proto::v0_38::abci::ExtendedCommitInfo;
 
-use crate::execute::{check_stateless, execute, Event, ExecError, SignatureCache, TxOutcome};
-use crate::forced::{self, CommitError};
+use super::execute::{check, execute};
+use super::AppCounters;
+use crate::forced::{self, CommitError, ForcedState};
 use crate::params::ChainParams;
+use crate::provers::{over_unproven_limit, ProversState, VerifierCache};
 use crate::state::StateDelta;
 use crate::store::StoreError;
+use crate::tx::{
+    back_pressure_exempt, carries_aggregate, check_stateless, rollups_of, ExecError,
+    SignatureCache, TxOutcome,
+};
 
 /// CometBFT's `BlockIDFlag` for a precommit for the block.
 const BLOCK_ID_FLAG_COMMIT: i32 = 2;
 
 /// Why a proposal was rejected.
 #[derive(Debug, thiserror::Error)]
-pub enum ProposalError {
+pub(crate) enum ProposalError {
     #[error("tx {index} ({hash}) is invalid: {source}")]
     InvalidTx {
         index: usize,
         hash: String,
         source: ExecError,
     },
-    #[error("block {height} must start with the extended commit of height {}", height - 1)]
+    #[error("block {height} must start with the extended commit of height {}", height.saturating_sub(1))]
     MissingExtendedCommit { height: u64 },
     #[error("tx {index} is a system transaction where none is allowed")]
     UnexpectedSystemTx { index: usize },
@@ -103,10 +117,12 @@ impl From<CommitError> for ProposalError {
 pub type ProposalFilter = dyn Fn(&Transaction) -> bool + Send + Sync;
 
 /// Everything a block's rules depend on besides state.
-pub struct BlockContext<'a> {
+pub(crate) struct BlockContext<'a> {
     pub params: &'a ChainParams,
     pub chain_id: &'a str,
     pub signatures: &'a SignatureCache,
+    pub verifier: &'a VerifierCache,
+    pub counters: &'a AppCounters,
     pub height: u64,
     pub validators: &'a pb::ValidatorSet,
     /// 0: vote extensions disabled.
@@ -115,7 +131,7 @@ pub struct BlockContext<'a> {
 }
 
 /// The result of one transaction of a finalized block.
-pub enum TxResult {
+pub(crate) enum TxResult {
     System {
         opened: Vec<pb::ForcedRequest>,
         votes: usize,
@@ -124,12 +140,19 @@ pub enum TxResult {
     Failed(ExecError),
 }
 
+/// One transaction of a block, decoded once per run.
+enum Decoded {
+    /// The injected extended commit (or a malformed one).
+    System(Result<pb::ExtendedCommit, String>),
+    /// A transaction: decoded, chain id and signatures checked, or why not.
+    Tx(Result<Transaction, TxError>),
+}
+
 /// What executing a block did, besides the state changes.
-pub struct BlockRun {
+pub(crate) struct BlockRun {
     pub results: Vec<TxResult>,
     pub forced_included: Vec<pb::ForcedRequest>,
     pub forced_failed: Vec<pb::ForcedRequest>,
-    pub events: Vec<Event>,
 }
 
 impl BlockContext<'_> {
@@ -143,7 +166,7 @@ impl BlockContext<'_> {
 
     /// `Some(lag)` when this block is under back-pressure (see the module
     /// docs), read from the state before the block.
-    pub fn back_pressure(&self, state: &StateDelta) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn back_pressure(&self, state: &StateDelta) -> Result<Option<u64>, StoreError> {
         let ordered = self.height.saturating_sub(1);
         let lag = ordered.saturating_sub(state.proven_height()?);
         Ok(over_unproven_limit(lag, self.params.max_unproven_blocks).then_some(lag))
@@ -167,6 +190,11 @@ impl BlockContext<'_> {
             .any(|r| r.tx_hash == hash))
     }
 
+    /// Whether `tx` would execute on `state` (forced inclusion asks).
+    fn would_execute(&self, state: &StateDelta, tx: &Transaction) -> Result<(), ExecError> {
+        check(state, self.params, self.verifier, tx, self.height).map(|_| ())
+    }
+
     /// Processes an injected extended commit: verifies it and opens requests
     /// for what more than 1/3 of the power listed.
     fn apply_system_tx(
@@ -174,7 +202,9 @@ impl BlockContext<'_> {
         state: &mut StateDelta,
         commit: &pb::ExtendedCommit,
     ) -> Result<(Vec<pb::ForcedRequest>, usize), ProposalError> {
-        let expected = i64::try_from(self.height).unwrap_or(i64::MAX) - 1;
+        let expected = i64::try_from(self.height)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(1);
         let lists = forced::verify_commit(
             commit,
             self.validators,
@@ -191,9 +221,10 @@ impl BlockContext<'_> {
             self.chain_id,
             self.signatures,
             &lists,
-            forced::total_power(self.validators),
+            crate::validators::total_power(self.validators),
             self.height,
             hold_back,
+            &|state, tx| self.would_execute(state, tx),
         )?;
         Ok((opened, lists.len()))
     }
@@ -201,7 +232,7 @@ impl BlockContext<'_> {
     /// Runs `txs` on `state`. `strict` (ProcessProposal) stops at the first
     /// rule a proposal breaks; otherwise (FinalizeBlock) failures are recorded
     /// as results and the block goes on.
-    pub fn run(
+    pub(crate) fn run(
         &self,
         state: &mut StateDelta,
         txs: &[Vec<u8>],
@@ -211,23 +242,46 @@ impl BlockContext<'_> {
             results: Vec::with_capacity(txs.len()),
             forced_included: Vec::new(),
             forced_failed: Vec::new(),
-            events: Vec::new(),
         };
         let pressure = if strict {
             self.back_pressure(state)?
         } else {
             None
         };
+        self.counters.decoded(txs.len());
+        let decoded: Vec<Decoded> = txs
+            .iter()
+            .map(|bytes| match decode_system_tx(bytes) {
+                Some(commit) => Decoded::System(commit.map_err(|e| e.to_string())),
+                None => Decoded::Tx(check_stateless(
+                    bytes,
+                    self.params,
+                    self.chain_id,
+                    self.signatures,
+                )),
+            })
+            .collect();
         // Two or more proofs: verify them together first (a memo only; the
         // per-transaction checks below decide, with the same verdicts).
-        crate::proof_batch::preverify(state, self.params, self.chain_id, self.signatures, txs)?;
-        for (index, bytes) in txs.iter().enumerate() {
-            if let Some(decoded) = decode_system_tx(bytes) {
+        let signed = decoded.iter().filter_map(|d| match d {
+            Decoded::Tx(Ok(tx)) => Some(tx),
+            _ => None,
+        });
+        crate::provers::preverify(state, self.verifier, signed)?;
+        for (index, (bytes, decoded)) in txs.iter().zip(decoded).enumerate() {
+            let decoded = match decoded {
+                Decoded::System(commit) => Some(commit),
+                Decoded::Tx(checked) => {
+                    self.run_tx(state, &mut run, index, bytes, checked, strict, pressure)?;
+                    None
+                }
+            };
+            if let Some(decoded) = decoded {
                 let outcome = if index != 0 || !self.extended_commit_required() {
                     Err(ProposalError::UnexpectedSystemTx { index })
                 } else {
                     decoded
-                        .map_err(|e| ProposalError::BadExtendedCommit(e.to_string()))
+                        .map_err(ProposalError::BadExtendedCommit)
                         .and_then(|commit| self.apply_system_tx(state, &commit))
                 };
                 match outcome {
@@ -238,43 +292,6 @@ impl BlockContext<'_> {
                         seqnet_proto::TxError::Malformed(e.to_string()),
                     ))),
                 }
-                continue;
-            }
-            if index == 0 && self.extended_commit_required() && strict {
-                return Err(ProposalError::MissingExtendedCommit {
-                    height: self.height,
-                });
-            }
-            let checked = check_stateless(bytes, self.params, self.chain_id, self.signatures)
-                .map_err(ExecError::from);
-            if let (Ok(tx), Some(lag)) = (&checked, pressure) {
-                if !self.admitted(state, tx, pressure)? {
-                    return Err(ProposalError::BackPressure {
-                        index,
-                        hash: hex::encode(tx.hash()),
-                        lag,
-                        max: self.params.max_unproven_blocks,
-                    });
-                }
-            }
-            let result = checked
-                .and_then(|tx| execute(state, self.params, &tx, self.height).map(|o| (tx, o)));
-            match result {
-                Ok((tx, outcome)) => {
-                    if let Some(request) = forced::mark_included(state, &tx.hash(), self.height)? {
-                        run.forced_included.push(request);
-                    }
-                    run.results.push(TxResult::Executed(outcome));
-                }
-                Err(ExecError::Store(e)) => return Err(e.into()),
-                Err(source) if strict => {
-                    return Err(ProposalError::InvalidTx {
-                        index,
-                        hash: hex::encode(seqnet_proto::sha256(bytes)),
-                        source,
-                    })
-                }
-                Err(error) => run.results.push(TxResult::Failed(error)),
             }
         }
         if txs.is_empty() && self.extended_commit_required() && strict {
@@ -283,9 +300,11 @@ impl BlockContext<'_> {
             });
         }
         if strict {
-            if let Some(missing) = forced::violations(state, self.params, self.height)?
-                .into_iter()
-                .next()
+            if let Some(missing) = forced::violations(state, self.params, self.height, &|s, tx| {
+                self.would_execute(s, tx)
+            })?
+            .into_iter()
+            .next()
             {
                 return Err(ProposalError::MissingForced {
                     id: missing.id,
@@ -294,15 +313,87 @@ impl BlockContext<'_> {
                 });
             }
         } else {
-            run.forced_failed = forced::settle(state, self.params, self.height)?;
+            self.settle(state, &mut run)?;
         }
         Ok(run)
     }
 
+    /// Resolves the forced requests at the end of a block run (FinalizeBlock).
+    fn settle(&self, state: &mut StateDelta, run: &mut BlockRun) -> Result<(), StoreError> {
+        run.forced_failed = forced::settle(state, self.params, self.height, &|s, tx| {
+            self.would_execute(s, tx)
+        })?;
+        Ok(())
+    }
+
+    /// Turns an accepted strict run (ProcessProposal) into the run
+    /// FinalizeBlock would have made: the forced requests settle the same way.
+    pub(crate) fn finish_accepted(
+        &self,
+        state: &mut StateDelta,
+        run: &mut BlockRun,
+    ) -> Result<(), StoreError> {
+        self.settle(state, run)
+    }
+
+    /// Runs one (non-system) transaction of the block.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tx(
+        &self,
+        state: &mut StateDelta,
+        run: &mut BlockRun,
+        index: usize,
+        bytes: &[u8],
+        checked: Result<Transaction, TxError>,
+        strict: bool,
+        pressure: Option<u64>,
+    ) -> Result<(), ProposalError> {
+        if index == 0 && self.extended_commit_required() && strict {
+            return Err(ProposalError::MissingExtendedCommit {
+                height: self.height,
+            });
+        }
+        let checked = checked.map_err(ExecError::from);
+        if let (Ok(tx), Some(lag)) = (&checked, pressure) {
+            if !self.admitted(state, tx, pressure)? {
+                return Err(ProposalError::BackPressure {
+                    index,
+                    hash: hex::encode(tx.hash()),
+                    lag,
+                    max: self.params.max_unproven_blocks,
+                });
+            }
+        }
+        let result = checked.and_then(|tx| {
+            self.counters.executed(1);
+            execute(state, self.params, self.verifier, &tx, self.height).map(|o| (tx, o))
+        });
+        match result {
+            Ok((tx, outcome)) => {
+                if let Some(request) = forced::mark_included(state, &tx.hash(), self.height)? {
+                    run.forced_included.push(request);
+                }
+                run.results.push(TxResult::Executed(outcome));
+            }
+            Err(ExecError::Store(e)) => return Err(e.into()),
+            Err(source) if strict => {
+                return Err(ProposalError::InvalidTx {
+                    index,
+                    hash: hex::encode(seqnet_proto::sha256(bytes)),
+                    source,
+                })
+            }
+            Err(error) => run.results.push(TxResult::Failed(error)),
+        }
+        Ok(())
+    }
+
     /// The extended commit to inject, built from CometBFT's
     /// `local_last_commit`: only votes whose signatures and lists check out.
-    pub fn build_extended_commit(&self, info: &ExtendedCommitInfo) -> pb::ExtendedCommit {
-        let height = i64::try_from(self.height).unwrap_or(i64::MAX) - 1;
+    pub(crate) fn build_extended_commit(&self, info: &ExtendedCommitInfo) -> pb::ExtendedCommit {
+        let height = i64::try_from(self.height)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(1);
         let round = i64::from(info.round);
         let keys: BTreeMap<&[u8], &[u8]> = self
             .validators
@@ -349,7 +440,7 @@ impl BlockContext<'_> {
     }
 
     /// Selects, in order, the transactions of the next block.
-    pub fn prepare(
+    pub(crate) fn prepare(
         &self,
         state: &mut StateDelta,
         txs: &[Vec<u8>],
@@ -405,7 +496,9 @@ impl BlockContext<'_> {
             }
         }
 
-        let share = u128::from(max_bytes) * u128::from(self.params.rollup_block_share_bps) / 10_000;
+        let share = u128::from(max_bytes)
+            .saturating_mul(u128::from(self.params.rollup_block_share_bps))
+            / 10_000;
         let share = u64::try_from(share).unwrap_or(u64::MAX);
         let mut per_rollup: BTreeMap<RollupId, u64> = BTreeMap::new();
         let mut deferred: Vec<(&Vec<u8>, Transaction)> = Vec::new();
@@ -414,6 +507,7 @@ impl BlockContext<'_> {
         // run, the SubmitProof transactions for the jobs it covers fail their
         // job checks and are left out; the other way round, one SubmitProof of
         // a covered job would make the whole aggregate fail.
+        self.counters.decoded(txs.len());
         let mut candidates: Vec<(&Vec<u8>, Transaction)> = txs
             .iter()
             .filter_map(|bytes| {
@@ -447,7 +541,8 @@ impl BlockContext<'_> {
             if self.include(state, &tx)? {
                 used = used.saturating_add(size);
                 for r in rollups {
-                    *per_rollup.entry(r).or_insert(0) += size;
+                    let used = per_rollup.entry(r).or_insert(0);
+                    *used = used.saturating_add(size);
                 }
                 selected.push(bytes.clone());
             }
@@ -467,7 +562,8 @@ impl BlockContext<'_> {
     }
 
     fn include(&self, state: &mut StateDelta, tx: &Transaction) -> Result<bool, StoreError> {
-        match execute(state, self.params, tx, self.height) {
+        self.counters.executed(1);
+        match execute(state, self.params, self.verifier, tx, self.height) {
             Ok(_) => {
                 forced::mark_included(state, &tx.hash(), self.height)?;
                 Ok(true)
@@ -477,58 +573,12 @@ impl BlockContext<'_> {
         }
     }
 
-    /// Accepts a proposal only if it follows every rule.
-    pub fn process(&self, state: &mut StateDelta, txs: &[Vec<u8>]) -> Result<(), ProposalError> {
-        self.run(state, txs, true).map(|_| ())
+    /// Accepts a proposal only if it follows every rule; the accepted run.
+    pub(crate) fn process(
+        &self,
+        state: &mut StateDelta,
+        txs: &[Vec<u8>],
+    ) -> Result<BlockRun, ProposalError> {
+        self.run(state, txs, true)
     }
-}
-
-/// Whether a testnet censor matches `tx`: by signer or by rollup, also
-/// through the transactions it forces.
-pub fn matches_censor(tx: &Transaction, signers: &[Address], rollups: &[RollupId]) -> bool {
-    let hit = |t: &Transaction| {
-        signers.contains(&t.signer) || rollups_of(t).iter().any(|r| rollups.contains(r))
-    };
-    hit(tx) || tx.forced_transactions().any(hit)
-}
-
-/// Whether ordering is too far ahead of proving: `lag` (last committed
-/// height minus proven height) above `max_unproven_blocks`.
-pub fn over_unproven_limit(lag: u64, max_unproven_blocks: u64) -> bool {
-    lag > max_unproven_blocks
-}
-
-/// Whether `tx` carries a `SubmitAggregate` (proposers try those first).
-pub fn carries_aggregate(tx: &Transaction) -> bool {
-    tx.body
-        .actions
-        .iter()
-        .any(|a| matches!(a, Action::SubmitAggregate { .. }))
-}
-
-/// Whether `tx` may be included under back-pressure on its own account: every
-/// action is a proof or a prover-set change (and there is at least one).
-pub fn back_pressure_exempt(tx: &Transaction) -> bool {
-    !tx.body.actions.is_empty()
-        && tx.body.actions.iter().all(|a| {
-            matches!(
-                a,
-                Action::SubmitProof { .. }
-                    | Action::SubmitAggregate { .. }
-                    | Action::RegisterProver { .. }
-                    | Action::Unbond
-                    | Action::Unjail
-            )
-        })
-}
-
-fn rollups_of(tx: &Transaction) -> BTreeSet<RollupId> {
-    tx.body
-        .actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::RollupData { rollup_id, .. } => Some(*rollup_id),
-            _ => None,
-        })
-        .collect()
 }

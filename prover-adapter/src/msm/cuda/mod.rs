@@ -16,7 +16,7 @@ use ark_ec::short_weierstrass::{Affine, Projective, SWCurveConfig};
 use ark_ff::{AdditiveGroup, BigInt, Zero};
 use rayon::prelude::*;
 
-use crate::msm::ScalarRepr;
+use super::ScalarRepr;
 
 pub use device::{CudaMsm, CudaUnavailable};
 

@@ -63,9 +63,11 @@ pub fn assignment_order(
     let mut order = Vec::with_capacity(active.len());
     let mut j: u64 = 0;
     while !pool.is_empty() && total > 0 {
-        let r = draw(seed, rollup_id, height, j) % total;
+        let r = draw(seed, rollup_id, height, j)
+            .checked_rem(total)
+            .unwrap_or(0);
         let mut cumulative: u128 = 0;
-        let mut pick = pool.len() - 1;
+        let mut pick = pool.len().saturating_sub(1);
         for (i, (_, stake)) in pool.iter().enumerate() {
             cumulative = cumulative.saturating_add(u128::from(*stake));
             if r < cumulative {

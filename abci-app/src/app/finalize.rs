@@ -1,0 +1,321 @@
+//! FinalizeBlock and Commit: the block's run (taken over from an accepted
+//! ProcessProposal of the same block, or run here), the block's batches and
+//! tree, the provers' block end, the app hash, and the one synced write of
+//! everything at Commit.
+
+use prost::Message;
+use seqnet_proto::nmt::NmtRoot;
+use seqnet_proto::{pb, Code};
+use tendermint_proto::v0_38::abci;
+
+use super::block::{BlockRun, TxResult};
+use super::{lock, to_abci_event, BlockSummary, ConsensusState, SeqnetApp};
+use crate::chain::ChainWrite;
+use crate::forced::{opened_event, source_name, ForcedState};
+use crate::keys;
+use crate::rollups::batches::BlockBatches;
+use crate::state::StateDelta;
+use crate::store::{Cf, StoreError, WriteSet};
+use crate::tx::{Event, TxOutcome};
+
+/// A finalized block waiting for Commit.
+pub(super) struct PendingBlock {
+    pub height: u64,
+    pub writes: WriteSet,
+    pub summary: BlockSummary,
+}
+
+/// An accepted ProcessProposal run, kept for FinalizeBlock of the same block.
+pub(super) struct Processed {
+    pub hash: Vec<u8>,
+    pub height: u64,
+    pub delta: StateDelta,
+    pub run: BlockRun,
+}
+
+/// `H("seqnet/app/v2/genesis" || digest(genesis writes))`.
+///
+/// v2: pipelined proving (spans, pending transitions) changed the state
+/// layout and its rules; the version marks the break.
+pub fn genesis_app_hash(writes: &WriteSet) -> [u8; 32] {
+    let mut buf = b"seqnet/app/v2/genesis".to_vec();
+    buf.extend_from_slice(&writes.digest());
+    seqnet_proto::sha256(&buf)
+}
+
+/// `H("seqnet/app/v2/block" || previous app hash || height || NMT root || digest(state writes))`:
+/// a chain over every state change since genesis, so equal hashes mean equal state.
+pub fn block_app_hash(previous: &[u8], height: u64, root: &NmtRoot, writes: &WriteSet) -> [u8; 32] {
+    let mut buf = b"seqnet/app/v2/block".to_vec();
+    buf.extend_from_slice(&(previous.len() as u32).to_be_bytes());
+    buf.extend_from_slice(previous);
+    buf.extend_from_slice(&height.to_be_bytes());
+    buf.extend_from_slice(&root.commitment_bytes());
+    buf.extend_from_slice(&writes.digest());
+    seqnet_proto::sha256(&buf)
+}
+
+/// The ABCI result of one executed transaction.
+fn executed(outcome: TxOutcome) -> abci::ExecTxResult {
+    abci::ExecTxResult {
+        code: Code::Ok.as_u32(),
+        events: outcome.events.into_iter().map(to_abci_event).collect(),
+        ..Default::default()
+    }
+}
+
+impl SeqnetApp {
+    /// FinalizeBlock (see the module docs).
+    pub(super) fn finalize(
+        &self,
+        request: &abci::RequestFinalizeBlock,
+    ) -> abci::ResponseFinalizeBlock {
+        let height = super::to_u64(request.height);
+        let span = tracing::info_span!("finalize_block", height);
+        let _guard = span.enter();
+        let mut consensus = lock(&self.shared.consensus);
+        if height != consensus.last_height.saturating_add(1) {
+            tracing::error!(
+                last = consensus.last_height,
+                "FinalizeBlock for an unexpected height; executing it anyway"
+            );
+        }
+        let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        let accepted = consensus
+            .processed
+            .take()
+            .filter(|p| p.height == height && !p.hash.is_empty() && p.hash == request.hash);
+        let (mut delta, run) = match accepted {
+            Some(processed) => {
+                self.shared.counters.reused_runs();
+                (processed.delta, processed.run)
+            }
+            None => {
+                let mut delta = StateDelta::new(self.shared.store.clone());
+                match self
+                    .context(&consensus, height)
+                    .run(&mut delta, &txs, false)
+                {
+                    Ok(run) => {
+                        self.shared.counters.block_runs();
+                        (delta, run)
+                    }
+                    // Without storage there is no honest way to answer.
+                    Err(error) => panic!("cannot execute block {height}: {error}"),
+                }
+            }
+        };
+        match self.finish(&mut consensus, height, &txs, &mut delta, run) {
+            Ok((response, pending)) => {
+                consensus.pending = Some(pending);
+                response
+            }
+            // Storage, or an overflow no honest chain reaches: every node fails alike.
+            Err(error) => panic!("cannot finish block {height}: {error}"),
+        }
+    }
+
+    /// Everything after the transactions ran: results, batches, the provers'
+    /// block end, the tree, the app hash and the writes for Commit.
+    fn finish(
+        &self,
+        consensus: &mut ConsensusState,
+        height: u64,
+        txs: &[Vec<u8>],
+        delta: &mut StateDelta,
+        run: BlockRun,
+    ) -> Result<(abci::ResponseFinalizeBlock, PendingBlock), StoreError> {
+        let mut summary = BlockSummary {
+            height,
+            tx_count: u64::try_from(txs.len()).unwrap_or(u64::MAX),
+            tx_hashes: txs.iter().map(|t| seqnet_proto::sha256(t)).collect(),
+            ..BlockSummary::default()
+        };
+        let (tx_results, batches) = tx_results(txs, run.results, &mut summary);
+        let mut block_events =
+            forced_events(&run.forced_included, &run.forced_failed, &mut summary);
+        let proving = crate::provers::end_block(
+            delta,
+            &consensus.params,
+            height,
+            &consensus.last_app_hash,
+            &batches.with_fees(),
+        )?;
+        summary.jobs_opened = proving.jobs_opened;
+        summary.jobs_reassigned = proving.jobs_reassigned;
+        summary.jobs_proven = proving.jobs_proven;
+        summary.transitions_dropped = proving.transitions_dropped;
+        summary.jobs_open = proving.jobs_open;
+        summary.jobs_pending = proving.jobs_pending;
+        summary.jobs_late = proving.jobs_late;
+        summary.proven_height = proving.proven_height;
+        block_events.extend(proving.events);
+        summary.forced_pending =
+            u64::try_from(delta.forced_queue()?.pending.len()).unwrap_or(u64::MAX);
+
+        let tree = batches.store(delta, height);
+        let root = tree.root();
+        let app_hash = block_app_hash(&consensus.last_app_hash, height, &root, delta.writes());
+        let record = pb::BlockRecord {
+            height,
+            nmt_root: Some((&root).into()),
+            app_hash: app_hash.to_vec(),
+            tx_count: summary.tx_count,
+            leaves: tree.leaves.iter().map(pb::NmtNode::from).collect(),
+        };
+        let mut writes =
+            std::mem::replace(delta, StateDelta::new(self.shared.store.clone())).into_writes();
+        // Outside the app hash: the block record and what is derived from
+        // the block (stored namespace proofs).
+        writes.put(Cf::Blocks, keys::block(height), record.encode_to_vec());
+        for (cf, key, value) in tree.proof_records(height, batches.items.keys().copied()) {
+            writes.put(cf, key, value);
+        }
+        let mut last = StateDelta::new(self.shared.store.clone());
+        last.put_last_block(height, &app_hash);
+        writes.extend(last.into_writes());
+        summary.app_hash = app_hash.to_vec();
+        tracing::info!(
+            txs = summary.tx_count,
+            failed = summary.failed_txs,
+            leaves = tree.leaves.len(),
+            forced_included = run.forced_included.len(),
+            forced_failed = run.forced_failed.len(),
+            app_hash = %hex::encode(app_hash),
+            "block executed"
+        );
+        block_events.push(Event {
+            kind: "block",
+            attributes: vec![
+                ("nmt_root", hex::encode(root.node.digest)),
+                ("leaves", root.leaf_count.to_string()),
+            ],
+        });
+        let response = abci::ResponseFinalizeBlock {
+            events: block_events.into_iter().map(to_abci_event).collect(),
+            tx_results,
+            validator_updates: vec![],
+            consensus_param_updates: None,
+            app_hash: app_hash.to_vec().into(),
+        };
+        Ok((
+            response,
+            PendingBlock {
+                height,
+                writes,
+                summary,
+            },
+        ))
+    }
+
+    /// Commit: writes the finalized block in one synced batch, then resets
+    /// the mempool overlay for the recheck CometBFT runs next.
+    pub(super) fn commit_pending(&self) -> Result<Option<BlockSummary>, StoreError> {
+        let mut consensus = lock(&self.shared.consensus);
+        let Some(pending) = consensus.pending.take() else {
+            return Ok(None);
+        };
+        self.shared.store.commit(&pending.writes)?;
+        consensus.last_height = pending.height;
+        consensus.last_app_hash = pending.summary.app_hash.clone();
+        consensus.processed = None;
+        drop(consensus);
+        self.mempool_committed(pending.height, &pending.summary.tx_hashes);
+        Ok(Some(pending.summary))
+    }
+}
+
+/// The ABCI result of each transaction, the block's batches, and the
+/// summary's per-transaction counts.
+fn tx_results(
+    txs: &[Vec<u8>],
+    results: Vec<TxResult>,
+    summary: &mut BlockSummary,
+) -> (Vec<abci::ExecTxResult>, BlockBatches) {
+    let mut tx_results = Vec::with_capacity(txs.len());
+    let mut batches = BlockBatches::default();
+    for (bytes, result) in txs.iter().zip(results) {
+        match result {
+            TxResult::System { opened, votes } => {
+                summary.extended_commit_bytes = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+                let mut events = vec![Event {
+                    kind: "extended_commit",
+                    attributes: vec![
+                        ("votes", votes.to_string()),
+                        ("bytes", bytes.len().to_string()),
+                        ("forced_opened", opened.len().to_string()),
+                    ],
+                }];
+                for request in &opened {
+                    let count = summary
+                        .forced_opened
+                        .entry(source_name(request.source))
+                        .or_insert(0);
+                    *count = count.saturating_add(1);
+                    events.push(opened_event(request));
+                }
+                tx_results.push(abci::ExecTxResult {
+                    code: Code::Ok.as_u32(),
+                    events: events.into_iter().map(to_abci_event).collect(),
+                    ..Default::default()
+                });
+            }
+            TxResult::Executed(outcome) => {
+                if outcome.forced_opened > 0 {
+                    let count = summary.forced_opened.entry("request").or_insert(0);
+                    *count = count.saturating_add(outcome.forced_opened);
+                }
+                summary.proofs_accepted = summary.proofs_accepted.saturating_add(outcome.proofs);
+                batches.add(&outcome);
+                tx_results.push(executed(outcome));
+            }
+            TxResult::Failed(error) => {
+                summary.failed_txs = summary.failed_txs.saturating_add(1);
+                tracing::warn!(%error, code = %error.code(), "tx failed in block");
+                tx_results.push(abci::ExecTxResult {
+                    code: error.code().as_u32(),
+                    log: error.to_string(),
+                    codespace: "seqnet".into(),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    summary.rollups = batches.counts();
+    (tx_results, batches)
+}
+
+/// Block events for the forced requests this block included or failed.
+fn forced_events(
+    included: &[pb::ForcedRequest],
+    failed: &[pb::ForcedRequest],
+    summary: &mut BlockSummary,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for request in included {
+        summary
+            .forced_delays
+            .push(summary.height.saturating_sub(request.requested_height));
+        events.push(Event {
+            kind: "forced_included",
+            attributes: vec![
+                ("id", request.id.to_string()),
+                ("tx_hash", hex::encode(&request.tx_hash)),
+                ("requested_height", request.requested_height.to_string()),
+            ],
+        });
+    }
+    for request in failed {
+        summary.forced_failed = summary.forced_failed.saturating_add(1);
+        events.push(Event {
+            kind: "forced_failed",
+            attributes: vec![
+                ("id", request.id.to_string()),
+                ("tx_hash", hex::encode(&request.tx_hash)),
+                ("code", request.failure_code.to_string()),
+                ("reason", request.failure.clone()),
+            ],
+        });
+    }
+    events
+}
