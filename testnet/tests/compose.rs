@@ -11,6 +11,7 @@
 //! Runs only with `SEQNET_COMPOSE_TEST=1` (`make compose-test`, a separate
 //! step of `.ci/run`): it installs packages and starts a daemon.
 
+use std::fmt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,12 +20,28 @@ use seqnet_rollup_client::RollupClient;
 use seqnet_testnet::scenario::{self, Scenario};
 use seqnet_testnet::{check, compose, Binaries, CometRpc};
 
+/// A failure printed as its message chain, without a backtrace: CI keeps
+/// only the last lines of a run, and they must say what went wrong.
+struct Failure(String);
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result<()> {
+async fn compose_network_makes_blocks_and_passes_the_checker() -> Result<(), Failure> {
     if std::env::var("SEQNET_COMPOSE_TEST").as_deref() != Ok("1") {
         eprintln!("skipped: set SEQNET_COMPOSE_TEST=1 (make compose-test) to run the compose test");
         return Ok(());
     }
+    compose_scenario()
+        .await
+        .map_err(|e| Failure(format!("compose test failed: {e:#}")))
+}
+
+async fn compose_scenario() -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let deps = Command::new(root.join("scripts/compose-deps.sh")).output()?;
     anyhow::ensure!(
@@ -133,9 +150,9 @@ async fn compose_network_makes_blocks_and_passes_the_checker() -> anyhow::Result
     }
     let report = report?;
     eprintln!("{}", report.render());
-    assert!(
+    anyhow::ensure!(
         report.passed(),
-        "compose scenario failed:\n{}",
+        "the scenario's checks:\n{}",
         report.render()
     );
     Ok(())
