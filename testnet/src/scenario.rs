@@ -1059,6 +1059,18 @@ pub async fn drive(
         None => None,
     };
 
+    // Latency to proven: the proven height sampled from the moment the load starts
+    // (sampling only after the perturbations would date every proof late).
+    let (proven_stop, proven_rx) = tokio::sync::watch::channel(false);
+    let proven_task = manifest.proving.as_ref().and_then(|_| {
+        let node = manifest.nodes.first()?;
+        let rpc = CometRpc::new(node.rpc_addr());
+        Some(tokio::spawn(loadgen::ProvenTimeline::track(
+            rpc,
+            Duration::from_millis(250),
+            proven_rx,
+        )))
+    });
     let forced_task = match &scenario.load {
         Some(load) => match load.forced_every_secs {
             Some(every) if every > 0 => {
@@ -1104,17 +1116,6 @@ pub async fn drive(
     }
     let mut stats = None;
     let mut log = None;
-    // Latency to proven: the proven height sampled while the load runs.
-    let (proven_stop, proven_rx) = tokio::sync::watch::channel(false);
-    let proven_task = manifest.proving.as_ref().and_then(|_| {
-        let node = manifest.nodes.first()?;
-        let rpc = CometRpc::new(node.rpc_addr());
-        Some(tokio::spawn(loadgen::ProvenTimeline::track(
-            rpc,
-            Duration::from_millis(250),
-            proven_rx,
-        )))
-    });
     if let Some((spec, task)) = load_task {
         if failure.is_some() {
             let _ = stop_tx.send(true);
