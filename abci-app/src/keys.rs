@@ -6,6 +6,9 @@ pub const META_CHAIN_ID: &[u8] = b"chain_id";
 pub const META_PARAMS: &[u8] = b"params";
 pub const META_LAST_HEIGHT: &[u8] = b"last_height";
 pub const META_LAST_APP_HASH: &[u8] = b"last_app_hash";
+/// u64 BE: the state tree's last committed version (the last height;
+/// genesis is the initial height less one). Outside the tree, like the two above.
+pub const META_TREE_VERSION: &[u8] = b"tree_version";
 pub const META_FEE_POOL: &[u8] = b"fee_pool";
 pub const META_FORCED_QUEUE: &[u8] = b"forced_queue";
 pub const META_VALIDATORS: &[u8] = b"validators";
@@ -63,6 +66,11 @@ pub fn rollup_proving(id: RollupId) -> Vec<u8> {
     let mut key = b"r".to_vec();
     key.extend_from_slice(&id.to_be_bytes());
     key
+}
+
+/// A height's NMT root commitment in `Cf::Roots`.
+pub fn nmt_root(height: u64) -> Vec<u8> {
+    height.to_be_bytes().to_vec()
 }
 
 pub fn block(height: u64) -> Vec<u8> {

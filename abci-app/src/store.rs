@@ -1,11 +1,17 @@
-//! RocksDB storage: column families, reads of committed state, and the
+//! RocksDB storage: column families, reads of committed state, the
 //! [`WriteSet`] that one block (or genesis) accumulates and commits in a single
-//! atomic, synced write batch.
+//! atomic, synced write batch, and the authenticated state tree (a Jellyfish
+//! Merkle Tree whose root is the app hash) kept beside the records.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
+use jmt::{KeyHash, OwnedValue, Sha256Jmt};
 use rocksdb::{ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use seqnet_proto::state_proof::{self, Space};
+
+use crate::keys;
 
 /// Column families; each owns one kind of record (see `keys`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,10 +30,19 @@ pub enum Cf {
     Forced,
     /// Proving: `keys::proof_job` (proven jobs), `keys::rollup_proving`.
     Proofs,
+    /// `height(8 BE)` → the height's NMT root commitment (in the tree, so a
+    /// batch is proven under the app hash through it).
+    Roots,
+    /// The state tree's nodes: borsh `NodeKey` → borsh `Node`, the latest
+    /// version only (stale nodes are deleted in the commit that replaces them).
+    TreeNodes,
+    /// The state tree's leaf keys: `leaf key(32)` → `cf name || 0 || key`, so
+    /// the tree finds a leaf's value in its column family.
+    TreeKeys,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 7] = [
+    pub const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Accounts,
         Cf::Rollups,
@@ -35,6 +50,9 @@ impl Cf {
         Cf::Blocks,
         Cf::Forced,
         Cf::Proofs,
+        Cf::Roots,
+        Cf::TreeNodes,
+        Cf::TreeKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +64,49 @@ impl Cf {
             Cf::Blocks => "blocks",
             Cf::Forced => "forced",
             Cf::Proofs => "proofs",
+            Cf::Roots => "roots",
+            Cf::TreeNodes => "tree_nodes",
+            Cf::TreeKeys => "tree_keys",
+        }
+    }
+
+    /// The column family that holds the records of `space`.
+    pub fn of_space(space: Space) -> Cf {
+        match space {
+            Space::Meta => Cf::Meta,
+            Space::Accounts => Cf::Accounts,
+            Space::Rollups => Cf::Rollups,
+            Space::Forced => Cf::Forced,
+            Space::Proofs => Cf::Proofs,
+            Space::Roots => Cf::Roots,
+        }
+    }
+
+    fn from_name(name: &[u8]) -> Option<Cf> {
+        Cf::ALL.into_iter().find(|cf| cf.name().as_bytes() == name)
+    }
+
+    /// The tree space of the record `(self, key)`, or `None` for what the app
+    /// hash does not commit to directly: batch items (under their height's
+    /// NMT root), block records and stored proofs (derived from the block),
+    /// the tree itself, and the last height and app hash (written after the
+    /// root is known).
+    pub fn space(self, key: &[u8]) -> Option<Space> {
+        match self {
+            Cf::Meta
+                if key == keys::META_LAST_HEIGHT
+                    || key == keys::META_LAST_APP_HASH
+                    || key == keys::META_TREE_VERSION =>
+            {
+                None
+            }
+            Cf::Meta => Some(Space::Meta),
+            Cf::Accounts => Some(Space::Accounts),
+            Cf::Rollups => Some(Space::Rollups),
+            Cf::Forced => Some(Space::Forced),
+            Cf::Proofs => Some(Space::Proofs),
+            Cf::Roots => Some(Space::Roots),
+            Cf::Batches | Cf::Blocks | Cf::TreeNodes | Cf::TreeKeys => None,
         }
     }
 }
@@ -65,6 +126,8 @@ pub enum StoreError {
     },
     #[error("corrupt {what} in store: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    #[error("state tree at version {version}: {detail}")]
+    Tree { version: u64, detail: String },
 }
 
 /// A stored key and its value.
@@ -100,26 +163,23 @@ impl WriteSet {
         self.entries.extend(other.entries);
     }
 
-    /// SHA-256 over every entry in key order:
-    /// `cf || u32 len || key || (0 | 1 || u32 len || value)`.
-    pub fn digest(&self) -> [u8; 32] {
-        use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        for ((cf, key), value) in &self.entries {
-            hasher.update(cf.name().as_bytes());
-            hasher.update((key.len() as u32).to_be_bytes());
-            hasher.update(key);
-            match value {
-                None => hasher.update([0u8]),
-                Some(v) => {
-                    hasher.update([1u8]);
-                    hasher.update((v.len() as u32).to_be_bytes());
-                    hasher.update(v);
-                }
-            }
-        }
-        hasher.finalize().into()
+    /// Every pending write in key order (`None`: a deletion).
+    pub fn entries(&self) -> impl Iterator<Item = (Cf, &[u8], Option<&[u8]>)> {
+        self.entries
+            .iter()
+            .map(|((cf, key), value)| (*cf, key.as_slice(), value.as_deref()))
     }
+}
+
+/// A record read from the committed state with its tree proof.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenRead {
+    /// The committed height whose app hash the proof is under (checked
+    /// against header `version + 1`).
+    pub version: u64,
+    pub value: Option<Vec<u8>>,
+    /// `seqnet_proto::state_proof` wire form.
+    pub proof: Vec<u8>,
 }
 
 /// The node's RocksDB. Reads see the last committed block only.
@@ -234,6 +294,150 @@ impl Store {
                 source,
             })
     }
+
+    /// The state tree after `writes` at `version` (a block's height; genesis
+    /// is the initial height less one): its root, which is the app hash, and
+    /// the writes that store it (new nodes, the nodes they replace deleted,
+    /// the leaf keys of new records). Reads the tree as last committed.
+    pub fn tree_update(
+        &self,
+        version: u64,
+        writes: &WriteSet,
+    ) -> Result<([u8; 32], WriteSet), StoreError> {
+        let tree_error = |e: anyhow::Error| StoreError::Tree {
+            version,
+            detail: format!("{e:#}"),
+        };
+        let mut leaves = Vec::new();
+        let mut tree_writes = WriteSet::default();
+        for (cf, key, value) in writes.entries() {
+            let Some(space) = cf.space(key) else { continue };
+            let leaf = state_proof::leaf_key(space, key);
+            leaves.push((KeyHash(leaf), value.map(<[u8]>::to_vec)));
+            if value.is_some() {
+                let mut preimage = cf.name().as_bytes().to_vec();
+                preimage.push(0);
+                preimage.extend_from_slice(key);
+                tree_writes.put(Cf::TreeKeys, leaf.to_vec(), preimage);
+            }
+        }
+        let reads = TreeReads {
+            store: self,
+            snapshot: None,
+        };
+        let (root, update) = Sha256Jmt::new(&reads)
+            .put_value_set(leaves, version)
+            .map_err(tree_error)?;
+        for stale in &update.stale_node_index_batch {
+            tree_writes.delete(Cf::TreeNodes, encode_node_key(&stale.node_key));
+        }
+        for (node_key, node) in update.node_batch.nodes() {
+            let node = borsh::to_vec(node).map_err(|e| tree_error(e.into()))?;
+            tree_writes.put(Cf::TreeNodes, encode_node_key(node_key), node);
+        }
+        tree_writes.put(
+            Cf::Meta,
+            keys::META_TREE_VERSION.to_vec(),
+            version.to_be_bytes().to_vec(),
+        );
+        Ok((root.0, tree_writes))
+    }
+
+    /// The committed value of `(cf, key)` and its proof under the last
+    /// committed app hash, both read from one snapshot (a Commit between the
+    /// reads cannot pull nodes away).
+    pub fn prove(&self, cf: Cf, key: &[u8]) -> Result<ProvenRead, StoreError> {
+        let space = cf.space(key).ok_or(StoreError::Tree {
+            version: 0,
+            detail: format!(
+                "{}/{} is not in the state tree",
+                cf.name(),
+                hex::encode(key)
+            ),
+        })?;
+        let reads = TreeReads {
+            store: self,
+            snapshot: Some(self.db.snapshot()),
+        };
+        let version = reads
+            .get(Cf::Meta, keys::META_TREE_VERSION)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or(StoreError::Corrupt {
+                what: "state tree version",
+                detail: "absent: nothing committed yet".into(),
+            })?;
+        let (value, proof) = Sha256Jmt::new(&reads)
+            .get_with_proof(KeyHash(state_proof::leaf_key(space, key)), version)
+            .map_err(|e| StoreError::Tree {
+                version,
+                detail: format!("{e:#}"),
+            })?;
+        Ok(ProvenRead {
+            version,
+            value,
+            proof: state_proof::encode(&proof),
+        })
+    }
+}
+
+fn encode_node_key(key: &NodeKey) -> Vec<u8> {
+    // Writing into a Vec cannot fail.
+    borsh::to_vec(key).unwrap_or_default()
+}
+
+/// The tree's view of the store: committed nodes, and a leaf's value read
+/// from its record's column family through the leaf key's preimage.
+struct TreeReads<'a> {
+    store: &'a Store,
+    snapshot: Option<rocksdb::Snapshot<'a>>,
+}
+
+impl TreeReads<'_> {
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.snapshot {
+            None => self.store.get(cf, key),
+            Some(snapshot) => snapshot
+                .get_cf(self.store.handle(cf)?, key)
+                .map_err(|source| StoreError::Db {
+                    op: "get",
+                    cf: cf.name(),
+                    source,
+                }),
+        }
+    }
+}
+
+impl TreeReader for TreeReads<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        match self.get(Cf::TreeNodes, &encode_node_key(node_key))? {
+            Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Only the latest version is kept, so `max_version` is the last commit.
+    fn get_value_option(
+        &self,
+        _max_version: jmt::Version,
+        key_hash: KeyHash,
+    ) -> anyhow::Result<Option<OwnedValue>> {
+        let Some(preimage) = self.get(Cf::TreeKeys, &key_hash.0)? else {
+            return Ok(None);
+        };
+        let split = preimage
+            .iter()
+            .position(|b| *b == 0)
+            .ok_or_else(|| anyhow::anyhow!("leaf key preimage without a separator"))?;
+        let (name, key) = preimage.split_at(split);
+        let cf = Cf::from_name(name)
+            .ok_or_else(|| anyhow::anyhow!("leaf key preimage names no column family"))?;
+        Ok(self.get(cf, key.get(1..).unwrap_or_default())?)
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("the state tree keeps no rightmost-leaf index (restore is not supported)")
+    }
 }
 
 #[cfg(test)]
@@ -261,17 +465,112 @@ mod tests {
         );
     }
 
+    /// Commits `set` with its tree update at `version`; returns the root.
+    fn commit_with_tree(store: &Store, version: u64, set: &WriteSet) -> [u8; 32] {
+        let (root, tree) = store.tree_update(version, set).expect("tree update");
+        let mut all = set.clone();
+        all.extend(tree);
+        store.commit(&all).expect("commit");
+        root
+    }
+
     #[test]
-    fn digest_depends_on_content_not_insertion_order() {
-        let mut a = WriteSet::default();
-        a.put(Cf::Accounts, b"x".to_vec(), b"1".to_vec());
-        a.put(Cf::Meta, b"y".to_vec(), b"2".to_vec());
-        let mut b = WriteSet::default();
-        b.put(Cf::Meta, b"y".to_vec(), b"2".to_vec());
-        b.put(Cf::Accounts, b"x".to_vec(), b"1".to_vec());
-        assert_eq!(a.digest(), b.digest());
-        b.delete(Cf::Meta, b"y".to_vec());
-        assert_ne!(a.digest(), b.digest());
+    fn tree_root_depends_on_content_not_order_or_history() {
+        let roots: Vec<[u8; 32]> = [false, true]
+            .into_iter()
+            .map(|two_blocks| {
+                let dir = tempfile::tempdir().expect("tempdir");
+                let store = Store::open(dir.path()).expect("open");
+                let mut a = WriteSet::default();
+                a.put(Cf::Accounts, b"x".to_vec(), b"1".to_vec());
+                let mut b = WriteSet::default();
+                b.put(Cf::Meta, b"y".to_vec(), b"2".to_vec());
+                if two_blocks {
+                    commit_with_tree(&store, 0, &b);
+                    commit_with_tree(&store, 1, &a)
+                } else {
+                    a.extend(b);
+                    commit_with_tree(&store, 0, &a)
+                }
+            })
+            .collect();
+        assert_eq!(roots[0], roots[1]);
+    }
+
+    #[test]
+    fn records_outside_the_tree_leave_the_root_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut set = WriteSet::default();
+        set.put(Cf::Accounts, b"x".to_vec(), b"1".to_vec());
+        let root = commit_with_tree(&store, 0, &set);
+        let mut outside = WriteSet::default();
+        outside.put(Cf::Batches, b"b".to_vec(), b"items".to_vec());
+        outside.put(Cf::Blocks, b"h".to_vec(), b"record".to_vec());
+        outside.put(Cf::Meta, keys::META_LAST_APP_HASH.to_vec(), vec![9; 32]);
+        assert_eq!(commit_with_tree(&store, 1, &outside), root);
+        // And the tree goes on from a version without tree records.
+        let mut next = WriteSet::default();
+        next.put(Cf::Accounts, b"y".to_vec(), b"2".to_vec());
+        assert_ne!(commit_with_tree(&store, 2, &next), root);
+        let read = store.prove(Cf::Accounts, b"x").expect("prove");
+        assert_eq!(read.version, 2);
+    }
+
+    #[test]
+    fn proofs_of_present_and_absent_records_verify_after_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = {
+            let store = Store::open(dir.path()).expect("open");
+            let mut set = WriteSet::default();
+            for i in 0u8..50 {
+                set.put(Cf::Accounts, vec![i; 32], vec![i, 1]);
+            }
+            commit_with_tree(&store, 0, &set);
+            let mut set = WriteSet::default();
+            set.put(Cf::Accounts, vec![3; 32], vec![3, 2]);
+            set.delete(Cf::Accounts, vec![4; 32]);
+            commit_with_tree(&store, 1, &set)
+        };
+        let store = Store::open(dir.path()).expect("reopen");
+        let read = store.prove(Cf::Accounts, &[3; 32]).expect("prove");
+        assert_eq!(
+            (read.version, read.value.as_deref()),
+            (1, Some(&[3u8, 2][..]))
+        );
+        state_proof::verify(&root, Space::Accounts, &[3; 32], Some(&[3, 2]), &read.proof)
+            .expect("present");
+        // The old value, another key, another space: refused.
+        assert!(
+            state_proof::verify(&root, Space::Accounts, &[3; 32], Some(&[3, 1]), &read.proof)
+                .is_err()
+        );
+        assert!(
+            state_proof::verify(&root, Space::Accounts, &[5; 32], Some(&[3, 2]), &read.proof)
+                .is_err()
+        );
+        assert!(
+            state_proof::verify(&root, Space::Rollups, &[3; 32], Some(&[3, 2]), &read.proof)
+                .is_err()
+        );
+        for absent in [[4u8; 32], [200; 32]] {
+            let read = store.prove(Cf::Accounts, &absent).expect("prove");
+            assert_eq!(read.value, None);
+            state_proof::verify(&root, Space::Accounts, &absent, None, &read.proof)
+                .expect("absent");
+            assert!(state_proof::verify(
+                &root,
+                Space::Accounts,
+                &absent,
+                Some(&[4, 1]),
+                &read.proof
+            )
+            .is_err());
+        }
+        // An absence proof cannot be passed off for a present record.
+        let read = store.prove(Cf::Accounts, &[200; 32]).expect("prove");
+        assert!(state_proof::verify(&root, Space::Accounts, &[7; 32], None, &read.proof).is_err());
+        assert!(store.prove(Cf::Batches, b"b").is_err());
     }
 
     #[test]

@@ -270,13 +270,13 @@ fn app_hash_of_a_fixed_sequence_is_stable() {
         node.app.commit();
         last = response.app_hash.to_vec();
     }
-    // Changed on purpose with pipelined proving (the app hash domains went
-    // to v2; ChainParams gained max_span_blocks, default_span_blocks and
-    // max_span_bytes; rollups record their span_blocks). Before that:
-    // 2c7fa969... (and db4c409b... before aggregator_fee_bps).
+    // Changed on purpose with the authenticated state tree: the app hash is
+    // the Jellyfish Merkle root over every record (docs/state-proofs.md)
+    // instead of a hash chain over each block's writes. Before that:
+    // 6323780a... (v2, pipelined proving), 2c7fa969..., db4c409b....
     assert_eq!(
         hex::encode(last),
-        "6323780a4d394db2ce8372596d36a9e1a73a9d8a1a2a48d317dc6dbe30a0e440"
+        "1c1d224932a762332f0241229612552645ad119bc79a84c4f03313b2840d670a"
     );
 }
 
@@ -314,4 +314,125 @@ fn mempool_limit_refuses_new_transactions_until_a_block_makes_room() {
     let verdict = check(&node, &unjail);
     assert_ne!(verdict.code, Code::MempoolFull.as_u32(), "{}", verdict.log);
     assert_ne!(verdict.code, 0, "{}", verdict.log);
+}
+
+/// Every record a client reads comes with a proof under the app hash that
+/// FinalizeBlock returned; absence is provable; a crash between FinalizeBlock
+/// and Commit loses nothing and the replayed block has the same app hash.
+#[test]
+fn state_reads_verify_against_the_app_hash_and_survive_a_crash() {
+    use seqnet_proto::state_proof::{self, Space};
+    let node = new_node();
+    let mut app_hash = Vec::new();
+    for height in 1..=2u64 {
+        let (hashes, _) = run_height(
+            std::slice::from_ref(&node),
+            0,
+            height as i64,
+            &[data_tx(1, height - 1, 1, format!("{height}").as_bytes())],
+        );
+        app_hash = hashes[0].clone();
+    }
+    let reader = node.app.reader();
+    let account_key = address(1).0;
+    let read = reader.prove(Space::Accounts, &account_key).expect("prove");
+    assert_eq!(read.version, 2);
+    let value = read.value.clone().expect("account 1 exists");
+    state_proof::verify(
+        &app_hash,
+        Space::Accounts,
+        &account_key,
+        Some(&value),
+        &read.proof,
+    )
+    .expect("account verifies");
+    assert_eq!(
+        pb::Account::decode(value.as_slice())
+            .expect("account")
+            .nonce,
+        2
+    );
+    // The same proof over ABCI Query.
+    let answer = node.app.query(abci::RequestQuery {
+        path: format!("/state/accounts/{}", hex::encode(account_key)),
+        ..Default::default()
+    });
+    assert_eq!(answer.code, 0, "{}", answer.log);
+    assert_eq!(answer.value.to_vec(), read.encode_to_vec());
+    // No such account, provably.
+    let nobody = address(99).0;
+    let read = reader.prove(Space::Accounts, &nobody).expect("prove");
+    assert_eq!(read.value, None);
+    state_proof::verify(&app_hash, Space::Accounts, &nobody, None, &read.proof)
+        .expect("absence verifies");
+    // The rollup record and the height's NMT root, the root a batch is
+    // proven under.
+    let read = reader
+        .prove(Space::Rollups, &1u64.to_be_bytes())
+        .expect("prove");
+    state_proof::verify(
+        &app_hash,
+        Space::Rollups,
+        &1u64.to_be_bytes(),
+        read.value.as_deref(),
+        &read.proof,
+    )
+    .expect("rollup verifies");
+    let read = reader
+        .prove(Space::Roots, &2u64.to_be_bytes())
+        .expect("prove");
+    let root = read.value.clone().expect("height 2 has a root");
+    state_proof::verify(
+        &app_hash,
+        Space::Roots,
+        &2u64.to_be_bytes(),
+        Some(&root),
+        &read.proof,
+    )
+    .expect("root verifies");
+    let record = reader.block(2).expect("block 2");
+    let digest = record.nmt_root.expect("nmt root").digest;
+    assert_eq!((root.len(), &root[24..]), (56, digest.as_slice()));
+    // A proof for one height's root does not pass for another's.
+    assert!(state_proof::verify(
+        &app_hash,
+        Space::Roots,
+        &1u64.to_be_bytes(),
+        Some(&root),
+        &read.proof
+    )
+    .is_err());
+
+    // Finalize height 3, crash before Commit, reopen: reads are still at
+    // height 2 and verify; the replayed block gets the same app hash.
+    let before_crash = node.app.finalize_block(abci::RequestFinalizeBlock {
+        txs: vec![data_tx(1, 2, 1, b"3").into()],
+        height: 3,
+        ..Default::default()
+    });
+    drop(reader);
+    let Node { app, dir } = node;
+    drop(app);
+    let reopened = open(dir);
+    let read = reopened
+        .app
+        .reader()
+        .prove(Space::Accounts, &account_key)
+        .expect("prove");
+    assert_eq!(read.version, 2);
+    state_proof::verify(
+        &app_hash,
+        Space::Accounts,
+        &account_key,
+        read.value.as_deref(),
+        &read.proof,
+    )
+    .expect("verifies after the crash");
+    let (hashes, _) = run_height(
+        std::slice::from_ref(&reopened),
+        0,
+        3,
+        &[data_tx(1, 2, 1, b"3")],
+    );
+    assert_eq!(hashes[0], before_crash.app_hash.to_vec());
 }

@@ -8,6 +8,7 @@ pub mod inclusion;
 pub mod msm;
 pub mod nmt;
 pub mod prover;
+pub mod state_proof;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 pub(crate) mod test_circuit;

@@ -4,7 +4,6 @@
 //! everything at Commit.
 
 use prost::Message;
-use seqnet_proto::nmt::NmtRoot;
 use seqnet_proto::{pb, Code};
 use tendermint_proto::v0_38::abci;
 
@@ -31,28 +30,6 @@ pub(super) struct Processed {
     pub height: u64,
     pub delta: StateDelta,
     pub run: BlockRun,
-}
-
-/// `H("seqnet/app/v2/genesis" || digest(genesis writes))`.
-///
-/// v2: pipelined proving (spans, pending transitions) changed the state
-/// layout and its rules; the version marks the break.
-pub fn genesis_app_hash(writes: &WriteSet) -> [u8; 32] {
-    let mut buf = b"seqnet/app/v2/genesis".to_vec();
-    buf.extend_from_slice(&writes.digest());
-    seqnet_proto::sha256(&buf)
-}
-
-/// `H("seqnet/app/v2/block" || previous app hash || height || NMT root || digest(state writes))`:
-/// a chain over every state change since genesis, so equal hashes mean equal state.
-pub fn block_app_hash(previous: &[u8], height: u64, root: &NmtRoot, writes: &WriteSet) -> [u8; 32] {
-    let mut buf = b"seqnet/app/v2/block".to_vec();
-    buf.extend_from_slice(&(previous.len() as u32).to_be_bytes());
-    buf.extend_from_slice(previous);
-    buf.extend_from_slice(&height.to_be_bytes());
-    buf.extend_from_slice(&root.commitment_bytes());
-    buf.extend_from_slice(&writes.digest());
-    seqnet_proto::sha256(&buf)
 }
 
 /// The ABCI result of one executed transaction.
@@ -155,7 +132,9 @@ impl SeqnetApp {
 
         let tree = batches.store(delta, height);
         let root = tree.root();
-        let app_hash = block_app_hash(&consensus.last_app_hash, height, &root, delta.writes());
+        // The app hash is the state tree's root over every record after
+        // this block, the height's NMT root among them.
+        let (app_hash, tree_writes) = self.shared.store.tree_update(height, delta.writes())?;
         let record = pb::BlockRecord {
             height,
             nmt_root: Some((&root).into()),
@@ -165,6 +144,7 @@ impl SeqnetApp {
         };
         let mut writes =
             std::mem::replace(delta, StateDelta::new(self.shared.store.clone())).into_writes();
+        writes.extend(tree_writes);
         // Outside the app hash: the block record and what is derived from
         // the block (stored namespace proofs).
         writes.put(Cf::Blocks, keys::block(height), record.encode_to_vec());

@@ -35,7 +35,7 @@ use crate::store::{Store, StoreError};
 use crate::tx::{check_stateless, Event, SignatureCache};
 use crate::validators::{ValidatorsState, ValidatorsWrite};
 use block::{BlockContext, ProposalFilter};
-use finalize::{genesis_app_hash, PendingBlock, Processed};
+use finalize::{PendingBlock, Processed};
 use mempool::{MempoolState, DEFAULT_MEMPOOL_LIMIT, MAX_TRACKED_TXS};
 use query::Reader;
 
@@ -337,11 +337,19 @@ impl SeqnetApp {
             delta.put_rollup(rollup);
         }
         delta.put_fee_pool(0);
-        let app_hash = genesis_app_hash(delta.writes());
+        // The tree's genesis version sits just below the first block's height.
+        let version = to_u64(request.initial_height.max(1)).saturating_sub(1);
+        let (app_hash, tree_writes) = self
+            .shared
+            .store
+            .tree_update(version, delta.writes())
+            .map_err(|e| e.to_string())?;
         delta.put_last_block(0, &app_hash);
+        let mut writes = delta.into_writes();
+        writes.extend(tree_writes);
         self.shared
             .store
-            .commit(&delta.into_writes())
+            .commit(&writes)
             .map_err(|e| e.to_string())?;
         let mut consensus = lock(&self.shared.consensus);
         consensus.chain_id = request.chain_id.clone();

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use prost::Message;
+use seqnet_proto::state_proof::Space;
 use seqnet_proto::{pb, Address, RollupId};
 
 use crate::accounts::AccountsState;
@@ -17,7 +18,7 @@ use crate::provers::{ProversState, VerifierCache};
 use crate::rollups::batches::{self, ReadError, TreeCache};
 use crate::rollups::RollupsState;
 use crate::state::{Committed, StateDelta, StateRead};
-use crate::store::{Store, StoreError};
+use crate::store::{Cf, Store, StoreError};
 use crate::tx::{ExecError, Transition};
 use crate::validators::ValidatorsState;
 
@@ -292,6 +293,19 @@ impl Reader {
         })
     }
 
+    /// The committed record `(space, key)` (or its absence) with its proof
+    /// under the app hash of the last committed height.
+    pub fn prove(&self, space: Space, key: &[u8]) -> Result<pb::StateProof, QueryError> {
+        let read = self.committed.store().prove(Cf::of_space(space), key)?;
+        Ok(pb::StateProof {
+            version: read.version,
+            space: space.name().to_string(),
+            key: key.to_vec(),
+            value: read.value,
+            proof: read.proof,
+        })
+    }
+
     /// The answer to an ABCI query `path` (values are protobuf `seqnet.v1`
     /// messages; see the crate README for the paths).
     pub(crate) fn query(&self, path: &str) -> Result<Vec<u8>, QueryError> {
@@ -334,9 +348,19 @@ impl Reader {
             ["finality"] => self.finality()?.encode_to_vec(),
             ["status"] => self.status()?.encode_to_vec(),
             ["params"] => self.params()?.to_pb().encode_to_vec(),
+            ["state", space, key] => {
+                let space = Space::from_name(space).ok_or_else(|| {
+                    QueryError::BadRequest(format!(
+                        "unknown space {space:?}; want meta, accounts, rollups, forced, proofs or roots"
+                    ))
+                })?;
+                let key = hex::decode(key)
+                    .map_err(|_| QueryError::BadRequest(format!("key {key:?} is not hex")))?;
+                self.prove(space, &key)?.encode_to_vec()
+            }
             _ => {
                 return Err(QueryError::BadRequest(format!(
-                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params"
+                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params, /state/<space>/<hex key>"
                 )))
             }
         })

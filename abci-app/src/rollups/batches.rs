@@ -121,8 +121,18 @@ impl BlockBatches {
                 .encode_to_vec(),
             );
         }
-        let tree = NamespacedMerkleTree::from_leaves(leaves.clone()).ok();
-        BlockTree { leaves, tree }
+        let tree = BlockTree {
+            tree: NamespacedMerkleTree::from_leaves(leaves.clone()).ok(),
+            leaves,
+        };
+        // The height's root is a record of the state tree, so a batch (or its
+        // absence) is proven under the app hash through it.
+        state.put(
+            Cf::Roots,
+            keys::nmt_root(height),
+            tree.root().commitment_bytes(),
+        );
+        tree
     }
 }
 
