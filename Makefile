@@ -89,7 +89,7 @@ compose-test: deps build compose-deps
 	SEQNET_COMPOSE_TEST=1 $(CARGO) test -p seqnet-testnet --test compose -- --nocapture
 
 FUZZ_SECS ?= 60
-FUZZ_TARGETS := decode_transaction verify_batch decode_groth16 decode_inclusion decode_aggregate
+FUZZ_TARGETS := decode_transaction verify_batch decode_groth16 decode_inclusion decode_aggregate decode_state_proof
 # libFuzzer needs a nightly compiler (sanitizer coverage); stable builds the rest.
 fuzz: deps
 	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
