@@ -8,6 +8,9 @@
 #   make bench          kvstore vs seqnet on this machine, release build (writes bench.json)
 #   make bench-proving  ordering with provers that need S seconds per proof, few and
 #                       enough of them, against no proving (writes bench-proving.json)
+#   make bench-state    what the state tree costs a block's commit (10 k, 100 k and 1 M
+#                       accounts, against the old write digest) and a verified read
+#                       (writes bench-state.json)
 #   make compose-test   the docker compose testnet end to end (installs docker.io,
 #                       docker-compose and debootstrap if missing, starts dockerd)
 #   make fuzz           every fuzz target of proto/fuzz for FUZZ_SECS seconds each
@@ -30,7 +33,7 @@ TESTNET_DIR ?= .testnet
 DEMO_ARGS ?= --aggregator
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test clean-testnet bench bench-proving compose-deps compose-test fuzz
+.PHONY: deps build run test clean-testnet bench bench-proving bench-state compose-deps compose-test fuzz
 
 deps:
 	@if ! command -v clang >/dev/null 2>&1 || ! { dpkg -s libclang-dev >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libclang[-.0-9]*\.so'; }; then \
@@ -79,6 +82,9 @@ bench: deps
 bench-proving: deps
 	$(CARGO) build --release -p seqnet-sequencer -p seqnet-prover -p seqnet-testnet
 	SEQNET_BIN_DIR=$(CARGO_TARGET_DIR)/release $(CARGO_TARGET_DIR)/release/seqnet-testnet bench-proving --out bench-proving.json $(BENCH_ARGS)
+
+bench-state: deps
+	SEQNET_BENCH_JSON=$(CURDIR)/bench-state.json $(CARGO) bench -p seqnet-abci --bench state_commit
 
 compose-deps:
 	testnet/scripts/compose-deps.sh

@@ -29,5 +29,12 @@ pub use provers::query::ReadyJob;
 pub use store::Store;
 pub use tx::{matches_censor, ExecError, Transition};
 
+/// Storage internals for `benches/state_commit.rs` (the commit-time
+/// benchmark of the state tree); not an API.
+#[doc(hidden)]
+pub mod bench_support {
+    pub use crate::store::{Cf, ProvenRead, WriteSet};
+}
+
 #[cfg(test)]
 mod module_graph;

@@ -296,7 +296,15 @@ impl Reader {
     /// The committed record `(space, key)` (or its absence) with its proof
     /// under the app hash of the last committed height.
     pub fn prove(&self, space: Space, key: &[u8]) -> Result<pb::StateProof, QueryError> {
-        let read = self.committed.store().prove(Cf::of_space(space), key)?;
+        let cf = Cf::of_space(space);
+        if cf.space(key).is_none() {
+            return Err(QueryError::BadRequest(format!(
+                "{}/{} is not a record of the state tree (docs/state-proofs.md)",
+                space.name(),
+                hex::encode(key)
+            )));
+        }
+        let read = self.committed.store().prove(cf, key)?;
         Ok(pb::StateProof {
             version: read.version,
             space: space.name().to_string(),
