@@ -3,6 +3,7 @@
 pub mod client;
 pub mod cometbft;
 pub mod keys;
+pub mod light;
 pub mod prover;
 pub mod telemetry;
 pub mod tx;

@@ -83,7 +83,8 @@ impl Assigner<'_> {
     }
 
     /// Assigns `job` to the least-loaded eligible prover of its order from
-    /// position `from` on (ties: the earliest), drawing a fresh order from
+    /// position `from` on (ties: the earliest; provers that missed a deadline
+    /// in the last window only when no other is eligible), drawing a fresh order from
     /// the current set when none is left there, with deadline
     /// `height + window * (1 + that prover's load)`. Returns whether a prover
     /// was assigned. The caller has released the job's previous prover.
@@ -91,16 +92,32 @@ impl Assigner<'_> {
         let registry = self.registry;
         let loads = &self.loads;
         let avoid = &self.avoid;
+        // A prover that missed within the last window is passed over while
+        // one that did not is eligible: a dead prover (not jailed yet) would
+        // otherwise get the next span at once, its queue being empty. One
+        // window, not more: it must still get jobs to miss and be jailed.
+        let height = self.height;
+        let recently_missed = |a: &Address| {
+            registry.get(a).is_some_and(|p| {
+                p.last_missed_height != 0 && p.last_missed_height.saturating_add(window) > height
+            })
+        };
         let pick = |order: &[Vec<u8>], from: usize| {
-            order
-                .iter()
-                .enumerate()
-                .skip(from)
-                .filter(|(_, a)| {
-                    !avoid.contains(*a) && address_of(a).is_some_and(|a| is_eligible(registry, &a))
-                })
-                .min_by_key(|(i, a)| (loads.get(*a).copied().unwrap_or(0), *i))
-                .map(|(i, a)| (i, a.clone()))
+            let eligible = |skip_missed: bool| {
+                order
+                    .iter()
+                    .enumerate()
+                    .skip(from)
+                    .filter(|(_, a)| {
+                        !avoid.contains(*a)
+                            && address_of(a).is_some_and(|a| {
+                                is_eligible(registry, &a) && !(skip_missed && recently_missed(&a))
+                            })
+                    })
+                    .min_by_key(|(i, a)| (loads.get(*a).copied().unwrap_or(0), *i))
+                    .map(|(i, a)| (i, a.clone()))
+            };
+            eligible(true).or_else(|| eligible(false))
         };
         let mut found = pick(&job.order, from);
         if found.is_none() && !self.active.is_empty() {
@@ -715,6 +732,7 @@ fn slash_miss(
     record.stake = record.stake.saturating_sub(slashed);
     record.slashed = record.slashed.saturating_add(slashed);
     record.misses = record.misses.saturating_add(1);
+    record.last_missed_height = height;
     if record.misses >= params.jail_after_misses && record.status == pb::ProverStatus::Bonded as i32
     {
         record.status = pb::ProverStatus::Jailed as i32;
@@ -835,6 +853,47 @@ mod tests {
         }
         let queue = state.proof_queue().expect("queue");
         (queue.open, queue.collecting, proven)
+    }
+
+    /// A prover that missed a deadline in the last window gets no new
+    /// job while another is eligible, even with the emptiest queue; when it
+    /// is the only one left, it still gets the job; later it is back.
+    #[test]
+    fn a_prover_that_just_missed_is_passed_over_while_another_can_prove() {
+        let prover = |seed: u8, missed: u64| {
+            let mut record = crate::provers::new_record(Address([seed; 32]), 100);
+            record.last_missed_height = missed;
+            (Address([seed; 32]), record)
+        };
+        let assign =
+            |registry: &BTreeMap<Address, pb::Prover>, height: u64, loads: &[(u8, u64)]| {
+                let mut assigner = Assigner {
+                    active: registry.keys().map(|a| (*a, 100)).collect(),
+                    seed: [0; 32],
+                    height,
+                    registry,
+                    loads: loads.iter().map(|(s, l)| (vec![*s; 32], *l)).collect(),
+                    avoid: BTreeSet::new(),
+                };
+                let mut job = pb::ProofJob {
+                    order: vec![vec![1; 32], vec![2; 32]],
+                    ..Default::default()
+                };
+                assert!(assigner.assign(&mut job, 0, 10));
+                job.assigned[0]
+            };
+        // Prover 1 missed at 95 and has nothing queued; prover 2 has 3 jobs.
+        let registry: BTreeMap<_, _> = [prover(1, 95), prover(2, 0)].into_iter().collect();
+        assert_eq!(assign(&registry, 100, &[(2, 3)]), 2);
+        // A window (10 blocks) after the miss it is back.
+        assert_eq!(assign(&registry, 104, &[(2, 3)]), 2);
+        assert_eq!(assign(&registry, 105, &[(2, 3)]), 1);
+        // The only bonded prover gets the job even right after a miss.
+        let mut alone = registry.clone();
+        if let Some(p) = alone.get_mut(&Address([2; 32])) {
+            p.status = pb::ProverStatus::Jailed as i32;
+        }
+        assert_eq!(assign(&alone, 100, &[]), 1);
     }
 
     proptest! {
