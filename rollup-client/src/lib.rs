@@ -7,6 +7,7 @@ pub mod light;
 pub mod prover;
 pub mod telemetry;
 pub mod tx;
+pub mod verified;
 pub mod verify;
 
 pub use client::{BatchStream, ClientError, RetryPolicy, RollupClient};

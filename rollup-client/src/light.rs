@@ -31,6 +31,9 @@ use crate::cometbft::{CometRpc, RpcError};
 const VALIDATORS_PER_PAGE: u64 = 100;
 /// Bisection steps before giving up on one target.
 const MAX_STEPS: usize = 64;
+/// Verified headers kept besides the trusted one, so reads of a slightly
+/// older state (a node a block behind) still find their header.
+const RECENT_HEADERS: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LightError {
@@ -158,6 +161,8 @@ impl Default for LightOptions {
 
 pub struct LightClient {
     nodes: Vec<CometRpc>,
+    /// Headers verified by this client (not persisted), by height.
+    recent: std::collections::BTreeMap<u64, LightBlock>,
     chain_id: String,
     options: Options,
     trusted: LightBlock,
@@ -196,6 +201,7 @@ impl LightClient {
                 None => fetch_root(&nodes, chain_id, root).await?,
             },
             nodes,
+            recent: std::collections::BTreeMap::new(),
             chain_id: chain_id.to_string(),
             options,
             state_path: state_path.map(Path::to_path_buf),
@@ -212,11 +218,13 @@ impl LightClient {
     }
 
     /// Verifies header `target` (and whatever bisection needs between the
-    /// trusted header and it) and makes it the trusted header.
+    /// trusted header and it) and makes it the trusted header. A target at
+    /// or below the trusted height is answered from the headers this client
+    /// verified before, if it has it.
     pub async fn verify_to(&mut self, target: u64) -> Result<&LightBlock, LightError> {
         let trusted_height = self.trusted.height();
         if target < trusted_height {
-            return Err(LightError::Backwards {
+            return self.recent.get(&target).ok_or(LightError::Backwards {
                 target,
                 trusted: trusted_height,
             });
@@ -237,7 +245,11 @@ impl LightClient {
             }
             match self.verify_one(height).await? {
                 Some(block) => {
-                    self.trusted = block;
+                    let previous = std::mem::replace(&mut self.trusted, block);
+                    self.recent.insert(previous.height(), previous);
+                    while self.recent.len() > RECENT_HEADERS {
+                        self.recent.pop_first();
+                    }
                     self.save()?;
                     pending.pop();
                 }

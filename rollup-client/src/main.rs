@@ -41,6 +41,29 @@ struct Cli {
     command: Command,
 }
 
+/// A light client's trust root and where it reads headers and proofs.
+#[derive(clap::Args, Clone, Debug)]
+struct TrustArgs {
+    /// Height of the header trusted without checking (with --trust-hash).
+    #[arg(long, env = "SEQNET_TRUST_HEIGHT", requires = "trust_hash")]
+    trust_height: Option<u64>,
+    /// Hash of that header (hex, as CometBFT prints it).
+    #[arg(long, env = "SEQNET_TRUST_HASH", requires = "trust_height")]
+    trust_hash: Option<String>,
+    /// CometBFT RPC addresses (host:port) for headers and proofs; repeat or
+    /// separate with commas for fail-over.
+    #[arg(
+        long = "rpc",
+        env = "SEQNET_RPC",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:26657"
+    )]
+    rpc: Vec<String>,
+    /// Where the light client keeps its trusted header between runs.
+    #[arg(long, env = "SEQNET_LIGHT_STATE")]
+    light_state: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Key files.
@@ -48,10 +71,15 @@ enum Command {
     Keys(KeysCommand),
     /// Chain id, height, app hash and rollups of the node.
     Status,
-    /// Balance and nonce of an address (or of a key file's address).
+    /// Balance and nonce of an address (or of a key file's address). With a
+    /// trust root (`--trust-height`, `--trust-hash`), the account (or its
+    /// absence) is read from the nodes' CometBFT RPC with its proof and shown
+    /// only after it checked against a header the light client verified.
     Account {
         /// 64-hex address, or a key file.
         who: String,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Send tokens.
     Transfer {
@@ -486,7 +514,28 @@ impl App {
                     },
                 );
             }
-            Command::Account { who } => {
+            Command::Account { who, trust } if trust.trust_height.is_some() => {
+                let address = parse_address(&who)?;
+                let mut reads =
+                    verified_state(&trust, self.cli.chain_id.clone(), &mut self.client).await?;
+                let read = reads.account(&address).await?;
+                let (balance, nonce) = read.value.as_ref().map_or((0, 0), |a| (a.balance, a.nonce));
+                self.print(
+                    json!({"address": address.to_string(), "exists": read.value.is_some(), "balance": balance, "nonce": nonce, "verified_header": read.header, "state_height": read.version, "signed_power_percent": read.signed_power_percent, "node": read.node, "refused": read.refused}),
+                    || {
+                        let what = match &read.value {
+                            Some(a) => format!("{address} balance {} nonce {}", a.balance, a.nonce),
+                            None => format!("{address} has no account"),
+                        };
+                        let mut text = format!("{what}\n{}", read.describe());
+                        for refused in &read.refused {
+                            text.push_str(&format!("\n  not believed: {refused}"));
+                        }
+                        text
+                    },
+                );
+            }
+            Command::Account { who, .. } => {
                 let a = self.client.account(parse_address(&who)?).await?;
                 self.print(
                     json!({"address": hex::encode(&a.address), "balance": a.balance, "nonce": a.nonce, "mempool_nonce": a.mempool_nonce}),
@@ -881,4 +930,38 @@ async fn main() {
         eprintln!("error: {text}");
         std::process::exit(1);
     }
+}
+
+/// Verified reads through the `--rpc` nodes, from the trust root (or the
+/// light client's saved state).
+async fn verified_state(
+    trust: &TrustArgs,
+    chain_id: Option<String>,
+    client: &mut RollupClient,
+) -> anyhow::Result<seqnet_rollup_client::verified::VerifiedState> {
+    use seqnet_rollup_client::cometbft::CometRpc;
+    use seqnet_rollup_client::light::{LightClient, LightOptions, TrustRoot};
+    let (Some(height), Some(hash)) = (trust.trust_height, trust.trust_hash.clone()) else {
+        anyhow::bail!("a verified read needs --trust-height and --trust-hash");
+    };
+    let chain_id = match chain_id {
+        Some(id) => id,
+        None => client.status().await?.chain_id,
+    };
+    let nodes = trust
+        .rpc
+        .iter()
+        .map(|a| CometRpc::parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let light = LightClient::open(
+        nodes.clone(),
+        &chain_id,
+        &TrustRoot { height, hash },
+        LightOptions::default(),
+        trust.light_state.as_deref(),
+    )
+    .await?;
+    Ok(seqnet_rollup_client::verified::VerifiedState::new(
+        nodes, light,
+    ))
 }

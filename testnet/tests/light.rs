@@ -3,15 +3,23 @@
 //! skipping verification to the tip, the trusted state kept on disk, a state
 //! proof of a real account checked against a verified header, and the
 //! refusals: an expired trusting period, a root whose hash is not the
-//! chain's, another chain's id, a target behind the trusted height.
+//! chain's, another chain's id, a target behind the trusted height. Then
+//! verified reads through a lying proxy in front of a real node: a raised
+//! balance and a claimed absence are each refused with the proxy named,
+//! and the read fails over to an honest node for the true value.
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
 use prost::Message;
 use seqnet_proto::pb;
 use seqnet_proto::state_proof::{self, Space};
 use seqnet_rollup_client::light::{fetch_block, LightClient, LightError, LightOptions, TrustRoot};
+use seqnet_rollup_client::verified::VerifiedState;
+use seqnet_rollup_client::{keys, RollupClient, TxSigner};
 use seqnet_testnet::{Binaries, CometRpc, InitOptions, Testnet};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 const CHAIN: &str = "seqnet-light";
 /// Far enough behind the root for a real skip.
@@ -193,6 +201,272 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     .await;
     assert!(refused.is_err());
 
+    // Verified reads through a lying proxy in front of node 0, then node 1.
+    let owner_address = seqnet_proto::Address::from_hex(&owner).map_err(anyhow::Error::msg)?;
+    for lie in [Lie::RaiseBalance, Lie::ClaimAbsent] {
+        let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
+        let light =
+            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+        let mut reads =
+            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+        let read = reads.account(&owner_address).await?;
+        let account = read
+            .value
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("account missing"))?;
+        assert_eq!(account.balance, balance, "{lie:?}: the true balance");
+        assert_eq!(read.node, nodes[1].addr());
+        assert!(
+            read.refused.len() == 1
+                && read.refused[0].contains(&proxy)
+                && read.refused[0].contains("lied"),
+            "{lie:?}: {:?}",
+            read.refused
+        );
+        eprintln!("{lie:?}: {}; refused: {}", read.describe(), read.refused[0]);
+        // Without an honest node, nothing comes back.
+        let light =
+            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+        let mut only_liar = VerifiedState::new(vec![CometRpc::new(proxy)], light);
+        assert!(only_liar.account(&owner_address).await.is_err());
+    }
+
+    // The CLI's verified read: the account and the header it checked against.
+    let cli = std::env::var_os("SEQNET_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
+        })
+        .map(|dir| dir.join("seqnet"))
+        .ok_or_else(|| anyhow::anyhow!("no directory for the seqnet binary"))?;
+    let output = std::process::Command::new(&cli)
+        .arg("--node")
+        .arg(net.manifest().nodes[1].grpc_url())
+        .args([
+            "--json",
+            "account",
+            &owner,
+            "--trust-height",
+            "2",
+            "--trust-hash",
+            &root.hash,
+        ])
+        .arg("--rpc")
+        .arg(format!("{},{}", nodes[2].addr(), nodes[3].addr()))
+        .output()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cli.display()))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "seqnet account (verified): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(shown["exists"], true);
+    assert_eq!(shown["balance"], balance);
+    assert!(shown["verified_header"]
+        .as_u64()
+        .is_some_and(|h| h > TARGET));
+    assert!(shown["signed_power_percent"]
+        .as_u64()
+        .is_some_and(|p| p > 66));
+    eprintln!("seqnet account --trust-height 2 ...: {shown}");
+
+    // A batch: two items of rollup 1 ordered, then read through liars that
+    // drop an item (the namespace proof fails) and that serve other items
+    // under a tree of their own, consistent in itself (only the NMT root
+    // proven under the app hash shows it).
+    let rollup = net.manifest().rollups[0].clone();
+    let key_path = net
+        .key_path(&rollup.owner_key)
+        .ok_or_else(|| anyhow::anyhow!("no key {}", rollup.owner_key))?;
+    let key = keys::load(&key_path)?;
+    let mut signer = TxSigner::new(key, CHAIN.to_string());
+    signer.fees = net.manifest().fees.schedule();
+    let mut grpc = RollupClient::new(vec![net.manifest().nodes[0].grpc_url()])?;
+    signer.sync_nonce(&mut grpc).await?;
+    let first = signer.rollup_data(rollup.id, b"first".to_vec(), None);
+    let second = signer.rollup_data(rollup.id, b"second".to_vec(), None);
+    grpc.submit(&first).await?;
+    grpc.submit(&second).await?;
+    grpc.wait_for_nonce(
+        signer.address(),
+        second.body.nonce + 1,
+        Duration::from_secs(60),
+    )
+    .await?;
+    let data_height = grpc
+        .rollup(rollup.id)
+        .await?
+        .stats
+        .map_or(0, |s| s.last_height);
+    anyhow::ensure!(data_height > 0, "rollup {} has no data", rollup.id);
+    for lie in [Lie::DropItem, Lie::ForgeBatch] {
+        let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
+        let light =
+            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+        let mut reads =
+            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[2].clone()], light);
+        let read = reads.batch(rollup.id, data_height).await?;
+        let items: Vec<&[u8]> = read.value.items.iter().map(|i| i.data.as_slice()).collect();
+        assert!(
+            items.ends_with(&[b"second".as_slice()]),
+            "{lie:?}: {items:?}"
+        );
+        assert_eq!(read.node, nodes[2].addr());
+        assert!(
+            read.refused.iter().any(|r| r.contains(&proxy)),
+            "{lie:?}: {:?}",
+            read.refused
+        );
+        eprintln!(
+            "{lie:?}: batch {}/{data_height} with {} items {}; refused: {}",
+            rollup.id,
+            items.len(),
+            read.describe(),
+            read.refused.join(" | ")
+        );
+    }
+
     net.stop();
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Lie {
+    /// A batch without its last item (proof and root unchanged).
+    DropItem,
+    /// A batch with other items, under a tree built from them (its own
+    /// root and a namespace proof that checks against it).
+    ForgeBatch,
+    /// The account's balance, one more than it is (proof unchanged).
+    RaiseBalance,
+    /// "No such account" (proof unchanged).
+    ClaimAbsent,
+}
+
+/// A CometBFT RPC proxy on a free port that relays to `upstream` and lies
+/// in every `/state/accounts/...` answer; returns its address.
+async fn lying_proxy(upstream: String, lie: Lie) -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let upstream = upstream.clone();
+            tokio::spawn(async move {
+                if let Err(e) = relay(inbound, &upstream, lie).await {
+                    eprintln!("proxy: {e}");
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn header_end(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+async fn relay(mut inbound: TcpStream, upstream: &str, lie: Lie) -> anyhow::Result<()> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = inbound.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&chunk[..n]);
+        if let Some(end) = header_end(&request) {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let mut out = TcpStream::connect(upstream).await?;
+    out.write_all(&request).await?;
+    let mut response = Vec::new();
+    out.read_to_end(&mut response).await?;
+    let end = header_end(&request).unwrap_or(0);
+    let call: serde_json::Value = serde_json::from_slice(&request[end + 4..]).unwrap_or_default();
+    let path = call["params"]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let is_account_read = call["method"] == "abci_query" && path.starts_with("/state/accounts/");
+    let is_batch_read = call["method"] == "abci_query" && path.starts_with("/batch/");
+    if is_batch_read && matches!(lie, Lie::DropItem | Lie::ForgeBatch) {
+        let body_start = header_end(&response).map_or(0, |e| e + 4);
+        let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let raw = b64.decode(
+            answer["result"]["response"]["value"]
+                .as_str()
+                .unwrap_or_default(),
+        )?;
+        let mut batch = pb::Batch::decode(raw.as_slice())?;
+        match lie {
+            Lie::DropItem => {
+                batch.items.pop();
+            }
+            _ => {
+                for item in &mut batch.items {
+                    item.data = b"forged".to_vec();
+                }
+                let leaves = batch
+                    .items
+                    .iter()
+                    .map(|i| seqnet_proto::nmt::NmtNode::leaf(batch.rollup_id, &i.encode_to_vec()))
+                    .collect();
+                let tree = seqnet_proto::nmt::NamespacedMerkleTree::from_leaves(leaves)?;
+                batch.root = Some((&tree.root()).into());
+                batch.proof = Some((&tree.prove_namespace(batch.rollup_id)).into());
+            }
+        }
+        answer["result"]["response"]["value"] =
+            serde_json::Value::String(b64.encode(batch.encode_to_vec()));
+        let body = answer.to_string();
+        response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+    }
+    if is_account_read && matches!(lie, Lie::RaiseBalance | Lie::ClaimAbsent) {
+        let body_start = header_end(&response).map_or(0, |e| e + 4);
+        let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let raw = b64.decode(
+            answer["result"]["response"]["value"]
+                .as_str()
+                .unwrap_or_default(),
+        )?;
+        let mut proof = pb::StateProof::decode(raw.as_slice())?;
+        match lie {
+            Lie::RaiseBalance => {
+                let mut account =
+                    pb::Account::decode(proof.value.clone().unwrap_or_default().as_slice())?;
+                account.balance += 1;
+                proof.value = Some(account.encode_to_vec());
+            }
+            _ => proof.value = None,
+        }
+        answer["result"]["response"]["value"] =
+            serde_json::Value::String(b64.encode(proof.encode_to_vec()));
+        let body = answer.to_string();
+        response = format!(
+            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes();
+    }
+    inbound.write_all(&response).await?;
+    inbound.shutdown().await?;
     Ok(())
 }

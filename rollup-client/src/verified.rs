@@ -1,0 +1,366 @@
+//! Verified state reads: a record of the chain's state (an account, a
+//! rollup, a height's NMT root, any record of docs/state-proofs.md) read
+//! from a node with its proof, and returned only after the proof checked
+//! against the app hash of a header the [`LightClient`] verified. A node
+//! whose answer does not check is named in the error and the next node is
+//! asked; "no such record" is proven the same way.
+
+use std::time::Duration;
+
+use prost::Message;
+use seqnet_proto::state_proof::{self, Space, StateProofError};
+use seqnet_proto::{pb, Address, RollupId};
+
+use crate::cometbft::{CometRpc, RpcError};
+use crate::light::{LightClient, LightError};
+use crate::verify::{verify_batch_for, VerifiedBatch, VerifyError};
+
+/// How long to wait for the header that carries a fresh read's app hash
+/// (it is committed one block after the read's height).
+const NEXT_HEADER_WAIT: Duration = Duration::from_secs(10);
+/// How far behind the newest verified header a read's state may be: older
+/// answers are a node serving stale state (another height's balance).
+pub const MAX_STALE_BLOCKS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("node {node}: {source}")]
+    Rpc { node: String, source: Box<RpcError> },
+    #[error("node {node} answered for {got_space}/{got_key} when asked for {space}/{key}")]
+    WrongRecord {
+        node: String,
+        space: &'static str,
+        key: String,
+        got_space: String,
+        got_key: String,
+    },
+    #[error("node {node} lied about {space}/{key} at height {version}: {source}")]
+    BadProof {
+        node: String,
+        space: &'static str,
+        key: String,
+        version: u64,
+        source: Box<StateProofError>,
+    },
+    #[error("node {node} served a batch that does not verify: {source}")]
+    BadBatch {
+        node: String,
+        source: Box<VerifyError>,
+    },
+    #[error("node {node} lied about height {height}: its batch's NMT root is not the one the app hash commits to")]
+    RootMismatch { node: String, height: u64 },
+    #[error("height {height} has no NMT root in the verified state (not committed yet?)")]
+    NoRoot { height: u64 },
+    #[error("node {node}: {what} does not decode: {detail}")]
+    Decode {
+        node: String,
+        what: &'static str,
+        detail: String,
+    },
+    #[error("node {node} served the state of height {version}, but header {trusted} is verified: more than {max} blocks old")]
+    Stale {
+        node: String,
+        version: u64,
+        trusted: u64,
+        max: u64,
+    },
+    #[error("header {height} (the app hash of {version}): {source}")]
+    Light {
+        height: u64,
+        version: u64,
+        source: Box<LightError>,
+    },
+    #[error("no node gave a verified answer for {space}/{key}: {errors}")]
+    AllNodesFailed {
+        space: &'static str,
+        key: String,
+        errors: String,
+    },
+}
+
+/// A value that checked against a verified header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified<T> {
+    pub value: T,
+    /// The committed height the value is of.
+    pub version: u64,
+    /// The verified header whose app hash the proof checked against
+    /// (`version + 1`).
+    pub header: u64,
+    /// Share of the validators' power that signed that header, percent.
+    pub signed_power_percent: u64,
+    /// The node that served the value.
+    pub node: String,
+    /// Why the nodes asked before it were not believed.
+    pub refused: Vec<String>,
+}
+
+impl<T> Verified<T> {
+    /// "verified against header N, signed by P % of power".
+    pub fn describe(&self) -> String {
+        format!(
+            "verified against header {}, signed by {} % of power (state of height {}, from {})",
+            self.header, self.signed_power_percent, self.version, self.node
+        )
+    }
+
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Verified<U> {
+        Verified {
+            value: f(self.value),
+            version: self.version,
+            header: self.header,
+            signed_power_percent: self.signed_power_percent,
+            node: self.node,
+            refused: self.refused,
+        }
+    }
+}
+
+/// Reads of state that trust the light client's headers, not the nodes.
+pub struct VerifiedState {
+    nodes: Vec<CometRpc>,
+    light: LightClient,
+}
+
+impl VerifiedState {
+    /// Reads through `nodes` (CometBFT RPC, `abci_query /state/...`),
+    /// checked against headers `light` verifies.
+    pub fn new(nodes: Vec<CometRpc>, light: LightClient) -> VerifiedState {
+        VerifiedState { nodes, light }
+    }
+
+    pub fn light(&self) -> &LightClient {
+        &self.light
+    }
+
+    /// Any record (`None`: proven absent).
+    pub async fn record(
+        &mut self,
+        space: Space,
+        key: &[u8],
+    ) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        let mut errors = Vec::new();
+        for node in self.nodes.clone() {
+            match self.record_from(&node, space, key).await {
+                Ok(mut verified) => {
+                    verified.refused = errors;
+                    return Ok(verified);
+                }
+                Err(e) => {
+                    tracing::warn!(node = node.addr(), "verified read refused: {e}");
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        Err(ReadError::AllNodesFailed {
+            space: space.name(),
+            key: hex::encode(key),
+            errors: errors.join("; "),
+        })
+    }
+
+    async fn record_from(
+        &mut self,
+        node: &CometRpc,
+        space: Space,
+        key: &[u8],
+    ) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        let name = node.addr().to_string();
+        let raw = node
+            .abci_query(&format!("/state/{}/{}", space.name(), hex::encode(key)))
+            .await
+            .map_err(|source| ReadError::Rpc {
+                node: name.clone(),
+                source: Box::new(source),
+            })?;
+        let proof = pb::StateProof::decode(raw.as_slice()).map_err(|e| ReadError::Decode {
+            node: name.clone(),
+            what: "state proof",
+            detail: e.to_string(),
+        })?;
+        if proof.space != space.name() || proof.key != key {
+            return Err(ReadError::WrongRecord {
+                node: name,
+                space: space.name(),
+                key: hex::encode(key),
+                got_space: proof.space,
+                got_key: hex::encode(&proof.key),
+            });
+        }
+        let trusted = self.light.trusted().height();
+        if proof
+            .version
+            .saturating_add(1)
+            .saturating_add(MAX_STALE_BLOCKS)
+            < trusted
+        {
+            return Err(ReadError::Stale {
+                node: name,
+                version: proof.version,
+                trusted,
+                max: MAX_STALE_BLOCKS,
+            });
+        }
+        let header = self.header_after(proof.version).await?;
+        state_proof::verify(
+            header.app_hash(),
+            space,
+            key,
+            proof.value.as_deref(),
+            &proof.proof,
+        )
+        .map_err(|source| ReadError::BadProof {
+            node: name.clone(),
+            space: space.name(),
+            key: hex::encode(key),
+            version: proof.version,
+            source: Box::new(source),
+        })?;
+        Ok(Verified {
+            value: proof.value,
+            version: proof.version,
+            header: header.height(),
+            signed_power_percent: header.signed_power_percent(),
+            node: name,
+            refused: Vec::new(),
+        })
+    }
+
+    /// The verified header `version + 1` (waiting briefly for it to be
+    /// committed). A version behind the light client's trusted header is
+    /// refused: a light client only moves forward, and a node that serves
+    /// old state is not answering the question.
+    async fn header_after(&mut self, version: u64) -> Result<crate::light::LightBlock, ReadError> {
+        let height = version.saturating_add(1);
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.light.verify_to(height).await {
+                Ok(block) => return Ok(block.clone()),
+                Err(LightError::AllNodesFailed { .. }) if started.elapsed() < NEXT_HEADER_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(source) => {
+                    return Err(ReadError::Light {
+                        height,
+                        version,
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
+    }
+
+    /// An account (`None`: proven not to exist).
+    pub async fn account(
+        &mut self,
+        address: &Address,
+    ) -> Result<Verified<Option<pb::Account>>, ReadError> {
+        let read = self.record(Space::Accounts, &address.0).await?;
+        let node = read.node.clone();
+        decode_in(read, &node, "account")
+    }
+
+    /// A rollup record (`None`: proven not registered).
+    pub async fn rollup(
+        &mut self,
+        id: RollupId,
+    ) -> Result<Verified<Option<pb::Rollup>>, ReadError> {
+        let read = self.record(Space::Rollups, &id.to_be_bytes()).await?;
+        let node = read.node.clone();
+        decode_in(read, &node, "rollup")
+    }
+
+    /// Rollup `rollup_id`'s batch at `height` (all of its items, in order;
+    /// none is a proven absence of data): the namespace proof checks against
+    /// the batch's NMT root, and that root against the `roots` record proven
+    /// under a verified header. A node that serves other items or another
+    /// tree is named and the next one asked.
+    pub async fn batch(
+        &mut self,
+        rollup_id: RollupId,
+        height: u64,
+    ) -> Result<Verified<VerifiedBatch>, ReadError> {
+        let root = self.nmt_root(height).await?;
+        let committed = root.value.clone().ok_or(ReadError::NoRoot { height })?;
+        let mut errors = root.refused.clone();
+        for node in self.nodes.clone() {
+            let name = node.addr().to_string();
+            let answer = match node
+                .abci_query(&format!("/batch/{rollup_id}/{height}"))
+                .await
+            {
+                Ok(raw) => pb::Batch::decode(raw.as_slice()).map_err(|e| ReadError::Decode {
+                    node: name.clone(),
+                    what: "batch",
+                    detail: e.to_string(),
+                }),
+                Err(source) => Err(ReadError::Rpc {
+                    node: name.clone(),
+                    source: Box::new(source),
+                }),
+            }
+            .and_then(|batch| {
+                verify_batch_for(&batch, rollup_id, height).map_err(|source| ReadError::BadBatch {
+                    node: name.clone(),
+                    source: Box::new(source),
+                })
+            })
+            .and_then(|verified| {
+                if verified.root.commitment_bytes() == committed {
+                    Ok(verified)
+                } else {
+                    Err(ReadError::RootMismatch {
+                        node: name.clone(),
+                        height,
+                    })
+                }
+            });
+            match answer {
+                Ok(batch) => {
+                    return Ok(Verified {
+                        value: batch,
+                        version: root.version,
+                        header: root.header,
+                        signed_power_percent: root.signed_power_percent,
+                        node: name,
+                        refused: errors,
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(node = %name, "verified batch refused: {e}");
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        Err(ReadError::AllNodesFailed {
+            space: "batch",
+            key: format!("{rollup_id}/{height}"),
+            errors: errors.join("; "),
+        })
+    }
+
+    /// Height `height`'s namespaced Merkle root commitment (56 bytes, see
+    /// docs/state-proofs.md), the root a batch of that height is checked
+    /// against.
+    pub async fn nmt_root(&mut self, height: u64) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        self.record(Space::Roots, &height.to_be_bytes()).await
+    }
+}
+
+fn decode_in<M: Message + Default>(
+    read: Verified<Option<Vec<u8>>>,
+    node: &str,
+    what: &'static str,
+) -> Result<Verified<Option<M>>, ReadError> {
+    let decoded = read
+        .value
+        .as_deref()
+        .map(M::decode)
+        .transpose()
+        .map_err(|e| ReadError::Decode {
+            node: node.to_string(),
+            what,
+            detail: e.to_string(),
+        })?;
+    Ok(read.map(|_| decoded))
+}
