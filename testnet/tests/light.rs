@@ -364,6 +364,29 @@ async fn lying_proxy(upstream: String, lie: Lie) -> anyhow::Result<String> {
     Ok(addr)
 }
 
+/// `response` (an HTTP answer to `abci_query`) with its value replaced by
+/// `rewrite(value)`.
+fn rewrite_query_value(
+    response: &[u8],
+    rewrite: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Vec<u8>> {
+    let body_start = header_end(response).map_or(0, |e| e + 4);
+    let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let raw = b64.decode(
+        answer["result"]["response"]["value"]
+            .as_str()
+            .unwrap_or_default(),
+    )?;
+    answer["result"]["response"]["value"] = serde_json::Value::String(b64.encode(rewrite(&raw)?));
+    let body = answer.to_string();
+    Ok(format!(
+        "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes())
+}
+
 fn header_end(bytes: &[u8]) -> Option<usize> {
     bytes.windows(4).position(|w| w == b"\r\n\r\n")
 }
@@ -402,20 +425,11 @@ async fn relay(mut inbound: TcpStream, upstream: &str, lie: Lie) -> anyhow::Resu
     let is_account_read = call["method"] == "abci_query" && path.starts_with("/state/accounts/");
     let is_batch_read = call["method"] == "abci_query" && path.starts_with("/batch/");
     if is_batch_read && matches!(lie, Lie::DropItem | Lie::ForgeBatch) {
-        let body_start = header_end(&response).map_or(0, |e| e + 4);
-        let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let raw = b64.decode(
-            answer["result"]["response"]["value"]
-                .as_str()
-                .unwrap_or_default(),
-        )?;
-        let mut batch = pb::Batch::decode(raw.as_slice())?;
-        match lie {
-            Lie::DropItem => {
+        response = rewrite_query_value(&response, |raw| {
+            let mut batch = pb::Batch::decode(raw)?;
+            if let Lie::DropItem = lie {
                 batch.items.pop();
-            }
-            _ => {
+            } else {
                 for item in &mut batch.items {
                     item.data = b"forged".to_vec();
                 }
@@ -428,43 +442,22 @@ async fn relay(mut inbound: TcpStream, upstream: &str, lie: Lie) -> anyhow::Resu
                 batch.root = Some((&tree.root()).into());
                 batch.proof = Some((&tree.prove_namespace(batch.rollup_id)).into());
             }
-        }
-        answer["result"]["response"]["value"] =
-            serde_json::Value::String(b64.encode(batch.encode_to_vec()));
-        let body = answer.to_string();
-        response = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes();
+            Ok(batch.encode_to_vec())
+        })?;
     }
     if is_account_read && matches!(lie, Lie::RaiseBalance | Lie::ClaimAbsent) {
-        let body_start = header_end(&response).map_or(0, |e| e + 4);
-        let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let raw = b64.decode(
-            answer["result"]["response"]["value"]
-                .as_str()
-                .unwrap_or_default(),
-        )?;
-        let mut proof = pb::StateProof::decode(raw.as_slice())?;
-        match lie {
-            Lie::RaiseBalance => {
+        response = rewrite_query_value(&response, |raw| {
+            let mut proof = pb::StateProof::decode(raw)?;
+            if let Lie::RaiseBalance = lie {
                 let mut account =
                     pb::Account::decode(proof.value.clone().unwrap_or_default().as_slice())?;
                 account.balance += 1;
                 proof.value = Some(account.encode_to_vec());
+            } else {
+                proof.value = None;
             }
-            _ => proof.value = None,
-        }
-        answer["result"]["response"]["value"] =
-            serde_json::Value::String(b64.encode(proof.encode_to_vec()));
-        let body = answer.to_string();
-        response = format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes();
+            Ok(proof.encode_to_vec())
+        })?;
     }
     inbound.write_all(&response).await?;
     inbound.shutdown().await?;
