@@ -20,7 +20,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 COMETBFT_VERSION := 0.38.25
-# Shared across clones so the RocksDB/arkworks builds are paid once.
+# Shared across clones so the RocksDB/arkworks builds are paid once. Cargo
+# compares modification times, not paths: after another clone built, touch
+# the files you changed earlier in this one (or they are not rebuilt).
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/seqnet/target
 GOBIN_DIR := $(shell go env GOPATH 2>/dev/null || echo $(HOME)/go)/bin
 export PATH := $(GOBIN_DIR):$(HOME)/go/bin:$(HOME)/.cargo/bin:/usr/local/go/bin:$(PATH)
