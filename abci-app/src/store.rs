@@ -329,24 +329,19 @@ impl Store {
         // Without deletions, the batch insert builds and hashes each touched
         // node once (one key at a time re-hashes the path per key: about 5×
         // slower for a block's writes); both give the same tree.
-        let (root, update) = match leaves
-            .iter()
-            .map(|(key, value)| value.clone().map(|v| (*key, v)))
-            .collect::<Option<Vec<_>>>()
-        {
-            Some(puts) if !puts.is_empty() => tree
-                .batch_put_value_sets(vec![puts], None, version)
+        let (root, update) = if !leaves.is_empty() && leaves.iter().all(|(_, v)| v.is_some()) {
+            let puts = leaves
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|v| (key, v)))
+                .collect();
+            tree.batch_put_value_sets(vec![puts], None, version)
                 .map(|(roots, update)| {
-                    (
-                        roots
-                            .first()
-                            .copied()
-                            .unwrap_or(RootHash(state_proof::EMPTY_ROOT)),
-                        update,
-                    )
+                    let root = roots.first().copied();
+                    (root.unwrap_or(RootHash(state_proof::EMPTY_ROOT)), update)
                 })
-                .map_err(tree_error)?,
-            _ => tree.put_value_set(leaves, version).map_err(tree_error)?,
+                .map_err(tree_error)?
+        } else {
+            tree.put_value_set(leaves, version).map_err(tree_error)?
         };
         for stale in &update.stale_node_index_batch {
             tree_writes.delete(Cf::TreeNodes, encode_node_key(&stale.node_key));

@@ -195,11 +195,12 @@ impl LightClient {
             Some(path) => load_state(path)?.filter(|b| b.height() >= root.height),
             None => None,
         };
+        let trusted = match saved {
+            Some(block) => block,
+            None => fetch_root(&nodes, chain_id, root).await?,
+        };
         let client = LightClient {
-            trusted: match saved {
-                Some(block) => block,
-                None => fetch_root(&nodes, chain_id, root).await?,
-            },
+            trusted,
             nodes,
             recent: std::collections::BTreeMap::new(),
             chain_id: chain_id.to_string(),
@@ -207,7 +208,7 @@ impl LightClient {
             state_path: state_path.map(Path::to_path_buf),
             verifier: ProdVerifier::default(),
         };
-        client.check_chain("(trusted state)", &client.trusted.clone())?;
+        client.check_chain("(trusted state)", &client.trusted)?;
         client.save()?;
         Ok(client)
     }
@@ -267,25 +268,6 @@ impl LightClient {
             }
         }
         Ok(&self.trusted)
-    }
-
-    /// Verifies the latest header some node has (less one, so that its next
-    /// validator set is known).
-    pub async fn verify_latest(&mut self) -> Result<&LightBlock, LightError> {
-        let mut errors = Vec::new();
-        for node in &self.nodes {
-            match node.status().await {
-                Ok(status) => {
-                    let target = status.height.saturating_sub(1).max(self.trusted.height());
-                    return self.verify_to(target).await;
-                }
-                Err(e) => errors.push(e.to_string()),
-            }
-        }
-        Err(LightError::AllNodesFailed {
-            height: 0,
-            errors: errors.join("; "),
-        })
     }
 
     /// One step: `Some` when `height` verifies against the trusted header,

@@ -129,10 +129,6 @@ impl VerifiedState {
         VerifiedState { nodes, light }
     }
 
-    pub fn light(&self) -> &LightClient {
-        &self.light
-    }
-
     /// Any record (`None`: proven absent).
     pub async fn record(
         &mut self,
