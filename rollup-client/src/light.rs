@@ -66,6 +66,12 @@ pub enum LightError {
         got: String,
         want: String,
     },
+    #[error("header {height} from {node} is not signed by enough of the trusted validators' power: {detail}")]
+    Untrusted {
+        node: String,
+        height: u64,
+        detail: String,
+    },
     #[error("header {height} from {node} does not verify: {detail}")]
     Invalid {
         node: String,
@@ -168,6 +174,9 @@ pub struct LightClient {
     trusted: LightBlock,
     state_path: Option<PathBuf>,
     verifier: ProdVerifier,
+    /// Why answers were refused since the last `take_refusals` (a node that
+    /// lies is named even when another node's answer then verified).
+    refusals: Vec<String>,
 }
 
 impl LightClient {
@@ -207,6 +216,7 @@ impl LightClient {
             options,
             state_path: state_path.map(Path::to_path_buf),
             verifier: ProdVerifier::default(),
+            refusals: Vec::new(),
         };
         client.check_chain("(trusted state)", &client.trusted)?;
         client.save()?;
@@ -216,6 +226,12 @@ impl LightClient {
     /// The latest header this client verified.
     pub fn trusted(&self) -> &LightBlock {
         &self.trusted
+    }
+
+    /// The answers refused since the last call, each naming its node and
+    /// why (a forged header, a replayed one, another chain's).
+    pub fn take_refusals(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.refusals)
     }
 
     /// Verifies header `target` (and whatever bisection needs between the
@@ -270,11 +286,15 @@ impl LightClient {
         Ok(&self.trusted)
     }
 
-    /// One step: `Some` when `height` verifies against the trusted header,
-    /// `None` when it needs a header in between. A node whose answer is
-    /// invalid is skipped for the next; expiry ends the attempt.
-    async fn verify_one(&self, height: u64) -> Result<Option<LightBlock>, LightError> {
+    /// One step: `Some` when `height` verifies against the trusted header
+    /// through some node, `None` when no node's header does and at least one
+    /// lacks only trust (bisection needs a header in between). Every node is
+    /// asked before giving up on a height: a liar's header signed by keys
+    /// outside the trusted set must not send the client bisecting while an
+    /// honest node has the real one. Expiry ends the attempt.
+    async fn verify_one(&mut self, height: u64) -> Result<Option<LightBlock>, LightError> {
         let mut errors = Vec::new();
+        let mut lacks_trust = false;
         for node in &self.nodes {
             let block = match fetch_block(node, height).await {
                 Ok(block) => block,
@@ -304,8 +324,22 @@ impl LightClient {
                 Time::now(),
             );
             match verdict {
-                Verdict::Success => return Ok(Some(block)),
-                Verdict::NotEnoughTrust(_) => return Ok(None),
+                Verdict::Success => {
+                    // A height has one header: whoever served another lied.
+                    self.refusals.append(&mut errors);
+                    return Ok(Some(block));
+                }
+                Verdict::NotEnoughTrust(detail) => {
+                    lacks_trust = true;
+                    errors.push(
+                        LightError::Untrusted {
+                            node: node.addr().to_string(),
+                            height,
+                            detail: detail.to_string(),
+                        }
+                        .to_string(),
+                    );
+                }
                 Verdict::Invalid(VerificationErrorDetail::NotWithinTrustPeriod(e)) => {
                     return Err(LightError::Expired {
                         height: self.trusted.height(),
@@ -322,6 +356,11 @@ impl LightClient {
                     .to_string(),
                 ),
             }
+        }
+        // Not refusals: with every node lacking trust, the honest ones too,
+        // the validators changed too much for one skip.
+        if lacks_trust {
+            return Ok(None);
         }
         Err(LightError::AllNodesFailed {
             height,

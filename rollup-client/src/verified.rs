@@ -18,7 +18,8 @@ use crate::verify::{verify_batch_for, VerifiedBatch, VerifyError};
 /// How long to wait for the header that carries a fresh read's app hash
 /// (it is committed one block after the read's height).
 const NEXT_HEADER_WAIT: Duration = Duration::from_secs(10);
-/// How far behind the newest verified header a read's state may be: older
+/// How far behind the newest verified header (brought up to the newest
+/// height a node proves before each read) a read's state may be: older
 /// answers are a node serving stale state (another height's balance).
 pub const MAX_STALE_BLOCKS: u64 = 5;
 
@@ -135,10 +136,12 @@ impl VerifiedState {
         space: Space,
         key: &[u8],
     ) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        self.catch_up().await;
         let mut errors = Vec::new();
         for node in self.nodes.clone() {
             match self.record_from(&node, space, key).await {
                 Ok(mut verified) => {
+                    errors.extend(self.light.take_refusals());
                     verified.refused = errors;
                     return Ok(verified);
                 }
@@ -220,6 +223,31 @@ impl VerifiedState {
             node: name,
             refused: Vec::new(),
         })
+    }
+
+    /// Moves the light client to the newest header a node can prove. Without
+    /// it, an answer's age would be judged against the last header this
+    /// client happened to see, however old, and a node could serve the same
+    /// old state forever. Heights are tried from the highest any node
+    /// reports; one that no node proves (a liar's) is passed over.
+    async fn catch_up(&mut self) {
+        let trusted = self.light.trusted().height();
+        let mut tips = Vec::new();
+        for node in &self.nodes {
+            match node.status().await {
+                Ok(status) if status.height > trusted => tips.push(status.height),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(node = node.addr(), "no status: {e}"),
+            }
+        }
+        tips.sort_unstable_by(|a, b| b.cmp(a));
+        tips.dedup();
+        for tip in tips {
+            match self.light.verify_to(tip).await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(height = tip, "reported tip does not verify: {e}"),
+            }
+        }
     }
 
     /// The verified header `version + 1` (waiting briefly for it to be

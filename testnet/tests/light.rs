@@ -4,10 +4,15 @@
 //! proof of a real account checked against a verified header, and the
 //! refusals: an expired trusting period, a root whose hash is not the
 //! chain's, another chain's id, a target behind the trusted height. Then
-//! verified reads through a lying proxy in front of a real node: a raised
-//! balance and a claimed absence are each refused with the proxy named,
-//! and the read fails over to an honest node for the true value.
+//! reads through a lying proxy in front of a real node, one lie at a time:
+//! a replayed header, a header signed by keys outside the validator set, a
+//! raised balance, a claimed absence, a balance of another height (as it
+//! was, and relabeled), a batch with an item dropped, two items swapped,
+//! other items under a tree of their own, a replaced NMT root. Each is
+//! refused with its own error naming the proxy, and the read fails over to
+//! an honest node for the true value.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,9 +20,10 @@ use prost::Message;
 use seqnet_proto::pb;
 use seqnet_proto::state_proof::{self, Space};
 use seqnet_rollup_client::light::{fetch_block, LightClient, LightError, LightOptions, TrustRoot};
-use seqnet_rollup_client::verified::VerifiedState;
+use seqnet_rollup_client::verified::{VerifiedState, MAX_STALE_BLOCKS};
 use seqnet_rollup_client::{keys, RollupClient, TxSigner};
 use seqnet_testnet::{Binaries, CometRpc, InitOptions, Testnet};
+use tendermint::block::signed_header::SignedHeader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -273,10 +279,75 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         .is_some_and(|p| p > 66));
     eprintln!("seqnet account --trust-height 2 ...: {shown}");
 
-    // A batch: two items of rollup 1 ordered, then read through liars that
-    // drop an item (the namespace proof fails) and that serve other items
-    // under a tree of their own, consistent in itself (only the NMT root
-    // proven under the app hash shows it).
+    // Headers through liars: a header of another height passed off as the
+    // one asked for, and a header with another app hash signed by keys
+    // outside the validator set (consistent in itself). Each is refused with
+    // its own error, naming the liar, and the honest node's header is taken.
+    for (lie, want) in [
+        (Lie::ReplayHeader, "when asked for"),
+        (
+            Lie::ForeignCommit,
+            "not signed by enough of the trusted validators",
+        ),
+    ] {
+        let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
+        let mut light = LightClient::open(
+            vec![CometRpc::new(proxy.clone()), nodes[1].clone()],
+            CHAIN,
+            &root,
+            LightOptions::default(),
+            None,
+        )
+        .await?;
+        let tip = nodes[1].status().await?.height;
+        let real = fetch_block(&nodes[1], tip).await?;
+        let block = light.verify_to(tip).await?.clone();
+        assert_eq!(block.hash(), real.hash(), "{lie:?}: the chain's header");
+        let refusals = light.take_refusals();
+        assert!(
+            refusals
+                .iter()
+                .any(|r| r.contains(&proxy) && r.contains(want)),
+            "{lie:?}: {refusals:?}"
+        );
+        eprintln!("{lie:?}: header {tip} verified; refused: {}", refusals[0]);
+    }
+
+    // A balance from another height: served as it was (stale), and relabeled
+    // as the current height's (its proof is of another root).
+    for (lie, want) in [
+        (Lie::StaleBalance, "blocks old"),
+        (Lie::RelabeledBalance, "lied about accounts/"),
+    ] {
+        let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
+        let light =
+            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+        let mut reads =
+            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+        let recorded = reads.account(&owner_address).await?;
+        assert_eq!(recorded.node, proxy, "{lie:?}: the first answer is true");
+        let wait_until = recorded.version + MAX_STALE_BLOCKS + 3;
+        while nodes[1].status().await?.height < wait_until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let read = reads.account(&owner_address).await?;
+        assert_eq!(read.node, nodes[1].addr(), "{lie:?}");
+        assert!(read.version >= wait_until - 1, "{lie:?}: {}", read.version);
+        assert!(
+            read.refused
+                .iter()
+                .any(|r| r.contains(&proxy) && r.contains(want)),
+            "{lie:?}: {:?}",
+            read.refused
+        );
+        eprintln!("{lie:?}: {}; refused: {}", read.describe(), read.refused[0]);
+    }
+
+    // A batch: items of rollup 1 ordered (at least two at one height), then
+    // read through liars that drop an item or swap two (the namespace proof
+    // fails), that serve other items under a tree of their own, consistent
+    // in itself (only the NMT root proven under the app hash shows it), and
+    // that replace the height's NMT root in the state (its proof fails).
     let rollup = net.manifest().rollups[0].clone();
     let key_path = net
         .key_path(&rollup.owner_key)
@@ -286,23 +357,38 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     signer.fees = net.manifest().fees.schedule();
     let mut grpc = RollupClient::new(vec![net.manifest().nodes[0].grpc_url()])?;
     signer.sync_nonce(&mut grpc).await?;
-    let first = signer.rollup_data(rollup.id, b"first".to_vec(), None);
-    let second = signer.rollup_data(rollup.id, b"second".to_vec(), None);
-    grpc.submit(&first).await?;
-    grpc.submit(&second).await?;
-    grpc.wait_for_nonce(
-        signer.address(),
-        second.body.nonce + 1,
-        Duration::from_secs(60),
-    )
-    .await?;
-    let data_height = grpc
-        .rollup(rollup.id)
-        .await?
-        .stats
-        .map_or(0, |s| s.last_height);
-    anyhow::ensure!(data_height > 0, "rollup {} has no data", rollup.id);
-    for lie in [Lie::DropItem, Lie::ForgeBatch] {
+    let mut data_height = 0;
+    for attempt in 0.. {
+        anyhow::ensure!(
+            attempt < 5,
+            "no height with two items of rollup {}",
+            rollup.id
+        );
+        let first = signer.rollup_data(rollup.id, b"first".to_vec(), None);
+        let second = signer.rollup_data(rollup.id, b"second".to_vec(), None);
+        grpc.submit(&first).await?;
+        grpc.submit(&second).await?;
+        grpc.wait_for_nonce(
+            signer.address(),
+            second.body.nonce + 1,
+            Duration::from_secs(60),
+        )
+        .await?;
+        data_height = grpc
+            .rollup(rollup.id)
+            .await?
+            .stats
+            .map_or(0, |s| s.last_height);
+        if grpc.batch(rollup.id, data_height).await?.items.len() >= 2 {
+            break;
+        }
+    }
+    for (lie, want) in [
+        (Lie::DropItem, "does not verify"),
+        (Lie::SwapItems, "does not verify"),
+        (Lie::ForgeBatch, "is not the one the app hash commits to"),
+        (Lie::ReplaceRoot, "lied about roots/"),
+    ] {
         let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
         let light =
             LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
@@ -311,12 +397,17 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         let read = reads.batch(rollup.id, data_height).await?;
         let items: Vec<&[u8]> = read.value.items.iter().map(|i| i.data.as_slice()).collect();
         assert!(
-            items.ends_with(&[b"second".as_slice()]),
+            items.ends_with(&[b"first".as_slice(), b"second".as_slice()]),
             "{lie:?}: {items:?}"
         );
-        assert_eq!(read.node, nodes[2].addr());
+        // (A liar about the root alone serves the true batch: it is taken.)
+        if lie != Lie::ReplaceRoot {
+            assert_eq!(read.node, nodes[2].addr(), "{lie:?}");
+        }
         assert!(
-            read.refused.iter().any(|r| r.contains(&proxy)),
+            read.refused
+                .iter()
+                .any(|r| r.contains(&proxy) && r.contains(want)),
             "{lie:?}: {:?}",
             read.refused
         );
@@ -333,29 +424,47 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     Ok(())
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lie {
     /// A batch without its last item (proof and root unchanged).
     DropItem,
+    /// A batch with its first two items swapped (proof and root unchanged).
+    SwapItems,
     /// A batch with other items, under a tree built from them (its own
     /// root and a namespace proof that checks against it).
     ForgeBatch,
+    /// The height's NMT root record with one byte changed (proof unchanged).
+    ReplaceRoot,
     /// The account's balance, one more than it is (proof unchanged).
     RaiseBalance,
     /// "No such account" (proof unchanged).
     ClaimAbsent,
+    /// The first account answer, served again later as it was.
+    StaleBalance,
+    /// The first account answer, served again later as of the current height.
+    RelabeledBalance,
+    /// The header three heights below the one asked for.
+    ReplayHeader,
+    /// A header with another app hash, validators of the liar's own keys and
+    /// a commit they signed.
+    ForeignCommit,
 }
 
-/// A CometBFT RPC proxy on a free port that relays to `upstream` and lies
-/// in every `/state/accounts/...` answer; returns its address.
+/// What a proxy remembers between requests (the first account answer).
+type Recorded = Arc<Mutex<Option<pb::StateProof>>>;
+
+/// A CometBFT RPC proxy on a free port that relays to `upstream` and tells
+/// `lie` wherever it applies; returns its address.
 async fn lying_proxy(upstream: String, lie: Lie) -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
+    let recorded = Recorded::default();
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
             let upstream = upstream.clone();
+            let recorded = recorded.clone();
             tokio::spawn(async move {
-                if let Err(e) = relay(inbound, &upstream, lie).await {
+                if let Err(e) = relay(inbound, &upstream, lie, recorded).await {
                     eprintln!("proxy: {e}");
                 }
             });
@@ -364,21 +473,15 @@ async fn lying_proxy(upstream: String, lie: Lie) -> anyhow::Result<String> {
     Ok(addr)
 }
 
-/// `response` (an HTTP answer to `abci_query`) with its value replaced by
-/// `rewrite(value)`.
-fn rewrite_query_value(
+/// `response` (an HTTP answer to a JSON-RPC call) with its result replaced
+/// by `rewrite(result)`.
+fn rewrite_result(
     response: &[u8],
-    rewrite: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
+    rewrite: impl FnOnce(&mut serde_json::Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<Vec<u8>> {
     let body_start = header_end(response).map_or(0, |e| e + 4);
     let mut answer: serde_json::Value = serde_json::from_slice(&response[body_start..])?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let raw = b64.decode(
-        answer["result"]["response"]["value"]
-            .as_str()
-            .unwrap_or_default(),
-    )?;
-    answer["result"]["response"]["value"] = serde_json::Value::String(b64.encode(rewrite(&raw)?));
+    rewrite(&mut answer["result"])?;
     let body = answer.to_string();
     Ok(format!(
         "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -387,11 +490,113 @@ fn rewrite_query_value(
     .into_bytes())
 }
 
+/// `response` (an HTTP answer to `abci_query`) with its value replaced by
+/// `rewrite(value)`.
+fn rewrite_query_value(
+    response: &[u8],
+    rewrite: impl FnOnce(&[u8]) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Vec<u8>> {
+    rewrite_result(response, |result| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let raw = b64.decode(result["response"]["value"].as_str().unwrap_or_default())?;
+        result["response"]["value"] = serde_json::Value::String(b64.encode(rewrite(&raw)?));
+        Ok(())
+    })
+}
+
 fn header_end(bytes: &[u8]) -> Option<usize> {
     bytes.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-async fn relay(mut inbound: TcpStream, upstream: &str, lie: Lie) -> anyhow::Result<()> {
+/// The liar's validator keys (fixed seeds: none is in the chain's set).
+fn foreign_keys() -> Vec<ed25519_dalek::SigningKey> {
+    (1u8..=4)
+        .map(|i| ed25519_dalek::SigningKey::from_bytes(&[i; 32]))
+        .collect()
+}
+
+fn foreign_validators() -> anyhow::Result<tendermint::validator::Set> {
+    let infos = foreign_keys()
+        .iter()
+        .map(|key| {
+            let public = tendermint::PublicKey::from_raw_ed25519(key.verifying_key().as_bytes())
+                .ok_or_else(|| anyhow::anyhow!("not an ed25519 key"))?;
+            Ok(tendermint::validator::Info::new(public, 10u32.into()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(tendermint::validator::Set::without_proposer(infos))
+}
+
+/// `real` with another app hash, the liar's validators, and a commit by
+/// them: every signature valid, none by a key the chain trusts.
+fn forge_header(real: &SignedHeader) -> anyhow::Result<SignedHeader> {
+    use ed25519_dalek::Signer;
+    use tendermint::block::{Commit, CommitSig};
+    let set = foreign_validators()?;
+    let mut header = real.header.clone();
+    header.app_hash = tendermint::AppHash::try_from(vec![0xab; 32])?;
+    header.validators_hash = set.hash();
+    header.next_validators_hash = set.hash();
+    let block_id = tendermint::block::Id {
+        hash: header.hash(),
+        part_set_header: real.commit.block_id.part_set_header,
+    };
+    let keys = foreign_keys();
+    let mut signatures = Vec::new();
+    for (index, info) in set.validators().iter().enumerate() {
+        let key = keys
+            .iter()
+            .find(|k| k.verifying_key().as_bytes().as_slice() == info.pub_key.to_bytes())
+            .ok_or_else(|| anyhow::anyhow!("no key for {}", info.address))?;
+        let vote = tendermint::Vote {
+            vote_type: tendermint::vote::Type::Precommit,
+            height: header.height,
+            round: real.commit.round,
+            block_id: Some(block_id),
+            timestamp: Some(header.time),
+            validator_address: info.address,
+            validator_index: tendermint::vote::ValidatorIndex::try_from(index)?,
+            signature: None,
+            extension: vec![],
+            extension_signature: None,
+        };
+        let signature = key.sign(&vote.into_signable_vec(header.chain_id.clone()));
+        signatures.push(CommitSig::BlockIdFlagCommit {
+            validator_address: info.address,
+            timestamp: header.time,
+            signature: Some(tendermint::Signature::try_from(
+                signature.to_bytes().as_slice(),
+            )?),
+        });
+    }
+    let commit = Commit {
+        height: header.height,
+        round: real.commit.round,
+        block_id,
+        signatures,
+    };
+    Ok(SignedHeader::new(header, commit)?)
+}
+
+/// An HTTP request with `body` in place of its own.
+fn with_body(request: &[u8], body: &str) -> Vec<u8> {
+    let end = header_end(request).unwrap_or(request.len());
+    let head = String::from_utf8_lossy(&request[..end]);
+    let mut out: Vec<String> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(str::to_string)
+        .collect();
+    out.push(format!("Content-Length: {}", body.len()));
+    format!("{}\r\n\r\n{body}", out.join("\r\n")).into_bytes()
+}
+
+async fn relay(
+    mut inbound: TcpStream,
+    upstream: &str,
+    lie: Lie,
+    recorded: Recorded,
+) -> anyhow::Result<()> {
     let mut request = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -412,52 +617,113 @@ async fn relay(mut inbound: TcpStream, upstream: &str, lie: Lie) -> anyhow::Resu
             }
         }
     }
+    let end = header_end(&request).unwrap_or(0);
+    let mut call: serde_json::Value =
+        serde_json::from_slice(&request[end + 4..]).unwrap_or_default();
+    let method = call["method"].as_str().unwrap_or_default().to_string();
+    let asked_height: u64 = call["params"]["height"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .unwrap_or(0);
+    if lie == Lie::ReplayHeader && method == "commit" && asked_height > 5 {
+        call["params"]["height"] = serde_json::Value::String((asked_height - 3).to_string());
+        request = with_body(&request, &call.to_string());
+    }
     let mut out = TcpStream::connect(upstream).await?;
     out.write_all(&request).await?;
     let mut response = Vec::new();
     out.read_to_end(&mut response).await?;
-    let end = header_end(&request).unwrap_or(0);
-    let call: serde_json::Value = serde_json::from_slice(&request[end + 4..]).unwrap_or_default();
     let path = call["params"]["path"]
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let is_account_read = call["method"] == "abci_query" && path.starts_with("/state/accounts/");
-    let is_batch_read = call["method"] == "abci_query" && path.starts_with("/batch/");
-    if is_batch_read && matches!(lie, Lie::DropItem | Lie::ForgeBatch) {
-        response = rewrite_query_value(&response, |raw| {
-            let mut batch = pb::Batch::decode(raw)?;
-            if let Lie::DropItem = lie {
-                batch.items.pop();
-            } else {
-                for item in &mut batch.items {
-                    item.data = b"forged".to_vec();
+    let query = |prefix: &str| method == "abci_query" && path.starts_with(prefix);
+    match lie {
+        Lie::DropItem | Lie::SwapItems | Lie::ForgeBatch if query("/batch/") => {
+            response = rewrite_query_value(&response, |raw| {
+                let mut batch = pb::Batch::decode(raw)?;
+                match lie {
+                    Lie::DropItem => {
+                        batch.items.pop();
+                    }
+                    Lie::SwapItems => batch.items.swap(0, 1),
+                    _ => {
+                        for item in &mut batch.items {
+                            item.data = b"forged".to_vec();
+                        }
+                        let leaves = batch
+                            .items
+                            .iter()
+                            .map(|i| {
+                                seqnet_proto::nmt::NmtNode::leaf(
+                                    batch.rollup_id,
+                                    &i.encode_to_vec(),
+                                )
+                            })
+                            .collect();
+                        let tree = seqnet_proto::nmt::NamespacedMerkleTree::from_leaves(leaves)?;
+                        batch.root = Some((&tree.root()).into());
+                        batch.proof = Some((&tree.prove_namespace(batch.rollup_id)).into());
+                    }
                 }
-                let leaves = batch
-                    .items
-                    .iter()
-                    .map(|i| seqnet_proto::nmt::NmtNode::leaf(batch.rollup_id, &i.encode_to_vec()))
-                    .collect();
-                let tree = seqnet_proto::nmt::NamespacedMerkleTree::from_leaves(leaves)?;
-                batch.root = Some((&tree.root()).into());
-                batch.proof = Some((&tree.prove_namespace(batch.rollup_id)).into());
-            }
-            Ok(batch.encode_to_vec())
-        })?;
-    }
-    if is_account_read && matches!(lie, Lie::RaiseBalance | Lie::ClaimAbsent) {
-        response = rewrite_query_value(&response, |raw| {
-            let mut proof = pb::StateProof::decode(raw)?;
-            if let Lie::RaiseBalance = lie {
-                let mut account =
-                    pb::Account::decode(proof.value.clone().unwrap_or_default().as_slice())?;
-                account.balance += 1;
-                proof.value = Some(account.encode_to_vec());
-            } else {
-                proof.value = None;
-            }
-            Ok(proof.encode_to_vec())
-        })?;
+                Ok(batch.encode_to_vec())
+            })?;
+        }
+        Lie::ReplaceRoot if query("/state/roots/") => {
+            response = rewrite_query_value(&response, |raw| {
+                let mut proof = pb::StateProof::decode(raw)?;
+                if let Some(byte) = proof.value.as_mut().and_then(|v| v.last_mut()) {
+                    *byte ^= 1;
+                }
+                Ok(proof.encode_to_vec())
+            })?;
+        }
+        Lie::RaiseBalance | Lie::ClaimAbsent | Lie::StaleBalance | Lie::RelabeledBalance
+            if query("/state/accounts/") =>
+        {
+            response = rewrite_query_value(&response, |raw| {
+                let mut proof = pb::StateProof::decode(raw)?;
+                let mut first = recorded.lock().map_err(|e| anyhow::anyhow!("{e}"))?;
+                match lie {
+                    Lie::RaiseBalance => {
+                        let mut account = pb::Account::decode(
+                            proof.value.clone().unwrap_or_default().as_slice(),
+                        )?;
+                        account.balance += 1;
+                        proof.value = Some(account.encode_to_vec());
+                    }
+                    Lie::ClaimAbsent => proof.value = None,
+                    _ => match first.clone() {
+                        None => *first = Some(proof.clone()),
+                        Some(mut old) => {
+                            if lie == Lie::RelabeledBalance {
+                                old.version = proof.version;
+                            }
+                            proof = old;
+                        }
+                    },
+                }
+                Ok(proof.encode_to_vec())
+            })?;
+        }
+        Lie::ForeignCommit if method == "commit" => {
+            response = rewrite_result(&response, |result| {
+                let real: SignedHeader = serde_json::from_value(result["signed_header"].clone())?;
+                result["signed_header"] = serde_json::to_value(forge_header(&real)?)?;
+                Ok(())
+            })?;
+        }
+        Lie::ForeignCommit if method == "validators" => {
+            response = rewrite_result(&response, |result| {
+                let set = foreign_validators()?;
+                let count = set.validators().len().to_string();
+                result["validators"] = serde_json::to_value(set.validators())?;
+                result["count"] = serde_json::Value::String(count.clone());
+                result["total"] = serde_json::Value::String(count);
+                Ok(())
+            })?;
+        }
+        _ => {}
     }
     inbound.write_all(&response).await?;
     inbound.shutdown().await?;
