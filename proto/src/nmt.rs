@@ -215,10 +215,14 @@ fn split_point(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
-/// A tree over leaf nodes sorted by namespace.
+/// A tree over leaf nodes sorted by namespace, with every inner node
+/// computed once at construction (a block proves each of its rollups: each
+/// proof then reads nodes instead of rehashing the tree).
 #[derive(Debug, Clone)]
 pub struct NamespacedMerkleTree {
     leaves: Vec<NmtNode>,
+    /// The root of leaves `[lo, hi)` for every inner node of the shape.
+    inner: std::collections::BTreeMap<(u64, u64), NmtNode>,
 }
 
 impl NamespacedMerkleTree {
@@ -232,7 +236,27 @@ impl NamespacedMerkleTree {
                 });
             }
         }
-        Ok(NamespacedMerkleTree { leaves })
+        let mut tree = NamespacedMerkleTree {
+            inner: std::collections::BTreeMap::new(),
+            leaves,
+        };
+        if !tree.leaves.is_empty() {
+            tree.build(0, tree.leaves.len() as u64);
+        }
+        Ok(tree)
+    }
+
+    fn build(&mut self, lo: u64, hi: u64) -> NmtNode {
+        if hi - lo == 1 {
+            return self.leaves[lo as usize];
+        }
+        let mid = lo + split_point(hi - lo);
+        let left = self.build(lo, mid);
+        let right = self.build(mid, hi);
+        // Leaves are sorted (checked above), so parents always exist.
+        let node = NmtNode::parent(&left, &right).unwrap_or(left);
+        self.inner.insert((lo, hi), node);
+        node
     }
 
     pub fn leaves(&self) -> &[NmtNode] {
@@ -253,11 +277,11 @@ impl NamespacedMerkleTree {
         if hi - lo == 1 {
             return self.leaves[lo as usize];
         }
-        let mid = lo + split_point(hi - lo);
-        let left = self.subtree_root(lo, mid);
-        let right = self.subtree_root(mid, hi);
-        // Leaves are sorted (checked at construction), so parents always exist.
-        NmtNode::parent(&left, &right).unwrap_or(left)
+        // Every [lo, hi) the shape has was built in `from_leaves`.
+        self.inner
+            .get(&(lo, hi))
+            .copied()
+            .unwrap_or(self.leaves[lo as usize])
     }
 
     /// The range of leaves with `namespace` and its proof.
