@@ -362,14 +362,16 @@ impl Store {
     /// committed app hash, both read from one snapshot (a Commit between the
     /// reads cannot pull nodes away).
     pub fn prove(&self, cf: Cf, key: &[u8]) -> Result<ProvenRead, StoreError> {
-        let space = cf.space(key).ok_or(StoreError::Tree {
-            version: 0,
-            detail: format!(
-                "{}/{} is not in the state tree",
-                cf.name(),
-                hex::encode(key)
-            ),
-        })?;
+        let mut reads = self.prove_many(&[(cf, key)])?;
+        reads.pop().ok_or(StoreError::Corrupt {
+            what: "state proof",
+            detail: "none came back for one key".into(),
+        })
+    }
+
+    /// Several records with their proofs, all under the same app hash (one
+    /// snapshot), so that one verified header checks them all.
+    pub fn prove_many(&self, records: &[(Cf, &[u8])]) -> Result<Vec<ProvenRead>, StoreError> {
         let reads = TreeReads {
             store: self,
             snapshot: Some(self.db.snapshot()),
@@ -382,17 +384,31 @@ impl Store {
                 what: "state tree version",
                 detail: "absent: nothing committed yet".into(),
             })?;
-        let (value, proof) = Sha256Jmt::new(&reads)
-            .get_with_proof(KeyHash(state_proof::leaf_key(space, key)), version)
-            .map_err(|e| StoreError::Tree {
-                version,
-                detail: format!("{e:#}"),
-            })?;
-        Ok(ProvenRead {
-            version,
-            value,
-            proof: state_proof::encode(&proof),
-        })
+        let tree = Sha256Jmt::new(&reads);
+        records
+            .iter()
+            .map(|(cf, key)| {
+                let space = cf.space(key).ok_or(StoreError::Tree {
+                    version,
+                    detail: format!(
+                        "{}/{} is not in the state tree",
+                        cf.name(),
+                        hex::encode(key)
+                    ),
+                })?;
+                let (value, proof) = tree
+                    .get_with_proof(KeyHash(state_proof::leaf_key(space, key)), version)
+                    .map_err(|e| StoreError::Tree {
+                        version,
+                        detail: format!("{e:#}"),
+                    })?;
+                Ok(ProvenRead {
+                    version,
+                    value,
+                    proof: state_proof::encode(&proof),
+                })
+            })
+            .collect()
     }
 }
 
@@ -617,6 +633,38 @@ mod tests {
         let read = store.prove(Cf::Accounts, &[200; 32]).expect("prove");
         assert!(state_proof::verify(&root, Space::Accounts, &[7; 32], None, &read.proof).is_err());
         assert!(store.prove(Cf::Batches, b"b").is_err());
+    }
+
+    #[test]
+    fn several_records_are_proven_under_one_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut set = WriteSet::default();
+        for i in 0u8..20 {
+            set.put(Cf::Roots, u64::from(i).to_be_bytes().to_vec(), vec![i; 56]);
+        }
+        let root = commit_with_tree(&store, 0, &set);
+        let keys: Vec<[u8; 8]> = (18u64..23).map(u64::to_be_bytes).collect();
+        let asked: Vec<(Cf, &[u8])> = keys.iter().map(|k| (Cf::Roots, k.as_slice())).collect();
+        let reads = store.prove_many(&asked).expect("prove");
+        assert_eq!(reads.len(), 5);
+        for (key, read) in keys.iter().zip(&reads) {
+            assert_eq!(read.version, 0);
+            let height = u64::from_be_bytes(*key);
+            let want = (height < 20).then(|| vec![height as u8; 56]);
+            assert_eq!(read.value, want);
+            state_proof::verify(&root, Space::Roots, key, want.as_deref(), &read.proof)
+                .expect("verifies");
+        }
+        // Each proof is of its own key.
+        assert!(state_proof::verify(
+            &root,
+            Space::Roots,
+            &keys[0],
+            reads[1].value.as_deref(),
+            &reads[1].proof
+        )
+        .is_err());
     }
 
     #[test]

@@ -16,6 +16,9 @@ use sha2::Sha256;
 /// The largest encoded proof accepted: 256 siblings of the biggest kind
 /// (a leaf, 65 bytes) plus the proof's own leaf and lengths.
 pub const MAX_PROOF_BYTES: usize = 256 * 65 + 128;
+/// Most keys one query proves (`/state/<space>/<key>,<key>,...`): the
+/// answer is typically about 400 KiB (proofs of about 1.4 KB each).
+pub const MAX_PROVEN_KEYS: usize = 256;
 
 /// A tree proof as `jmt` builds it.
 pub type TreeProof = SparseMerkleProof<Sha256>;

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use seqnet_proto::state_proof::{self, Space, StateProofError};
+use seqnet_proto::state_proof::{self, Space, StateProofError, MAX_PROVEN_KEYS};
 use seqnet_proto::{pb, Address, RollupId};
 
 use crate::cometbft::{CometRpc, RpcError};
@@ -22,6 +22,8 @@ const NEXT_HEADER_WAIT: Duration = Duration::from_secs(10);
 /// height a node proves before each read) a read's state may be: older
 /// answers are a node serving stale state (another height's balance).
 pub const MAX_STALE_BLOCKS: u64 = 5;
+/// Heights whose NMT roots [`VerifiedState::follow_batches`] reads at once.
+pub const ROOTS_PER_READ: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -50,6 +52,18 @@ pub enum ReadError {
     },
     #[error("node {node} lied about height {height}: its batch's NMT root is not the one the app hash commits to")]
     RootMismatch { node: String, height: u64 },
+    #[error("node {node} answered {got} proofs for {asked} keys")]
+    WrongCount {
+        node: String,
+        asked: usize,
+        got: usize,
+    },
+    #[error("node {node} answered proofs of heights {first} and {other} in one read")]
+    MixedVersions {
+        node: String,
+        first: u64,
+        other: u64,
+    },
     #[error("height {height} has no NMT root in the verified state (not committed yet?)")]
     NoRoot { height: u64 },
     #[error("node {node}: {what} does not decode: {detail}")]
@@ -136,10 +150,39 @@ impl VerifiedState {
         space: Space,
         key: &[u8],
     ) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        let read = self.records(space, &[key.to_vec()]).await?;
+        Ok(read.map(|mut values| values.pop().flatten()))
+    }
+
+    /// Records of one space (at most [`MAX_PROVEN_KEYS`]), in the order
+    /// asked, all of one state height and checked against one header
+    /// (`None`: proven absent).
+    pub async fn records(
+        &mut self,
+        space: Space,
+        keys: &[Vec<u8>],
+    ) -> Result<Verified<Vec<Option<Vec<u8>>>>, ReadError> {
+        let describe = || {
+            let first = keys.first().map(hex::encode).unwrap_or_default();
+            match keys.len() {
+                1 => first,
+                n => format!("{first} and {} more", n - 1),
+            }
+        };
+        if keys.is_empty() || keys.len() > MAX_PROVEN_KEYS {
+            return Err(ReadError::AllNodesFailed {
+                space: space.name(),
+                key: describe(),
+                errors: format!(
+                    "{} keys asked for: 1 to {MAX_PROVEN_KEYS} per read",
+                    keys.len()
+                ),
+            });
+        }
         self.catch_up().await;
         let mut errors = Vec::new();
         for node in self.nodes.clone() {
-            match self.record_from(&node, space, key).await {
+            match self.records_from(&node, space, keys).await {
                 Ok(mut verified) => {
                     errors.extend(self.light.take_refusals());
                     verified.refused = errors;
@@ -153,71 +196,96 @@ impl VerifiedState {
         }
         Err(ReadError::AllNodesFailed {
             space: space.name(),
-            key: hex::encode(key),
+            key: describe(),
             errors: errors.join("; "),
         })
     }
 
-    async fn record_from(
+    async fn records_from(
         &mut self,
         node: &CometRpc,
         space: Space,
-        key: &[u8],
-    ) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
+        keys: &[Vec<u8>],
+    ) -> Result<Verified<Vec<Option<Vec<u8>>>>, ReadError> {
         let name = node.addr().to_string();
+        let path = keys.iter().map(hex::encode).collect::<Vec<_>>().join(",");
         let raw = node
-            .abci_query(&format!("/state/{}/{}", space.name(), hex::encode(key)))
+            .abci_query(&format!("/state/{}/{path}", space.name()))
             .await
             .map_err(|source| ReadError::Rpc {
                 node: name.clone(),
                 source: Box::new(source),
             })?;
-        let proof = pb::StateProof::decode(raw.as_slice()).map_err(|e| ReadError::Decode {
+        let decode_error = |e: prost::DecodeError| ReadError::Decode {
             node: name.clone(),
             what: "state proof",
             detail: e.to_string(),
-        })?;
-        if proof.space != space.name() || proof.key != key {
-            return Err(ReadError::WrongRecord {
+        };
+        // One key is answered with a StateProof, several with StateProofs.
+        let proofs = if keys.len() == 1 {
+            vec![pb::StateProof::decode(raw.as_slice()).map_err(decode_error)?]
+        } else {
+            pb::StateProofs::decode(raw.as_slice())
+                .map_err(decode_error)?
+                .proofs
+        };
+        if proofs.len() != keys.len() {
+            return Err(ReadError::WrongCount {
                 node: name,
-                space: space.name(),
-                key: hex::encode(key),
-                got_space: proof.space,
-                got_key: hex::encode(&proof.key),
+                asked: keys.len(),
+                got: proofs.len(),
             });
         }
+        let version = proofs.first().map_or(0, |p| p.version);
+        for (proof, key) in proofs.iter().zip(keys) {
+            if proof.space != space.name() || &proof.key != key {
+                return Err(ReadError::WrongRecord {
+                    node: name,
+                    space: space.name(),
+                    key: hex::encode(key),
+                    got_space: proof.space.clone(),
+                    got_key: hex::encode(&proof.key),
+                });
+            }
+            if proof.version != version {
+                return Err(ReadError::MixedVersions {
+                    node: name,
+                    first: version,
+                    other: proof.version,
+                });
+            }
+        }
         let trusted = self.light.trusted().height();
-        if proof
-            .version
-            .saturating_add(1)
-            .saturating_add(MAX_STALE_BLOCKS)
-            < trusted
-        {
+        if version.saturating_add(1).saturating_add(MAX_STALE_BLOCKS) < trusted {
             return Err(ReadError::Stale {
                 node: name,
-                version: proof.version,
+                version,
                 trusted,
                 max: MAX_STALE_BLOCKS,
             });
         }
-        let header = self.header_after(proof.version).await?;
-        state_proof::verify(
-            header.app_hash(),
-            space,
-            key,
-            proof.value.as_deref(),
-            &proof.proof,
-        )
-        .map_err(|source| ReadError::BadProof {
-            node: name.clone(),
-            space: space.name(),
-            key: hex::encode(key),
-            version: proof.version,
-            source: Box::new(source),
-        })?;
+        let header = self.header_after(version).await?;
+        let mut values = Vec::with_capacity(proofs.len());
+        for proof in proofs {
+            state_proof::verify(
+                header.app_hash(),
+                space,
+                &proof.key,
+                proof.value.as_deref(),
+                &proof.proof,
+            )
+            .map_err(|source| ReadError::BadProof {
+                node: name.clone(),
+                space: space.name(),
+                key: hex::encode(&proof.key),
+                version,
+                source: Box::new(source),
+            })?;
+            values.push(proof.value);
+        }
         Ok(Verified {
-            value: proof.value,
-            version: proof.version,
+            value: values,
+            version,
             header: header.height(),
             signed_power_percent: header.signed_power_percent(),
             node: name,
@@ -306,7 +374,20 @@ impl VerifiedState {
     ) -> Result<Verified<VerifiedBatch>, ReadError> {
         let root = self.nmt_root(height).await?;
         let committed = root.value.clone().ok_or(ReadError::NoRoot { height })?;
-        let mut errors = root.refused.clone();
+        self.batch_under(rollup_id, height, &committed, root.map(|_| ()))
+            .await
+    }
+
+    /// The batch checked against `committed`, the height's NMT root
+    /// commitment as read (`read`: where and under which header).
+    async fn batch_under(
+        &mut self,
+        rollup_id: RollupId,
+        height: u64,
+        committed: &[u8],
+        read: Verified<()>,
+    ) -> Result<Verified<VerifiedBatch>, ReadError> {
+        let mut errors = read.refused.clone();
         for node in self.nodes.clone() {
             let name = node.addr().to_string();
             let answer = match node
@@ -343,9 +424,9 @@ impl VerifiedState {
                 Ok(batch) => {
                     return Ok(Verified {
                         value: batch,
-                        version: root.version,
-                        header: root.header,
-                        signed_power_percent: root.signed_power_percent,
+                        version: read.version,
+                        header: read.header,
+                        signed_power_percent: read.signed_power_percent,
                         node: name,
                         refused: errors,
                     })
@@ -361,6 +442,48 @@ impl VerifiedState {
             key: format!("{rollup_id}/{height}"),
             errors: errors.join("; "),
         })
+    }
+
+    /// The ORDERED stream, verified: rollup `rollup_id`'s batch at every
+    /// height from `from` on, in order, each checked as [`batch`] checks it
+    /// (a height without data comes as an empty batch, proven empty), and
+    /// handed to `on_batch` until it returns `false`. The NMT roots of up to
+    /// [`ROOTS_PER_READ`] heights are read at once, under one header, so a
+    /// client behind the tip catches up many heights per block and one at
+    /// the tip trails it by about a block (the header that commits a
+    /// height's state is the next one). A height not committed yet is
+    /// proven absent like any record, so a node cannot hold the stream back
+    /// by claiming it: it waits only for the chain.
+    ///
+    /// [`batch`]: VerifiedState::batch
+    pub async fn follow_batches(
+        &mut self,
+        rollup_id: RollupId,
+        from: u64,
+        mut on_batch: impl FnMut(Verified<VerifiedBatch>) -> bool,
+    ) -> Result<(), ReadError> {
+        let mut height = from;
+        loop {
+            let window: Vec<Vec<u8>> = (0..ROOTS_PER_READ as u64)
+                .map(|i| height.saturating_add(i).to_be_bytes().to_vec())
+                .collect();
+            let roots = self.records(Space::Roots, &window).await?;
+            let committed: Vec<Vec<u8>> = roots.value.iter().map_while(Clone::clone).collect();
+            if committed.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let read = roots.map(|_| ());
+            for root in committed {
+                let batch = self
+                    .batch_under(rollup_id, height, &root, read.clone())
+                    .await?;
+                if !on_batch(batch) {
+                    return Ok(());
+                }
+                height = height.saturating_add(1);
+            }
+        }
     }
 
     /// Height `height`'s namespaced Merkle root commitment (56 bytes, see

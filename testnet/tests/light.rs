@@ -10,7 +10,9 @@
 //! was, and relabeled), a batch with an item dropped, two items swapped,
 //! other items under a tree of their own, a replaced NMT root. Each is
 //! refused with its own error naming the proxy, and the read fails over to
-//! an honest node for the true value.
+//! an honest node for the true value. Last, the verified ORDERED stream:
+//! behind the tip (many heights per block) and at the tip with data in every
+//! block (how far it trails).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -420,6 +422,102 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         );
     }
 
+    // The ORDERED stream, verified, through a liar first. Behind the tip:
+    // every height from a few below the data on, in order, the data where
+    // it was written and proven-empty batches elsewhere, many heights per
+    // block. At the tip, with data in every block: how far the stream
+    // trails the chain.
+    let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), Lie::SwapItems).await?;
+    let light =
+        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+    let mut reads = VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[3].clone()], light);
+    const BEHIND: usize = 40;
+    let from = data_height - 5;
+    let tip_before = nodes[3].status().await?.height;
+    let mut seen = Vec::new();
+    reads
+        .follow_batches(rollup.id, from, |batch| {
+            seen.push(batch);
+            seen.len() < BEHIND
+        })
+        .await?;
+    assert!(seen
+        .iter()
+        .enumerate()
+        .all(|(i, b)| b.value.height == from + i as u64));
+    let at_data = &seen[5];
+    assert!(at_data.value.items.len() >= 2);
+    assert!(at_data.refused.iter().any(|r| r.contains(&proxy)));
+    let empty = seen.iter().filter(|b| b.value.items.is_empty()).count();
+    eprintln!(
+        "verified ORDERED stream behind the tip, a liar first: heights {from}..{} ({} with data, {empty} proven empty) while the chain made {} blocks (the test's proxy costs about 0.2 s a request)",
+        from + BEHIND as u64 - 1,
+        BEHIND - empty,
+        nodes[3].status().await?.height - tip_before
+    );
+
+    // The same through honest nodes only, and one bare batch query, to
+    // tell the client's cost from the proxy's.
+    let light =
+        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+    let mut honest = VerifiedState::new(vec![nodes[3].clone()], light);
+    let started = Instant::now();
+    let mut count = 0;
+    honest
+        .follow_batches(rollup.id, from, |_| {
+            count += 1;
+            count < BEHIND
+        })
+        .await?;
+    let honest_behind = started.elapsed();
+    let started = Instant::now();
+    for h in from..from + 10 {
+        nodes[3]
+            .abci_query(&format!("/batch/{}/{h}", rollup.id))
+            .await?;
+    }
+    eprintln!(
+        "honest nodes only: {:.1} ms per verified batch; a bare batch query {:.1} ms",
+        honest_behind.as_secs_f64() * 1e3 / BEHIND as f64,
+        started.elapsed().as_secs_f64() * 1e3 / 10.0
+    );
+
+    const AT_TIP: usize = 20;
+    let first = nodes[3].status().await?.height + 1;
+    let items = (0..AT_TIP + 5)
+        .map(|i| signer.rollup_data(rollup.id, format!("tip {i}").into_bytes(), None))
+        .collect::<Vec<_>>();
+    let submitting = tokio::spawn(async move {
+        for item in items {
+            if let Err(e) = grpc.submit(&item).await {
+                eprintln!("submit: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(120)).await;
+        }
+    });
+    let mut at_tip = Vec::new();
+    reads
+        .follow_batches(rollup.id, first, |batch| {
+            at_tip.push((batch.value.height, batch.value.items.len(), batch.header));
+            at_tip.len() < AT_TIP
+        })
+        .await?;
+    submitting.abort();
+    let mut trail: Vec<u64> = at_tip.iter().map(|(h, _, header)| header - h).collect();
+    trail.sort_unstable();
+    let with_data = at_tip.iter().filter(|(_, n, _)| *n > 0).count();
+    let end_gap = nodes[3].status().await?.height - at_tip.last().map_or(0, |t| t.0);
+    eprintln!(
+        "verified ORDERED stream at the tip: {AT_TIP} heights from {first}, {with_data} with data; header used minus batch height p50 {} max {}; the tip was {end_gap} blocks past the last batch when it came",
+        trail[trail.len() / 2],
+        trail[trail.len() - 1],
+    );
+    assert!(at_tip
+        .iter()
+        .enumerate()
+        .all(|(i, t)| t.0 == first + i as u64));
+    assert!(with_data > AT_TIP / 2, "{at_tip:?}");
+
     net.stop();
     Ok(())
 }
@@ -646,7 +744,8 @@ async fn relay(
                     Lie::DropItem => {
                         batch.items.pop();
                     }
-                    Lie::SwapItems => batch.items.swap(0, 1),
+                    Lie::SwapItems if batch.items.len() >= 2 => batch.items.swap(0, 1),
+                    Lie::SwapItems => {}
                     _ => {
                         for item in &mut batch.items {
                             item.data = b"forged".to_vec();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use prost::Message;
-use seqnet_proto::state_proof::Space;
+use seqnet_proto::state_proof::{Space, MAX_PROVEN_KEYS};
 use seqnet_proto::{pb, Address, RollupId};
 
 use crate::accounts::AccountsState;
@@ -296,21 +296,47 @@ impl Reader {
     /// The committed record `(space, key)` (or its absence) with its proof
     /// under the app hash of the last committed height.
     pub fn prove(&self, space: Space, key: &[u8]) -> Result<pb::StateProof, QueryError> {
+        let mut proofs = self.prove_many(space, &[key.to_vec()])?.proofs;
+        proofs.pop().ok_or_else(|| {
+            QueryError::BadRequest(format!("{}/{}: no proof", space.name(), hex::encode(key)))
+        })
+    }
+
+    /// Records of one space (at most [`MAX_PROVEN_KEYS`]), each with its
+    /// proof, all under the app hash of one committed height.
+    pub fn prove_many(
+        &self,
+        space: Space,
+        keys: &[Vec<u8>],
+    ) -> Result<pb::StateProofs, QueryError> {
+        if keys.len() > MAX_PROVEN_KEYS {
+            return Err(QueryError::BadRequest(format!(
+                "{} keys asked for; at most {MAX_PROVEN_KEYS} per query",
+                keys.len()
+            )));
+        }
         let cf = Cf::of_space(space);
-        if cf.space(key).is_none() {
+        if let Some(key) = keys.iter().find(|key| cf.space(key).is_none()) {
             return Err(QueryError::BadRequest(format!(
                 "{}/{} is not a record of the state tree (docs/state-proofs.md)",
                 space.name(),
                 hex::encode(key)
             )));
         }
-        let read = self.committed.store().prove(cf, key)?;
-        Ok(pb::StateProof {
-            version: read.version,
-            space: space.name().to_string(),
-            key: key.to_vec(),
-            value: read.value,
-            proof: read.proof,
+        let records: Vec<(Cf, &[u8])> = keys.iter().map(|key| (cf, key.as_slice())).collect();
+        let reads = self.committed.store().prove_many(&records)?;
+        Ok(pb::StateProofs {
+            proofs: keys
+                .iter()
+                .zip(reads)
+                .map(|(key, read)| pb::StateProof {
+                    version: read.version,
+                    space: space.name().to_string(),
+                    key: key.clone(),
+                    value: read.value,
+                    proof: read.proof,
+                })
+                .collect(),
         })
     }
 
@@ -356,19 +382,28 @@ impl Reader {
             ["finality"] => self.finality()?.encode_to_vec(),
             ["status"] => self.status()?.encode_to_vec(),
             ["params"] => self.params()?.to_pb().encode_to_vec(),
-            ["state", space, key] => {
+            ["state", space, keys] => {
                 let space = Space::from_name(space).ok_or_else(|| {
                     QueryError::BadRequest(format!(
                         "unknown space {space:?}; want meta, accounts, rollups, forced, proofs or roots"
                     ))
                 })?;
-                let key = hex::decode(key)
-                    .map_err(|_| QueryError::BadRequest(format!("key {key:?} is not hex")))?;
-                self.prove(space, &key)?.encode_to_vec()
+                let keys = keys
+                    .split(',')
+                    .map(|key| {
+                        hex::decode(key)
+                            .map_err(|_| QueryError::BadRequest(format!("key {key:?} is not hex")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                // One key: a StateProof; several (comma-separated): StateProofs.
+                match keys.as_slice() {
+                    [key] => self.prove(space, key)?.encode_to_vec(),
+                    _ => self.prove_many(space, &keys)?.encode_to_vec(),
+                }
             }
             _ => {
                 return Err(QueryError::BadRequest(format!(
-                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params, /state/<space>/<hex key>"
+                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params, /state/<space>/<hex key>[,<hex key>...]"
                 )))
             }
         })
