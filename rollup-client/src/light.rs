@@ -294,16 +294,23 @@ impl LightClient {
     /// honest node has the real one. Expiry ends the attempt.
     async fn verify_one(&mut self, height: u64) -> Result<Option<LightBlock>, LightError> {
         let mut errors = Vec::new();
+        // Answers that were wrong, not merely unavailable (a node that has
+        // not committed the height yet is not lying).
+        let mut lies = Vec::new();
         let mut lacks_trust = false;
         for node in &self.nodes {
             let block = match fetch_block(node, height).await {
                 Ok(block) => block,
                 Err(e) => {
+                    if !matches!(e, LightError::Rpc(_)) {
+                        lies.push(e.to_string());
+                    }
                     errors.push(e.to_string());
                     continue;
                 }
             };
             if let Err(e) = self.check_chain(node.addr(), &block) {
+                lies.push(e.to_string());
                 errors.push(e.to_string());
                 continue;
             }
@@ -326,19 +333,19 @@ impl LightClient {
             match verdict {
                 Verdict::Success => {
                     // A height has one header: whoever served another lied.
-                    self.refusals.append(&mut errors);
+                    self.refusals.append(&mut lies);
                     return Ok(Some(block));
                 }
                 Verdict::NotEnoughTrust(detail) => {
                     lacks_trust = true;
-                    errors.push(
-                        LightError::Untrusted {
-                            node: node.addr().to_string(),
-                            height,
-                            detail: detail.to_string(),
-                        }
-                        .to_string(),
-                    );
+                    let refused = LightError::Untrusted {
+                        node: node.addr().to_string(),
+                        height,
+                        detail: detail.to_string(),
+                    }
+                    .to_string();
+                    lies.push(refused.clone());
+                    errors.push(refused);
                 }
                 Verdict::Invalid(VerificationErrorDetail::NotWithinTrustPeriod(e)) => {
                     return Err(LightError::Expired {
@@ -347,14 +354,16 @@ impl LightClient {
                         now: e.now.to_string(),
                     })
                 }
-                Verdict::Invalid(detail) => errors.push(
-                    LightError::Invalid {
+                Verdict::Invalid(detail) => {
+                    let refused = LightError::Invalid {
                         node: node.addr().to_string(),
                         height,
                         detail: detail.to_string(),
                     }
-                    .to_string(),
-                ),
+                    .to_string();
+                    lies.push(refused.clone());
+                    errors.push(refused);
+                }
             }
         }
         // Not refusals: with every node lacking trust, the honest ones too,

@@ -117,8 +117,14 @@ enum Command {
         #[command(flatten)]
         payload: Payload,
     },
-    /// Status of the forced-inclusion request for an inner transaction hash.
-    Forced { tx_hash: String },
+    /// Status of the forced-inclusion request for an inner transaction hash
+    /// (with a trust root: read with its proof and verified, or proven never
+    /// requested).
+    Forced {
+        tx_hash: String,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
     /// Batches with their proofs.
     #[command(subcommand)]
     Batch(BatchCommand),
@@ -132,6 +138,13 @@ enum Command {
         /// Wait until HEIGHT is proven (up to this many seconds).
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60", requires = "height")]
         wait: Option<u64>,
+        /// With a trust root: also this rollup's proven height and state root.
+        #[arg(long, requires = "trust_height")]
+        rollup: Option<u64>,
+        /// With a trust root, the ordered and proven heights (and the
+        /// rollup's) are read with their proofs and verified.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
 }
 
@@ -625,20 +638,30 @@ impl App {
                     },
                 );
             }
-            Command::Forced { tx_hash } => {
+            Command::Forced { tx_hash, trust } if trust.trust_height.is_some() => {
+                let hash = parse_hash(&tx_hash)?;
+                let mut reads =
+                    verified_state(&trust, self.cli.chain_id.clone(), &mut self.client).await?;
+                let read = reads.forced_request(&hash).await?;
+                let status = read.value.as_ref().map(forced_status_line);
+                self.print(
+                    json!({"tx_hash": tx_hash, "requested": read.value.is_some(), "id": read.value.as_ref().map(|r| r.id), "status": read.value.as_ref().map(|r| r.status), "included_height": read.value.as_ref().map(|r| r.included_height), "verified_header": read.header, "state_height": read.version, "signed_power_percent": read.signed_power_percent, "node": read.node, "refused": read.refused}),
+                    || {
+                        let what = match (&read.value, &status) {
+                            (Some(r), Some(status)) => format!("request {} (opened at {}): {status}", r.id, r.requested_height),
+                            _ => format!("{tx_hash} was never requested for forced inclusion"),
+                        };
+                        let mut text = format!("{what}\n{}", read.describe());
+                        for refused in &read.refused {
+                            text.push_str(&format!("\n  not believed: {refused}"));
+                        }
+                        text
+                    },
+                );
+            }
+            Command::Forced { tx_hash, .. } => {
                 let r = self.client.forced_request(parse_hash(&tx_hash)?).await?;
-                let status = match pb::ForcedStatus::try_from(r.status) {
-                    Ok(pb::ForcedStatus::Pending) => {
-                        format!("pending, due by height {}", r.deadline)
-                    }
-                    Ok(pb::ForcedStatus::Included) => {
-                        format!("included at height {}", r.included_height)
-                    }
-                    Ok(pb::ForcedStatus::Failed) => {
-                        format!("failed: {} (code {})", r.failure, r.failure_code)
-                    }
-                    _ => "unknown".into(),
-                };
+                let status = forced_status_line(&r);
                 self.print(
                     json!({"id": r.id, "status": r.status, "requested_height": r.requested_height, "deadline": r.deadline, "included_height": r.included_height, "failure": r.failure}),
                     || format!("request {} (opened at {}): {status}", r.id, r.requested_height),
@@ -813,7 +836,38 @@ impl App {
                     },
                 );
             }
-            Command::Finality { height, wait } => {
+            Command::Finality { rollup, trust, .. } if trust.trust_height.is_some() => {
+                let mut reads =
+                    verified_state(&trust, self.cli.chain_id.clone(), &mut self.client).await?;
+                let read = reads.finality(rollup).await?;
+                let f = &read.value;
+                self.print(
+                    json!({"ordered_height": f.ordered_height, "proven_height": f.proven_height, "rollup": rollup, "rollup_proven_height": f.rollup.as_ref().map(|r| r.proven_height), "rollup_proven_root": f.rollup.as_ref().map(|r| hex::encode(&r.proven_root)), "verified_header": read.header, "signed_power_percent": read.signed_power_percent, "node": read.node, "refused": read.refused}),
+                    || {
+                        let mut text = format!(
+                            "ordered height {}, proven height {}",
+                            f.ordered_height, f.proven_height
+                        );
+                        match (rollup, &f.rollup) {
+                            (Some(id), Some(r)) => text.push_str(&format!(
+                                "\nrollup {id}: proven to height {}, state root {}",
+                                r.proven_height,
+                                hex::encode(&r.proven_root)
+                            )),
+                            (Some(id), None) => {
+                                text.push_str(&format!("\nrollup {id}: nothing proven (or no such rollup)"))
+                            }
+                            _ => {}
+                        }
+                        text.push_str(&format!("\n{}", read.describe()));
+                        for refused in &read.refused {
+                            text.push_str(&format!("\n  not believed: {refused}"));
+                        }
+                        text
+                    },
+                );
+            }
+            Command::Finality { height, wait, .. } => {
                 let asked = height.unwrap_or(0);
                 let f = match wait {
                     Some(seconds) => {
@@ -929,6 +983,16 @@ async fn main() {
         }
         eprintln!("error: {text}");
         std::process::exit(1);
+    }
+}
+
+/// "pending, due by height N", "included at height N", "failed: ...".
+fn forced_status_line(r: &pb::ForcedRequest) -> String {
+    match pb::ForcedStatus::try_from(r.status) {
+        Ok(pb::ForcedStatus::Pending) => format!("pending, due by height {}", r.deadline),
+        Ok(pb::ForcedStatus::Included) => format!("included at height {}", r.included_height),
+        Ok(pb::ForcedStatus::Failed) => format!("failed: {} (code {})", r.failure, r.failure_code),
+        _ => "unknown".into(),
     }
 }
 

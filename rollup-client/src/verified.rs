@@ -131,6 +131,20 @@ impl<T> Verified<T> {
     }
 }
 
+/// Finality as the verified state says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedFinality {
+    /// Blocks ordered: the height whose state was read.
+    pub ordered_height: u64,
+    /// Highest height every span at or below which is proven.
+    pub proven_height: u64,
+    /// The rollup asked about: its last proven span's end and state root.
+    pub rollup: Option<pb::RollupProving>,
+}
+
+/// The `meta` record of the chain's proven height (u64 big-endian).
+const META_PROVEN_HEIGHT: &[u8] = b"proven_height";
+
 /// Reads of state that trust the light client's headers, not the nodes.
 pub struct VerifiedState {
     nodes: Vec<CometRpc>,
@@ -360,6 +374,96 @@ impl VerifiedState {
         let read = self.record(Space::Rollups, &id.to_be_bytes()).await?;
         let node = read.node.clone();
         decode_in(read, &node, "rollup")
+    }
+
+    /// Finality, verified: the ordered height (the state's height), the
+    /// chain's proven height, and for `rollup` its last proven height and
+    /// state root (`None`: proven not registered). Read from the `meta`
+    /// and `proofs` records (docs/state-proofs.md).
+    pub async fn finality(
+        &mut self,
+        rollup: Option<RollupId>,
+    ) -> Result<Verified<VerifiedFinality>, ReadError> {
+        let proven = self.record(Space::Meta, META_PROVEN_HEIGHT).await?;
+        let proven_height = match proven.value.as_deref() {
+            None => 0,
+            Some(bytes) => <[u8; 8]>::try_from(bytes)
+                .map(u64::from_be_bytes)
+                .map_err(|_| ReadError::Decode {
+                    node: proven.node.clone(),
+                    what: "proven height",
+                    detail: format!("{} bytes, want 8", bytes.len()),
+                })?,
+        };
+        let mut refused = proven.refused.clone();
+        let rollup_proving = match rollup {
+            None => None,
+            Some(id) => {
+                let read = self
+                    .record(
+                        Space::Proofs,
+                        &[b"r".as_slice(), &id.to_be_bytes()].concat(),
+                    )
+                    .await?;
+                refused.extend(read.refused.iter().cloned());
+                let node = read.node.clone();
+                Some(decode_in::<pb::RollupProving>(read, &node, "rollup proving")?.value)
+            }
+        };
+        let ordered_height = proven.version;
+        let mut verified = proven.map(|_| VerifiedFinality {
+            ordered_height,
+            proven_height,
+            rollup: rollup_proving.flatten(),
+        });
+        verified.refused = refused;
+        Ok(verified)
+    }
+
+    /// The forced-inclusion request for inner transaction `tx_hash`, with
+    /// its latest status (`None`: proven never requested).
+    pub async fn forced_request(
+        &mut self,
+        tx_hash: &[u8; 32],
+    ) -> Result<Verified<Option<pb::ForcedRequest>>, ReadError> {
+        let by_hash = self
+            .record(Space::Forced, &[b"h".as_slice(), tx_hash].concat())
+            .await?;
+        let Some(raw_id) = by_hash.value.clone() else {
+            return Ok(by_hash.map(|_| None));
+        };
+        let id = <[u8; 8]>::try_from(raw_id.as_slice())
+            .map(u64::from_be_bytes)
+            .map_err(|_| ReadError::Decode {
+                node: by_hash.node.clone(),
+                what: "forced request id",
+                detail: format!("{} bytes, want 8", raw_id.len()),
+            })?;
+        let read = self
+            .record(
+                Space::Forced,
+                &[b"r".as_slice(), &id.to_be_bytes()].concat(),
+            )
+            .await?;
+        let node = read.node.clone();
+        let mut request = decode_in::<pb::ForcedRequest>(read, &node, "forced request")?;
+        // Proven records of the same chain agree; a mismatch is a broken
+        // state, not a lie any node could tell.
+        if request
+            .value
+            .as_ref()
+            .is_some_and(|r| r.tx_hash.as_slice() != tx_hash.as_slice())
+        {
+            return Err(ReadError::Decode {
+                node,
+                what: "forced request",
+                detail: format!("request {id} is of another transaction"),
+            });
+        }
+        let mut refused = by_hash.refused;
+        refused.append(&mut request.refused);
+        request.refused = refused;
+        Ok(request)
     }
 
     /// Rollup `rollup_id`'s batch at `height` (all of its items, in order;

@@ -422,6 +422,90 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         );
     }
 
+    // A forced-inclusion request read with its proof until it is included
+    // (and one never made, proven absent), and finality read the same way,
+    // through a liar first that claims the request absent.
+    let wrapper_nonce = signer.next_nonce;
+    signer.next_nonce += 1;
+    let inner = signer.rollup_data(rollup.id, b"forced".to_vec(), None);
+    signer.next_nonce = wrapper_nonce;
+    let wrapper = signer.force_include(inner.clone(), None);
+    signer.next_nonce = wrapper_nonce + 2;
+    grpc.force_include(&wrapper).await?;
+    let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), Lie::HideForced).await?;
+    let light =
+        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+    let mut reads = VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+    let started = Instant::now();
+    let forced = loop {
+        let read = reads.forced_request(&inner.hash()).await?;
+        if read
+            .value
+            .as_ref()
+            .is_some_and(|r| r.status == pb::ForcedStatus::Included as i32)
+        {
+            break read;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(60),
+            "forced request not included in 60 s: {:?}",
+            read.value
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(
+        forced
+            .refused
+            .iter()
+            .any(|r| r.contains(&proxy) && r.contains("lied about forced/")),
+        "{:?}",
+        forced.refused
+    );
+    let included_at = forced.value.as_ref().map_or(0, |r| r.included_height);
+    eprintln!(
+        "forced request included at {included_at}: {}; refused: {}",
+        forced.describe(),
+        forced.refused[0]
+    );
+    let never = reads.forced_request(&[7u8; 32]).await?;
+    assert_eq!(never.value, None, "a request never made is proven absent");
+    let finality = reads.finality(Some(rollup.id)).await?;
+    let unverified = grpc.finality(0).await?;
+    assert!(finality.value.ordered_height >= included_at);
+    assert!(finality.value.ordered_height <= unverified.ordered_height);
+    assert!(finality.value.proven_height <= unverified.proven_height);
+    eprintln!(
+        "finality: ordered {}, proven {}, rollup {} proven to {:?}; {}",
+        finality.value.ordered_height,
+        finality.value.proven_height,
+        rollup.id,
+        finality.value.rollup.as_ref().map(|r| r.proven_height),
+        finality.describe()
+    );
+
+    let output = std::process::Command::new(&cli)
+        .arg("--node")
+        .arg(net.manifest().nodes[1].grpc_url())
+        .args(["--json", "finality", "--rollup", &rollup.id.to_string()])
+        .args(["--trust-height", "2", "--trust-hash", &root.hash])
+        .arg("--rpc")
+        .arg(format!("{},{}", nodes[2].addr(), nodes[3].addr()))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "seqnet finality (verified): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert!(shown["ordered_height"]
+        .as_u64()
+        .is_some_and(|h| h >= finality.value.ordered_height));
+    assert!(shown["verified_header"].as_u64().is_some());
+    eprintln!(
+        "seqnet finality --rollup {} --trust-height 2 ...: {shown}",
+        rollup.id
+    );
+
     // The ORDERED stream, verified, through a liar first. Behind the tip:
     // every height from a few below the data on, in order, the data where
     // it was written and proven-empty batches elsewhere, many heights per
@@ -543,6 +627,8 @@ enum Lie {
     RelabeledBalance,
     /// The header three heights below the one asked for.
     ReplayHeader,
+    /// "No such forced request" (proof unchanged).
+    HideForced,
     /// A header with another app hash, validators of the liar's own keys and
     /// a commit they signed.
     ForeignCommit,
@@ -766,6 +852,13 @@ async fn relay(
                     }
                 }
                 Ok(batch.encode_to_vec())
+            })?;
+        }
+        Lie::HideForced if query("/state/forced/") => {
+            response = rewrite_query_value(&response, |raw| {
+                let mut proof = pb::StateProof::decode(raw)?;
+                proof.value = None;
+                Ok(proof.encode_to_vec())
             })?;
         }
         Lie::ReplaceRoot if query("/state/roots/") => {
