@@ -33,7 +33,7 @@ pub use tx::{matches_censor, ExecError, Transition};
 /// benchmark of the state tree); not an API.
 #[doc(hidden)]
 pub mod bench_support {
-    pub use crate::store::{Cf, ProvenRead, WriteSet};
+    pub use crate::store::{AppHashScheme, Cf, ProvenRead, WriteSet};
 }
 
 #[cfg(test)]

@@ -182,9 +182,22 @@ pub struct ProvenRead {
     pub proof: Vec<u8>,
 }
 
+/// What the app hash commits to.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppHashScheme {
+    /// The state tree's root (the protocol).
+    StateTree,
+    /// SHA-256 over the block's writes, chained: the app hash before the
+    /// state tree, kept only as the baseline `benches/block_commit.rs`
+    /// measures the tree against in the same run. Proves nothing.
+    WriteDigest,
+}
+
 /// The node's RocksDB. Reads see the last committed block only.
 pub struct Store {
     db: DB,
+    scheme: AppHashScheme,
 }
 
 impl Store {
@@ -200,7 +213,18 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            scheme: AppHashScheme::StateTree,
+        })
+    }
+
+    /// A store whose app hash is `scheme` (benchmarks only).
+    #[doc(hidden)]
+    pub fn open_with_scheme(path: &Path, scheme: AppHashScheme) -> Result<Store, StoreError> {
+        let mut store = Store::open(path)?;
+        store.scheme = scheme;
+        Ok(store)
     }
 
     fn handle(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
@@ -304,6 +328,9 @@ impl Store {
         version: u64,
         writes: &WriteSet,
     ) -> Result<([u8; 32], WriteSet), StoreError> {
+        if self.scheme == AppHashScheme::WriteDigest {
+            return self.write_digest(version, writes);
+        }
         let tree_error = |e: anyhow::Error| StoreError::Tree {
             version,
             detail: format!("{e:#}"),
@@ -356,6 +383,41 @@ impl Store {
             version.to_be_bytes().to_vec(),
         );
         Ok((root.0, tree_writes))
+    }
+
+    /// [`AppHashScheme::WriteDigest`]: the previous digest and every write,
+    /// hashed in key order.
+    fn write_digest(
+        &self,
+        version: u64,
+        writes: &WriteSet,
+    ) -> Result<([u8; 32], WriteSet), StoreError> {
+        use sha2::Digest;
+        let previous = self
+            .get(Cf::Meta, keys::META_LAST_APP_HASH)?
+            .unwrap_or_default();
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(previous);
+        for (cf, key, value) in writes.entries() {
+            hasher.update(cf.name().as_bytes());
+            hasher.update((key.len() as u64).to_be_bytes());
+            hasher.update(key);
+            match value {
+                None => hasher.update([0u8]),
+                Some(v) => {
+                    hasher.update([1u8]);
+                    hasher.update((v.len() as u64).to_be_bytes());
+                    hasher.update(v);
+                }
+            }
+        }
+        let mut out = WriteSet::default();
+        out.put(
+            Cf::Meta,
+            keys::META_TREE_VERSION.to_vec(),
+            version.to_be_bytes().to_vec(),
+        );
+        Ok((hasher.finalize().into(), out))
     }
 
     /// The committed value of `(cf, key)` and its proof under the last
