@@ -1,5 +1,6 @@
-//! FinalizeBlock takes over the run of an accepted ProcessProposal of the
-//! same block (by hash) and gives exactly what a fresh run gives; after a
+//! FinalizeBlock takes over an accepted ProcessProposal of the same block (by
+//! hash), which finished the block in the background (results, tree, app
+//! hash), and gives exactly what a fresh run gives; after a
 //! ProcessProposal of another block (or none, as after a restart) it runs
 //! the block itself.
 

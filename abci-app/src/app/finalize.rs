@@ -1,7 +1,7 @@
-//! FinalizeBlock and Commit: the block's run (taken over from an accepted
-//! ProcessProposal of the same block, or run here), the block's batches and
-//! tree, the provers' block end, the app hash, and the one synced write of
-//! everything at Commit.
+//! FinalizeBlock and Commit: the block's run, the block's batches and tree,
+//! the provers' block end, the app hash (all finished in the background
+//! after an accepted ProcessProposal of the same block, while the validators
+//! vote, or done here), and the one synced write of everything at Commit.
 
 use prost::Message;
 use seqnet_proto::{pb, Code};
@@ -12,6 +12,7 @@ use super::{lock, to_abci_event, BlockSummary, ConsensusState, SeqnetApp};
 use crate::chain::ChainWrite;
 use crate::forced::{opened_event, source_name, ForcedState};
 use crate::keys;
+use crate::params::ChainParams;
 use crate::rollups::batches::BlockBatches;
 use crate::state::StateDelta;
 use crate::store::{Cf, StoreError, WriteSet};
@@ -24,12 +25,19 @@ pub(super) struct PendingBlock {
     pub summary: BlockSummary,
 }
 
-/// An accepted ProcessProposal run, kept for FinalizeBlock of the same block.
+/// A block finished: FinalizeBlock's answer and the writes for Commit.
+pub(super) type Finished = Result<(abci::ResponseFinalizeBlock, PendingBlock), StoreError>;
+
+/// An accepted ProcessProposal, finished in the background for FinalizeBlock
+/// of the same block: results, the provers' block end, the state tree and
+/// the app hash are computed while the validators vote, instead of after.
+/// Everything it reads (the committed state, the chain's parameters, the
+/// last app hash) changes only at Commit, which comes after that
+/// FinalizeBlock: the answer is the one FinalizeBlock would compute.
 pub(super) struct Processed {
     pub hash: Vec<u8>,
     pub height: u64,
-    pub delta: StateDelta,
-    pub run: BlockRun,
+    pub finished: std::thread::JoinHandle<Finished>,
 }
 
 /// The ABCI result of one executed transaction.
@@ -58,31 +66,47 @@ impl SeqnetApp {
             );
         }
         let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
-        let accepted = consensus
+        let finished_early = consensus
             .processed
             .take()
-            .filter(|p| p.height == height && !p.hash.is_empty() && p.hash == request.hash);
-        let (mut delta, run) = match accepted {
-            Some(processed) => {
-                self.shared.counters.reused_runs();
-                (processed.delta, processed.run)
-            }
+            .filter(|p| p.height == height && !p.hash.is_empty() && p.hash == request.hash)
+            .and_then(|processed| match processed.finished.join() {
+                Ok(finished) => {
+                    self.shared.counters.reused_runs();
+                    Some(finished)
+                }
+                // The same work runs here and fails (or not) the same way.
+                Err(_) => {
+                    tracing::error!("the block's background finish panicked; running it here");
+                    None
+                }
+            });
+        let finished = match finished_early {
+            Some(finished) => finished,
             None => {
                 let mut delta = StateDelta::new(self.shared.store.clone());
-                match self
+                let run = match self
                     .context(&consensus, height)
                     .run(&mut delta, &txs, false)
                 {
                     Ok(run) => {
                         self.shared.counters.block_runs();
-                        (delta, run)
+                        run
                     }
                     // Without storage there is no honest way to answer.
                     Err(error) => panic!("cannot execute block {height}: {error}"),
-                }
+                };
+                self.finish(
+                    &consensus.params,
+                    &consensus.last_app_hash,
+                    height,
+                    &txs,
+                    &mut delta,
+                    run,
+                )
             }
         };
-        match self.finish(&mut consensus, height, &txs, &mut delta, run) {
+        match finished {
             Ok((response, pending)) => {
                 consensus.pending = Some(pending);
                 response
@@ -92,16 +116,42 @@ impl SeqnetApp {
         }
     }
 
+    /// Finishes an accepted proposal on a thread of its own (see
+    /// [`Processed`]); `None` when no thread could be started (FinalizeBlock
+    /// then runs the block itself).
+    pub(super) fn finish_in_background(
+        &self,
+        consensus: &ConsensusState,
+        height: u64,
+        txs: Vec<Vec<u8>>,
+        mut delta: StateDelta,
+        run: BlockRun,
+    ) -> Option<std::thread::JoinHandle<Finished>> {
+        let app = self.clone();
+        let params = consensus.params.clone();
+        let last_app_hash = consensus.last_app_hash.clone();
+        std::thread::Builder::new()
+            .name(format!("finish-{height}"))
+            .spawn(move || {
+                let span = tracing::info_span!("finish_block", height);
+                let _guard = span.enter();
+                app.finish(&params, &last_app_hash, height, &txs, &mut delta, run)
+            })
+            .map_err(|e| tracing::warn!("no thread to finish block {height} early: {e}"))
+            .ok()
+    }
+
     /// Everything after the transactions ran: results, batches, the provers'
     /// block end, the tree, the app hash and the writes for Commit.
     fn finish(
         &self,
-        consensus: &mut ConsensusState,
+        params: &ChainParams,
+        last_app_hash: &[u8],
         height: u64,
         txs: &[Vec<u8>],
         delta: &mut StateDelta,
         run: BlockRun,
-    ) -> Result<(abci::ResponseFinalizeBlock, PendingBlock), StoreError> {
+    ) -> Finished {
         let mut summary = BlockSummary {
             height,
             tx_count: u64::try_from(txs.len()).unwrap_or(u64::MAX),
@@ -111,13 +161,8 @@ impl SeqnetApp {
         let (tx_results, batches) = tx_results(txs, run.results, &mut summary);
         let mut block_events =
             forced_events(&run.forced_included, &run.forced_failed, &mut summary);
-        let proving = crate::provers::end_block(
-            delta,
-            &consensus.params,
-            height,
-            &consensus.last_app_hash,
-            &batches.with_fees(),
-        )?;
+        let proving =
+            crate::provers::end_block(delta, params, height, last_app_hash, &batches.with_fees())?;
         summary.jobs_opened = proving.jobs_opened;
         summary.jobs_reassigned = proving.jobs_reassigned;
         summary.jobs_proven = proving.jobs_proven;

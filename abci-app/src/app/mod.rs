@@ -501,12 +501,18 @@ impl Application for SeqnetApp {
         };
         let status = match outcome {
             Ok(run) => {
-                consensus.processed = Some(Processed {
-                    hash: request.hash.to_vec(),
-                    height,
-                    delta,
-                    run,
-                });
+                // Without the block's hash FinalizeBlock could not tell the
+                // block is this one: nothing to finish early.
+                consensus.processed = if request.hash.is_empty() {
+                    None
+                } else {
+                    self.finish_in_background(&consensus, height, txs, delta, run)
+                        .map(|finished| Processed {
+                            hash: request.hash.to_vec(),
+                            height,
+                            finished,
+                        })
+                };
                 abci::response_process_proposal::ProposalStatus::Accept
             }
             Err(error) => {
