@@ -268,12 +268,16 @@ enum RollupCommand {
 
 #[derive(Subcommand)]
 enum BatchCommand {
-    /// One batch, with its proof checked (exit status 1 if it fails).
+    /// One batch, with its proof checked (exit status 1 if it fails):
+    /// against the root the node sends, or with a trust root against the
+    /// root a verified header commits to.
     Get {
         #[arg(long)]
         rollup: u64,
         #[arg(long)]
         height: u64,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Batches from a height on, following new blocks, each checked; one
     /// line per batch.
@@ -287,13 +291,18 @@ enum BatchCommand {
         skip_empty: bool,
         /// Deliver a height only once it is proven; batches with a proof
         /// job come with their validity proof, checked here against the
-        /// rollup's verifying key, and show the new state root.
+        /// rollup's verifying key, and show the new state root (with a
+        /// trust root: once the verified state's proven height reaches it).
         #[arg(long)]
         proven: bool,
+        /// With a trust root, every batch (empty ones too) is checked
+        /// against the root a verified header commits to.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
 }
 
-const VERIFIED: &str = "proof: verified (inclusion and completeness)";
+const VERIFIED: &str = "proof: verified (inclusion and completeness) against the root this node sent; with --trust-height/--trust-hash, against the root a verified header commits to";
 
 /// A 64-hex address, or the address of a key file.
 fn parse_address(text: &str) -> anyhow::Result<Address> {
@@ -667,7 +676,42 @@ impl App {
                     || format!("request {} (opened at {}): {status}", r.id, r.requested_height),
                 );
             }
-            Command::Batch(BatchCommand::Get { rollup, height }) => {
+            Command::Batch(BatchCommand::Get {
+                rollup,
+                height,
+                trust,
+            }) if trust.trust_height.is_some() => {
+                let mut reads =
+                    verified_state(&trust, self.cli.chain_id.clone(), &mut self.client).await?;
+                let read = reads.batch(rollup, height).await?;
+                let mut value = batch_json(&read.value);
+                value["verified_header"] = json!(read.header);
+                value["signed_power_percent"] = json!(read.signed_power_percent);
+                value["node"] = json!(read.node);
+                value["refused"] = json!(read.refused);
+                self.print(value, || {
+                    let mut text = format!(
+                        "rollup {rollup} height {height}: {} items, {} bytes",
+                        read.value.items.len(),
+                        batch_bytes(&read.value)
+                    );
+                    for item in &read.value.items {
+                        text.push_str(&format!(
+                            "\n  {} nonce {} [{}]: {}",
+                            hex::encode(&item.tx_hash),
+                            item.nonce,
+                            item.action_index,
+                            show_data(&item.data)
+                        ));
+                    }
+                    text.push_str(&format!("\n{}", read.describe()));
+                    for refused in &read.refused {
+                        text.push_str(&format!("\n  not believed: {refused}"));
+                    }
+                    text
+                });
+            }
+            Command::Batch(BatchCommand::Get { rollup, height, .. }) => {
                 let raw = self.client.raw_batch(rollup, height).await?;
                 match verify_batch_for(&raw, rollup, height) {
                     Ok(batch) => self.print(batch_json(&batch), || {
@@ -703,6 +747,47 @@ impl App {
                 from,
                 skip_empty,
                 proven,
+                trust,
+            }) if trust.trust_height.is_some() => {
+                let mut reads =
+                    verified_state(&trust, self.cli.chain_id.clone(), &mut self.client).await?;
+                let json_out = self.cli.json;
+                let show = |read: seqnet_rollup_client::verified::Verified<VerifiedBatch>| {
+                    if skip_empty && read.value.items.is_empty() {
+                        return true;
+                    }
+                    if json_out {
+                        let mut value = batch_json(&read.value);
+                        value["verified_header"] = json!(read.header);
+                        value["node"] = json!(read.node);
+                        value["refused"] = json!(read.refused);
+                        println!("{value}");
+                    } else {
+                        println!(
+                            "rollup {rollup} height {}: {} items, {} bytes; {}",
+                            read.value.height,
+                            read.value.items.len(),
+                            batch_bytes(&read.value),
+                            read.describe()
+                        );
+                        for refused in &read.refused {
+                            println!("  not believed: {refused}");
+                        }
+                    }
+                    true
+                };
+                if proven {
+                    reads.follow_proven_batches(rollup, from, show).await?;
+                } else {
+                    reads.follow_batches(rollup, from, show).await?;
+                }
+            }
+            Command::Batch(BatchCommand::Stream {
+                rollup,
+                from,
+                skip_empty,
+                proven,
+                ..
             }) => {
                 let mut stream = if proven {
                     self.client.stream_proven_batches(rollup, from, skip_empty)

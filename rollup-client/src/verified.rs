@@ -590,6 +590,42 @@ impl VerifiedState {
         }
     }
 
+    /// The PROVEN stream, verified: as [`follow_batches`], but a height is
+    /// handed over only once the verified state says the chain's proven
+    /// height has reached it (every span covering it has a validity proof
+    /// the validators' state accepted, so the proof is not checked again
+    /// here).
+    ///
+    /// [`follow_batches`]: VerifiedState::follow_batches
+    pub async fn follow_proven_batches(
+        &mut self,
+        rollup_id: RollupId,
+        from: u64,
+        mut on_batch: impl FnMut(Verified<VerifiedBatch>) -> bool,
+    ) -> Result<(), ReadError> {
+        let mut next = from;
+        loop {
+            let proven = loop {
+                let proven = self.finality(None).await?.value.proven_height;
+                if proven >= next {
+                    break proven;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
+            let mut more = true;
+            self.follow_batches(rollup_id, next, |batch| {
+                let height = batch.value.height;
+                more = on_batch(batch);
+                next = height.saturating_add(1);
+                more && height < proven
+            })
+            .await?;
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
     /// Height `height`'s namespaced Merkle root commitment (56 bytes, see
     /// docs/state-proofs.md), the root a batch of that height is checked
     /// against.

@@ -566,6 +566,44 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         started.elapsed().as_secs_f64() * 1e3 / 10.0
     );
 
+    // The PROVEN stream, verified (this network has no proof jobs, so the
+    // chain's proven height is its ordered height), and the CLI's verified
+    // batch read.
+    let mut proven = Vec::new();
+    reads
+        .follow_proven_batches(rollup.id, data_height, |batch| {
+            proven.push(batch.value.height);
+            proven.len() < 3
+        })
+        .await?;
+    assert_eq!(proven, vec![data_height, data_height + 1, data_height + 2]);
+    let output = std::process::Command::new(&cli)
+        .arg("--node")
+        .arg(net.manifest().nodes[1].grpc_url())
+        .args(["--json", "batch", "get", "--rollup", &rollup.id.to_string()])
+        .args(["--height", &data_height.to_string()])
+        .args(["--trust-height", "2", "--trust-hash", &root.hash])
+        .arg("--rpc")
+        .arg(format!("{},{}", proxy, nodes[2].addr()))
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "seqnet batch get (verified): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert!(
+        shown["items"].as_array().is_some_and(|i| i.len() >= 2),
+        "{shown}"
+    );
+    assert!(shown["refused"].as_array().is_some_and(|r| r
+        .iter()
+        .any(|r| r.as_str().is_some_and(|r| r.contains(&proxy)))));
+    eprintln!(
+        "seqnet batch get --trust-height 2 ... through a liar: refused {}",
+        shown["refused"]
+    );
+
     const AT_TIP: usize = 20;
     let first = nodes[3].status().await?.height + 1;
     let items = (0..AT_TIP + 5)
