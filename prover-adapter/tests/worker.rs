@@ -87,6 +87,9 @@ impl RollupService for Node {
     ) -> Answer<pb::SubmitTransactionResponse> {
         Err(Status::unimplemented("not here"))
     }
+    async fn prove_state(&self, _: Request<pb::ProveStateRequest>) -> Answer<pb::StateProofs> {
+        Err(Status::unimplemented("not in this test"))
+    }
     async fn get_forced_request(
         &self,
         _: Request<pb::GetForcedRequestRequest>,

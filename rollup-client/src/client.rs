@@ -430,6 +430,27 @@ impl RollupClient {
     }
 
     /// The forced-inclusion request for the inner transaction `tx_hash`.
+    /// Records of the state tree with their proofs, all under one app hash
+    /// (check them with `seqnet_proto::state_proof::verify` against header
+    /// `version + 1`, verified by a [`crate::light::LightClient`]).
+    pub async fn prove_state(
+        &mut self,
+        space: seqnet_proto::state_proof::Space,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<pb::StateProofs, ClientError> {
+        self.call(|mut c| {
+            let keys = keys.clone();
+            async move {
+                c.prove_state(pb::ProveStateRequest {
+                    space: space.name().to_string(),
+                    keys,
+                })
+                .await
+            }
+        })
+        .await
+    }
+
     pub async fn forced_request(
         &mut self,
         tx_hash: [u8; 32],
@@ -1236,6 +1257,12 @@ mod tests {
             r: tonic::Request<pb::SubmitTransactionRequest>,
         ) -> Answer<pb::SubmitTransactionResponse> {
             self.submit_transaction(r).await
+        }
+        async fn prove_state(
+            &self,
+            _: tonic::Request<pb::ProveStateRequest>,
+        ) -> Answer<pb::StateProofs> {
+            Err(Status::unimplemented("not in this test"))
         }
         async fn get_forced_request(
             &self,

@@ -154,6 +154,9 @@ impl RollupService for Node {
     ) -> Answer<pb::SubmitTransactionResponse> {
         self.submit_transaction(r).await
     }
+    async fn prove_state(&self, _: Request<pb::ProveStateRequest>) -> Answer<pb::StateProofs> {
+        Err(Status::unimplemented("not in this test"))
+    }
     async fn get_forced_request(
         &self,
         _: Request<pb::GetForcedRequestRequest>,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use seqnet_abci::{QueryError, Reader, SeqnetApp};
 use seqnet_proto::pb::rollup_service_server::RollupService;
+use seqnet_proto::state_proof::Space;
 use seqnet_proto::{pb, Address, Code};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -138,6 +139,27 @@ impl RollupService for RollupServer {
             ));
         }
         self.submit_transaction(request).await
+    }
+
+    async fn prove_state(
+        &self,
+        request: Request<pb::ProveStateRequest>,
+    ) -> Result<Response<pb::StateProofs>, Status> {
+        let _timer = self.metrics.grpc_timer("ProveState");
+        let req = request.into_inner();
+        let space = Space::from_name(&req.space).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown space {:?}; want meta, accounts, rollups, forced, proofs or roots",
+                req.space
+            ))
+        })?;
+        if req.keys.is_empty() {
+            return Err(Status::invalid_argument("no key asked for"));
+        }
+        self.reader
+            .prove_many(space, &req.keys)
+            .map(Response::new)
+            .map_err(query_status)
     }
 
     async fn get_forced_request(

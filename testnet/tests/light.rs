@@ -483,6 +483,44 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         finality.describe()
     );
 
+    // The same proofs over gRPC (ProveState): an account and an absent one
+    // under one app hash, checked against a header verified here.
+    let absent = vec![9u8; 32];
+    let answer = grpc
+        .prove_state(
+            Space::Accounts,
+            vec![owner_address.0.to_vec(), absent.clone()],
+        )
+        .await?;
+    assert_eq!(answer.proofs.len(), 2);
+    let version = answer.proofs[0].version;
+    let mut light =
+        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+    let header = loop {
+        match light.verify_to(version + 1).await {
+            Ok(block) => break block.clone(),
+            Err(LightError::AllNodesFailed { .. }) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for (proof, key) in answer.proofs.iter().zip([owner_address.0.to_vec(), absent]) {
+        assert_eq!(proof.version, version);
+        state_proof::verify(
+            header.app_hash(),
+            Space::Accounts,
+            &key,
+            proof.value.as_deref(),
+            &proof.proof,
+        )?;
+    }
+    assert!(answer.proofs[0].value.is_some() && answer.proofs[1].value.is_none());
+    eprintln!(
+        "ProveState over gRPC: 2 proofs of height {version} verified against header {}",
+        header.height()
+    );
+
     let output = std::process::Command::new(&cli)
         .arg("--node")
         .arg(net.manifest().nodes[1].grpc_url())
