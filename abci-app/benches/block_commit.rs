@@ -138,8 +138,9 @@ struct Times {
     /// Blocks without a pause: ProcessProposal, FinalizeBlock + Commit.
     process: Vec<Duration>,
     finalize_commit: Vec<Duration>,
-    /// FinalizeBlock + Commit after `VOTE_GAP`.
+    /// FinalizeBlock + Commit after `VOTE_GAP`, and FinalizeBlock alone.
     finalize_commit_after_votes: Vec<Duration>,
+    finalize_after_votes: Vec<Duration>,
 }
 
 fn run_blocks(app: &SeqnetApp, blocks: &Blocks) -> Times {
@@ -174,7 +175,11 @@ fn run_blocks(app: &SeqnetApp, blocks: &Blocks) -> Times {
             hash,
             ..Default::default()
         });
+        let finalized = t.elapsed();
         app.commit();
+        if voting {
+            times.finalize_after_votes.push(finalized);
+        }
         if voting {
             times.finalize_commit_after_votes.push(t.elapsed());
         } else {
@@ -263,6 +268,14 @@ fn main() {
             }));
         }
         println!("{line}");
+        println!(
+            "{:>9} after votes, FinalizeBlock alone: digest {:.2} / tree {:.2} (p50 {:.2} / {:.2})",
+            "",
+            mean_ms(&digest.finalize_after_votes),
+            mean_ms(&tree.finalize_after_votes),
+            p50_ms(&digest.finalize_after_votes),
+            p50_ms(&tree.finalize_after_votes)
+        );
         rows.push(serde_json::json!({
             "accounts": accounts,
             "txs_per_block": TXS_PER_BLOCK,
