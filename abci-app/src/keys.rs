@@ -22,6 +22,10 @@ pub const META_PROOF_QUEUE: &[u8] = b"proof_queue";
 /// u64 BE: highest height whose jobs (and all below) are proven.
 pub const META_PROVEN_HEIGHT: &[u8] = b"proven_height";
 
+/// u64 BE in `Cf::Blocks`: the first height whose block data this node still
+/// keeps (a local choice, outside the app hash; absent: 1).
+pub const LOCAL_RETAIN_HEIGHT: &[u8] = b"retain_height";
+
 pub fn account(address: &Address) -> Vec<u8> {
     address.0.to_vec()
 }

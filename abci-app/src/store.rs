@@ -319,6 +319,26 @@ impl Store {
             })
     }
 
+    /// Deletes the key ranges `[from, to)` and writes `record`, in one
+    /// atomic write (not synced: pruning is redone after a crash). Only for
+    /// column families outside the state tree.
+    pub fn delete_ranges(
+        &self,
+        ranges: &[(Cf, Vec<u8>, Vec<u8>)],
+        record: (Cf, &[u8], &[u8]),
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (cf, from, to) in ranges {
+            batch.delete_range_cf(self.handle(*cf)?, from, to);
+        }
+        batch.put_cf(self.handle(record.0)?, record.1, record.2);
+        self.db.write(batch).map_err(|source| StoreError::Db {
+            op: "delete ranges",
+            cf: "all",
+            source,
+        })
+    }
+
     /// The state tree after `writes` at `version` (a block's height; genesis
     /// is the initial height less one): its root, which is the app hash, and
     /// the writes that store it (new nodes, the nodes they replace deleted,

@@ -165,12 +165,20 @@ impl Default for Mempool {
 #[serde(default, deny_unknown_fields)]
 pub struct Storage {
     pub path: PathBuf,
+    /// Blocks of data to keep (block records, namespace proofs, batches,
+    /// and CometBFT's block store through Commit's `retain_height`); heights
+    /// still in an unproven span are always kept. 0: keep everything (an
+    /// archive node), the default while a new node can only block-sync
+    /// (it needs peers that have every block) and rollups may read any
+    /// height.
+    pub block_retention: u64,
 }
 
 impl Default for Storage {
     fn default() -> Self {
         Storage {
             path: PathBuf::from("data"),
+            block_retention: 0,
         }
     }
 }
@@ -245,6 +253,13 @@ impl Config {
         }
         if let Some(v) = env("SEQNET_STORAGE_PATH") {
             self.storage.path = PathBuf::from(v);
+        }
+        if let Some(v) = env("SEQNET_BLOCK_RETENTION") {
+            self.storage.block_retention = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "storage.block_retention",
+                value: v.clone(),
+                reason: format!("{e}"),
+            })?;
         }
         if let Some(v) = env("SEQNET_LOG_FILTER") {
             self.log.filter = v;

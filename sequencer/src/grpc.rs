@@ -54,6 +54,7 @@ pub(crate) fn query_status(error: QueryError) -> Status {
         QueryError::FutureHeight { .. } | QueryError::HeightZero | QueryError::BadRequest(_) => {
             Status::invalid_argument(error.to_string())
         }
+        QueryError::Pruned { .. } => Status::out_of_range(error.to_string()),
         QueryError::Store(_) | QueryError::Inconsistent { .. } => internal(error),
     }
 }

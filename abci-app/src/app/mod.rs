@@ -12,6 +12,7 @@ pub(crate) mod execute;
 mod finalize;
 pub(crate) mod mempool;
 pub(crate) mod query;
+mod retention;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,6 +163,8 @@ struct ConsensusState {
 
 struct Shared {
     store: Arc<Store>,
+    /// Blocks of data this node keeps (0: all); see `retention`.
+    block_retention: std::sync::atomic::AtomicU64,
     consensus: Mutex<ConsensusState>,
     mempool: Mutex<MempoolState>,
     signatures: SignatureCache,
@@ -231,6 +234,7 @@ impl SeqnetApp {
         Ok(SeqnetApp {
             shared: Arc::new(Shared {
                 store,
+                block_retention: std::sync::atomic::AtomicU64::new(0),
                 consensus: Mutex::new(consensus),
                 mempool: Mutex::new(mempool),
                 signatures: SignatureCache::new(SIGNATURE_CACHE_SIZE),
@@ -253,6 +257,44 @@ impl SeqnetApp {
     /// meanwhile.
     pub fn set_mempool_limit(&self, max_txs: usize) {
         lock(&self.shared.mempool).limit = max_txs.clamp(1, MAX_TRACKED_TXS);
+    }
+
+    /// Keeps the block data (block records, namespace proofs, rollup
+    /// batches) of the last `blocks` heights, and of every height still in
+    /// an unproven span, pruning the rest after each Commit and telling
+    /// CometBFT to prune its block store alike; 0 keeps everything (an
+    /// archive node). A local choice: it never changes the app hash.
+    pub fn set_block_retention(&self, blocks: u64) {
+        self.shared
+            .block_retention
+            .store(blocks, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After Commit of `height`: prunes below the retained height and
+    /// returns it for CometBFT (0: nothing to prune). Pruning is local, so a
+    /// failure is logged and retried at the next Commit, never fatal.
+    fn prune_after_commit(&self, height: u64) -> u64 {
+        let retention = self
+            .shared
+            .block_retention
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if retention == 0 {
+            return 0;
+        }
+        let reader = self.reader();
+        let pruned = reader.oldest_unproven_height().and_then(|oldest| {
+            let retain = retention::retain_height(height, retention, oldest);
+            let rollups: Vec<_> = reader.rollups()?.iter().map(|r| r.id).collect();
+            retention::prune(&self.shared.store, &rollups, retain)?;
+            Ok(retain)
+        });
+        match pruned {
+            Ok(retain) => retain,
+            Err(error) => {
+                tracing::warn!(height, %error, "pruning failed; retried after the next block");
+                0
+            }
+        }
     }
 
     /// Decoding, chain id and signature of `bytes`, as CheckTx does them first
@@ -426,7 +468,12 @@ impl Application for SeqnetApp {
                 ..Default::default()
             },
             Err(error) => abci::ResponseQuery {
-                code: 1,
+                // 2: pruned here (ask an archive node); 1: anything else.
+                code: if matches!(error, query::QueryError::Pruned { .. }) {
+                    2
+                } else {
+                    1
+                },
                 log: error.to_string(),
                 codespace: "seqnet".into(),
                 height,
@@ -440,16 +487,22 @@ impl Application for SeqnetApp {
     }
 
     fn commit(&self) -> abci::ResponseCommit {
-        match self.commit_pending() {
+        let retain_height = match self.commit_pending() {
             Ok(Some(summary)) => {
                 tracing::debug!(height = summary.height, "committed");
                 self.shared.observer.block_committed(&summary);
+                self.prune_after_commit(summary.height)
             }
-            Ok(None) => tracing::warn!("Commit without a finalized block"),
+            Ok(None) => {
+                tracing::warn!("Commit without a finalized block");
+                0
+            }
             // Acknowledging a block we could not persist would lose it.
             Err(error) => panic!("cannot persist block: {error}"),
+        };
+        abci::ResponseCommit {
+            retain_height: i64::try_from(retain_height).unwrap_or(i64::MAX),
         }
-        abci::ResponseCommit { retain_height: 0 }
     }
 
     fn prepare_proposal(

@@ -34,6 +34,8 @@ pub enum QueryError {
     UnknownForced(String),
     #[error("no block record at height {0}")]
     MissingBlock(u64),
+    #[error("height {height} is pruned on this node (it keeps heights from {retained} on; ask an archive node)")]
+    Pruned { height: u64, retained: u64 },
     #[error("bad query: {0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -51,6 +53,7 @@ impl From<ReadError> for QueryError {
             ReadError::HeightZero => QueryError::HeightZero,
             ReadError::UnknownRollup(id) => QueryError::UnknownRollup(id),
             ReadError::MissingBlock(h) => QueryError::MissingBlock(h),
+            ReadError::Pruned { height, retained } => QueryError::Pruned { height, retained },
             ReadError::Inconsistent { height, detail } => {
                 QueryError::Inconsistent { height, detail }
             }
@@ -202,6 +205,19 @@ impl Reader {
     /// The current epoch's active prover set.
     pub fn prover_set(&self) -> Result<pb::ProverSet, StoreError> {
         self.committed.prover_set()
+    }
+
+    /// The first height of the oldest span not yet proven (a job open or
+    /// pending, or a span still collecting), if any: its batches are still
+    /// needed by a prover.
+    pub fn oldest_unproven_height(&self) -> Result<Option<u64>, StoreError> {
+        let queue = self.committed.proof_queue()?;
+        Ok(queue
+            .open
+            .iter()
+            .map(|job| job.from_height)
+            .chain(queue.collecting.iter().map(|span| span.from_height))
+            .min())
     }
 
     /// Unproven proof jobs (open and pending) of every rollup, by (rollup,

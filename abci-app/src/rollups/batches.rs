@@ -32,6 +32,8 @@ pub enum ReadError {
     UnknownRollup(RollupId),
     #[error("no block record at height {0}")]
     MissingBlock(u64),
+    #[error("height {height} is pruned on this node (it keeps heights from {retained} on)")]
+    Pruned { height: u64, retained: u64 },
     #[error("stored block {height} is inconsistent: {detail}")]
     Inconsistent { height: u64, detail: String },
     #[error(transparent)]
@@ -265,9 +267,21 @@ pub(crate) fn block(
             last: last_height,
         });
     }
+    let retained = retained_height(state)?;
+    if height < retained {
+        return Err(ReadError::Pruned { height, retained });
+    }
     state
         .message(Cf::Blocks, &keys::block(height), "block record")?
         .ok_or(ReadError::MissingBlock(height))
+}
+
+/// The first height whose block data this node keeps (1: nothing pruned).
+pub(crate) fn retained_height(state: &impl StateRead) -> Result<u64, StoreError> {
+    Ok(state
+        .get(Cf::Blocks, keys::LOCAL_RETAIN_HEIGHT)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(1, u64::from_be_bytes))
 }
 
 /// The items of `rollup_id`'s batch at `height` as stored (no proof).
