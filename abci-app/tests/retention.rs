@@ -62,4 +62,17 @@ fn old_block_data_is_pruned_and_reads_of_it_say_so() {
     }
     let answer = query(&pruning, "/block/3");
     assert_eq!(answer.code, 2, "{}", answer.log);
+    // A scan for non-empty heights from a pruned one says so too.
+    let reader = pruning.app.reader();
+    assert!(matches!(
+        reader.batch_heights(1, 3, 10),
+        Err(seqnet_abci::QueryError::Pruned {
+            height: 3,
+            retained: 8
+        })
+    ));
+    assert_eq!(
+        reader.batch_heights(1, 8, 10).expect("kept"),
+        vec![8, 9, 10, 11, 12]
+    );
 }

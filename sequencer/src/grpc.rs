@@ -235,7 +235,7 @@ impl RollupService for RollupServer {
                         match reader.batch_heights(rollup_id, next, STREAM_SCAN) {
                             Ok(h) => h.into_iter().filter(|h| *h <= last).collect(),
                             Err(e) => {
-                                let _ = sender.send(Err(internal(e))).await;
+                                let _ = sender.send(Err(query_status(e))).await;
                                 return;
                             }
                         }

@@ -188,8 +188,21 @@ impl Reader {
         rollup_id: RollupId,
         from: u64,
         limit: usize,
-    ) -> Result<Vec<u64>, StoreError> {
-        batches::batch_heights(&self.committed, rollup_id, from, limit)
+    ) -> Result<Vec<u64>, QueryError> {
+        // A scan from a pruned height would skip it without a word.
+        let retained = batches::retained_height(&self.committed)?;
+        if from < retained {
+            return Err(QueryError::Pruned {
+                height: from,
+                retained,
+            });
+        }
+        Ok(batches::batch_heights(
+            &self.committed,
+            rollup_id,
+            from,
+            limit,
+        )?)
     }
 
     /// The prover record of `address`, if it has one.
