@@ -71,23 +71,27 @@
 //! in the cyclotomic subgroup (cheap check with Frobenius maps); every
 //! operation the verifier applies to them is a group operation there or the
 //! Frobenius map, so a component outside the order-`r` subgroup cannot help
-//! the equations hold. G1/G2 points are uncompressed and get the curve,
-//! subgroup and identity checks of [`crate::groth16`], except `Z_A` and the
-//! MIPP cross terms: they only enter the G1 equation of MIPP, which (the
+//! the equations hold. G1/G2 points are uncompressed and get the curve and
+//! subgroup checks of [`crate::groth16`]; the identity is refused for points
+//! from keys and openings and accepted for values folded from the proofs'
+//! points (a proof point at infinity is left to the pairing equation in
+//! every path: docs/aggregation.md, "One rule set"). `Z_A` and the
+//! MIPP cross terms skip the subgroup check: they only enter the G1 equation of MIPP, which (the
 //! curve's order being `r h` with `gcd(r, h) = 1`) holds only if it holds for
 //! their order-`r` components, so they skip the subgroup check (~60 µs
 //! each).
 
 use ark_bls12_381::{Bls12_381, Fq12, Fr, G1Affine, G2Affine};
 use ark_ec::pairing::{MillerLoopOutput, Pairing};
+use ark_ec::AffineRepr;
 use ark_ff::{BigInt, BigInteger, CyclotomicMultSubgroup, Field, One, PrimeField, Zero};
 use ark_serialize::{CanonicalDeserialize, CanonicalSerialize};
 
 use crate::batch_verify::{multi_miller_loop, G2Prepared};
 use crate::groth16::{
     decode_g1, decode_g1_uncompressed, decode_g1_uncompressed_any_order, decode_g2,
-    decode_g2_uncompressed, Ctx, PreparedKey, ProofError, SpanStatement, G1_LEN,
-    G1_UNCOMPRESSED_LEN as G1_AGG, G2_LEN, G2_UNCOMPRESSED_LEN as G2_AGG,
+    decode_g2_uncompressed, is_identity_encoding, Ctx, PreparedKey, ProofError, SpanStatement,
+    G1_LEN, G1_UNCOMPRESSED_LEN as G1_AGG, G2_LEN, G2_UNCOMPRESSED_LEN as G2_AGG,
 };
 use crate::msm::{msm, normalize};
 use crate::transcript::Transcript;
@@ -382,8 +386,11 @@ impl AggregateProof {
         let com_c = (r.gt("com_c.T")?, r.gt("com_c.U")?);
         let z_ab = r.gt("z_ab")?;
         let z_cb = r.gt("z_cb")?;
-        let z_a = r.g1_linear_field("z_a")?;
-        let z_c = r.g1_field("z_c")?;
+        // Values folded from the proofs' points may be the identity (a proof
+        // point at infinity is judged by the equation, as in single
+        // verification); those from keys and openings may not.
+        let z_a = r.proof_derived(Reader::g1_linear_field, "z_a", G1_AGG)?;
+        let z_c = r.proof_derived(Reader::g1_field, "z_c", G1_AGG)?;
         let rounds_count = padded_size(n).trailing_zeros() as usize;
         let mut rounds = Vec::with_capacity(rounds_count);
         for j in 0..rounds_count {
@@ -395,8 +402,8 @@ impl AggregateProof {
                 u_r: r.gt(&name("u_r"))?,
                 z_l: r.gt(&name("z_l"))?,
                 z_r: r.gt(&name("z_r"))?,
-                zd_l: r.g1_linear_field(&name("zd_l"))?,
-                zd_r: r.g1_linear_field(&name("zd_r"))?,
+                zd_l: r.proof_derived(Reader::g1_linear_field, &name("zd_l"), G1_AGG)?,
+                zd_r: r.proof_derived(Reader::g1_linear_field, &name("zd_r"), G1_AGG)?,
             });
         }
         Ok(Self {
@@ -408,8 +415,8 @@ impl AggregateProof {
             z_a,
             z_c,
             rounds,
-            final_d: r.g1_field("final_d")?,
-            final_b: r.g2_field("final_b")?,
+            final_d: r.proof_derived(Reader::g1_field, "final_d", G1_AGG)?,
+            final_b: r.proof_derived(Reader::g2_field, "final_b", G2_AGG)?,
             final_v: (r.g2_field("final_v1")?, r.g2_field("final_v2")?),
             final_w: (r.g1_field("final_w1")?, r.g1_field("final_w2")?),
             open_v: (r.g2_field("open_v1")?, r.g2_field("open_v2")?),
@@ -475,6 +482,24 @@ impl<'a> Reader<'a> {
             });
         }
         decode_g2(bytes, name, Ctx::Proof)
+    }
+
+    /// A point folded from the proofs' points: the identity in its canonical
+    /// encoding, or a point `read` accepts.
+    fn proof_derived<T: AffineRepr>(
+        &mut self,
+        read: fn(&mut Self, &str) -> Result<T, AggregateError>,
+        field: &str,
+        len: usize,
+    ) -> Result<T, AggregateError> {
+        let end = self.at.saturating_add(len);
+        match self.bytes.get(self.at..end) {
+            Some(bytes) if is_identity_encoding(bytes) => {
+                self.at = end;
+                Ok(T::zero())
+            }
+            _ => read(self, field),
+        }
     }
 
     /// An uncompressed G1 point of an aggregate, in the subgroup.

@@ -24,7 +24,8 @@
 //! so that every failure is named: a wrong length, a malformed encoding, a point
 //! not on the curve, a point outside the prime-order subgroup (G1 and G2 have
 //! cofactors; the endomorphism-based subgroup checks of `ark-bls12-381` are used),
-//! or the identity. The identity is rejected everywhere, in proofs and keys.
+//! or the identity. The identity is rejected in keys; in a proof it is left
+//! to the pairing equation, as aggregation must leave it (see [`decode_proof`]).
 //!
 //! Groth16 proofs are malleable (anyone can re-randomize a valid proof): never use
 //! a proof's bytes or hash as an identity.
@@ -464,8 +465,13 @@ pub(crate) fn decode_g2_uncompressed(
 }
 
 /// Decodes a proof: exactly [`PROOF_LEN`] bytes, A and C in G1, B in G2, each
-/// uncompressed, on the curve, in the prime-order subgroup and not the
-/// identity.
+/// uncompressed, on the curve and in the prime-order subgroup, or the
+/// identity in its one canonical encoding (infinity flag, every other bit
+/// zero). The identity is left to the pairing equation, as an aggregate
+/// (which never shows the verifier a proof's points) leaves it: a proof
+/// with a point at infinity satisfies the equation only if its prover knows
+/// the setup's trapdoor, so accepting it costs nothing, and single, batch and
+/// aggregate verification then judge every proof alike.
 pub fn decode_proof(bytes: &[u8]) -> Result<Proof<Bls12_381>, ProofError> {
     if bytes.len() != PROOF_LEN {
         return Err(ProofError::ProofLength {
@@ -473,10 +479,28 @@ pub fn decode_proof(bytes: &[u8]) -> Result<Proof<Bls12_381>, ProofError> {
             want: PROOF_LEN,
         });
     }
-    let a = decode_g1_uncompressed(&bytes[..PROOF_B_AT], "proof.A", Ctx::Proof)?;
-    let b = decode_g2_uncompressed(&bytes[PROOF_B_AT..PROOF_C_AT], "proof.B", Ctx::Proof)?;
-    let c = decode_g1_uncompressed(&bytes[PROOF_C_AT..], "proof.C", Ctx::Proof)?;
+    let a_bytes = &bytes[..PROOF_B_AT];
+    let b_bytes = &bytes[PROOF_B_AT..PROOF_C_AT];
+    let c_bytes = &bytes[PROOF_C_AT..];
+    let a = match is_identity_encoding(a_bytes) {
+        true => G1Affine::zero(),
+        false => decode_g1_uncompressed(a_bytes, "proof.A", Ctx::Proof)?,
+    };
+    let b = match is_identity_encoding(b_bytes) {
+        true => G2Affine::zero(),
+        false => decode_g2_uncompressed(b_bytes, "proof.B", Ctx::Proof)?,
+    };
+    let c = match is_identity_encoding(c_bytes) {
+        true => G1Affine::zero(),
+        false => decode_g1_uncompressed(c_bytes, "proof.C", Ctx::Proof)?,
+    };
     Ok(Proof { a, b, c })
+}
+
+/// The canonical uncompressed encoding of the identity: the infinity flag
+/// (0x40) and every other bit zero.
+pub(crate) fn is_identity_encoding(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&0x40) && bytes.iter().skip(1).all(|b| *b == 0)
 }
 
 /// Encodes a proof as [`decode_proof`] reads it (arkworks' uncompressed
@@ -627,16 +651,7 @@ impl PreparedKey {
 
     /// Verifies a decoded proof against already computed public inputs.
     pub fn verify_inputs(&self, proof: &Proof<Bls12_381>, inputs: &[Fr]) -> Result<(), ProofError> {
-        if proof.a.is_zero() || proof.b.is_zero() || proof.c.is_zero() {
-            let point = if proof.a.is_zero() {
-                "proof.A"
-            } else if proof.b.is_zero() {
-                "proof.B"
-            } else {
-                "proof.C"
-            };
-            return Err(ProofError::Identity { point });
-        }
+        // Points at infinity are judged by the equation (see `decode_proof`).
         let prepared = Groth16::<Bls12_381>::prepare_inputs(&self.pvk, inputs).map_err(|_| {
             ProofError::InputCount {
                 expected: self.pvk.vk.gamma_abc_g1.len().saturating_sub(1),
@@ -1124,35 +1139,96 @@ mod tests {
     }
 
     #[test]
-    fn identity_points_are_rejected() {
+    fn identity_points_decode_and_are_judged_by_the_equation() {
         let mut inf_g1 = [0u8; G1_UNCOMPRESSED_LEN];
         inf_g1[0] = 0x40;
         assert_eq!(g1_proof_bytes(&G1Affine::zero()), inf_g1);
         let st = statement();
+        let key = PreparedKey::decode(vk()).unwrap();
+        // A real proof with one point replaced by the identity: decodes, fails
+        // the equation (as its aggregate would).
+        assert!(decode_proof(&with_a(&inf_g1)).unwrap().a.is_zero());
         assert_eq!(
             verify_batch_proof(vk(), &with_a(&inf_g1), &st),
-            Err(ProofError::Identity { point: "proof.A" })
+            Err(ProofError::Invalid)
         );
         let mut p = proof().clone();
         p[PROOF_B_AT..PROOF_C_AT].copy_from_slice(&g2_proof_bytes(&G2Affine::zero()));
-        assert_eq!(
-            decode_proof(&p),
-            Err(ProofError::Identity { point: "proof.B" })
-        );
+        assert!(decode_proof(&p).unwrap().b.is_zero());
+        assert_eq!(key.verify(&p, &st), Err(ProofError::Invalid));
         let mut p = proof().clone();
         p[PROOF_C_AT..].copy_from_slice(&inf_g1);
-        assert_eq!(
-            decode_proof(&p),
-            Err(ProofError::Identity { point: "proof.C" })
-        );
-        // Also when handed an already decoded proof.
-        let key = PreparedKey::decode(vk()).unwrap();
-        let mut decoded = decode_proof(proof()).unwrap();
-        decoded.c = G1Affine::zero();
-        assert_eq!(
-            key.verify_proof(&decoded, &st),
-            Err(ProofError::Identity { point: "proof.C" })
-        );
+        assert!(decode_proof(&p).unwrap().c.is_zero());
+        assert_eq!(key.verify(&p, &st), Err(ProofError::Invalid));
+        // Only the canonical encoding: the flag with any other bit set is malformed.
+        let mut odd = inf_g1;
+        odd[G1_UNCOMPRESSED_LEN - 1] = 1;
+        assert!(matches!(
+            decode_proof(&with_a(&odd)),
+            Err(ProofError::MalformedProof { .. })
+        ));
+    }
+
+    /// A key whose trapdoor (alpha, beta, gamma, delta and the input
+    /// points' scalars) is known, and a proof of `st` with the chosen point
+    /// at infinity that satisfies the equation.
+    fn trapdoor_proof(st: &SpanStatement, infinity: &str) -> (PreparedKey, Proof<Bls12_381>) {
+        use ark_ec::{CurveGroup, PrimeGroup};
+        let [alpha, beta, gamma, delta] = [3u64, 5, 7, 11].map(Fr::from);
+        let ic: Vec<Fr> = (0..7u64).map(|i| Fr::from(13 + i)).collect();
+        let g1 = ark_bls12_381::G1Projective::generator();
+        let g2 = ark_bls12_381::G2Projective::generator();
+        let vk = VerifyingKey::<Bls12_381> {
+            alpha_g1: (g1 * alpha).into_affine(),
+            beta_g2: (g2 * beta).into_affine(),
+            gamma_g2: (g2 * gamma).into_affine(),
+            delta_g2: (g2 * delta).into_affine(),
+            gamma_abc_g1: ic.iter().map(|x| (g1 * x).into_affine()).collect(),
+        };
+        let inputs = st.public_inputs().unwrap();
+        let l = ic[0] + inputs.iter().zip(&ic[1..]).map(|(x, k)| *x * k).sum::<Fr>();
+        // a * b = alpha * beta + l * gamma + c * delta.
+        let target = alpha * beta + l * gamma;
+        let (a, b, c) = match infinity {
+            "A" | "B" => (Fr::zero(), Fr::zero(), -target / delta),
+            "C" => (target, Fr::one(), Fr::zero()),
+            _ => (
+                Fr::from(17u64),
+                Fr::from(19u64),
+                (Fr::from(17u64 * 19) - target) / delta,
+            ),
+        };
+        let proof = Proof {
+            a: if infinity == "A" {
+                G1Affine::zero()
+            } else {
+                (g1 * a).into_affine()
+            },
+            b: if infinity == "B" {
+                G2Affine::zero()
+            } else {
+                (g2 * b).into_affine()
+            },
+            c: (g1 * c).into_affine(),
+        };
+        (PreparedKey::from_key(&vk).unwrap(), proof)
+    }
+
+    #[test]
+    fn a_valid_proof_with_a_point_at_infinity_verifies_and_an_altered_one_does_not() {
+        let st = statement();
+        for infinity in ["A", "B", "C", "none"] {
+            let (key, proof) = trapdoor_proof(&st, infinity);
+            let bytes = encode_proof(&proof);
+            assert_eq!(key.verify(&bytes, &st), Ok(()), "{infinity}");
+            let mut other = st;
+            other.rollup_id += 1;
+            assert_eq!(
+                key.verify(&bytes, &other),
+                Err(ProofError::Invalid),
+                "{infinity}"
+            );
+        }
     }
 
     #[test]

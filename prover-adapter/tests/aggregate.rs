@@ -206,3 +206,116 @@ fn another_verifying_key_is_rejected() {
         f.key.digest()
     );
 }
+
+/// A key whose trapdoor is known (alpha, beta, gamma, delta and the input
+/// points' scalars), and a proof of `st` with the point `infinity` ("A",
+/// "B", "C" or "none") at infinity; `valid` picks whether it satisfies the
+/// pairing equation.
+fn trapdoor_proof(
+    st: &SpanStatement,
+    infinity: &str,
+    valid: bool,
+) -> (PreparedKey, ark_groth16::Proof<Bls12_381>) {
+    use ark_bls12_381::{Fr, G1Affine, G1Projective, G2Affine, G2Projective};
+    use ark_ec::{AffineRepr, CurveGroup, PrimeGroup};
+    use ark_ff::{One, Zero};
+    let [alpha, beta, gamma, delta] = [3u64, 5, 7, 11].map(Fr::from);
+    let ic: Vec<Fr> = (0..7u64).map(|i| Fr::from(13 + i)).collect();
+    let g1 = G1Projective::generator();
+    let g2 = G2Projective::generator();
+    let vk = ark_groth16::VerifyingKey::<Bls12_381> {
+        alpha_g1: (g1 * alpha).into_affine(),
+        beta_g2: (g2 * beta).into_affine(),
+        gamma_g2: (g2 * gamma).into_affine(),
+        delta_g2: (g2 * delta).into_affine(),
+        gamma_abc_g1: ic.iter().map(|x| (g1 * x).into_affine()).collect(),
+    };
+    let inputs = st.public_inputs().expect("inputs");
+    let l = ic[0] + inputs.iter().zip(&ic[1..]).map(|(x, k)| *x * k).sum::<Fr>();
+    // a * b = alpha * beta + l * gamma + c * delta when valid.
+    let target = alpha * beta + l * gamma;
+    let (a, b, mut c) = match infinity {
+        "A" | "B" => (Fr::zero(), Fr::zero(), -target / delta),
+        "C" => (target, Fr::one(), Fr::zero()),
+        _ => (
+            Fr::from(17u64),
+            Fr::from(19u64),
+            (Fr::from(17u64 * 19) - target) / delta,
+        ),
+    };
+    if !valid {
+        // Off by one in the exponent: the equation fails; with C at
+        // infinity, A is moved instead (C must stay the identity).
+        c += Fr::one();
+    }
+    let a_point = match (infinity, valid) {
+        ("A", _) => G1Affine::zero(),
+        ("C", false) => (g1 * (a + Fr::one())).into_affine(),
+        _ => (g1 * a).into_affine(),
+    };
+    let proof = ark_groth16::Proof {
+        a: a_point,
+        b: if infinity == "B" {
+            G2Affine::zero()
+        } else {
+            (g2 * b).into_affine()
+        },
+        c: if infinity == "C" {
+            G1Affine::zero()
+        } else {
+            (g1 * c).into_affine()
+        },
+    };
+    (PreparedKey::from_key(&vk).expect("key"), proof)
+}
+
+/// One rule set: a proof with A, B or C at infinity (or none) gets the same
+/// verdict from single verification, batch verification and aggregation, valid
+/// or not.
+#[test]
+fn single_batch_and_aggregate_agree_on_points_at_infinity() {
+    let f = fixture();
+    let statements: Vec<SpanStatement> = f.proofs[..2].iter().map(|(s, _)| *s).collect();
+    for infinity in ["A", "B", "C", "none"] {
+        for valid in [true, false] {
+            let pairs: Vec<_> = statements
+                .iter()
+                .map(|st| trapdoor_proof(st, infinity, valid))
+                .collect();
+            // The key depends on nothing but the fixed trapdoor: one for all.
+            let key = &pairs[0].0;
+            let proofs: Vec<_> = pairs.iter().map(|(_, p)| p.clone()).collect();
+            let bytes: Vec<Vec<u8>> = proofs
+                .iter()
+                .map(seqnet_proto::groth16::encode_proof)
+                .collect();
+            let single = statements
+                .iter()
+                .zip(&bytes)
+                .all(|(st, b)| key.verify(b, st).is_ok());
+            let items: Vec<_> = statements
+                .iter()
+                .zip(&bytes)
+                .map(|(st, b)| seqnet_proto::batch_verify::BatchItem {
+                    key,
+                    proof: b,
+                    statement: st,
+                })
+                .collect();
+            let batch = seqnet_proto::batch_verify::verify_batch(&items).is_ok();
+            let agg = aggregate_statements(&f.srs, key, &proofs, &statements, &CpuMsm)
+                .expect("aggregate")
+                .encode();
+            let aggregate = verify_aggregate(&f.srs.verifier(), key, &statements, &agg).is_ok();
+            assert_eq!(
+                single, valid,
+                "single, {infinity} at infinity, valid {valid}"
+            );
+            assert_eq!(batch, valid, "batch, {infinity} at infinity, valid {valid}");
+            assert_eq!(
+                aggregate, valid,
+                "aggregate, {infinity} at infinity, valid {valid}"
+            );
+        }
+    }
+}
