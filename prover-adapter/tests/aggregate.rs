@@ -319,3 +319,137 @@ fn single_batch_and_aggregate_agree_on_points_at_infinity() {
         }
     }
 }
+
+/// An element of the cyclotomic subgroup of Fq12 outside the pairing group:
+/// its order divides the cyclotomic cofactor `(p^4 - p^2 + 1) / r`.
+fn cyclotomic_cofactor_element() -> ark_bls12_381::Fq12 {
+    use ark_ff::{Field, One, PrimeField, UniformRand};
+    use rand_chacha::rand_core::SeedableRng;
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
+    loop {
+        let x = ark_bls12_381::Fq12::rand(&mut rng);
+        // x^{(p^6 - 1)(p^2 + 1)}: into the cyclotomic subgroup.
+        let mut y = x;
+        y.conjugate_in_place();
+        let y = y * x.inverse().expect("nonzero");
+        let mut z = y;
+        z.frobenius_map_in_place(2);
+        let z = z * y;
+        // Then ^r: what is left has order dividing the cofactor.
+        let w = z.pow(ark_bls12_381::Fr::MODULUS);
+        if !w.is_one() {
+            return w;
+        }
+    }
+}
+
+/// A G1 point of order 3 (G1's cofactor has the factor 3).
+fn g1_order_3() -> ark_bls12_381::G1Affine {
+    use ark_bls12_381::{Fq, Fr, G1Affine};
+    use ark_ec::{AffineRepr, CurveGroup};
+    use ark_ff::PrimeField;
+    // r * (h / 3) for the cofactor h = 0x396c8c005555e1568c00aaab0000aaab.
+    let h_third: [u64; 2] = [0x2eaae38e55558e39, 0x13242eaac71ca072];
+    for x in 1u64.. {
+        let Some(p) = G1Affine::get_point_from_x_unchecked(Fq::from(x), false) else {
+            continue;
+        };
+        let t = p
+            .mul_bigint(Fr::MODULUS)
+            .into_affine()
+            .mul_bigint(h_third)
+            .into_affine();
+        if !t.is_zero() {
+            assert!((t + t + t).into_affine().is_zero(), "order 3");
+            return t;
+        }
+    }
+    unreachable!("the curve has points")
+}
+
+/// The adversarial inputs of a careful attacker, none panicking:
+/// target-group elements moved out of the pairing group by the cyclotomic
+/// cofactor (they pass decoding, which checks the cyclotomic subgroup only,
+/// and the equations refuse them), and G1 points plus a point of order 3
+/// (refused at decoding, by name, where the subgroup is checked; by the MIPP
+/// equation where it is not).
+#[test]
+fn cofactor_components_are_refused() {
+    let (statements, bytes) = make(8);
+    let good = AggregateProof::decode(&bytes).expect("decode");
+    let z = cyclotomic_cofactor_element();
+    let mut gt_cases: Vec<(&str, AggregateProof)> = Vec::new();
+    let mut p = good.clone();
+    p.com_ab.0 *= z;
+    gt_cases.push(("com_ab.T", p));
+    let mut p = good.clone();
+    p.com_c.1 *= z;
+    gt_cases.push(("com_c.U", p));
+    let mut p = good.clone();
+    p.z_ab *= z;
+    gt_cases.push(("z_ab", p));
+    let mut p = good.clone();
+    p.z_cb *= z;
+    gt_cases.push(("z_cb", p));
+    let mut p = good.clone();
+    p.rounds[0].z_l *= z;
+    gt_cases.push(("round 0 z_l", p));
+    let mut p = good.clone();
+    p.rounds[2].u_r *= z;
+    gt_cases.push(("round 2 u_r", p));
+    for (what, p) in gt_cases {
+        let encoded = p.encode();
+        // Cyclotomic, so it decodes; the equations refuse it (the first one
+        // to fail depends on the challenges the changed transcript draws).
+        assert!(AggregateProof::decode(&encoded).is_ok(), "{what}");
+        let verdict = verify(&statements, &encoded);
+        assert!(
+            matches!(
+                verdict,
+                Err(AggregateError::Invalid | AggregateError::InvalidMipp)
+            ),
+            "{what}: {verdict:?}"
+        );
+    }
+
+    let t = g1_order_3();
+    // Points without the subgroup check: the MIPP equation refuses them.
+    let mut linear: Vec<(&str, AggregateProof)> = Vec::new();
+    let mut p = good.clone();
+    p.z_a = (p.z_a + t).into();
+    linear.push(("z_a", p));
+    let mut p = good.clone();
+    p.rounds[1].zd_l = (p.rounds[1].zd_l + t).into();
+    linear.push(("round 1 zd_l", p));
+    let mut p = good.clone();
+    p.rounds[2].zd_r = (p.rounds[2].zd_r + t).into();
+    linear.push(("round 2 zd_r", p));
+    for (what, p) in linear {
+        assert_eq!(
+            verify(&statements, &p.encode()),
+            Err(AggregateError::InvalidMipp),
+            "{what}"
+        );
+    }
+    // Points with it: refused at decoding, named.
+    let mut checked: Vec<(&str, AggregateProof)> = Vec::new();
+    let mut p = good.clone();
+    p.z_c = (p.z_c + t).into();
+    checked.push(("z_c", p));
+    let mut p = good.clone();
+    p.final_d = (p.final_d + t).into();
+    checked.push(("final_d", p));
+    let mut p = good.clone();
+    p.final_w.0 = (p.final_w.0 + t).into();
+    checked.push(("final_w1", p));
+    let mut p = good.clone();
+    p.open_w.1 = (p.open_w.1 + t).into();
+    checked.push(("open_w2", p));
+    for (what, p) in checked {
+        let verdict = verify(&statements, &p.encode());
+        assert!(
+            matches!(&verdict, Err(AggregateError::Point { field, .. }) if field == what),
+            "{what}: {verdict:?}"
+        );
+    }
+}
