@@ -453,3 +453,91 @@ fn cofactor_components_are_refused() {
         );
     }
 }
+
+/// Writes `proto/testdata/aggregate-vectors.json`, the committed test
+/// vectors an implementation in another language checks itself against
+/// (valid and invalid aggregates with the verdict of
+/// `seqnet_proto::aggregate::verify_aggregate`). Run when the format
+/// changes: `SEQNET_WRITE_VECTORS=1 cargo test -p seqnet-prover --test
+/// aggregate -- --ignored write_vectors`; `proto/tests/aggregate_vectors.rs`
+/// checks the file in `make test`.
+#[test]
+#[ignore]
+fn write_vectors() {
+    if std::env::var_os("SEQNET_WRITE_VECTORS").is_none() {
+        return;
+    }
+    let f = fixture();
+    let statement_json = |st: &SpanStatement| {
+        serde_json::json!({
+            "rollup_id": st.rollup_id,
+            "from_height": st.from_height,
+            "to_height": st.to_height,
+            "commitment": hex::encode(st.commitment),
+            "prev_root": hex::encode(st.prev_root),
+            "new_root": hex::encode(st.new_root),
+        })
+    };
+    let verdict = |statements: &[SpanStatement], bytes: &[u8]| match verify(statements, bytes) {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let mut cases = Vec::new();
+    let mut case = |name: &str, statements: &[SpanStatement], bytes: &[u8]| {
+        cases.push(serde_json::json!({
+            "name": name,
+            "statements": statements.iter().map(statement_json).collect::<Vec<_>>(),
+            "aggregate": hex::encode(bytes),
+            "verdict": verdict(statements, bytes),
+        }));
+    };
+    for n in [1, 2, 3, 4] {
+        let (statements, bytes) = make(n);
+        case(&format!("valid, {n} proofs"), &statements, &bytes);
+    }
+    let (statements, bytes) = make(4);
+    let mut flipped = bytes.clone();
+    flipped[100] ^= 1;
+    case("a byte of com_ab flipped", &statements, &flipped);
+    let good = AggregateProof::decode(&bytes).expect("decode");
+    let mut p = good.clone();
+    p.z_ab = good.com_ab.0;
+    case(
+        "z_ab replaced by another target-group element",
+        &statements,
+        &p.encode(),
+    );
+    let mut p = good.clone();
+    p.z_a = (p.z_a + g1_order_3()).into();
+    case("z_a plus a point of order 3", &statements, &p.encode());
+    let mut p = good.clone();
+    p.com_c.0 *= cyclotomic_cofactor_element();
+    case(
+        "com_c.T times a cyclotomic cofactor element",
+        &statements,
+        &p.encode(),
+    );
+    let mut swapped = statements.clone();
+    swapped.swap(0, 3);
+    case("statements swapped", &swapped, &bytes);
+    case("a statement missing", &statements[..3], &bytes);
+    case("truncated", &statements, &bytes[..bytes.len() - 1]);
+    let (_, proofs): (Vec<_>, Vec<_>) = f.proofs[..4].iter().cloned().unzip();
+    let mut proofs = proofs;
+    proofs[2] = proofs[1].clone();
+    let agg = aggregate_statements(&f.srs, &f.key, &proofs, &statements, &CpuMsm).expect("agg");
+    case("one proof of another statement", &statements, &agg.encode());
+    let mut key = Vec::new();
+    ark_serialize::CanonicalSerialize::serialize_compressed(&f.pk.vk, &mut key).expect("key");
+    let file = serde_json::json!({
+        "about": "seqnet SnarkPack aggregate test vectors: verify_aggregate(srs, key, statements, aggregate) and the verdict it gives (\"ok\" or the error). Formats: docs/aggregation.md.",
+        "srs": hex::encode(f.srs.verifier().encode()),
+        "key": hex::encode(key),
+        "cases": cases,
+    });
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../proto/testdata/aggregate-vectors.json"
+    );
+    std::fs::write(path, serde_json::to_string_pretty(&file).expect("json")).expect("write");
+}
