@@ -189,8 +189,9 @@ pub enum AppHashScheme {
     /// The state tree's root (the protocol).
     StateTree,
     /// SHA-256 over the block's writes, chained: the app hash before the
-    /// state tree, kept only as the baseline `benches/block_commit.rs`
-    /// measures the tree against in the same run. Proves nothing.
+    /// state tree, kept only as the baseline the benches (`state_commit`,
+    /// `block_commit`) measure the tree against in the same run. Proves
+    /// nothing.
     WriteDigest,
 }
 

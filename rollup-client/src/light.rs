@@ -330,7 +330,7 @@ impl LightClient {
                 &self.options,
                 Time::now(),
             );
-            match verdict {
+            let refused = match verdict {
                 Verdict::Success => {
                     // A height has one header: whoever served another lied.
                     self.refusals.append(&mut lies);
@@ -338,14 +338,11 @@ impl LightClient {
                 }
                 Verdict::NotEnoughTrust(detail) => {
                     lacks_trust = true;
-                    let refused = LightError::Untrusted {
+                    LightError::Untrusted {
                         node: node.addr().to_string(),
                         height,
                         detail: detail.to_string(),
                     }
-                    .to_string();
-                    lies.push(refused.clone());
-                    errors.push(refused);
                 }
                 Verdict::Invalid(VerificationErrorDetail::NotWithinTrustPeriod(e)) => {
                     return Err(LightError::Expired {
@@ -354,17 +351,14 @@ impl LightClient {
                         now: e.now.to_string(),
                     })
                 }
-                Verdict::Invalid(detail) => {
-                    let refused = LightError::Invalid {
-                        node: node.addr().to_string(),
-                        height,
-                        detail: detail.to_string(),
-                    }
-                    .to_string();
-                    lies.push(refused.clone());
-                    errors.push(refused);
-                }
-            }
+                Verdict::Invalid(detail) => LightError::Invalid {
+                    node: node.addr().to_string(),
+                    height,
+                    detail: detail.to_string(),
+                },
+            };
+            lies.push(refused.to_string());
+            errors.push(refused.to_string());
         }
         // Not refusals: with every node lacking trust, the honest ones too,
         // the validators changed too much for one skip.

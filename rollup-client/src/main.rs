@@ -549,11 +549,7 @@ impl App {
                             Some(a) => format!("{address} balance {} nonce {}", a.balance, a.nonce),
                             None => format!("{address} has no account"),
                         };
-                        let mut text = format!("{what}\n{}", read.describe());
-                        for refused in &read.refused {
-                            text.push_str(&format!("\n  not believed: {refused}"));
-                        }
-                        text
+                        format!("{what}\n{}", verified_footer(&read))
                     },
                 );
             }
@@ -660,11 +656,7 @@ impl App {
                             (Some(r), Some(status)) => format!("request {} (opened at {}): {status}", r.id, r.requested_height),
                             _ => format!("{tx_hash} was never requested for forced inclusion"),
                         };
-                        let mut text = format!("{what}\n{}", read.describe());
-                        for refused in &read.refused {
-                            text.push_str(&format!("\n  not believed: {refused}"));
-                        }
-                        text
+                        format!("{what}\n{}", verified_footer(&read))
                     },
                 );
             }
@@ -704,10 +696,8 @@ impl App {
                             show_data(&item.data)
                         ));
                     }
-                    text.push_str(&format!("\n{}", read.describe()));
-                    for refused in &read.refused {
-                        text.push_str(&format!("\n  not believed: {refused}"));
-                    }
+                    text.push('\n');
+                    text.push_str(&verified_footer(&read));
                     text
                 });
             }
@@ -944,10 +934,8 @@ impl App {
                             }
                             _ => {}
                         }
-                        text.push_str(&format!("\n{}", read.describe()));
-                        for refused in &read.refused {
-                            text.push_str(&format!("\n  not believed: {refused}"));
-                        }
+                        text.push('\n');
+                        text.push_str(&verified_footer(&read));
                         text
                     },
                 );
@@ -1069,6 +1057,15 @@ async fn main() {
         eprintln!("error: {text}");
         std::process::exit(1);
     }
+}
+
+/// "verified against header N, ..." and a line per node not believed.
+fn verified_footer<T>(read: &seqnet_rollup_client::verified::Verified<T>) -> String {
+    let mut text = read.describe();
+    for refused in &read.refused {
+        text.push_str(&format!("\n  not believed: {refused}"));
+    }
+    text
 }
 
 /// "pending, due by height N", "included at height N", "failed: ...".

@@ -387,13 +387,7 @@ impl VerifiedState {
         let proven = self.record(Space::Meta, META_PROVEN_HEIGHT).await?;
         let proven_height = match proven.value.as_deref() {
             None => 0,
-            Some(bytes) => <[u8; 8]>::try_from(bytes)
-                .map(u64::from_be_bytes)
-                .map_err(|_| ReadError::Decode {
-                    node: proven.node.clone(),
-                    what: "proven height",
-                    detail: format!("{} bytes, want 8", bytes.len()),
-                })?,
+            Some(bytes) => decode_u64(bytes, &proven.node, "proven height")?,
         };
         let mut refused = proven.refused.clone();
         let rollup_proving = match rollup {
@@ -432,13 +426,7 @@ impl VerifiedState {
         let Some(raw_id) = by_hash.value.clone() else {
             return Ok(by_hash.map(|_| None));
         };
-        let id = <[u8; 8]>::try_from(raw_id.as_slice())
-            .map(u64::from_be_bytes)
-            .map_err(|_| ReadError::Decode {
-                node: by_hash.node.clone(),
-                what: "forced request id",
-                detail: format!("{} bytes, want 8", raw_id.len()),
-            })?;
+        let id = decode_u64(&raw_id, &by_hash.node, "forced request id")?;
         let read = self
             .record(
                 Space::Forced,
@@ -632,6 +620,17 @@ impl VerifiedState {
     pub async fn nmt_root(&mut self, height: u64) -> Result<Verified<Option<Vec<u8>>>, ReadError> {
         self.record(Space::Roots, &height.to_be_bytes()).await
     }
+}
+
+/// A u64 record (big-endian, 8 bytes).
+fn decode_u64(bytes: &[u8], node: &str, what: &'static str) -> Result<u64, ReadError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| ReadError::Decode {
+            node: node.to_string(),
+            what,
+            detail: format!("{} bytes, want 8", bytes.len()),
+        })
 }
 
 fn decode_in<M: Message + Default>(

@@ -213,10 +213,12 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     let owner_address = seqnet_proto::Address::from_hex(&owner).map_err(anyhow::Error::msg)?;
     for lie in [Lie::RaiseBalance, Lie::ClaimAbsent] {
         let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
-        let light =
-            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-        let mut reads =
-            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+        let mut reads = verified_reads(
+            &nodes,
+            &root,
+            vec![CometRpc::new(proxy.clone()), nodes[1].clone()],
+        )
+        .await?;
         let read = reads.account(&owner_address).await?;
         let account = read
             .value
@@ -233,9 +235,7 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         );
         eprintln!("{lie:?}: {}; refused: {}", read.describe(), read.refused[0]);
         // Without an honest node, nothing comes back.
-        let light =
-            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-        let mut only_liar = VerifiedState::new(vec![CometRpc::new(proxy)], light);
+        let mut only_liar = verified_reads(&nodes, &root, vec![CometRpc::new(proxy)]).await?;
         assert!(only_liar.account(&owner_address).await.is_err());
     }
 
@@ -322,10 +322,12 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         (Lie::RelabeledBalance, "lied about accounts/"),
     ] {
         let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
-        let light =
-            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-        let mut reads =
-            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+        let mut reads = verified_reads(
+            &nodes,
+            &root,
+            vec![CometRpc::new(proxy.clone()), nodes[1].clone()],
+        )
+        .await?;
         let recorded = reads.account(&owner_address).await?;
         assert_eq!(recorded.node, proxy, "{lie:?}: the first answer is true");
         let wait_until = recorded.version + MAX_STALE_BLOCKS + 3;
@@ -392,10 +394,12 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
         (Lie::ReplaceRoot, "lied about roots/"),
     ] {
         let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), lie).await?;
-        let light =
-            LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-        let mut reads =
-            VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[2].clone()], light);
+        let mut reads = verified_reads(
+            &nodes,
+            &root,
+            vec![CometRpc::new(proxy.clone()), nodes[2].clone()],
+        )
+        .await?;
         let read = reads.batch(rollup.id, data_height).await?;
         let items: Vec<&[u8]> = read.value.items.iter().map(|i| i.data.as_slice()).collect();
         assert!(
@@ -433,9 +437,12 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     signer.next_nonce = wrapper_nonce + 2;
     grpc.force_include(&wrapper).await?;
     let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), Lie::HideForced).await?;
-    let light =
-        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-    let mut reads = VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[1].clone()], light);
+    let mut reads = verified_reads(
+        &nodes,
+        &root,
+        vec![CometRpc::new(proxy.clone()), nodes[1].clone()],
+    )
+    .await?;
     let started = Instant::now();
     let forced = loop {
         let read = reads.forced_request(&inner.hash()).await?;
@@ -550,9 +557,12 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     // block. At the tip, with data in every block: how far the stream
     // trails the chain.
     let proxy = lying_proxy(net.manifest().nodes[0].rpc_addr(), Lie::SwapItems).await?;
-    let light =
-        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-    let mut reads = VerifiedState::new(vec![CometRpc::new(proxy.clone()), nodes[3].clone()], light);
+    let mut reads = verified_reads(
+        &nodes,
+        &root,
+        vec![CometRpc::new(proxy.clone()), nodes[3].clone()],
+    )
+    .await?;
     const BEHIND: usize = 40;
     let from = data_height - 5;
     let tip_before = nodes[3].status().await?.height;
@@ -580,9 +590,7 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
 
     // The same through honest nodes only, and one bare batch query, to
     // tell the client's cost from the proxy's.
-    let light =
-        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
-    let mut honest = VerifiedState::new(vec![nodes[3].clone()], light);
+    let mut honest = verified_reads(&nodes, &root, vec![nodes[3].clone()]).await?;
     let started = Instant::now();
     let mut count = 0;
     honest
@@ -708,6 +716,18 @@ enum Lie {
     /// A header with another app hash, validators of the liar's own keys and
     /// a commit they signed.
     ForeignCommit,
+}
+
+/// Verified reads asked of `through` in order, checked against headers a
+/// light client verifies from `root` through the honest `nodes`.
+async fn verified_reads(
+    nodes: &[CometRpc],
+    root: &TrustRoot,
+    through: Vec<CometRpc>,
+) -> anyhow::Result<VerifiedState> {
+    let light =
+        LightClient::open(nodes.to_vec(), CHAIN, root, LightOptions::default(), None).await?;
+    Ok(VerifiedState::new(through, light))
 }
 
 /// What a proxy remembers between requests (the first account answer).
