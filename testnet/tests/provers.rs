@@ -407,8 +407,14 @@ async fn slow_provers_pipeline_fail_over_and_back_pressure() -> Result<()> {
         resume_blocks <= 2 * PROOF_WINDOW + SPAN_BLOCKS + DELIVERY_SLACK,
         "finality resumed {resume_blocks} blocks after the kill, window {PROOF_WINDOW}"
     );
-    // Slashed (and jailed after repeated misses), balance untouched.
-    let jailed_by = kill.ordered_height + 6 * PROOF_WINDOW;
+    // Slashed (and jailed after repeated misses), balance untouched. Each
+    // miss takes at most a cycle: passed over for a window after the last
+    // miss, then the next span's job (a span), then its deadline (a window).
+    // The first miss needs no pass-over, but its job may have been handed
+    // out just before the kill. (A bound of 6 windows failed once in CI:
+    // two misses by 118, kill at 69.)
+    let miss_cycle = 2 * PROOF_WINDOW + SPAN_BLOCKS + 1;
+    let jailed_by = kill.ordered_height + JAIL_AFTER_MISSES * miss_cycle + DELIVERY_SLACK;
     let slashed = loop {
         after_kill.push(&finality(&mut client).await?);
         let info = client.prover(victim_address).await?;
