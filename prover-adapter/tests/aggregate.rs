@@ -160,16 +160,79 @@ fn an_invalid_proof_makes_the_aggregate_invalid() {
     );
 }
 
+/// Proofs omitted, duplicated or swapped in an aggregate whose statements
+/// are in order, and an aggregate replayed for another `n`.
+#[test]
+fn proofs_omitted_duplicated_swapped_or_recounted_are_refused() {
+    let f = fixture();
+    let aggregate = |proofs: &[Proof<Bls12_381>], statements: &[SpanStatement]| {
+        aggregate_statements(&f.srs, &f.key, proofs, statements, &CpuMsm)
+            .expect("agg")
+            .encode()
+    };
+    let (statements, proofs): (Vec<_>, Vec<_>) = f.proofs[..8].iter().cloned().unzip();
+    // Omitted: an aggregate of 7 offered for 8 statements.
+    let mut fewer = (statements.clone(), proofs.clone());
+    fewer.0.remove(3);
+    fewer.1.remove(3);
+    assert_eq!(
+        verify(&statements, &aggregate(&fewer.1, &fewer.0)),
+        Err(AggregateError::CountMismatch {
+            aggregate: 7,
+            statements: 8
+        })
+    );
+    // Duplicated: proof 4 in the place of proof 3 (its statement in order).
+    let mut duplicated = proofs.clone();
+    duplicated[3] = proofs[4].clone();
+    assert_eq!(
+        verify(&statements, &aggregate(&duplicated, &statements)),
+        Err(AggregateError::Invalid)
+    );
+    // Swapped: proofs 2 and 5 trade places, the statements do not.
+    let mut swapped = proofs.clone();
+    swapped.swap(2, 5);
+    assert_eq!(
+        verify(&statements, &aggregate(&swapped, &statements)),
+        Err(AggregateError::Invalid)
+    );
+    // Another n: the count rewritten to 7 (same padded length), and an
+    // aggregate of 16 offered for its first 8 statements.
+    let (_, bytes) = make(8);
+    let mut recounted = bytes.clone();
+    recounted[3] = 7;
+    assert_eq!(
+        verify(&statements[..7], &recounted),
+        Err(AggregateError::InvalidMipp)
+    );
+    let (sixteen, bytes) = make(16);
+    assert_eq!(
+        verify(&sixteen[..8], &bytes),
+        Err(AggregateError::CountMismatch {
+            aggregate: 16,
+            statements: 8
+        })
+    );
+}
+
 #[test]
 fn wrong_srs_is_rejected() {
     let (statements, bytes) = make(8);
     let f = fixture();
     let other = Srs::generate_dev(64, 6).expect("srs");
-    assert!(verify_aggregate(&other.verifier(), &f.key, &statements, &bytes).is_err());
+    // The SRS is in the transcript: other challenges, and the MIPP
+    // equation (the first checked) fails.
+    assert_eq!(
+        verify_aggregate(&other.verifier(), &f.key, &statements, &bytes),
+        Err(AggregateError::InvalidMipp)
+    );
     // Same trapdoors but a different declared size: a different transcript.
     let mut resized = f.srs.verifier();
     resized.max_proofs = 128;
-    assert!(verify_aggregate(&resized, &f.key, &statements, &bytes).is_err());
+    assert_eq!(
+        verify_aggregate(&resized, &f.key, &statements, &bytes),
+        Err(AggregateError::InvalidMipp)
+    );
     // The verifier SRS round-trips through its encoding.
     let v = f.srs.verifier();
     assert_eq!(VerifierSrs::decode(&v.encode()).expect("decode"), v);
@@ -185,12 +248,19 @@ fn wrong_srs_is_rejected() {
 #[test]
 fn reordered_public_inputs_are_rejected() {
     let (mut statements, bytes) = make(8);
+    // Public inputs are in the transcript too.
     statements.swap(2, 5);
-    assert!(verify(&statements, &bytes).is_err());
+    assert_eq!(
+        verify(&statements, &bytes),
+        Err(AggregateError::InvalidMipp)
+    );
     let (mut statements, bytes) = make(3);
     // One changed root.
     statements[1].new_root = statements[0].new_root;
-    assert!(verify(&statements, &bytes).is_err());
+    assert_eq!(
+        verify(&statements, &bytes),
+        Err(AggregateError::InvalidMipp)
+    );
 }
 
 #[test]
@@ -199,7 +269,11 @@ fn another_verifying_key_is_rejected() {
     let (_, vk) = seqnet_prover::setup(K, 78).expect("setup");
     let other = PreparedKey::from_key(&vk).expect("key");
     let f = fixture();
-    assert!(verify_aggregate(&f.srs.verifier(), &other, &statements, &bytes).is_err());
+    // The key's digest is in the transcript.
+    assert_eq!(
+        verify_aggregate(&f.srs.verifier(), &other, &statements, &bytes),
+        Err(AggregateError::InvalidMipp)
+    );
     // The fixture's proving key is the one that made the proofs.
     assert_eq!(
         PreparedKey::from_key(&f.pk.vk).expect("key").digest(),
