@@ -9,6 +9,10 @@ pub const META_LAST_APP_HASH: &[u8] = b"last_app_hash";
 /// u64 BE: the state tree's last committed version (the last height;
 /// genesis is the initial height less one). Outside the tree, like the two above.
 pub const META_TREE_VERSION: &[u8] = b"tree_version";
+/// The tree nodes the last committed block replaced, deleted with the next
+/// block's tree writes (`u16 BE length || node key`, repeated). Outside the
+/// tree.
+pub const META_STALE_TREE_NODES: &[u8] = b"stale_tree_nodes";
 pub const META_FEE_POOL: &[u8] = b"fee_pool";
 pub const META_FORCED_QUEUE: &[u8] = b"forced_queue";
 pub const META_VALIDATORS: &[u8] = b"validators";

@@ -2,9 +2,16 @@
 //! [`WriteSet`] that one block (or genesis) accumulates and commits in a single
 //! atomic, synced write batch, and the authenticated state tree (a Jellyfish
 //! Merkle Tree whose root is the app hash) kept beside the records.
+//!
+//! A block's new tree nodes (most of its bytes) may be written ahead of its
+//! Commit, while the validators vote ([`Store::prewrite_nodes`]): they are
+//! keyed by the block's height, which no committed root reaches yet, so
+//! until Commit's synced batch they are invisible, and after a crash the
+//! replayed block writes them again.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use jmt::storage::{LeafNode, Node, NodeKey, TreeReader};
 use jmt::{KeyHash, OwnedValue, RootHash, Sha256Jmt};
@@ -96,7 +103,8 @@ impl Cf {
             Cf::Meta
                 if key == keys::META_LAST_HEIGHT
                     || key == keys::META_LAST_APP_HASH
-                    || key == keys::META_TREE_VERSION =>
+                    || key == keys::META_TREE_VERSION
+                    || key == keys::META_STALE_TREE_NODES =>
             {
                 None
             }
@@ -199,6 +207,19 @@ pub enum AppHashScheme {
 pub struct Store {
     db: DB,
     scheme: AppHashScheme,
+    /// Tree nodes written ahead of Commit; the lock also orders those
+    /// writes against Commit's.
+    prewritten: Mutex<Prewritten>,
+}
+
+/// What of one height's tree writes is on disk ahead of its Commit: the
+/// proposals whose new nodes were written, in that order (block hash, node
+/// keys), and whether the last committed block's stale nodes are deleted.
+#[derive(Default)]
+struct Prewritten {
+    version: u64,
+    proposals: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
+    stale_deleted: bool,
 }
 
 impl Store {
@@ -217,7 +238,19 @@ impl Store {
         Ok(Store {
             db,
             scheme: AppHashScheme::StateTree,
+            prewritten: Mutex::default(),
         })
+    }
+
+    /// Compacts every column family (benchmarks only: measure blocks on a
+    /// settled store, not the compaction debt a bulk genesis leaves).
+    #[doc(hidden)]
+    pub fn compact(&self) -> Result<(), StoreError> {
+        for cf in Cf::ALL {
+            self.db
+                .compact_range_cf(self.handle(cf)?, None::<&[u8]>, None::<&[u8]>);
+        }
+        Ok(())
     }
 
     /// A store whose app hash is `scheme` (benchmarks only).
@@ -299,16 +332,13 @@ impl Store {
         }
     }
 
-    /// Writes `set` atomically and waits until it is on disk.
+    /// Writes `set` atomically and waits until it is on disk (with a tree
+    /// update: deleting the nodes the last one replaced).
     pub fn commit(&self, set: &WriteSet) -> Result<(), StoreError> {
-        let mut batch = WriteBatch::default();
-        for ((cf, key), value) in &set.entries {
-            let handle = self.handle(*cf)?;
-            match value {
-                Some(v) => batch.put_cf(handle, key, v),
-                None => batch.delete_cf(handle, key),
-            }
-        }
+        self.commit_block(0, &[], set)
+    }
+
+    fn write_synced(&self, batch: WriteBatch) -> Result<(), StoreError> {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db
@@ -318,6 +348,160 @@ impl Store {
                 cf: "all",
                 source,
             })
+    }
+
+    /// Writes the new tree nodes among a block's `writes` (the block at
+    /// `version`, hash `block`) ahead of its Commit: not part of any
+    /// committed root yet, so invisible to reads, and on disk (WAL synced)
+    /// before Commit, which then writes only the rest. Skipped (`false`)
+    /// once that height is committed: a proposal's late background work
+    /// must not overwrite the decided block's nodes.
+    pub fn prewrite_nodes(
+        &self,
+        version: u64,
+        block: &[u8],
+        writes: &WriteSet,
+    ) -> Result<bool, StoreError> {
+        let mut prewritten = self.lock_prewritten();
+        if self
+            .tree_version()?
+            .is_some_and(|committed| committed >= version)
+        {
+            return Ok(false);
+        }
+        if prewritten.version != version {
+            *prewritten = Prewritten {
+                version,
+                ..Prewritten::default()
+            };
+        }
+        let mut batch = WriteBatch::default();
+        let mut node_keys = Vec::new();
+        let handle = self.handle(Cf::TreeNodes)?;
+        for ((cf, key), value) in &writes.entries {
+            if let (Cf::TreeNodes, Some(value)) = (cf, value) {
+                batch.put_cf(handle, key, value);
+                node_keys.push(key.clone());
+            }
+        }
+        if !prewritten.stale_deleted {
+            for key in self.stale_deletes()? {
+                batch.delete_cf(handle, key);
+            }
+        }
+        let db_error = |op| {
+            move |source| StoreError::Db {
+                op,
+                cf: Cf::TreeNodes.name(),
+                source,
+            }
+        };
+        if node_keys.is_empty() {
+            return Ok(false);
+        }
+        self.db.write(batch).map_err(db_error("prewrite nodes"))?;
+        self.db.flush_wal(true).map_err(db_error("sync WAL"))?;
+        prewritten.stale_deleted = true;
+        prewritten.proposals.retain(|(hash, _)| hash != block);
+        prewritten.proposals.push((block.to_vec(), node_keys));
+        Ok(true)
+    }
+
+    /// Commits the block at `version` (hash `block`; empty when unknown):
+    /// `writes` in one synced batch, less its tree nodes when they were the
+    /// last written ahead ([`Store::prewrite_nodes`]; an earlier proposal's
+    /// may have been overwritten since), and less the nodes that other
+    /// proposals of the height wrote ahead and this block does not have.
+    /// A tree update's batch also deletes the nodes the last one replaced,
+    /// unless a write ahead did.
+    pub fn commit_block(
+        &self,
+        version: u64,
+        block: &[u8],
+        writes: &WriteSet,
+    ) -> Result<(), StoreError> {
+        let mut prewritten = self.lock_prewritten();
+        let (proposals, stale_deleted) = if prewritten.version == version {
+            (
+                std::mem::take(&mut prewritten.proposals),
+                prewritten.stale_deleted,
+            )
+        } else {
+            (Vec::new(), false)
+        };
+        let nodes_on_disk =
+            !block.is_empty() && proposals.last().is_some_and(|(hash, _)| hash == block);
+        let mut batch = WriteBatch::default();
+        for ((cf, key), value) in &writes.entries {
+            let handle = self.handle(*cf)?;
+            match value {
+                Some(_) if nodes_on_disk && *cf == Cf::TreeNodes => {}
+                Some(v) => batch.put_cf(handle, key, v),
+                None => batch.delete_cf(handle, key),
+            }
+        }
+        let nodes = self.handle(Cf::TreeNodes)?;
+        let replaces_stale_record = writes.get(Cf::Meta, keys::META_STALE_TREE_NODES).is_some();
+        if replaces_stale_record && !stale_deleted {
+            for key in self.stale_deletes()? {
+                batch.delete_cf(nodes, key);
+            }
+        }
+        for (hash, node_keys) in &proposals {
+            if hash == block {
+                continue;
+            }
+            for key in node_keys {
+                if writes.get(Cf::TreeNodes, key).is_none() {
+                    batch.delete_cf(nodes, key);
+                }
+            }
+        }
+        self.write_synced(batch)?;
+        *prewritten = Prewritten::default();
+        Ok(())
+    }
+
+    fn lock_prewritten(&self) -> MutexGuard<'_, Prewritten> {
+        // The guarded value is rebuilt whole at each step: a panic while
+        // holding the lock leaves nothing half-changed.
+        self.prewritten
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The node keys the last committed block's tree update replaced (its
+    /// `META_STALE_TREE_NODES` record), for the next block's writes to
+    /// delete. A block's record replaces the last one in the same synced
+    /// batch that deletes its keys, or after a write ahead deleted them.
+    fn stale_deletes(&self) -> Result<Vec<Vec<u8>>, StoreError> {
+        let record = self
+            .get(Cf::Meta, keys::META_STALE_TREE_NODES)?
+            .unwrap_or_default();
+        let corrupt = || StoreError::Corrupt {
+            what: "stale tree nodes",
+            detail: format!("record of {} bytes cut short", record.len()),
+        };
+        let mut keys = Vec::new();
+        let mut rest = record.as_slice();
+        while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+            let len = usize::from(u16::from_be_bytes(*len));
+            let key = tail.get(..len).ok_or_else(corrupt)?;
+            keys.push(key.to_vec());
+            rest = &tail[len..];
+        }
+        if !rest.is_empty() {
+            return Err(corrupt());
+        }
+        Ok(keys)
+    }
+
+    /// The committed state tree's version (the last committed height).
+    fn tree_version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .get(Cf::Meta, keys::META_TREE_VERSION)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes))
     }
 
     /// Deletes the key ranges `[from, to)` and writes `record`, in one
@@ -391,13 +575,27 @@ impl Store {
         } else {
             tree.put_value_set(leaves, version).map_err(tree_error)?
         };
-        for stale in &update.stale_node_index_batch {
-            tree_writes.delete(Cf::TreeNodes, encode_node_key(&stale.node_key));
-        }
         for (node_key, node) in update.node_batch.nodes() {
             let node = borsh::to_vec(node).map_err(|e| tree_error(e.into()))?;
             tree_writes.put(Cf::TreeNodes, encode_node_key(node_key), node);
         }
+        // The nodes this version replaces are deleted with the next block's
+        // tree writes (off Commit's synced batch; see `stale_deletes`): kept
+        // here as one record, so a crash cannot lose the list.
+        let mut stale = Vec::new();
+        for entry in &update.stale_node_index_batch {
+            let key = encode_node_key(&entry.node_key);
+            if tree_writes.get(Cf::TreeNodes, &key).is_some() {
+                continue; // written again by this version
+            }
+            let len = u16::try_from(key.len()).map_err(|_| StoreError::Tree {
+                version,
+                detail: format!("a node key of {} bytes", key.len()),
+            })?;
+            stale.extend_from_slice(&len.to_be_bytes());
+            stale.extend_from_slice(&key);
+        }
+        tree_writes.put(Cf::Meta, keys::META_STALE_TREE_NODES.to_vec(), stale);
         tree_writes.put(
             Cf::Meta,
             keys::META_TREE_VERSION.to_vec(),
@@ -748,6 +946,159 @@ mod tests {
             &reads[1].proof
         )
         .is_err());
+    }
+
+    /// A block's writes with its tree update at `version`, and its root.
+    fn block_writes(store: &Store, version: u64, set: &WriteSet) -> ([u8; 32], WriteSet) {
+        let (root, tree) = store.tree_update(version, set).expect("tree update");
+        let mut all = set.clone();
+        all.extend(tree);
+        (root, all)
+    }
+
+    fn accounts(range: std::ops::Range<u8>, value: u8) -> WriteSet {
+        let mut set = WriteSet::default();
+        for i in range {
+            set.put(Cf::Accounts, vec![i; 32], vec![i, value]);
+        }
+        set
+    }
+
+    fn tree_node_count(store: &Store) -> usize {
+        store
+            .scan_prefix(Cf::TreeNodes, &[], &[], usize::MAX)
+            .expect("scan")
+            .len()
+    }
+
+    /// Proves every key of `0..50` under `root` with the committed tree.
+    fn assert_tree_proves(store: &Store, root: &[u8; 32], value_of: impl Fn(u8) -> u8) {
+        for i in 0u8..50 {
+            let read = store.prove(Cf::Accounts, &[i; 32]).expect("prove");
+            state_proof::verify(
+                root,
+                Space::Accounts,
+                &[i; 32],
+                Some(&[i, value_of(i)]),
+                &read.proof,
+            )
+            .unwrap_or_else(|e| panic!("account {i}: {e}"));
+        }
+    }
+
+    /// Two proposals of height 1 write their nodes ahead; whichever is
+    /// decided, the committed tree is that block's alone (the other's nodes
+    /// deleted, not left behind), with or without its own nodes rewritten;
+    /// a proposal's write ahead after the height is committed is skipped.
+    #[test]
+    fn nodes_written_ahead_leave_only_the_decided_block() {
+        for (decided, written_last) in [(0usize, 0usize), (0, 1), (1, 1)] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("open");
+            commit_with_tree(&store, 0, &accounts(0..50, 1));
+            let proposals = [
+                block_writes(&store, 1, &accounts(0..10, 2)),
+                block_writes(&store, 1, &accounts(20..40, 3)),
+            ];
+            let hashes = [b"block A".to_vec(), b"block B".to_vec()];
+            let order = if written_last == 0 { [1, 0] } else { [0, 1] };
+            for i in order {
+                assert!(store
+                    .prewrite_nodes(1, &hashes[i], &proposals[i].1)
+                    .expect("prewrite"));
+            }
+            let (root, writes) = &proposals[decided];
+            store
+                .commit_block(1, &hashes[decided], writes)
+                .expect("commit");
+            let (range, value) = if decided == 0 {
+                (0..10, 2)
+            } else {
+                (20..40, 3)
+            };
+            assert_tree_proves(&store, root, |i| if range.contains(&i) { value } else { 1 });
+            // The same history without writing ahead: the same nodes.
+            let plain_dir = tempfile::tempdir().expect("tempdir");
+            let plain = Store::open(plain_dir.path()).expect("open");
+            commit_with_tree(&plain, 0, &accounts(0..50, 1));
+            let plain_root = commit_with_tree(&plain, 1, &writes_less_tree(writes));
+            assert_eq!(&plain_root, root);
+            assert_eq!(
+                tree_node_count(&store),
+                tree_node_count(&plain),
+                "decided {decided}, written last {written_last}"
+            );
+            // Late background work for the committed height changes nothing.
+            let other = 1 - decided;
+            assert!(!store
+                .prewrite_nodes(1, &hashes[other], &proposals[other].1)
+                .expect("prewrite"));
+            assert_tree_proves(&store, root, |i| if range.contains(&i) { value } else { 1 });
+        }
+    }
+
+    /// A crash after writing ahead, before Commit: reopened, the store still
+    /// serves the last committed tree, and the replayed block commits (its
+    /// nodes rewritten) to the same root as without the crash.
+    #[test]
+    fn nodes_written_ahead_survive_a_crash_before_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let genesis_root;
+        let (root, writes) = {
+            let store = Store::open(dir.path()).expect("open");
+            genesis_root = commit_with_tree(&store, 0, &accounts(0..50, 1));
+            let (root, writes) = block_writes(&store, 1, &accounts(5..30, 4));
+            assert!(store
+                .prewrite_nodes(1, b"block", &writes)
+                .expect("prewrite"));
+            (root, writes)
+        };
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_tree_proves(&store, &genesis_root, |_| 1);
+        store.commit_block(1, b"block", &writes).expect("commit");
+        assert_tree_proves(&store, &root, |i| if (5..30).contains(&i) { 4 } else { 1 });
+    }
+
+    /// Ten blocks rewriting the same accounts, half of them written ahead:
+    /// the store keeps the live tree and the last block's replaced nodes
+    /// (deleted with the next block), nothing older.
+    #[test]
+    fn replaced_nodes_are_deleted_with_the_next_block() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        commit_with_tree(&store, 0, &accounts(0..50, 1));
+        let mut root = [0; 32];
+        for version in 1..=10u64 {
+            let value = version as u8 + 1;
+            let (new_root, writes) = block_writes(&store, version, &accounts(0..50, value));
+            if version % 2 == 0 {
+                assert!(store
+                    .prewrite_nodes(version, b"b", &writes)
+                    .expect("prewrite"));
+            }
+            store.commit_block(version, b"b", &writes).expect("commit");
+            root = new_root;
+        }
+        assert_tree_proves(&store, &root, |_| 11);
+        let fresh_dir = tempfile::tempdir().expect("tempdir");
+        let fresh = Store::open(fresh_dir.path()).expect("open");
+        commit_with_tree(&fresh, 0, &accounts(0..50, 11));
+        let pending = store.stale_deletes().expect("stale").len();
+        assert!(pending > 0);
+        assert_eq!(tree_node_count(&store), tree_node_count(&fresh) + pending);
+    }
+
+    /// The records of a block's writes, without what its tree update added.
+    fn writes_less_tree(writes: &WriteSet) -> WriteSet {
+        let mut set = WriteSet::default();
+        for (cf, key, value) in writes.entries() {
+            if cf == Cf::Accounts {
+                if let Some(value) = value {
+                    set.put(cf, key.to_vec(), value.to_vec());
+                }
+            }
+        }
+        set
     }
 
     #[test]

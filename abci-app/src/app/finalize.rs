@@ -21,6 +21,8 @@ use crate::tx::{Event, TxOutcome};
 /// A finalized block waiting for Commit.
 pub(super) struct PendingBlock {
     pub height: u64,
+    /// The block's hash (empty when CometBFT gave none).
+    pub hash: Vec<u8>,
     pub writes: WriteSet,
     pub summary: BlockSummary,
 }
@@ -33,7 +35,9 @@ pub(super) type Finished = Result<(abci::ResponseFinalizeBlock, PendingBlock), S
 /// the app hash are computed while the validators vote, instead of after.
 /// Everything it reads (the committed state, the chain's parameters, the
 /// last app hash) changes only at Commit, which comes after that
-/// FinalizeBlock: the answer is the one FinalizeBlock would compute.
+/// FinalizeBlock: the answer is the one FinalizeBlock would compute. The
+/// block's new tree nodes are written ahead too, so Commit's synced write
+/// is smaller ([`crate::store::Store::prewrite_nodes`]).
 pub(super) struct Processed {
     pub hash: Vec<u8>,
     pub height: u64,
@@ -107,7 +111,8 @@ impl SeqnetApp {
             }
         };
         match finished {
-            Ok((response, pending)) => {
+            Ok((response, mut pending)) => {
+                pending.hash = request.hash.to_vec();
                 consensus.pending = Some(pending);
                 response
             }
@@ -123,6 +128,7 @@ impl SeqnetApp {
         &self,
         consensus: &ConsensusState,
         height: u64,
+        hash: Vec<u8>,
         txs: Vec<Vec<u8>>,
         mut delta: StateDelta,
         run: BlockRun,
@@ -135,7 +141,19 @@ impl SeqnetApp {
             .spawn(move || {
                 let span = tracing::info_span!("finish_block", height);
                 let _guard = span.enter();
-                app.finish(&params, &last_app_hash, height, &txs, &mut delta, run)
+                let finished = app.finish(&params, &last_app_hash, height, &txs, &mut delta, run);
+                if let Ok((_, pending)) = &finished {
+                    // Commit writes whatever did not get here.
+                    match app
+                        .shared
+                        .store
+                        .prewrite_nodes(height, &hash, &pending.writes)
+                    {
+                        Ok(written) => tracing::debug!(written, "tree nodes written ahead"),
+                        Err(error) => tracing::warn!(%error, "tree nodes not written ahead"),
+                    }
+                }
+                finished
             })
             .map_err(|e| tracing::warn!("no thread to finish block {height} early: {e}"))
             .ok()
@@ -227,20 +245,24 @@ impl SeqnetApp {
             response,
             PendingBlock {
                 height,
+                hash: Vec::new(),
                 writes,
                 summary,
             },
         ))
     }
 
-    /// Commit: writes the finalized block in one synced batch, then resets
-    /// the mempool overlay for the recheck CometBFT runs next.
+    /// Commit: writes the finalized block in one synced batch (less the tree
+    /// nodes written ahead), then resets the mempool overlay for the recheck
+    /// CometBFT runs next.
     pub(super) fn commit_pending(&self) -> Result<Option<BlockSummary>, StoreError> {
         let mut consensus = lock(&self.shared.consensus);
         let Some(pending) = consensus.pending.take() else {
             return Ok(None);
         };
-        self.shared.store.commit(&pending.writes)?;
+        self.shared
+            .store
+            .commit_block(pending.height, &pending.hash, &pending.writes)?;
         consensus.last_height = pending.height;
         consensus.last_app_hash = pending.summary.app_hash.clone();
         consensus.processed = None;

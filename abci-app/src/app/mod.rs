@@ -559,9 +559,10 @@ impl Application for SeqnetApp {
                 consensus.processed = if request.hash.is_empty() {
                     None
                 } else {
-                    self.finish_in_background(&consensus, height, txs, delta, run)
+                    let hash = request.hash.to_vec();
+                    self.finish_in_background(&consensus, height, hash.clone(), txs, delta, run)
                         .map(|finished| Processed {
-                            hash: request.hash.to_vec(),
+                            hash,
                             height,
                             finished,
                         })
