@@ -7,6 +7,7 @@ mod tx;
 // Storage and the state seams.
 mod keys;
 mod params;
+mod snapshot;
 mod state;
 mod store;
 // Components: each owns its actions, typed state, keys and queries.

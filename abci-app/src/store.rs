@@ -497,11 +497,43 @@ impl Store {
     }
 
     /// The committed state tree's version (the last committed height).
-    fn tree_version(&self) -> Result<Option<u64>, StoreError> {
+    pub(crate) fn tree_version(&self) -> Result<Option<u64>, StoreError> {
         Ok(self
             .get(Cf::Meta, keys::META_TREE_VERSION)?
             .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
             .map(u64::from_be_bytes))
+    }
+
+    /// Every record of the state tree, column family by column family in
+    /// key order, read from one RocksDB snapshot; returns that snapshot's
+    /// tree version (`None`: nothing committed).
+    pub fn export_tree_records(
+        &self,
+        mut record: impl FnMut(Cf, &[u8], &[u8]),
+    ) -> Result<Option<u64>, StoreError> {
+        let snapshot = self.db.snapshot();
+        let version = snapshot
+            .get_cf(self.handle(Cf::Meta)?, keys::META_TREE_VERSION)
+            .map_err(|source| StoreError::Db {
+                op: "get",
+                cf: Cf::Meta.name(),
+                source,
+            })?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        for cf in Cf::ALL {
+            for item in snapshot.iterator_cf(self.handle(cf)?, rocksdb::IteratorMode::Start) {
+                let (key, value) = item.map_err(|source| StoreError::Db {
+                    op: "iterate",
+                    cf: cf.name(),
+                    source,
+                })?;
+                if cf.space(&key).is_some() {
+                    record(cf, &key, &value);
+                }
+            }
+        }
+        Ok(version)
     }
 
     /// Deletes the key ranges `[from, to)` and writes `record`, in one
@@ -553,9 +585,14 @@ impl Store {
                 tree_writes.put(Cf::TreeKeys, leaf.to_vec(), preimage);
             }
         }
+        let empty_below = match self.tree_version()? {
+            None => version.checked_sub(1),
+            Some(_) => None,
+        };
         let reads = TreeReads {
             store: self,
             snapshot: None,
+            empty_below,
         };
         let tree = Sha256Jmt::new(&reads);
         // Without deletions, the batch insert builds and hashes each touched
@@ -656,6 +693,7 @@ impl Store {
         let reads = TreeReads {
             store: self,
             snapshot: Some(self.db.snapshot()),
+            empty_below: None,
         };
         let version = reads
             .get(Cf::Meta, keys::META_TREE_VERSION)?
@@ -703,6 +741,11 @@ fn encode_node_key(key: &NodeKey) -> Vec<u8> {
 struct TreeReads<'a> {
     store: &'a Store,
     snapshot: Option<rocksdb::Snapshot<'a>>,
+    /// On a store without a tree: the version just below the first one
+    /// written, whose root reads as the empty tree (jmt starts from an
+    /// empty tree only at version 0 by itself; genesis at a later initial
+    /// height and a restored snapshot start higher).
+    empty_below: Option<u64>,
 }
 
 impl TreeReads<'_> {
@@ -724,6 +767,11 @@ impl TreeReader for TreeReads<'_> {
     fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
         match self.get(Cf::TreeNodes, &encode_node_key(node_key))? {
             Some(bytes) => Ok(Some(borsh::from_slice(&bytes)?)),
+            None if self.empty_below == Some(node_key.version())
+                && node_key.nibble_path().num_nibbles() == 0 =>
+            {
+                Ok(Some(Node::Null))
+            }
             None => Ok(None),
         }
     }

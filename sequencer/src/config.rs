@@ -172,6 +172,12 @@ pub struct Storage {
     /// (it needs peers that have every block) and rollups may read any
     /// height.
     pub block_retention: u64,
+    /// Blocks between state snapshots served to nodes that state-sync (a
+    /// snapshot after every multiple, taken in the background, kept under
+    /// `<path>/snapshots`); 0 takes none.
+    pub snapshot_interval: u64,
+    /// Snapshots kept on disk (the latest; at least 1).
+    pub snapshot_keep_recent: usize,
 }
 
 impl Default for Storage {
@@ -179,6 +185,8 @@ impl Default for Storage {
         Storage {
             path: PathBuf::from("data"),
             block_retention: 0,
+            snapshot_interval: 0,
+            snapshot_keep_recent: 2,
         }
     }
 }
@@ -257,6 +265,20 @@ impl Config {
         if let Some(v) = env("SEQNET_BLOCK_RETENTION") {
             self.storage.block_retention = v.parse().map_err(|e| ConfigError::Invalid {
                 key: "storage.block_retention",
+                value: v.clone(),
+                reason: format!("{e}"),
+            })?;
+        }
+        if let Some(v) = env("SEQNET_SNAPSHOT_INTERVAL") {
+            self.storage.snapshot_interval = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "storage.snapshot_interval",
+                value: v.clone(),
+                reason: format!("{e}"),
+            })?;
+        }
+        if let Some(v) = env("SEQNET_SNAPSHOT_KEEP_RECENT") {
+            self.storage.snapshot_keep_recent = v.parse().map_err(|e| ConfigError::Invalid {
+                key: "storage.snapshot_keep_recent",
                 value: v.clone(),
                 reason: format!("{e}"),
             })?;

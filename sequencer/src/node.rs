@@ -42,6 +42,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = SeqnetApp::with_censor(store, observer.clone(), censor)?;
     app.set_mempool_limit(config.mempool.max_txs);
     app.set_block_retention(config.storage.block_retention);
+    app.set_snapshots(
+        config.storage.path.join("snapshots"),
+        config.storage.snapshot_interval,
+        config.storage.snapshot_keep_recent,
+    );
     let reader = app.reader();
     let last = reader.last_height()?;
     observer.committed.send_replace(last);

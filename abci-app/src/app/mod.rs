@@ -13,6 +13,7 @@ mod finalize;
 pub(crate) mod mempool;
 pub(crate) mod query;
 mod retention;
+mod state_sync;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -165,6 +166,13 @@ struct Shared {
     store: Arc<Store>,
     /// Blocks of data this node keeps (0: all); see `retention`.
     block_retention: std::sync::atomic::AtomicU64,
+    /// Snapshots this node takes and serves (none: state sync off); see
+    /// `state_sync`.
+    snapshots: Mutex<Option<Arc<state_sync::SnapshotSettings>>>,
+    /// A snapshot is being taken.
+    snapshotting: std::sync::atomic::AtomicBool,
+    /// The snapshot being restored on this (new) node.
+    restore: Mutex<Option<crate::snapshot::Restore>>,
     consensus: Mutex<ConsensusState>,
     mempool: Mutex<MempoolState>,
     signatures: SignatureCache,
@@ -235,6 +243,9 @@ impl SeqnetApp {
             shared: Arc::new(Shared {
                 store,
                 block_retention: std::sync::atomic::AtomicU64::new(0),
+                snapshots: Mutex::new(None),
+                snapshotting: std::sync::atomic::AtomicBool::new(false),
+                restore: Mutex::new(None),
                 consensus: Mutex::new(consensus),
                 mempool: Mutex::new(mempool),
                 signatures: SignatureCache::new(SIGNATURE_CACHE_SIZE),
@@ -491,6 +502,7 @@ impl Application for SeqnetApp {
             Ok(Some(summary)) => {
                 tracing::debug!(height = summary.height, "committed");
                 self.shared.observer.block_committed(&summary);
+                self.snapshot_after_commit(summary.height);
                 self.prune_after_commit(summary.height)
             }
             Ok(None) => {
@@ -619,5 +631,27 @@ impl Application for SeqnetApp {
 
     fn finalize_block(&self, request: abci::RequestFinalizeBlock) -> abci::ResponseFinalizeBlock {
         self.finalize(&request)
+    }
+
+    fn list_snapshots(&self) -> abci::ResponseListSnapshots {
+        self.snapshots_listed()
+    }
+
+    fn offer_snapshot(&self, request: abci::RequestOfferSnapshot) -> abci::ResponseOfferSnapshot {
+        self.snapshot_offered(&request)
+    }
+
+    fn load_snapshot_chunk(
+        &self,
+        request: abci::RequestLoadSnapshotChunk,
+    ) -> abci::ResponseLoadSnapshotChunk {
+        self.snapshot_chunk(&request)
+    }
+
+    fn apply_snapshot_chunk(
+        &self,
+        request: abci::RequestApplySnapshotChunk,
+    ) -> abci::ResponseApplySnapshotChunk {
+        self.snapshot_chunk_applied(&request)
     }
 }
