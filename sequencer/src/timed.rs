@@ -69,4 +69,31 @@ impl Application for TimedApp {
     fn finalize_block(&self, request: pb::RequestFinalizeBlock) -> pb::ResponseFinalizeBlock {
         self.timed("finalize_block", || self.app.finalize_block(request))
     }
+
+    // Every call is forwarded: one the trait defaults would answer empty.
+    fn list_snapshots(&self) -> pb::ResponseListSnapshots {
+        self.timed("list_snapshots", || self.app.list_snapshots())
+    }
+
+    fn offer_snapshot(&self, request: pb::RequestOfferSnapshot) -> pb::ResponseOfferSnapshot {
+        self.timed("offer_snapshot", || self.app.offer_snapshot(request))
+    }
+
+    fn load_snapshot_chunk(
+        &self,
+        request: pb::RequestLoadSnapshotChunk,
+    ) -> pb::ResponseLoadSnapshotChunk {
+        self.timed("load_snapshot_chunk", || {
+            self.app.load_snapshot_chunk(request)
+        })
+    }
+
+    fn apply_snapshot_chunk(
+        &self,
+        request: pb::RequestApplySnapshotChunk,
+    ) -> pb::ResponseApplySnapshotChunk {
+        self.timed("apply_snapshot_chunk", || {
+            self.app.apply_snapshot_chunk(request)
+        })
+    }
 }

@@ -837,6 +837,9 @@ rpc = "http://{host}:{rpc}"
 
 [storage]
 path = "data"
+# A snapshot of the state every {snapshots} blocks, for nodes that join by
+# state sync (`seqnet-testnet join --state-sync`).
+snapshot_interval = {snapshots}
 
 [log]
 filter = {filter}
@@ -849,9 +852,141 @@ format = "text"
         metrics = p.metrics,
         rpc = p.rpc,
         filter = toml::Value::String(opts.sequencer_log_filter.clone()),
+        snapshots = SNAPSHOT_INTERVAL,
     );
     let path = dir.join(&node.sequencer_config);
     std::fs::write(&path, text).map_err(|e| TestnetError::io(path, e))
+}
+
+/// Blocks between the state snapshots every testnet node takes (for nodes
+/// that join by state sync): about 10 s of a local network.
+pub const SNAPSHOT_INTERVAL: u64 = 10;
+
+/// Where a node joining by state sync gets its trust: CometBFT RPC servers
+/// to fetch light blocks from (two or more) and a header it trusts.
+#[derive(Clone, Debug)]
+pub struct StateSyncTrust {
+    pub rpc_servers: Vec<String>,
+    pub height: u64,
+    /// The header's hash, hex.
+    pub hash: String,
+}
+
+/// Adds a node that is not a validator to the (loopback) testnet in `dir`:
+/// its CometBFT home (node 0's config and genesis, its own keys, addresses
+/// and ports, every other node as a peer; with `state_sync`, CometBFT's
+/// state sync from the network's snapshots), its `sequencer.toml` (node
+/// 0's with its own addresses) and its entry in `testnet.json`. Returns it.
+pub fn add_node(
+    dir: &Path,
+    cometbft: &Path,
+    state_sync: Option<&StateSyncTrust>,
+) -> Result<NodeManifest> {
+    let mut manifest = Manifest::load(dir)?;
+    if manifest.netns.is_some() {
+        return Err(invalid(
+            "testnet layout",
+            "netns",
+            "join works on loopback testnets only",
+        ));
+    }
+    let source = manifest
+        .nodes
+        .first()
+        .cloned()
+        .ok_or(TestnetError::NoSuchNode { node: 0, count: 0 })?;
+    let index = manifest.nodes.len();
+    let node_dir = PathBuf::from(format!("node{index}"));
+    if dir.join(&node_dir).exists() {
+        return Err(TestnetError::DirExists(dir.join(&node_dir)));
+    }
+    let home_rel = node_dir.join("cometbft");
+    let home = dir.join(&home_rel);
+    cometbft_init(cometbft, &home)?;
+    let source_home = dir.join(&source.cometbft_home);
+    let genesis = source_home.join("config/genesis.json");
+    std::fs::copy(&genesis, home.join("config/genesis.json"))
+        .map_err(|e| TestnetError::io(&genesis, e))?;
+    let pv_path = home.join("config/priv_validator_key.json");
+    let address = str_at(&read_json(&pv_path)?, "/address", &pv_path)?.to_string();
+    let node = NodeManifest {
+        index,
+        moniker: format!("node{index}"),
+        node_id: node_id_from_key_file(&home.join("config/node_key.json"))?,
+        validator_address: address,
+        cometbft_home: home_rel,
+        sequencer_config: node_dir.join("sequencer.toml"),
+        dir: node_dir,
+        ports: Ports::for_node(manifest.base_port, index)
+            .ok_or_else(|| invalid("node index", index, "port out of range"))?,
+        host: LOOPBACK.to_string(),
+    };
+
+    let mut config = read_toml(&source_home.join("config/config.toml"))?;
+    set(&mut config, None, "moniker", node.moniker.clone());
+    let mut nodes = manifest.nodes.clone();
+    nodes.push(node.clone());
+    set_cometbft_addresses(&mut config, &node, &peers_of(&nodes, &node));
+    if let Some(trust) = state_sync {
+        set(&mut config, Some("statesync"), "enable", true);
+        set(
+            &mut config,
+            Some("statesync"),
+            "rpc_servers",
+            trust.rpc_servers.join(","),
+        );
+        let height = i64::try_from(trust.height)
+            .map_err(|_| invalid("trust height", trust.height, "too large"))?;
+        set(&mut config, Some("statesync"), "trust_height", height);
+        set(
+            &mut config,
+            Some("statesync"),
+            "trust_hash",
+            trust.hash.clone(),
+        );
+        set(&mut config, Some("statesync"), "trust_period", "168h0m0s");
+        // CometBFT's least: a local network answers at once.
+        set(&mut config, Some("statesync"), "discovery_time", "5s");
+    }
+    write_toml(&home.join("config/config.toml"), &config)?;
+
+    let mut sequencer = read_toml(&dir.join(&source.sequencer_config))?;
+    let host = &node.host;
+    let p = node.ports;
+    set(
+        &mut sequencer,
+        Some("abci"),
+        "listen",
+        format!("{host}:{}", p.abci),
+    );
+    set(
+        &mut sequencer,
+        Some("grpc"),
+        "listen",
+        format!("{host}:{}", p.grpc),
+    );
+    set(
+        &mut sequencer,
+        Some("metrics"),
+        "listen",
+        format!("{host}:{}", p.metrics),
+    );
+    set(
+        &mut sequencer,
+        Some("cometbft"),
+        "rpc",
+        format!("http://{host}:{}", p.rpc),
+    );
+    write_toml(&dir.join(&node.sequencer_config), &sequencer)?;
+
+    manifest.nodes.push(node.clone());
+    manifest.save(dir)?;
+    tracing::info!(
+        node = index,
+        state_sync = state_sync.is_some(),
+        "node added"
+    );
+    Ok(node)
 }
 
 /// Sets the `[fault] censor` rules of a node's `sequencer.toml`

@@ -203,6 +203,19 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
+    /// Add a node (not a validator) to a running testnet and wait until it
+    /// has caught up: by state sync from the validators' snapshots (every
+    /// 10 blocks), or by replaying every block (block sync).
+    Join {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Restore the latest snapshot instead of replaying every block.
+        #[arg(long)]
+        state_sync: bool,
+        /// Seconds to wait for it to catch up.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Fault drill: make one node's proposals censor matching transactions
     /// (sequencer `[fault] censor`); takes effect when the node (re)starts.
     Fault {
@@ -621,6 +634,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("node{node} killed");
         }
         Command::Start { dir, node, timeout } => start_one(&dir.dir, node, timeout).await?,
+        Command::Join {
+            dir,
+            state_sync,
+            timeout,
+        } => {
+            let mut net = Testnet::open(&dir.dir)?.with_binaries(Binaries::locate()?);
+            net.detach();
+            let (index, took) = net.join(state_sync, Duration::from_secs(timeout)).await?;
+            println!(
+                "node{index} joined by {} and caught up in {:.1} s",
+                if state_sync {
+                    "state sync"
+                } else {
+                    "block sync"
+                },
+                took.as_secs_f64()
+            );
+        }
         Command::Fault { dir, node, censor } => {
             let manifest = Manifest::load(&dir.dir)?;
             seqnet_testnet::init::set_fault_censor(&dir.dir, manifest.node(node)?, &censor)?;

@@ -154,6 +154,74 @@ impl Testnet {
         })
     }
 
+    /// Adds a node that is not a validator ([`init::add_node`]) and starts
+    /// it. With `state_sync` it restores the network's latest snapshot,
+    /// trusting node 0's header at its current height (light blocks from
+    /// nodes 0 and 1), and block-syncs the rest; without, it block-syncs
+    /// from genesis. Returns its index once it has caught up with node 0,
+    /// and the time that took from its start.
+    pub async fn join(&mut self, state_sync: bool, timeout: Duration) -> Result<(usize, Duration)> {
+        let binaries = self.binaries()?;
+        let trust = if state_sync {
+            let rpc = self.rpc(0)?;
+            let height = rpc
+                .status()
+                .await
+                .map_err(|e| self.rpc_error(0, "status", e))?
+                .height;
+            let commit = rpc
+                .call(
+                    "commit",
+                    serde_json::json!({ "height": height.to_string() }),
+                )
+                .await
+                .map_err(|e| self.rpc_error(0, "commit", e))?;
+            let hash = commit
+                .pointer("/signed_header/commit/block_id/hash")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| TestnetError::Rpc {
+                    addr: self.rpc_url(0).unwrap_or_default(),
+                    method: "commit".into(),
+                    reason: format!("no block id hash for height {height}"),
+                })?
+                .to_string();
+            let servers = (0..self.node_count().min(2))
+                .map(|i| self.rpc_url(i))
+                .collect::<Result<Vec<_>>>()?;
+            Some(init::StateSyncTrust {
+                rpc_servers: servers,
+                height,
+                hash,
+            })
+        } else {
+            None
+        };
+        let node = init::add_node(&self.dir, &binaries.cometbft, trust.as_ref())?;
+        self.manifest = Manifest::load(&self.dir)?;
+        self.nodes.push(NodeProcesses {
+            sequencer: None,
+            cometbft: None,
+        });
+        let started = Instant::now();
+        self.start_node(node.index).await?;
+        let tip = self
+            .rpc(0)?
+            .status()
+            .await
+            .map_err(|e| self.rpc_error(0, "status", e))?
+            .height;
+        self.wait_node_height(node.index, tip, timeout).await?;
+        Ok((node.index, started.elapsed()))
+    }
+
+    fn rpc_error(&self, index: usize, method: &str, error: impl std::fmt::Display) -> TestnetError {
+        TestnetError::Rpc {
+            addr: self.rpc_url(index).unwrap_or_default(),
+            method: method.into(),
+            reason: error.to_string(),
+        }
+    }
+
     /// Uses these binaries instead of searching for them.
     pub fn with_binaries(mut self, binaries: Binaries) -> Testnet {
         self.binaries = Some(binaries);

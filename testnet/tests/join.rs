@@ -1,0 +1,111 @@
+//! Joining a running network, end to end: 4 validators taking a snapshot
+//! every 10 blocks (`seqnet-testnet`'s default) under a trickle of rollup
+//! data; a 5th node joins by CometBFT state sync (trusting node 0's current
+//! header, light blocks from nodes 0 and 1), restores the latest snapshot
+//! through the app's ABCI calls and block-syncs the rest; a 6th joins by
+//! block sync from genesis. Both catch up and keep executing blocks to the
+//! validators' app hashes (CometBFT halts a node whose app hash differs),
+//! and the state-synced node serves the same state over gRPC. The times
+//! are printed; at these few heights block sync is still the faster one.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use seqnet_rollup_client::{keys, RollupClient, TxSigner};
+use seqnet_testnet::{Binaries, InitOptions, Testnet};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+/// Heights before the joins: two snapshots (every 10 blocks) behind.
+const JOIN_AT: u64 = 25;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_by_state_sync_and_by_block_sync() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_test_writer()
+        .try_init();
+    let (_guard, dir) = common::test_dir("seqnet-join-")?;
+    let opts = InitOptions {
+        validators: 4,
+        rollups: 1,
+        base_port: seqnet_testnet::pick_free_base_port(6)?,
+        chain_id: "seqnet-join".into(),
+        ..InitOptions::default()
+    };
+    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
+    net.start(TIMEOUT).await?;
+
+    // Rollup data in most blocks, so the snapshots hold more than genesis.
+    let key = net
+        .key_path("rollup-1")
+        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
+    let mut signer = TxSigner::new(keys::load(&key)?, net.manifest().chain_id.clone());
+    signer.fees = net.manifest().fees.schedule();
+    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
+    signer.sync_nonce(&mut client).await?;
+    let started = Instant::now();
+    for item in 0u64.. {
+        let tx = signer.rollup_data(1, format!("item {item}").into_bytes(), None);
+        client.submit(&tx).await?;
+        let height = net.rpc(0)?.status().await?.height;
+        if height >= JOIN_AT {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < TIMEOUT, "no height {JOIN_AT}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    let (synced, state_sync_took) = net.join(true, TIMEOUT).await?;
+    let log =
+        std::fs::read_to_string(net.dir().join(&net.node(synced)?.dir).join("sequencer.log"))?;
+    let restored = log
+        .lines()
+        .find(|l| l.contains("snapshot restored"))
+        .ok_or_else(|| anyhow::anyhow!("node{synced} restored no snapshot:\n{log}"))?;
+    eprintln!("{restored}");
+    let (replayed, block_sync_took) = net.join(false, TIMEOUT).await?;
+
+    // Both keep up: blocks well past the joins execute to the same app
+    // hashes on every node.
+    let tip = net.rpc(0)?.status().await?.height;
+    net.wait_for_height(tip + 5, TIMEOUT).await?;
+    let mut hashes = Vec::new();
+    for node in [0, synced, replayed] {
+        let commit = net
+            .rpc(node)?
+            .call(
+                "commit",
+                serde_json::json!({ "height": (tip + 3).to_string() }),
+            )
+            .await?;
+        hashes.push(
+            commit
+                .pointer("/signed_header/header/app_hash")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    anyhow::ensure!(
+        hashes.iter().all(|h| !h.is_empty() && *h == hashes[0]),
+        "app hashes at {}: {hashes:?}",
+        tip + 3
+    );
+    // The restored state answers like a validator's.
+    let at_synced = RollupClient::new(vec![net.grpc_url(synced)?])?
+        .account(signer.address())
+        .await?;
+    let at_validator = client.account(signer.address()).await?;
+    anyhow::ensure!(
+        at_synced == at_validator,
+        "rollup-1's account: {at_synced:?} on node{synced}, {at_validator:?} on node 0"
+    );
+    eprintln!(
+        "joined at height {JOIN_AT}+: state sync {:.1} s (CometBFT discovers snapshots for 5 s), block sync {:.1} s",
+        state_sync_took.as_secs_f64(),
+        block_sync_took.as_secs_f64()
+    );
+    net.stop();
+    Ok(())
+}
