@@ -11,7 +11,8 @@
 #   make bench-state    what the state tree costs a block's commit (10 k, 100 k and 1 M
 #                       accounts, against the old write digest: the tree's writes alone,
 #                       then the real app's ProcessProposal, FinalizeBlock and Commit)
-#                       and a verified read (writes bench-state.json, bench-block.json)
+#                       and a verified read, and state-sync snapshots (writes
+#                       bench-state.json, bench-block.json, bench-snapshot.json)
 #   make compose-test   the docker compose testnet end to end (installs docker.io,
 #                       docker-compose and debootstrap if missing, starts dockerd)
 #   make fuzz           every fuzz target of proto/fuzz for FUZZ_SECS seconds each
@@ -89,6 +90,7 @@ bench-proving: deps
 bench-state: deps
 	SEQNET_BENCH_JSON=$(CURDIR)/bench-state.json $(CARGO) bench -p seqnet-abci --bench state_commit
 	SEQNET_BENCH_JSON=$(CURDIR)/bench-block.json $(CARGO) bench -p seqnet-abci --bench block_commit
+	SEQNET_BENCH_JSON=$(CURDIR)/bench-snapshot.json $(CARGO) bench -p seqnet-abci --bench snapshot
 
 compose-deps:
 	testnet/scripts/compose-deps.sh

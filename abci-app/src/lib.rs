@@ -30,10 +30,11 @@ pub use provers::query::ReadyJob;
 pub use store::Store;
 pub use tx::{matches_censor, ExecError, Transition};
 
-/// Storage internals for `benches/state_commit.rs` (the commit-time
-/// benchmark of the state tree); not an API.
+/// Storage internals for the benches (`state_commit`, `snapshot`); not an
+/// API.
 #[doc(hidden)]
 pub mod bench_support {
+    pub use crate::snapshot::{export, Restore};
     pub use crate::store::{AppHashScheme, Cf, ProvenRead, WriteSet};
 }
 
