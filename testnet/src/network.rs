@@ -158,9 +158,20 @@ impl Testnet {
     /// it. With `state_sync` it restores the network's latest snapshot,
     /// trusting node 0's header at its current height (light blocks from
     /// nodes 0 and 1), and block-syncs the rest; without, it block-syncs
-    /// from genesis. Returns its index once it has caught up with node 0,
-    /// and the time that took from its start.
+    /// from genesis. Returns its index once it has caught up (CometBFT no
+    /// longer catching up, at most a block behind node 0), and the time
+    /// that took from its start.
     pub async fn join(&mut self, state_sync: bool, timeout: Duration) -> Result<(usize, Duration)> {
+        if !self.is_running(0) {
+            return Err(TestnetError::InvalidOption {
+                name: "testnet",
+                value: self.dir.display().to_string(),
+                reason: "node 0 does not run as a process here: join needs a running \
+                         process-mode testnet (`seqnet-testnet up`), not a stopped or \
+                         compose one"
+                    .into(),
+            });
+        }
         let binaries = self.binaries()?;
         let trust = if state_sync {
             let rpc = self.rpc(0)?;
@@ -211,7 +222,33 @@ impl Testnet {
             .map_err(|e| self.rpc_error(0, "status", e))?
             .height;
         self.wait_node_height(node.index, tip, timeout).await?;
-        Ok((node.index, started.elapsed()))
+        // Caught up: CometBFT no longer catching up, and at most a block
+        // behind node 0.
+        let joined = self.rpc(node.index)?;
+        let reference = self.rpc(0)?;
+        loop {
+            let status = joined
+                .status()
+                .await
+                .map_err(|e| self.rpc_error(node.index, "status", e))?;
+            let tip = reference
+                .status()
+                .await
+                .map_err(|e| self.rpc_error(0, "status", e))?
+                .height;
+            if !status.catching_up && status.height.saturating_add(1) >= tip {
+                return Ok((node.index, started.elapsed()));
+            }
+            if started.elapsed() >= timeout {
+                return Err(TestnetError::Timeout {
+                    what: format!("node{} to catch up", node.index),
+                    secs: timeout.as_secs(),
+                    detail: format!("; at height {} of {tip}", status.height),
+                });
+            }
+            self.check_alive("waiting for the joined node to catch up")?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     fn rpc_error(&self, index: usize, method: &str, error: impl std::fmt::Display) -> TestnetError {
