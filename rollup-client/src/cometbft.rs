@@ -79,6 +79,9 @@ pub struct NodeStatus {
     /// Hex (upper case, as CometBFT prints it).
     pub app_hash: String,
     pub catching_up: bool,
+    /// The lowest height it holds a block of (above 1 after state sync or
+    /// pruning).
+    pub earliest_height: u64,
 }
 
 /// One block header's identity, from `/blockchain`.
@@ -266,6 +269,11 @@ impl CometRpc {
                 .pointer("/sync_info/catching_up")
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            earliest_height: r
+                .pointer("/sync_info/earliest_block_height")
+                .and_then(as_u64)
+                .unwrap_or(1)
+                .max(1),
         })
     }
 

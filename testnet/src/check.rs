@@ -161,15 +161,20 @@ pub async fn check_with(
     CheckReport { verdicts }
 }
 
-/// Heights and hashes on every node; returns the verdict and the lowest
-/// height all nodes reached.
+/// Heights and hashes on every node, each from the lowest height it holds
+/// (a node that joined by state sync starts at its snapshot) against node
+/// 0's; returns the verdict and the lowest height all nodes reached.
 async fn app_hashes(manifest: &Manifest) -> (Verdict, Option<u64>) {
     const NAME: &str = "app-hash";
     let mut tips = Vec::new();
+    let mut earliest = Vec::new();
     for node in &manifest.nodes {
         let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(5));
         match rpc.status().await {
-            Ok(s) => tips.push(s.height),
+            Ok(s) => {
+                tips.push(s.height);
+                earliest.push(s.earliest_height);
+            }
             Err(e) => {
                 return (
                     Verdict::breach(NAME, format!("node{}: {e}", node.index)),
@@ -185,9 +190,16 @@ async fn app_hashes(manifest: &Manifest) -> (Verdict, Option<u64>) {
         return (Verdict::breach(NAME, "a node has no blocks".into()), None);
     }
     let mut reference: Option<Vec<seqnet_rollup_client::cometbft::HeaderInfo>> = None;
-    for node in &manifest.nodes {
+    for (node, &from) in manifest.nodes.iter().zip(&earliest) {
         let rpc = CometRpc::new(node.rpc_addr()).with_timeout(Duration::from_secs(10));
-        let headers = match rpc.headers(1, common).await {
+        // Node 0 is the reference from height 1; a node holding less is
+        // compared where it has blocks.
+        let from = if reference.is_none() {
+            1
+        } else {
+            from.min(common)
+        };
+        let headers = match rpc.headers(from, common).await {
             Ok(h) => h,
             Err(e) => {
                 return (
@@ -198,7 +210,9 @@ async fn app_hashes(manifest: &Manifest) -> (Verdict, Option<u64>) {
         };
         match &reference {
             None => reference = Some(headers),
-            Some(first) => {
+            Some(all) => {
+                let skip = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+                let first: Vec<_> = all.iter().skip(skip).cloned().collect();
                 for (a, b) in first.iter().zip(&headers) {
                     if a.block_hash != b.block_hash || a.app_hash != b.app_hash {
                         return (
@@ -239,9 +253,14 @@ async fn app_hashes(manifest: &Manifest) -> (Verdict, Option<u64>) {
         Verdict::pass(
             NAME,
             format!(
-                "{} nodes agree on heights 1..={common} (tips {:?})",
+                "{} nodes agree on heights 1..={common} (tips {:?}{})",
                 manifest.nodes.len(),
-                tips
+                tips,
+                if earliest.iter().any(|&e| e > 1) {
+                    format!("; from heights {earliest:?}")
+                } else {
+                    String::new()
+                }
             ),
         ),
         Some(common),

@@ -5,8 +5,9 @@
 //! through the app's ABCI calls and block-syncs the rest; a 6th joins by
 //! block sync from genesis. Both catch up and keep executing blocks to the
 //! validators' app hashes (CometBFT halts a node whose app hash differs),
-//! and the state-synced node serves the same state over gRPC. The times
-//! are printed; at these few heights block sync is still the faster one.
+//! the state-synced node serves the same state over gRPC, and the
+//! invariant checker passes over all six nodes. The times are printed; at
+//! these few heights block sync is still the faster one.
 
 mod common;
 
@@ -101,6 +102,16 @@ async fn nodes_join_by_state_sync_and_by_block_sync() -> anyhow::Result<()> {
         at_synced == at_validator,
         "rollup-1's account: {at_synced:?} on node{synced}, {at_validator:?} on node 0"
     );
+    // The invariant checker sees six nodes, the restored one from its
+    // snapshot on, and every check holds.
+    let report = seqnet_testnet::check::check(net.dir(), net.manifest(), None).await;
+    for verdict in &report.verdicts {
+        eprintln!(
+            "check {}: {:?} {}",
+            verdict.name, verdict.passed, verdict.detail
+        );
+    }
+    anyhow::ensure!(report.passed(), "the checker found a breach");
     eprintln!(
         "joined at height {JOIN_AT}+: state sync {:.1} s (CometBFT discovers snapshots for 5 s), block sync {:.1} s",
         state_sync_took.as_secs_f64(),
