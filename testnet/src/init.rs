@@ -872,7 +872,8 @@ pub struct StateSyncTrust {
     pub hash: String,
 }
 
-/// Adds a node that is not a validator to the (loopback) testnet in `dir`:
+/// Adds a node that is not a validator to the testnet in `dir` (process
+/// mode, on loopback or in network namespaces):
 /// its CometBFT home (node 0's config and genesis, its own keys, addresses
 /// and ports, every other node as a peer; with `state_sync`, CometBFT's
 /// state sync from the network's snapshots), its `sequencer.toml` (node
@@ -883,19 +884,20 @@ pub fn add_node(
     state_sync: Option<&StateSyncTrust>,
 ) -> Result<NodeManifest> {
     let mut manifest = Manifest::load(dir)?;
-    if manifest.netns.is_some() {
-        return Err(invalid(
-            "testnet layout",
-            "netns",
-            "join works on loopback testnets only",
-        ));
-    }
     let source = manifest
         .nodes
         .first()
         .cloned()
         .ok_or(TestnetError::NoSuchNode { node: 0, count: 0 })?;
     let index = manifest.nodes.len();
+    // Loopback, or its own network namespace like the others.
+    let host = match &manifest.netns {
+        Some(layout) => layout
+            .node_ip(index)
+            .ok_or_else(|| invalid("node index", index, "no address left in the testnet's /24"))?
+            .to_string(),
+        None => LOOPBACK.to_string(),
+    };
     let node_dir = PathBuf::from(format!("node{index}"));
     if dir.join(&node_dir).exists() {
         return Err(TestnetError::DirExists(dir.join(&node_dir)));
@@ -919,7 +921,7 @@ pub fn add_node(
         dir: node_dir,
         ports: Ports::for_node(manifest.base_port, index)
             .ok_or_else(|| invalid("node index", index, "port out of range"))?,
-        host: LOOPBACK.to_string(),
+        host,
     };
 
     let mut config = read_toml(&source_home.join("config/config.toml"))?;

@@ -155,13 +155,11 @@ impl Testnet {
     }
 
     /// Adds a node that is not a validator ([`init::add_node`]) and starts
-    /// it. With `state_sync` it restores the network's latest snapshot,
-    /// trusting node 0's header at its current height (light blocks from
-    /// nodes 0 and 1), and block-syncs the rest; without, it block-syncs
-    /// from genesis. Returns its index once it has caught up (CometBFT no
-    /// longer catching up, at most a block behind node 0), and the time
-    /// that took from its start.
-    pub async fn join(&mut self, state_sync: bool, timeout: Duration) -> Result<(usize, Duration)> {
+    /// it, without waiting. With `state_sync` it restores the network's
+    /// latest snapshot, trusting node 0's header at its current height
+    /// (light blocks from nodes 0 and 1), and block-syncs the rest; without,
+    /// it block-syncs from genesis. Returns its index and when it started.
+    pub async fn start_joining(&mut self, state_sync: bool) -> Result<(usize, Instant)> {
         if !self.is_running(0) {
             return Err(TestnetError::InvalidOption {
                 name: "testnet",
@@ -215,6 +213,26 @@ impl Testnet {
         });
         let started = Instant::now();
         self.start_node(node.index).await?;
+        Ok((node.index, started))
+    }
+
+    /// Adds a node and starts it as [`Testnet::join`] does, and waits until
+    /// it has caught up. Returns its index and the time from its start.
+    pub async fn join(&mut self, state_sync: bool, timeout: Duration) -> Result<(usize, Duration)> {
+        let (index, started) = self.start_joining(state_sync).await?;
+        let took = self.wait_caught_up(index, started, timeout).await?;
+        Ok((index, took))
+    }
+
+    /// Waits until node `index` (started at `started`) has caught up:
+    /// CometBFT no longer catching up, at most a block behind node 0.
+    pub async fn wait_caught_up(
+        &mut self,
+        index: usize,
+        started: Instant,
+        timeout: Duration,
+    ) -> Result<Duration> {
+        let node = self.node(index)?.clone();
         let tip = self
             .rpc(0)?
             .status()
@@ -237,7 +255,7 @@ impl Testnet {
                 .map_err(|e| self.rpc_error(0, "status", e))?
                 .height;
             if !status.catching_up && status.height.saturating_add(1) >= tip {
-                return Ok((node.index, started.elapsed()));
+                return Ok(started.elapsed());
             }
             if started.elapsed() >= timeout {
                 return Err(TestnetError::Timeout {

@@ -32,6 +32,11 @@
 //!   evidence (keeping `priv_validator_state.json`, so the validator cannot
 //!   sign below what it signed) and the sequencer's data, start: the node
 //!   block-syncs from its peers and replays every block through its app.
+//! - `join`: a new node that is not a validator (`node` = the index it
+//!   gets: after the validators, joins in schedule order) is added and
+//!   started ([`Testnet::join`]); `state_sync = true` restores the
+//!   validators' latest snapshot, else it block-syncs from genesis. Process
+//!   mode only (the compose test leaves it out).
 //!
 //! Recovery time of a perturbation: from the moment the node is restored
 //! (started, resumed, reconnected) until its height reaches the highest
@@ -259,6 +264,7 @@ pub enum PerturbationKind {
     Pause,
     Disconnect,
     Wipe,
+    Join,
 }
 
 /// One `[[perturbation]]`.
@@ -274,6 +280,10 @@ pub struct PerturbationSection {
     /// How long the node stays down, paused or disconnected.
     #[serde(default = "default_perturbation_secs")]
     pub duration_secs: u64,
+    /// `join` only: by state sync from the validators' snapshots (else
+    /// block sync from genesis).
+    #[serde(default)]
+    pub state_sync: bool,
 }
 
 fn default_perturbation_secs() -> u64 {
@@ -308,6 +318,13 @@ fn invalid(name: &'static str, value: impl ToString, reason: impl Into<String>) 
 }
 
 impl Scenario {
+    /// The perturbations in the order they fire.
+    pub fn schedule(&self) -> Vec<PerturbationSection> {
+        let mut schedule = self.perturbations.clone();
+        schedule.sort_by_key(|p| (p.at_secs.unwrap_or(0), p.at_height.unwrap_or(0)));
+        schedule
+    }
+
     pub fn from_toml(path: &Path, text: &str) -> Result<Scenario> {
         let scenario: Scenario = toml::from_str(text).map_err(|e| TestnetError::parse(path, e))?;
         scenario.validate()?;
@@ -374,8 +391,30 @@ impl Scenario {
                 ));
             }
         }
+        // Joined nodes take the next indices, in schedule order.
+        let mut next_joined = self.validators.len();
+        for p in self.schedule() {
+            if p.kind == PerturbationKind::Join {
+                if p.node != next_joined {
+                    return Err(invalid(
+                        "perturbation.node",
+                        p.node,
+                        format!("a join adds node {next_joined} (validators, then joins in schedule order)"),
+                    ));
+                }
+                next_joined += 1;
+            } else if p.state_sync {
+                return Err(invalid(
+                    "perturbation.state_sync",
+                    format!("{:?}", p.kind),
+                    "only a join syncs",
+                ));
+            }
+        }
         for p in &self.perturbations {
-            if p.node >= self.validators.len() {
+            if p.kind == PerturbationKind::Join {
+                // checked above
+            } else if p.node >= self.validators.len() {
                 return Err(invalid(
                     "perturbation.node",
                     p.node,
@@ -720,6 +759,8 @@ impl Target<'_> {
                 }
             }
             (Target::Process(_), PerturbationKind::Wipe) => "SIGKILL, wipe, start",
+            (Target::Process(_), PerturbationKind::Join) => "add a node, start, sync",
+            (Target::Compose { .. }, PerturbationKind::Join) => "not supported",
             (Target::Compose { .. }, PerturbationKind::Kill) => "docker kill, start",
             (Target::Compose { .. }, PerturbationKind::Restart) => "docker stop, start",
             (Target::Compose { .. }, PerturbationKind::Pause) => "docker pause, unpause",
@@ -761,7 +802,24 @@ impl Target<'_> {
                     wipe_dirs(net.dir(), net.manifest(), p.node)?;
                     tokio::time::sleep(hold).await;
                 }
+                PerturbationKind::Join => {
+                    let (index, _) = net.start_joining(p.state_sync).await?;
+                    if index != p.node {
+                        return Err(invalid(
+                            "perturbation.node",
+                            p.node,
+                            format!("the joined node got index {index}"),
+                        ));
+                    }
+                }
             },
+            Target::Compose { .. } if p.kind == PerturbationKind::Join => {
+                return Err(invalid(
+                    "perturbation",
+                    "join",
+                    "joins run in process mode only",
+                ));
+            }
             Target::Compose { dir, manifest } => {
                 let container = crate::compose::container_name(manifest, p.node)?;
                 match p.kind {
@@ -777,6 +835,7 @@ impl Target<'_> {
                         crate::compose::docker(&["kill", &container])?;
                         wipe_dirs(dir, manifest, p.node)?;
                     }
+                    PerturbationKind::Join => {}
                 }
                 if p.kind != PerturbationKind::Restart {
                     tokio::time::sleep(hold).await;
@@ -794,11 +853,14 @@ impl Target<'_> {
                 PerturbationKind::Disconnect if net.manifest().netns.is_some() => {
                     net.set_connected(p.node, true)
                 }
+                // Started by `apply`; it syncs on its own.
+                PerturbationKind::Join => Ok(()),
                 _ => net.start_node(p.node).await,
             },
             Target::Compose { manifest, .. } => {
                 let container = crate::compose::container_name(manifest, p.node)?;
                 match p.kind {
+                    PerturbationKind::Join => Ok(()),
                     PerturbationKind::Pause => crate::compose::docker(&["unpause", &container]),
                     PerturbationKind::Disconnect => {
                         crate::compose::set_connected(manifest, p.node, true)
@@ -1090,8 +1152,7 @@ pub async fn drive(
         },
         None => None,
     };
-    let mut schedule = scenario.perturbations.clone();
-    schedule.sort_by_key(|p| (p.at_secs.unwrap_or(0), p.at_height.unwrap_or(0)));
+    let schedule = scenario.schedule();
     let mut records = Vec::new();
     let mut failure = None;
     for p in &schedule {
@@ -1183,6 +1244,8 @@ pub async fn drive(
         Target::Process(_) => None,
         Target::Compose { manifest, .. } => Some(crate::compose::provers_running(manifest)),
     };
+    // Nodes that joined are checked too.
+    let manifest = target.manifest().clone();
     let report = check::check_with(dir, &manifest, log.as_ref(), provers_alive).await;
     let aggregator = match &manifest.aggregator {
         Some(agg) => Some(AggregatorStats::scrape(agg.metrics_port).await),
@@ -1265,6 +1328,19 @@ mod tests {
         assert!(Scenario::from_toml(path, text).is_err());
         let text = "[network]\nnetns = \"sometimes\"\n[[validator]]\n";
         assert!(Scenario::from_toml(path, text).is_err());
+        // A join adds the next node; only a join syncs.
+        let join = |node: usize, kind: &str, extra: &str| {
+            format!(
+                "[[validator]]\n[[validator]]\n[[perturbation]]\nnode = {node}\n\
+                 kind = \"{kind}\"\nat_secs = 1\n{extra}"
+            )
+        };
+        assert!(Scenario::from_toml(path, &join(2, "join", "state_sync = true\n")).is_ok());
+        let err = Scenario::from_toml(path, &join(3, "join", "")).expect_err("node 3");
+        assert!(err.to_string().contains("adds node 2"), "{err}");
+        let err = Scenario::from_toml(path, &join(1, "kill", "state_sync = true\n"))
+            .expect_err("kill syncs");
+        assert!(err.to_string().contains("only a join"), "{err}");
     }
 
     #[test]

@@ -57,8 +57,11 @@ async fn compose_scenario() -> anyhow::Result<()> {
         .to_string();
 
     // The CI scenario (load, forced requests, kill, pause, disconnect, wipe)
-    // with the validators in containers.
-    let scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
+    // with the validators in containers; its join runs in process mode only.
+    let mut scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
+    scenario
+        .perturbations
+        .retain(|p| p.kind != seqnet_testnet::scenario::PerturbationKind::Join);
     let tmp = tempfile::Builder::new()
         .prefix("seqnet-compose-")
         .tempdir()?;

@@ -2,7 +2,8 @@
 //! two provers and an aggregator under open-loop load through node0; node1
 //! killed (-9) and restarted, node2 paused and resumed, node3 disconnected
 //! (its own network namespace when run as root) and reconnected, node1
-//! restarted with wiped state (block sync). Every node must recover, the
+//! restarted with wiped state (block sync), a 5th node joining by state
+//! sync. Every node must recover (the joined one: catch up), the
 //! invariant checker must pass and the aggregator must have submitted
 //! aggregates. Prints each perturbation's recovery time.
 
@@ -20,6 +21,7 @@ async fn ci_scenario_recovers_and_passes_the_checker() -> anyhow::Result<()> {
         scenario::PerturbationKind::Kill,
         scenario::PerturbationKind::Pause,
         scenario::PerturbationKind::Disconnect,
+        scenario::PerturbationKind::Join,
     ] {
         assert!(kinds.contains(&kind), "ci.toml lacks {kind:?}");
     }
@@ -28,7 +30,8 @@ async fn ci_scenario_recovers_and_passes_the_checker() -> anyhow::Result<()> {
         .tempdir()?;
     let dir = tmp.path().join("net");
     let binaries = Binaries::locate()?;
-    let base_port = seqnet_testnet::pick_free_base_port(scenario.validators.len())?;
+    // The joining node takes the next block of ports.
+    let base_port = seqnet_testnet::pick_free_base_port(scenario.validators.len() + 1)?;
     scenario::init(&dir, &scenario, Some(base_port), false, &binaries)?;
     let report = scenario::run(&dir, &scenario, binaries, false).await;
     if std::env::var_os("SEQNET_E2E_KEEP").is_some() {
