@@ -111,10 +111,7 @@ impl Manifest {
         }
         let manifest = Manifest {
             height,
-            chunk_hashes: metadata
-                .chunks_exact(32)
-                .filter_map(|h| <[u8; 32]>::try_from(h).ok())
-                .collect(),
+            chunk_hashes: chunk_hashes(metadata),
         };
         if manifest.hash().as_slice() != hash {
             return Err(SnapshotError::Hash {
@@ -124,6 +121,15 @@ impl Manifest {
         }
         Ok(manifest)
     }
+}
+
+/// Concatenated 32-byte hashes (a whole number of them: checked by the
+/// callers), split.
+fn chunk_hashes(bytes: &[u8]) -> Vec<[u8; 32]> {
+    bytes
+        .chunks_exact(32)
+        .filter_map(|h| <[u8; 32]>::try_from(h).ok())
+        .collect()
 }
 
 /// The state tree's records at committed `height`, in chunks. Fails with
@@ -414,10 +420,7 @@ impl SnapshotDir {
             }
             manifests.push(Manifest {
                 height,
-                chunk_hashes: hashes
-                    .chunks_exact(32)
-                    .filter_map(|h| <[u8; 32]>::try_from(h).ok())
-                    .collect(),
+                chunk_hashes: chunk_hashes(hashes),
             });
         }
         manifests.sort_by_key(|m| std::cmp::Reverse(m.height));

@@ -498,10 +498,12 @@ impl Store {
 
     /// The committed state tree's version (the last committed height).
     pub(crate) fn tree_version(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self
-            .get(Cf::Meta, keys::META_TREE_VERSION)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes))
+        TreeReads {
+            store: self,
+            snapshot: None,
+            empty_below: None,
+        }
+        .tree_version()
     }
 
     /// Every record of the state tree, column family by column family in
@@ -512,15 +514,15 @@ impl Store {
         mut record: impl FnMut(Cf, &[u8], &[u8]),
     ) -> Result<Option<u64>, StoreError> {
         let snapshot = self.db.snapshot();
-        let version = snapshot
-            .get_cf(self.handle(Cf::Meta)?, keys::META_TREE_VERSION)
-            .map_err(|source| StoreError::Db {
-                op: "get",
-                cf: Cf::Meta.name(),
-                source,
-            })?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes);
+        let version = version_of(
+            snapshot
+                .get_cf(self.handle(Cf::Meta)?, keys::META_TREE_VERSION)
+                .map_err(|source| StoreError::Db {
+                    op: "get",
+                    cf: Cf::Meta.name(),
+                    source,
+                })?,
+        );
         for cf in Cf::ALL {
             for item in snapshot.iterator_cf(self.handle(cf)?, rocksdb::IteratorMode::Start) {
                 let (key, value) = item.map_err(|source| StoreError::Db {
@@ -695,14 +697,10 @@ impl Store {
             snapshot: Some(self.db.snapshot()),
             empty_below: None,
         };
-        let version = reads
-            .get(Cf::Meta, keys::META_TREE_VERSION)?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-            .map(u64::from_be_bytes)
-            .ok_or(StoreError::Corrupt {
-                what: "state tree version",
-                detail: "absent: nothing committed yet".into(),
-            })?;
+        let version = reads.tree_version()?.ok_or(StoreError::Corrupt {
+            what: "state tree version",
+            detail: "absent: nothing committed yet".into(),
+        })?;
         let tree = Sha256Jmt::new(&reads);
         records
             .iter()
@@ -731,6 +729,13 @@ impl Store {
     }
 }
 
+/// A `META_TREE_VERSION` value (u64 BE).
+fn version_of(bytes: Option<Vec<u8>>) -> Option<u64> {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes)
+}
+
 fn encode_node_key(key: &NodeKey) -> Vec<u8> {
     // Writing into a Vec cannot fail.
     borsh::to_vec(key).unwrap_or_default()
@@ -749,6 +754,11 @@ struct TreeReads<'a> {
 }
 
 impl TreeReads<'_> {
+    /// The tree's committed version as this view sees it.
+    fn tree_version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(version_of(self.get(Cf::Meta, keys::META_TREE_VERSION)?))
+    }
+
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.snapshot {
             None => self.store.get(cf, key),

@@ -12,23 +12,6 @@ use tendermint_proto::v0_38::abci;
 
 const RETENTION: u64 = 5;
 
-fn run_block(node: &Node, height: i64) -> (Vec<u8>, i64) {
-    let txs = [data_tx(
-        1,
-        height as u64 - 1,
-        1,
-        format!("block {height}").as_bytes(),
-    )];
-    let response = node.app.finalize_block(abci::RequestFinalizeBlock {
-        txs: txs.iter().cloned().map(Into::into).collect(),
-        height,
-        ..Default::default()
-    });
-    assert!(response.tx_results.iter().all(|r| r.code == 0));
-    let commit = node.app.commit();
-    (response.app_hash.to_vec(), commit.retain_height)
-}
-
 fn query(node: &Node, path: &str) -> abci::ResponseQuery {
     node.app.query(abci::RequestQuery {
         path: path.into(),
@@ -42,8 +25,8 @@ fn old_block_data_is_pruned_and_reads_of_it_say_so() {
     pruning.app.set_block_retention(RETENTION);
     let archive = new_node(0);
     for height in 1..=12i64 {
-        let (hash, retain) = run_block(&pruning, height);
-        let (archive_hash, archive_retain) = run_block(&archive, height);
+        let (hash, retain) = run_data_block(&pruning, height);
+        let (archive_hash, archive_retain) = run_data_block(&archive, height);
         assert_eq!(hash, archive_hash, "height {height}: pruning is local");
         assert_eq!(archive_retain, 0, "an archive node prunes nothing");
         let want = (height - RETENTION as i64 + 1).max(1);

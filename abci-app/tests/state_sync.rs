@@ -16,20 +16,7 @@ use tendermint_proto::v0_38::abci;
 const INTERVAL: u64 = 4;
 
 fn run_block(node: &Node, height: i64) -> Vec<u8> {
-    let txs = [data_tx(
-        1,
-        height as u64 - 1,
-        1,
-        format!("block {height}").as_bytes(),
-    )];
-    let response = node.app.finalize_block(abci::RequestFinalizeBlock {
-        txs: txs.iter().cloned().map(Into::into).collect(),
-        height,
-        ..Default::default()
-    });
-    assert!(response.tx_results.iter().all(|r| r.code == 0));
-    node.app.commit();
-    response.app_hash.to_vec()
+    run_data_block(node, height).0
 }
 
 /// The snapshots `node` lists once one of `height` is there.

@@ -402,6 +402,27 @@ fn batch_bytes(batch: &VerifiedBatch) -> usize {
     batch.items.iter().map(|i| i.data.len()).sum()
 }
 
+/// A batch's summary line and one line per item, ending in a newline (the
+/// caller adds what it verified).
+fn batch_text(rollup: u64, height: u64, batch: &VerifiedBatch) -> String {
+    let mut text = format!(
+        "rollup {rollup} height {height}: {} items, {} bytes",
+        batch.items.len(),
+        batch_bytes(batch)
+    );
+    for item in &batch.items {
+        text.push_str(&format!(
+            "\n  {} nonce {} [{}]: {}",
+            hex::encode(&item.tx_hash),
+            item.nonce,
+            item.action_index,
+            show_data(&item.data)
+        ));
+    }
+    text.push('\n');
+    text
+}
+
 fn rollup_json(r: &pb::Rollup) -> Value {
     let stats = r.stats.unwrap_or_default();
     json!({
@@ -682,46 +703,14 @@ impl App {
                 value["node"] = json!(read.node);
                 value["refused"] = json!(read.refused);
                 self.print(value, || {
-                    let mut text = format!(
-                        "rollup {rollup} height {height}: {} items, {} bytes",
-                        read.value.items.len(),
-                        batch_bytes(&read.value)
-                    );
-                    for item in &read.value.items {
-                        text.push_str(&format!(
-                            "\n  {} nonce {} [{}]: {}",
-                            hex::encode(&item.tx_hash),
-                            item.nonce,
-                            item.action_index,
-                            show_data(&item.data)
-                        ));
-                    }
-                    text.push('\n');
-                    text.push_str(&verified_footer(&read));
-                    text
+                    batch_text(rollup, height, &read.value) + &verified_footer(&read)
                 });
             }
             Command::Batch(BatchCommand::Get { rollup, height, .. }) => {
                 let raw = self.client.raw_batch(rollup, height).await?;
                 match verify_batch_for(&raw, rollup, height) {
                     Ok(batch) => self.print(batch_json(&batch), || {
-                        let mut text = format!(
-                            "rollup {rollup} height {height}: {} items, {} bytes",
-                            batch.items.len(),
-                            batch_bytes(&batch)
-                        );
-                        for item in &batch.items {
-                            text.push_str(&format!(
-                                "\n  {} nonce {} [{}]: {}",
-                                hex::encode(&item.tx_hash),
-                                item.nonce,
-                                item.action_index,
-                                show_data(&item.data)
-                            ));
-                        }
-                        text.push('\n');
-                        text.push_str(VERIFIED);
-                        text
+                        batch_text(rollup, height, &batch) + VERIFIED
                     }),
                     Err(e) => {
                         self.print(

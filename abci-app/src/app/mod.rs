@@ -199,6 +199,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The consensus state as last committed in `store` (at start, and after
+/// a snapshot is restored).
+fn load_consensus(store: &Arc<Store>) -> Result<ConsensusState, AppError> {
+    let committed = Committed::new(store.clone());
+    Ok(ConsensusState {
+        chain_id: committed.chain_id()?,
+        params: committed.params()?,
+        last_height: committed.last_height()?,
+        last_app_hash: committed.last_app_hash()?,
+        validators: committed.validators()?,
+        vote_extensions_height: committed.vote_extensions_height()?,
+        processed: None,
+        pending: None,
+    })
+}
+
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -216,20 +232,12 @@ impl SeqnetApp {
         observer: Arc<dyn Observer>,
         censor: Option<Box<ProposalFilter>>,
     ) -> Result<SeqnetApp, AppError> {
-        let committed = Committed::new(store.clone());
-        let chain_id = committed.chain_id()?;
-        let params = committed.params()?;
-        let last_height = committed.last_height()?;
-        let consensus = ConsensusState {
-            chain_id: chain_id.clone(),
-            params: params.clone(),
-            last_height,
-            last_app_hash: committed.last_app_hash()?,
-            validators: committed.validators()?,
-            vote_extensions_height: committed.vote_extensions_height()?,
-            processed: None,
-            pending: None,
-        };
+        let consensus = load_consensus(&store)?;
+        let (chain_id, params, last_height) = (
+            consensus.chain_id.clone(),
+            consensus.params.clone(),
+            consensus.last_height,
+        );
         let mempool = MempoolState {
             chain_id,
             params,

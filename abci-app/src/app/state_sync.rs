@@ -241,20 +241,14 @@ impl SeqnetApp {
     /// Reloads what the app keeps in memory from the store (after a
     /// restore), as on a restart.
     fn reload(&self) -> Result<(), super::AppError> {
-        let fresh = SeqnetApp::new(self.shared.store.clone(), self.shared.observer.clone())?;
-        let loaded = lock(&fresh.shared.consensus);
-        let mut consensus = lock(&self.shared.consensus);
-        consensus.chain_id = loaded.chain_id.clone();
-        consensus.params = loaded.params.clone();
-        consensus.last_height = loaded.last_height;
-        consensus.last_app_hash = loaded.last_app_hash.clone();
-        consensus.validators = loaded.validators.clone();
-        consensus.vote_extensions_height = loaded.vote_extensions_height;
+        let loaded = super::load_consensus(&self.shared.store)?;
         let mut mempool = lock(&self.shared.mempool);
         mempool.chain_id = loaded.chain_id.clone();
         mempool.params = loaded.params.clone();
         mempool.height = loaded.last_height;
         mempool.delta.reset();
+        drop(mempool);
+        *lock(&self.shared.consensus) = loaded;
         Ok(())
     }
 }

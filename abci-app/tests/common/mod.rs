@@ -241,3 +241,23 @@ pub fn reference_prev_root(app: &SeqnetApp, rollup: u64, from: u64) -> [u8; 32] 
     }
     root
 }
+
+/// FinalizeBlock and Commit of a block holding one rollup-data transaction
+/// of account 1 (nonce `height - 1`); returns the app hash and Commit's
+/// retain height.
+pub fn run_data_block(node: &Node, height: i64) -> (Vec<u8>, i64) {
+    let txs = [data_tx(
+        1,
+        height as u64 - 1,
+        1,
+        format!("block {height}").as_bytes(),
+    )];
+    let response = node.app.finalize_block(abci::RequestFinalizeBlock {
+        txs: txs.iter().cloned().map(Into::into).collect(),
+        height,
+        ..Default::default()
+    });
+    assert!(response.tx_results.iter().all(|r| r.code == 0));
+    let commit = node.app.commit();
+    (response.app_hash.to_vec(), commit.retain_height)
+}
