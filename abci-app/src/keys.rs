@@ -15,7 +15,12 @@ pub const META_TREE_VERSION: &[u8] = b"tree_version";
 pub const META_STALE_TREE_NODES: &[u8] = b"stale_tree_nodes";
 pub const META_FEE_POOL: &[u8] = b"fee_pool";
 pub const META_FORCED_QUEUE: &[u8] = b"forced_queue";
+/// `pb::ValidatorSet`: the set that signed the last committed height.
 pub const META_VALIDATORS: &[u8] = b"validators";
+/// `pb::ValidatorRegistry`: every validator record, by operator.
+pub const META_VALIDATOR_REGISTRY: &[u8] = b"validator_registry";
+/// `pb::ValidatorSchedule`: sets decided and not yet in effect.
+pub const META_VALIDATOR_SCHEDULE: &[u8] = b"validator_schedule";
 pub const META_VOTE_EXTENSIONS_HEIGHT: &[u8] = b"vote_extensions_enable_height";
 /// `pb::ProverRegistry`: every prover record, by address.
 pub const META_PROVERS: &[u8] = b"provers";

@@ -52,6 +52,25 @@ pub struct ChainParams {
     /// A span also closes at the end of the block where its data reaches
     /// this many bytes.
     pub max_span_bytes: u64,
+    /// Most validators in the set (the top stakes); the set changes at
+    /// epoch boundaries (`epoch_length`).
+    pub max_validators: u64,
+    /// Least stake of a new validator and of one in the set.
+    pub min_validator_stake: u64,
+    /// Stake per unit of CometBFT voting power.
+    pub stake_per_power: u64,
+    /// Share of its stake a double-signing validator loses (it is
+    /// tombstoned too).
+    pub double_sign_slash_bps: u32,
+    /// Share of its stake a validator loses when jailed for downtime.
+    pub downtime_slash_bps: u32,
+    /// Heights over which a validator's missed votes are counted.
+    pub downtime_window: u64,
+    /// A validator that missed more than this many heights of the window is
+    /// jailed.
+    pub downtime_max_missed: u64,
+    /// Blocks a validator jailed for downtime waits before UnjailValidator.
+    pub validator_jail_period: u64,
 }
 
 impl Default for ChainParams {
@@ -85,6 +104,14 @@ impl Default for ChainParams {
             max_span_blocks: 256,
             default_span_blocks: 5,
             max_span_bytes: 4 * 1024 * 1024,
+            max_validators: 100,
+            min_validator_stake: 10_000,
+            stake_per_power: 1_000,
+            double_sign_slash_bps: 500,
+            downtime_slash_bps: 100,
+            downtime_window: 100,
+            downtime_max_missed: 50,
+            validator_jail_period: 100,
         }
     }
 }
@@ -92,6 +119,13 @@ impl Default for ChainParams {
 /// No chain allows spans longer than this: a job lists its span's batches,
 /// and the list travels in every job record and delivery.
 pub const MAX_SPAN_BLOCKS_LIMIT: u64 = 4_096;
+
+/// No chain has more validators than this (CometBFT's votes, and every
+/// extended commit, grow with the set).
+pub const MAX_VALIDATORS_LIMIT: u64 = 1_000;
+
+/// The downtime window is a bit per height in every validator's record.
+pub const MAX_DOWNTIME_WINDOW: u64 = 100_000;
 
 impl ChainParams {
     /// The span length of a rollup that asked for `requested` (0: the
@@ -179,6 +213,27 @@ impl ChainParams {
         if self.max_span_bytes == 0 {
             return Err("max_span_bytes must be at least 1".into());
         }
+        if self.max_validators == 0 || self.max_validators > MAX_VALIDATORS_LIMIT {
+            return Err(format!(
+                "max_validators {} must be in 1..={MAX_VALIDATORS_LIMIT}",
+                self.max_validators
+            ));
+        }
+        if self.min_validator_stake == 0 || self.stake_per_power == 0 {
+            return Err("min_validator_stake and stake_per_power must be at least 1".into());
+        }
+        if self.downtime_window == 0 || self.downtime_window > MAX_DOWNTIME_WINDOW {
+            return Err(format!(
+                "downtime_window {} must be in 1..={MAX_DOWNTIME_WINDOW}",
+                self.downtime_window
+            ));
+        }
+        if self.downtime_max_missed >= self.downtime_window {
+            return Err(format!(
+                "downtime_max_missed {} must be below downtime_window {}",
+                self.downtime_max_missed, self.downtime_window
+            ));
+        }
         if self.jail_after_misses == 0 {
             return Err("jail_after_misses must be at least 1".into());
         }
@@ -187,6 +242,8 @@ impl ChainParams {
             ("bounty_bps", self.bounty_bps),
             ("prover_fee_share_bps", self.prover_fee_share_bps),
             ("aggregator_fee_bps", self.aggregator_fee_bps),
+            ("double_sign_slash_bps", self.double_sign_slash_bps),
+            ("downtime_slash_bps", self.downtime_slash_bps),
         ] {
             if bps > 10_000 {
                 return Err(format!("{name} {bps} must be in 0..=10000"));
@@ -258,6 +315,14 @@ impl ChainParams {
             max_span_blocks: self.max_span_blocks,
             default_span_blocks: self.default_span_blocks,
             max_span_bytes: self.max_span_bytes,
+            max_validators: self.max_validators,
+            min_validator_stake: self.min_validator_stake,
+            stake_per_power: self.stake_per_power,
+            double_sign_slash_bps: self.double_sign_slash_bps,
+            downtime_slash_bps: self.downtime_slash_bps,
+            downtime_window: self.downtime_window,
+            downtime_max_missed: self.downtime_max_missed,
+            validator_jail_period: self.validator_jail_period,
         }
     }
 
@@ -291,6 +356,14 @@ impl ChainParams {
             max_span_blocks: p.max_span_blocks,
             default_span_blocks: p.default_span_blocks,
             max_span_bytes: p.max_span_bytes,
+            max_validators: p.max_validators,
+            min_validator_stake: p.min_validator_stake,
+            stake_per_power: p.stake_per_power,
+            double_sign_slash_bps: p.double_sign_slash_bps,
+            downtime_slash_bps: p.downtime_slash_bps,
+            downtime_window: p.downtime_window,
+            downtime_max_missed: p.downtime_max_missed,
+            validator_jail_period: p.validator_jail_period,
         }
     }
 }
@@ -368,5 +441,20 @@ mod tests {
             ..ChainParams::default()
         };
         assert!(p.validate().unwrap_err().contains("aggregation_srs"));
+        let p = ChainParams {
+            downtime_max_missed: 100,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("downtime_max_missed"));
+        let p = ChainParams {
+            stake_per_power: 0,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("stake_per_power"));
+        let p = ChainParams {
+            double_sign_slash_bps: 10_001,
+            ..ChainParams::default()
+        };
+        assert!(p.validate().unwrap_err().contains("double_sign_slash_bps"));
     }
 }

@@ -270,13 +270,14 @@ fn app_hash_of_a_fixed_sequence_is_stable() {
         node.app.commit();
         last = response.app_hash.to_vec();
     }
-    // Changed on purpose with the authenticated state tree: the app hash is
-    // the Jellyfish Merkle root over every record (docs/state-proofs.md)
-    // instead of a hash chain over each block's writes. Before that:
-    // 6323780a... (v2, pipelined proving), 2c7fa969..., db4c409b....
+    // Changed on purpose with the staked validator set: genesis writes a
+    // validator record per genesis validator. Before that: 1c1d2249...
+    // (the authenticated state tree: the Jellyfish Merkle root over every
+    // record, docs/state-proofs.md), 6323780a... (v2, pipelined proving),
+    // 2c7fa969..., db4c409b....
     assert_eq!(
         hex::encode(last),
-        "1c1d224932a762332f0241229612552645ad119bc79a84c4f03313b2840d670a"
+        "85dfeb889707cae206e343f7c32ba085a724aa0d4d7d7f6a2579223855e33dd5"
     );
 }
 

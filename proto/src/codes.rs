@@ -65,12 +65,17 @@ pub enum Code {
     /// The proof starts from a state root that can never link: the job is
     /// the rollup's next to prove and its proven root is another.
     RootMismatch = 28,
+    /// The signer has no validator record.
+    ValidatorUnknown = 29,
+    /// The validator's record forbids the action (unbonding, not jailed,
+    /// tombstoned, registered with another key, or the key is taken).
+    ValidatorState = 30,
     /// The node failed internally (storage); not the transaction's fault.
     Internal = 99,
 }
 
 impl Code {
-    pub const ALL: [Code; 29] = [
+    pub const ALL: [Code; 31] = [
         Code::Ok,
         Code::Malformed,
         Code::TooLarge,
@@ -99,6 +104,8 @@ impl Code {
         Code::MempoolFull,
         Code::JobPending,
         Code::RootMismatch,
+        Code::ValidatorUnknown,
+        Code::ValidatorState,
         Code::Internal,
     ];
 
@@ -141,6 +148,8 @@ impl Code {
             Code::MempoolFull => "mempool_full",
             Code::JobPending => "job_pending",
             Code::RootMismatch => "root_mismatch",
+            Code::ValidatorUnknown => "validator_unknown",
+            Code::ValidatorState => "validator_state",
             Code::Internal => "internal",
         }
     }

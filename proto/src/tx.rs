@@ -18,6 +18,8 @@ pub const HARD_MAX_ACTIONS: usize = 256;
 pub const MAX_CHAIN_ID_LEN: usize = 64;
 pub const MAX_ROLLUP_NAME_LEN: usize = 64;
 pub const MAX_VERIFYING_KEY_BYTES: usize = 64 * 1024;
+/// Domain separator of a consensus key's signature for its operator.
+pub const VALIDATOR_KEY_SIGN_DOMAIN: &[u8] = b"seqnet/validator-key/v1";
 /// Domain separator of a prover's signature over one aggregate entry.
 pub const PROOF_ENTRY_SIGN_DOMAIN: &[u8] = b"seqnet/proof-entry/v2";
 /// No `SubmitAggregate` covers more jobs than this (the chain's verifier SRS
@@ -55,6 +57,12 @@ pub enum TxError {
         entry: usize,
         prover: Address,
     },
+    #[error("action {index}: the consensus key {key} did not sign for operator {operator}")]
+    BadKeySignature {
+        index: usize,
+        key: String,
+        operator: Address,
+    },
 }
 
 impl TxError {
@@ -65,7 +73,8 @@ impl TxError {
             TxError::NonCanonical { .. } => Code::NonCanonical,
             TxError::BadSigner(_)
             | TxError::BadSignature { .. }
-            | TxError::BadEntrySignature { .. } => Code::BadSignature,
+            | TxError::BadEntrySignature { .. }
+            | TxError::BadKeySignature { .. } => Code::BadSignature,
             TxError::WrongChainId { .. } => Code::WrongChainId,
             TxError::InvalidAction { .. }
             | TxError::ActionCount { .. }
@@ -159,6 +168,19 @@ pub enum Action {
     Unbond,
     /// Ends a jail term.
     Unjail,
+    /// Locks `stake` from the signer's (the operator's) balance as
+    /// validator stake for `consensus_key`, which signed
+    /// [`validator_key_sign_bytes`] for the operator (`key_signature`).
+    RegisterValidator {
+        consensus_key: [u8; 32],
+        stake: u64,
+        key_signature: Signature,
+    },
+    /// The signer's validator leaves the set; its stake returns after the
+    /// unbonding period.
+    UnbondValidator,
+    /// Ends a validator's jail term for downtime.
+    UnjailValidator,
     /// A validity proof of the span job of `rollup_id` starting at
     /// `from_height`: the transition `prev_state_root -> new_state_root`.
     SubmitProof {
@@ -209,6 +231,34 @@ pub fn proof_entry_sign_bytes(
     out.extend_from_slice(prev_root);
     out.extend_from_slice(new_root);
     out
+}
+
+/// The bytes a consensus key signs to let `operator` stake for it:
+/// `"seqnet/validator-key/v1" || u32_be(len(chain_id)) || chain_id || operator`.
+pub fn validator_key_sign_bytes(chain_id: &str, operator: &Address) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VALIDATOR_KEY_SIGN_DOMAIN.len() + 4 + chain_id.len() + 32);
+    out.extend_from_slice(VALIDATOR_KEY_SIGN_DOMAIN);
+    out.extend_from_slice(&(chain_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(chain_id.as_bytes());
+    out.extend_from_slice(&operator.0);
+    out
+}
+
+impl Action {
+    /// A `RegisterValidator` for the consensus key `consensus`, signed by it
+    /// for `operator` on `chain_id`.
+    pub fn register_validator(
+        consensus: &SigningKey,
+        chain_id: &str,
+        operator: &Address,
+        stake: u64,
+    ) -> Action {
+        Action::RegisterValidator {
+            consensus_key: consensus.verifying_key().to_bytes(),
+            stake,
+            key_signature: consensus.sign(&validator_key_sign_bytes(chain_id, operator)),
+        }
+    }
 }
 
 impl ProofEntry {
@@ -284,6 +334,9 @@ impl Action {
             Action::RegisterProver { .. } => "register_prover",
             Action::Unbond => "unbond",
             Action::Unjail => "unjail",
+            Action::RegisterValidator { .. } => "register_validator",
+            Action::UnbondValidator => "unbond_validator",
+            Action::UnjailValidator => "unjail_validator",
             Action::SubmitProof { .. } => "submit_proof",
             Action::SubmitAggregate { .. } => "submit_aggregate",
         }
@@ -391,6 +444,37 @@ impl Action {
             }
             pb::action::Kind::Unbond(pb::Unbond {}) => Action::Unbond,
             pb::action::Kind::Unjail(pb::Unjail {}) => Action::Unjail,
+            pb::action::Kind::RegisterValidator(r) => {
+                if r.stake == 0 {
+                    return Err(invalid("validator stake of 0".into()));
+                }
+                let consensus_key =
+                    <[u8; 32]>::try_from(r.consensus_key.as_slice()).map_err(|_| {
+                        invalid(format!(
+                            "consensus key has {} bytes, want 32",
+                            r.consensus_key.len()
+                        ))
+                    })?;
+                VerifyingKey::from_bytes(&consensus_key).map_err(|_| {
+                    invalid(format!(
+                        "consensus key {} is not an ed25519 public key",
+                        hex::encode(consensus_key)
+                    ))
+                })?;
+                let key_signature = Signature::from_slice(&r.key_signature).map_err(|_| {
+                    invalid(format!(
+                        "key signature has {} bytes, want 64",
+                        r.key_signature.len()
+                    ))
+                })?;
+                Action::RegisterValidator {
+                    consensus_key,
+                    stake: r.stake,
+                    key_signature,
+                }
+            }
+            pb::action::Kind::UnbondValidator(pb::UnbondValidator {}) => Action::UnbondValidator,
+            pb::action::Kind::UnjailValidator(pb::UnjailValidator {}) => Action::UnjailValidator,
             pb::action::Kind::SubmitProof(p) => {
                 if p.rollup_id == 0 {
                     return Err(invalid("rollup id 0 is reserved".into()));
@@ -459,6 +543,17 @@ impl Action {
             }
             Action::Unbond => Kind::Unbond(pb::Unbond {}),
             Action::Unjail => Kind::Unjail(pb::Unjail {}),
+            Action::RegisterValidator {
+                consensus_key,
+                stake,
+                key_signature,
+            } => Kind::RegisterValidator(pb::RegisterValidator {
+                consensus_key: consensus_key.to_vec(),
+                stake: *stake,
+                key_signature: key_signature.to_bytes().to_vec(),
+            }),
+            Action::UnbondValidator => Kind::UnbondValidator(pb::UnbondValidator {}),
+            Action::UnjailValidator => Kind::UnjailValidator(pb::UnjailValidator {}),
             Action::SubmitProof {
                 rollup_id,
                 from_height,
@@ -491,7 +586,7 @@ fn root32(bytes: &[u8], what: &str) -> Result<[u8; 32], String> {
 /// Structure of a `SubmitAggregate`: 1..=[`MAX_AGGREGATE_ENTRIES`] entries
 /// with well-formed fields in strictly increasing `(rollup_id, from_height)`
 /// order, and an aggregate of exactly the encoded length for that count.
-/// Signatures are checked by [`Transaction::verify_entry_signatures`].
+/// Signatures are checked by [`Transaction::verify_action_signatures`].
 fn submit_aggregate(index: usize, a: pb::SubmitAggregate) -> Result<Action, TxError> {
     let invalid = |reason: String| TxError::InvalidAction { index, reason };
     if a.entries.is_empty() || a.entries.len() > MAX_AGGREGATE_ENTRIES {
@@ -740,32 +835,54 @@ impl Transaction {
         })
     }
 
-    /// The provers' signatures of this transaction's `SubmitAggregate`
-    /// entries (strict ed25519, for this transaction's chain id).
-    pub fn verify_entry_signatures(&self) -> Result<(), TxError> {
+    /// The signatures actions carry (strict ed25519, for this transaction's
+    /// chain id): the provers' over `SubmitAggregate` entries, and consensus
+    /// keys' over their operator in `RegisterValidator`.
+    pub fn verify_action_signatures(&self) -> Result<(), TxError> {
         for (index, action) in self.body.actions.iter().enumerate() {
-            if let Action::SubmitAggregate { entries, .. } = action {
-                for (entry, e) in entries.iter().enumerate() {
-                    e.verify(&self.body.chain_id)
-                        .map_err(|_| TxError::BadEntrySignature {
-                            index,
-                            entry,
-                            prover: e.prover,
-                        })?;
+            match action {
+                Action::SubmitAggregate { entries, .. } => {
+                    for (entry, e) in entries.iter().enumerate() {
+                        e.verify(&self.body.chain_id)
+                            .map_err(|_| TxError::BadEntrySignature {
+                                index,
+                                entry,
+                                prover: e.prover,
+                            })?;
+                    }
                 }
+                Action::RegisterValidator {
+                    consensus_key,
+                    key_signature,
+                    ..
+                } => {
+                    let bad = || TxError::BadKeySignature {
+                        index,
+                        key: hex::encode(consensus_key),
+                        operator: self.signer,
+                    };
+                    VerifyingKey::from_bytes(consensus_key)
+                        .map_err(|_| bad())?
+                        .verify_strict(
+                            &validator_key_sign_bytes(&self.body.chain_id, &self.signer),
+                            key_signature,
+                        )
+                        .map_err(|_| bad())?;
+                }
+                _ => {}
             }
         }
         Ok(())
     }
 
-    /// This transaction's signature, its aggregate entries' signatures and
-    /// those of the transactions it forces (and their entries).
+    /// This transaction's signature, its actions' signatures and those of
+    /// the transactions it forces (and their actions').
     pub fn verify_all_signatures(&self) -> Result<(), TxError> {
         self.verify_signature()?;
-        self.verify_entry_signatures()?;
+        self.verify_action_signatures()?;
         self.forced_transactions().try_for_each(|inner| {
             inner.verify_signature()?;
-            inner.verify_entry_signatures()
+            inner.verify_action_signatures()
         })
     }
 
@@ -1185,6 +1302,79 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("signature"));
+    }
+
+    #[test]
+    fn validator_actions_round_trip_and_the_key_must_sign_for_its_operator() {
+        let consensus = key(7);
+        let operator = Address::from(&key(1).verifying_key());
+        let register = Action::register_validator(&consensus, "seqnet-test", &operator, 5_000);
+        let actions = vec![
+            register.clone(),
+            Action::UnbondValidator,
+            Action::UnjailValidator,
+        ];
+        let tx = body(actions.clone()).sign(&key(1));
+        let decoded = Transaction::decode(tx.to_bytes(), 4096, 16).expect("decodes");
+        assert_eq!(decoded.body.actions, actions);
+        decoded
+            .verify_all_signatures()
+            .expect("the key signed for key 1");
+        assert_eq!(
+            actions.iter().map(Action::kind).collect::<Vec<_>>(),
+            ["register_validator", "unbond_validator", "unjail_validator"]
+        );
+        // Someone else sending the same registration: the key did not sign
+        // for them.
+        let stolen = body(vec![register]).sign(&key(2));
+        let err = Transaction::decode(stolen.to_bytes(), 4096, 16)
+            .expect("decodes")
+            .verify_all_signatures()
+            .unwrap_err();
+        assert!(
+            matches!(err, TxError::BadKeySignature { index: 0, .. }),
+            "{err}"
+        );
+        assert_eq!(err.code(), Code::BadSignature);
+        // Signed for another chain.
+        let other = Action::register_validator(&consensus, "other-chain", &operator, 5_000);
+        let err = Transaction::decode(body(vec![other]).sign(&key(1)).to_bytes(), 4096, 16)
+            .expect("decodes")
+            .verify_all_signatures()
+            .unwrap_err();
+        assert!(matches!(err, TxError::BadKeySignature { .. }), "{err}");
+        // Structure: stake 0, a short key, a short signature.
+        let bad_stake = Action::register_validator(&consensus, "seqnet-test", &operator, 0);
+        let decoded = Transaction::decode(body(vec![bad_stake]).sign(&key(1)).to_bytes(), 4096, 16);
+        assert!(decoded.unwrap_err().to_string().contains("stake of 0"));
+        for (key_len, sig_len, what) in [(31, 64, "consensus key"), (32, 63, "key signature")] {
+            let mut raw = pb::RegisterValidator {
+                consensus_key: consensus.verifying_key().to_bytes().to_vec(),
+                stake: 1,
+                key_signature: vec![0; 64],
+            };
+            raw.consensus_key.truncate(key_len);
+            raw.key_signature.truncate(sig_len);
+            let body = pb::TransactionBody {
+                chain_id: "seqnet-test".into(),
+                nonce: 0,
+                fee: 10,
+                actions: vec![pb::Action {
+                    kind: Some(pb::action::Kind::RegisterValidator(raw)),
+                }],
+            }
+            .encode_to_vec();
+            let envelope = pb::SignedTransaction {
+                signature: key(1)
+                    .sign(&sign_bytes("seqnet-test", &body))
+                    .to_bytes()
+                    .to_vec(),
+                body,
+                signer: key(1).verifying_key().to_bytes().to_vec(),
+            };
+            let err = Transaction::decode(&envelope.encode_to_vec(), 4096, 16).unwrap_err();
+            assert!(err.to_string().contains(what), "{err}");
+        }
     }
 
     #[test]

@@ -61,6 +61,9 @@ impl FeeSchedule {
                 | Action::RegisterProver { .. }
                 | Action::Unbond
                 | Action::Unjail
+                | Action::RegisterValidator { .. }
+                | Action::UnbondValidator
+                | Action::UnjailValidator
                 | Action::SubmitProof { .. }
                 | Action::SubmitAggregate { .. } => 0,
             };
@@ -176,6 +179,30 @@ impl TxSigner {
     /// Ends a jail term.
     pub fn unjail(&mut self, fee: Option<u64>) -> Transaction {
         self.sign(vec![Action::Unjail], fee)
+    }
+
+    /// Stakes `stake` from this account as the operator of the validator
+    /// whose consensus key is `consensus` (which signs for this account).
+    pub fn register_validator(
+        &mut self,
+        consensus: &SigningKey,
+        stake: u64,
+        fee: Option<u64>,
+    ) -> Transaction {
+        let operator = Address::from(&self.key.verifying_key());
+        let action = Action::register_validator(consensus, &self.chain_id, &operator, stake);
+        self.sign(vec![action], fee)
+    }
+
+    /// This account's validator leaves the set; its stake returns after the
+    /// unbonding period.
+    pub fn unbond_validator(&mut self, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::UnbondValidator], fee)
+    }
+
+    /// Ends this account's validator's jail term for downtime.
+    pub fn unjail_validator(&mut self, fee: Option<u64>) -> Transaction {
+        self.sign(vec![Action::UnjailValidator], fee)
     }
 
     /// Validity proofs of span jobs (any jobs, any order), each a

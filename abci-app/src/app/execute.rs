@@ -10,7 +10,7 @@ use crate::params::ChainParams;
 use crate::provers::VerifierCache;
 use crate::state::StateDelta;
 use crate::tx::{ActionHandler, ExecError, TxContext, TxOutcome, TxPlan};
-use crate::{accounts, forced, provers, rollups};
+use crate::{accounts, forced, provers, rollups, validators};
 
 /// The handler of `action` (the component that owns it).
 fn handler<'a>(action: &'a Action, verifier: &'a VerifierCache) -> Box<dyn ActionHandler + 'a> {
@@ -43,6 +43,16 @@ fn handler<'a>(action: &'a Action, verifier: &'a VerifierCache) -> Box<dyn Actio
         Action::RegisterProver { stake } => Box::new(provers::RegisterProver { stake: *stake }),
         Action::Unbond => Box::new(provers::Unbond),
         Action::Unjail => Box::new(provers::Unjail),
+        Action::RegisterValidator {
+            consensus_key,
+            stake,
+            ..
+        } => Box::new(validators::RegisterValidator {
+            consensus_key: *consensus_key,
+            stake: *stake,
+        }),
+        Action::UnbondValidator => Box::new(validators::UnbondValidator),
+        Action::UnjailValidator => Box::new(validators::UnjailValidator),
         Action::SubmitProof {
             rollup_id,
             from_height,
@@ -96,6 +106,7 @@ pub(crate) fn apply(state: &mut StateDelta, mut plan: TxPlan) -> Result<TxOutcom
     rollups::apply(state, &plan);
     forced::apply(state, &mut plan)?;
     provers::apply(state, &mut plan)?;
+    validators::apply(state, &mut plan)?;
     Ok(plan.outcome)
 }
 

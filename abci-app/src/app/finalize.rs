@@ -17,6 +17,9 @@ use crate::rollups::batches::BlockBatches;
 use crate::state::StateDelta;
 use crate::store::{Cf, StoreError, WriteSet};
 use crate::tx::{Event, TxOutcome};
+use crate::validators::{BlockVotes, Misbehaviour};
+use tendermint_proto::v0_38::crypto::public_key::Sum;
+use tendermint_proto::v0_38::crypto::PublicKey;
 
 /// A finalized block waiting for Commit.
 pub(super) struct PendingBlock {
@@ -25,6 +28,8 @@ pub(super) struct PendingBlock {
     pub hash: Vec<u8>,
     pub writes: WriteSet,
     pub summary: BlockSummary,
+    /// The validator set that signs this height (the app's view after it).
+    pub validators: pb::ValidatorSet,
 }
 
 /// A block finished: FinalizeBlock's answer and the writes for Commit.
@@ -42,6 +47,91 @@ pub(super) struct Processed {
     pub hash: Vec<u8>,
     pub height: u64,
     pub finished: std::thread::JoinHandle<Finished>,
+}
+
+/// A block as CometBFT hands it over: its transactions, and what it says
+/// about the validators (evidence, the last commit's votes).
+pub(super) struct BlockInput {
+    pub txs: Vec<Vec<u8>>,
+    pub votes: BlockVotes,
+}
+
+/// CometBFT's `BlockIDFlag`s of a vote for the block and for nil (a live
+/// validator either way).
+const BLOCK_ID_FLAG_COMMIT: i32 = 2;
+const BLOCK_ID_FLAG_NIL: i32 = 3;
+
+/// The block's misbehaviour evidence and its last commit's votes, as the
+/// validators' block end reads them.
+pub(super) fn block_votes(
+    misbehavior: &[abci::Misbehavior],
+    last_commit: Option<&abci::CommitInfo>,
+) -> BlockVotes {
+    BlockVotes {
+        misbehaviour: misbehavior
+            .iter()
+            .filter_map(|m| {
+                let kind = match abci::MisbehaviorType::try_from(m.r#type) {
+                    Ok(abci::MisbehaviorType::DuplicateVote) => "duplicate_vote",
+                    Ok(abci::MisbehaviorType::LightClientAttack) => "light_client_attack",
+                    _ => return None,
+                };
+                Some(Misbehaviour {
+                    kind,
+                    address: m.validator.as_ref()?.address.to_vec(),
+                    height: super::to_u64(m.height),
+                })
+            })
+            .collect(),
+        last_commit: last_commit
+            .map(|c| {
+                c.votes
+                    .iter()
+                    .filter_map(|v| {
+                        let signed = v.block_id_flag == BLOCK_ID_FLAG_COMMIT
+                            || v.block_id_flag == BLOCK_ID_FLAG_NIL;
+                        Some((v.validator.as_ref()?.address.to_vec(), signed))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The validator update CometBFT takes for `validator` (power 0: leaves).
+fn validator_update(validator: &pb::Validator) -> abci::ValidatorUpdate {
+    abci::ValidatorUpdate {
+        pub_key: Some(PublicKey {
+            sum: Some(Sum::Ed25519(validator.public_key.clone())),
+        }),
+        power: validator.power,
+    }
+}
+
+/// Warns when CometBFT's voters of the last height are not the set the app
+/// holds for it: the two views must never part (see `crate::validators`).
+fn check_voters(height: u64, set: &pb::ValidatorSet, votes: &BlockVotes) {
+    if height <= 1 || votes.last_commit.is_empty() {
+        return;
+    }
+    let theirs: std::collections::BTreeSet<&[u8]> = votes
+        .last_commit
+        .iter()
+        .map(|(a, _)| a.as_slice())
+        .collect();
+    let ours: std::collections::BTreeSet<&[u8]> = set
+        .validators
+        .iter()
+        .map(|v| v.address.as_slice())
+        .collect();
+    if theirs != ours {
+        tracing::error!(
+            height,
+            cometbft = theirs.len(),
+            app = ours.len(),
+            "the last commit's validators differ from the app's set for that height"
+        );
+    }
 }
 
 /// The ABCI result of one executed transaction.
@@ -69,7 +159,11 @@ impl SeqnetApp {
                 "FinalizeBlock for an unexpected height; executing it anyway"
             );
         }
-        let txs: Vec<Vec<u8>> = request.txs.iter().map(|t| t.to_vec()).collect();
+        let input = BlockInput {
+            txs: request.txs.iter().map(|t| t.to_vec()).collect(),
+            votes: block_votes(&request.misbehavior, request.decided_last_commit.as_ref()),
+        };
+        check_voters(height, &consensus.validators, &input.votes);
         let finished_early = consensus
             .processed
             .take()
@@ -91,7 +185,7 @@ impl SeqnetApp {
                 let mut delta = StateDelta::new(self.shared.store.clone());
                 let run = match self
                     .context(&consensus, height)
-                    .run(&mut delta, &txs, false)
+                    .run(&mut delta, &input.txs, false)
                 {
                     Ok(run) => {
                         self.shared.counters.block_runs();
@@ -104,7 +198,7 @@ impl SeqnetApp {
                     &consensus.params,
                     &consensus.last_app_hash,
                     height,
-                    &txs,
+                    &input,
                     &mut delta,
                     run,
                 )
@@ -129,7 +223,7 @@ impl SeqnetApp {
         consensus: &ConsensusState,
         height: u64,
         hash: Vec<u8>,
-        txs: Vec<Vec<u8>>,
+        input: BlockInput,
         mut delta: StateDelta,
         run: BlockRun,
     ) -> Option<std::thread::JoinHandle<Finished>> {
@@ -141,7 +235,7 @@ impl SeqnetApp {
             .spawn(move || {
                 let span = tracing::info_span!("finish_block", height);
                 let _guard = span.enter();
-                let finished = app.finish(&params, &last_app_hash, height, &txs, &mut delta, run);
+                let finished = app.finish(&params, &last_app_hash, height, &input, &mut delta, run);
                 if let Ok((_, pending)) = &finished {
                     // Commit writes whatever did not get here.
                     match app
@@ -166,10 +260,11 @@ impl SeqnetApp {
         params: &ChainParams,
         last_app_hash: &[u8],
         height: u64,
-        txs: &[Vec<u8>],
+        input: &BlockInput,
         delta: &mut StateDelta,
         run: BlockRun,
     ) -> Finished {
+        let txs = &input.txs;
         let mut summary = BlockSummary {
             height,
             tx_count: u64::try_from(txs.len()).unwrap_or(u64::MAX),
@@ -190,6 +285,8 @@ impl SeqnetApp {
         summary.jobs_late = proving.jobs_late;
         summary.proven_height = proving.proven_height;
         block_events.extend(proving.events);
+        let validators = crate::validators::end_block(delta, params, height, &input.votes)?;
+        block_events.extend(validators.events);
         summary.forced_pending =
             u64::try_from(delta.forced_queue()?.pending.len()).unwrap_or(u64::MAX);
 
@@ -237,7 +334,7 @@ impl SeqnetApp {
         let response = abci::ResponseFinalizeBlock {
             events: block_events.into_iter().map(to_abci_event).collect(),
             tx_results,
-            validator_updates: vec![],
+            validator_updates: validators.updates.iter().map(validator_update).collect(),
             consensus_param_updates: None,
             app_hash: app_hash.to_vec().into(),
         };
@@ -248,6 +345,7 @@ impl SeqnetApp {
                 hash: Vec::new(),
                 writes,
                 summary,
+                validators: validators.set,
             },
         ))
     }
@@ -265,6 +363,7 @@ impl SeqnetApp {
             .commit_block(pending.height, &pending.hash, &pending.writes)?;
         consensus.last_height = pending.height;
         consensus.last_app_hash = pending.summary.app_hash.clone();
+        consensus.validators = pending.validators;
         consensus.processed = None;
         drop(consensus);
         self.mempool_committed(pending.height, &pending.summary.tx_hashes);

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use seqnet_proto::inclusion::{decode_inclusion_list, encode_inclusion_list, validator_address};
+use seqnet_proto::inclusion::{decode_inclusion_list, encode_inclusion_list};
 use seqnet_proto::{pb, Address, Code, RollupId};
 use tendermint_abci::Application;
 use tendermint_proto::v0_38::abci;
@@ -369,17 +369,14 @@ impl SeqnetApp {
 
     fn apply_genesis(&self, request: &abci::RequestInitChain) -> Result<Vec<u8>, String> {
         let genesis = Genesis::parse(&request.app_state_bytes).map_err(|e| e.to_string())?;
-        let mut validators = pb::ValidatorSet::default();
+        let mut initial = Vec::new();
         for update in &request.validators {
             match update.pub_key.as_ref().and_then(|k| k.sum.as_ref()) {
-                Some(Sum::Ed25519(key)) => validators.validators.push(pb::Validator {
-                    address: validator_address(key),
-                    public_key: key.clone(),
-                    power: update.power,
-                }),
+                Some(Sum::Ed25519(key)) => initial.push((key.to_vec(), update.power)),
                 _ => return Err("only ed25519 validator keys are supported".into()),
             }
         }
+        let (validators, registry) = crate::validators::genesis(&initial, &genesis.params)?;
         let vote_extensions_height = request
             .consensus_params
             .as_ref()
@@ -390,6 +387,7 @@ impl SeqnetApp {
         delta.put_chain_id(&request.chain_id);
         delta.put_params(&genesis.params);
         delta.put_validators(&validators);
+        delta.put_validator_registry(&registry);
         delta.put_vote_extensions_height(vote_extensions_height);
         for account in &genesis.accounts {
             delta.put_account(account);
@@ -580,7 +578,14 @@ impl Application for SeqnetApp {
                     None
                 } else {
                     let hash = request.hash.to_vec();
-                    self.finish_in_background(&consensus, height, hash.clone(), txs, delta, run)
+                    let input = finalize::BlockInput {
+                        txs,
+                        votes: finalize::block_votes(
+                            &request.misbehavior,
+                            request.proposed_last_commit.as_ref(),
+                        ),
+                    };
+                    self.finish_in_background(&consensus, height, hash.clone(), input, delta, run)
                         .map(|finished| Processed {
                             hash,
                             height,

@@ -114,8 +114,19 @@ impl Reader {
         self.committed.params()
     }
 
+    /// The validator set that signed the last committed height.
     pub fn validators(&self) -> Result<pb::ValidatorSet, StoreError> {
         self.committed.validators()
+    }
+
+    /// Every validator record (stake, status, missed votes), by operator.
+    pub fn validator_registry(&self) -> Result<pb::ValidatorRegistry, StoreError> {
+        self.committed.validator_registry()
+    }
+
+    /// Validator sets decided and not yet in effect.
+    pub fn validator_schedule(&self) -> Result<pb::ValidatorSchedule, StoreError> {
+        self.committed.validator_schedule()
     }
 
     /// `abci.vote_extensions_enable_height` from genesis (0: disabled).
@@ -408,6 +419,8 @@ impl Reader {
             ["jobs", rollup] => self
                 .rollup_jobs(number(rollup, "rollup id")?)?
                 .encode_to_vec(),
+            ["validators"] => self.validators()?.encode_to_vec(),
+            ["validator_registry"] => self.validator_registry()?.encode_to_vec(),
             ["finality"] => self.finality()?.encode_to_vec(),
             ["status"] => self.status()?.encode_to_vec(),
             ["params"] => self.params()?.to_pb().encode_to_vec(),
@@ -432,7 +445,7 @@ impl Reader {
             }
             _ => {
                 return Err(QueryError::BadRequest(format!(
-                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /finality, /status, /params, /state/<space>/<hex key>[,<hex key>...]"
+                    "unknown path {path:?}; try /account/<hex>, /rollup/<id>, /batch/<rollup>/<height>, /block/<height>, /forced/<tx hash>, /prover/<hex>, /jobs/<rollup>, /validators, /validator_registry, /finality, /status, /params, /state/<space>/<hex key>[,<hex key>...]"
                 )))
             }
         })

@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use seqnet_proto::{Action, Address, RollupId, Transaction};
 
 /// Whether `tx` may be included under back-pressure on its own account: every
-/// action is a proof or a prover-set change (and there is at least one).
+/// action is a proof or a prover-set or validator-set change (and there is
+/// at least one).
 pub(crate) fn back_pressure_exempt(tx: &Transaction) -> bool {
     !tx.body.actions.is_empty()
         && tx.body.actions.iter().all(|a| {
@@ -17,6 +18,9 @@ pub(crate) fn back_pressure_exempt(tx: &Transaction) -> bool {
                     | Action::RegisterProver { .. }
                     | Action::Unbond
                     | Action::Unjail
+                    | Action::RegisterValidator { .. }
+                    | Action::UnbondValidator
+                    | Action::UnjailValidator
             )
         })
 }

@@ -63,7 +63,7 @@ pub(crate) fn check_envelope(
         .iter()
         .map(|a| match a {
             Action::Transfer { amount, .. } => *amount,
-            Action::RegisterProver { stake } => *stake,
+            Action::RegisterProver { stake } | Action::RegisterValidator { stake, .. } => *stake,
             _ => 0,
         })
         .try_fold(body.fee, u64::checked_add)

@@ -89,6 +89,8 @@ pub(crate) struct TxPlan {
     pub forced: Vec<(Transaction, u64)>,
     /// The signer's prover record, once an action loaded it.
     pub prover: Option<Option<pb::Prover>>,
+    /// The signer's validator record, once an action loaded it.
+    pub validator: Option<Option<pb::ValidatorRecord>>,
     /// Accepted transitions, with the aggregate that carried each (an index
     /// into `aggregates`), if any.
     pub proofs: Vec<(Transition, Option<usize>)>,
@@ -105,6 +107,7 @@ impl TxPlan {
             rollups: BTreeMap::new(),
             forced: Vec::new(),
             prover: None,
+            validator: None,
             proofs: Vec::new(),
             aggregates: Vec::new(),
         }
@@ -192,10 +195,14 @@ pub enum ExecError {
     ProverUnknown(Address),
     #[error("prover {address}: {reason}")]
     ProverState { address: Address, reason: String },
-    #[error("prover stake {stake} is below the minimum {min}")]
+    #[error("stake {stake} is below the minimum {min}")]
     StakeTooLow { stake: u64, min: u64 },
-    #[error("prover {address} is jailed until height {until}")]
+    #[error("{address} is jailed until height {until}")]
     Jailed { address: Address, until: u64 },
+    #[error("{0} has no validator record")]
+    ValidatorUnknown(Address),
+    #[error("validator {operator}: {reason}")]
+    ValidatorState { operator: Address, reason: String },
     #[error("no open proof job for rollup {rollup_id} starting at height {from_height}")]
     JobUnknown {
         rollup_id: RollupId,
@@ -250,6 +257,8 @@ impl ExecError {
             ExecError::ProverState { .. } => Code::ProverState,
             ExecError::StakeTooLow { .. } => Code::StakeTooLow,
             ExecError::Jailed { .. } => Code::Jailed,
+            ExecError::ValidatorUnknown(_) => Code::ValidatorUnknown,
+            ExecError::ValidatorState { .. } => Code::ValidatorState,
             ExecError::JobUnknown { .. } => Code::JobUnknown,
             ExecError::JobPending { .. } => Code::JobPending,
             ExecError::RootMismatch { .. } => Code::RootMismatch,

@@ -39,7 +39,7 @@ impl SignatureCache {
             }
         }
         tx.verify_signature()?;
-        tx.verify_entry_signatures()?;
+        tx.verify_action_signatures()?;
         if let Ok(mut inner) = self.inner.lock() {
             if inner.set.insert(hash) {
                 inner.order.push_back(hash);
