@@ -1,4 +1,6 @@
-//! Key files: `{"secret_key": "<64 hex>", "address": "<64 hex>"}`, mode 0600.
+//! Key files: `{"secret_key": "<64 hex>", "address": "<64 hex>"}`, mode 0600;
+//! and CometBFT's `priv_validator_key.json`, read for the consensus key a
+//! validator's operator registers ([`load_consensus`]).
 //!
 //! The secret is the 32-byte ed25519 seed; the address is the public key. A
 //! file whose address does not belong to its secret is refused on load.
@@ -116,6 +118,46 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
+/// Reads CometBFT's `priv_validator_key.json` (the consensus key a
+/// validator signs votes with): `priv_key.value` is base64 of the 32-byte
+/// seed and the public key; the public key must match `pub_key.value`.
+pub fn load_consensus(path: &Path) -> Result<SigningKey, KeyError> {
+    use base64::Engine as _;
+    let invalid = |reason: String| KeyError::Invalid {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let field = |pointer: &str| -> Result<Vec<u8>, KeyError> {
+        let text = file
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| invalid(format!("no {pointer}")))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| invalid(format!("{pointer}: {e}")))
+    };
+    let secret = field("/priv_key/value")?;
+    let public = field("/pub_key/value")?;
+    let seed = secret
+        .get(..32)
+        .and_then(|s| <[u8; 32]>::try_from(s).ok())
+        .filter(|_| secret.len() == 64)
+        .ok_or_else(|| invalid(format!("priv_key has {} bytes, want 64", secret.len())))?;
+    let key = SigningKey::from_bytes(&seed);
+    if key.verifying_key().to_bytes().as_slice() != public.as_slice()
+        || secret.get(32..) != Some(public.as_slice())
+    {
+        return Err(invalid("pub_key does not belong to priv_key".into()));
+    }
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +188,40 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn cometbft_consensus_keys_load_and_mismatches_are_refused() {
+        use base64::Engine as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = SigningKey::from_bytes(&[5; 32]);
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let public = key.verifying_key().to_bytes();
+        let file = |secret: Vec<u8>, public: &[u8]| {
+            serde_json::json!({
+                "address": "00",
+                "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(public)},
+                "priv_key": {"type": "tendermint/PrivKeyEd25519", "value": b64(&secret)},
+            })
+            .to_string()
+        };
+        let path = dir.path().join("priv_validator_key.json");
+        std::fs::write(&path, file(key.to_keypair_bytes().to_vec(), &public)).expect("write");
+        assert_eq!(
+            load_consensus(&path).expect("loads").to_bytes(),
+            key.to_bytes()
+        );
+        let other = SigningKey::from_bytes(&[6; 32]).verifying_key().to_bytes();
+        std::fs::write(&path, file(key.to_keypair_bytes().to_vec(), &other)).expect("write");
+        assert!(load_consensus(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("does not belong"));
+        std::fs::write(&path, file(vec![1; 32], &public)).expect("write");
+        assert!(load_consensus(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("want 64"));
     }
 
     #[test]

@@ -46,6 +46,10 @@ use crate::process::run_checked;
 pub const FAUCET_BALANCE: u64 = 1_000_000_000_000_000;
 /// Balance of each rollup owner and user account.
 pub const ACCOUNT_BALANCE: u64 = 1_000_000_000_000;
+/// Heights over which a testnet validator's missed votes count by default
+/// (it is jailed past half of them): about 25 s of downtime at testnet block
+/// times, longer than the perturbations of the CI scenario.
+pub const DEFAULT_DOWNTIME_WINDOW: u64 = 100;
 /// Voting power of each validator.
 pub const VALIDATOR_POWER: u64 = 10;
 
@@ -85,6 +89,10 @@ pub struct InitOptions {
     pub proof_window: u64,
     /// Chain parameter `epoch_length`.
     pub epoch_length: u64,
+    /// Chain parameter `downtime_window`: a validator that misses more than
+    /// half of these heights is jailed (`validator_jail_period` is the
+    /// same number of blocks).
+    pub downtime_window: u64,
     /// Chain parameter `max_unproven_blocks` (`None`: with provers
     /// `span_blocks + 2 * proof_window`, room for one missed deadline while
     /// the next spans are proven; the chain's default without).
@@ -119,6 +127,7 @@ impl Default for InitOptions {
             prover_stake: 10_000,
             proof_window: 20,
             epoch_length: 10,
+            downtime_window: DEFAULT_DOWNTIME_WINDOW,
             max_unproven_blocks: None,
             span_blocks: 5,
             prover_delay_ms: 0,
@@ -202,6 +211,13 @@ impl InitOptions {
                 "--proof-window",
                 self.proof_window,
                 "want 1..=1000",
+            ));
+        }
+        if self.downtime_window < 2 {
+            return Err(invalid(
+                "--downtime-window",
+                self.downtime_window,
+                "want >= 2",
             ));
         }
         if self.epoch_length == 0 {
@@ -539,6 +555,9 @@ pub fn init_with(
             "max_proof_window": 1000,
             "register_rollup_fee": 1000,
             "epoch_length": opts.epoch_length,
+            "downtime_window": opts.downtime_window,
+            "downtime_max_missed": opts.downtime_window / 2,
+            "validator_jail_period": opts.downtime_window,
         },
         "accounts": keys.iter().map(|k| json!({"address": k.address, "balance": k.balance})).collect::<Vec<_>>(),
         "rollups": rollups.iter().map(|r| {

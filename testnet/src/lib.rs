@@ -15,6 +15,7 @@ pub mod network;
 pub mod process;
 pub mod scenario;
 pub mod scrape;
+pub mod staking;
 pub mod status;
 
 pub use binaries::Binaries;

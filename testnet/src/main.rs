@@ -100,6 +100,10 @@ struct InitArgs {
     /// Chain parameter epoch_length (the prover set changes at epoch boundaries).
     #[arg(long, default_value_t = 10)]
     epoch_length: u64,
+    /// Chain parameter downtime_window: a validator missing more than half
+    /// of these heights is jailed (for as many blocks).
+    #[arg(long, default_value_t = seqnet_testnet::init::DEFAULT_DOWNTIME_WINDOW)]
+    downtime_window: u64,
     /// Chain parameter max_unproven_blocks (default with provers:
     /// span_blocks + 2 * proof_window; without: the chain's).
     #[arg(long)]
@@ -137,6 +141,7 @@ impl InitArgs {
             circuit_size: self.circuit_size,
             proof_window: self.proof_window,
             epoch_length: self.epoch_length,
+            downtime_window: self.downtime_window,
             max_unproven_blocks: self.max_unproven_blocks,
             span_blocks: self.span_blocks,
             prover_delay_ms: self.prover_delay_ms,

@@ -269,7 +269,12 @@ impl Testnet {
         }
     }
 
-    fn rpc_error(&self, index: usize, method: &str, error: impl std::fmt::Display) -> TestnetError {
+    pub(crate) fn rpc_error(
+        &self,
+        index: usize,
+        method: &str,
+        error: impl std::fmt::Display,
+    ) -> TestnetError {
         TestnetError::Rpc {
             addr: self.rpc_url(index).unwrap_or_default(),
             method: method.into(),

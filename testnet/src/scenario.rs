@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [network]          # chain_id, timeout_commit, timeout_propose, base_port, netns = "auto" | "on" | "off"
-//! [chain]            # epoch_length, vote_extensions_enable_height, max_unproven_blocks
+//! [chain]            # epoch_length, downtime_window, vote_extensions_enable_height, max_unproven_blocks
 //! [[validator]]      # power = 10, censor = ["rollup:2"]   (one table per validator)
 //! [provers]          # count, circuit_size, stake, aggregator, delay_ms
 //! [[rollup]]         # inclusion_window, proof_window, span_blocks  (ids 1, 2, ... in order)
@@ -132,6 +132,7 @@ impl Default for NetworkSection {
 #[serde(deny_unknown_fields)]
 pub struct ChainSection {
     pub epoch_length: Option<u64>,
+    pub downtime_window: Option<u64>,
     pub vote_extensions_enable_height: Option<u64>,
     pub max_unproven_blocks: Option<u64>,
 }
@@ -459,6 +460,10 @@ impl Scenario {
                 .first()
                 .map_or(defaults.proof_window, |r| r.proof_window),
             epoch_length: self.chain.epoch_length.unwrap_or(defaults.epoch_length),
+            downtime_window: self
+                .chain
+                .downtime_window
+                .unwrap_or(defaults.downtime_window),
             max_unproven_blocks: self.chain.max_unproven_blocks,
             span_blocks: self
                 .rollups

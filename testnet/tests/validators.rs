@@ -1,0 +1,303 @@
+//! The validator set of a real network changes by stake and downtime, end
+//! to end: four genesis validators; a 5th node joins by state sync after
+//! the chain has run a while, stakes (`RegisterValidator`, signed by its
+//! CometBFT consensus key for its operator) and becomes a validator at the
+//! next epoch boundary, in CometBFT's set and in the app's own view alike.
+//! Then one of the original four is stopped: the chain keeps committing, and
+//! the stopped validator is jailed for downtime and leaves the set. Another
+//! unbonds and leaves it. A forced-inclusion request made after the changes
+//! is included within its window, and a light client trusting a header from
+//! before every change verifies its way to the tip and checks the app's set
+//! (proven under the verified app hash) against the set CometBFT signed
+//! with.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use seqnet_proto::pb;
+use seqnet_proto::state_proof::{self, Space};
+use seqnet_rollup_client::light::{fetch_block, LightClient, LightError, LightOptions, TrustRoot};
+use seqnet_rollup_client::{keys, RollupClient, TxSigner};
+use seqnet_testnet::{Binaries, CometRpc, InitOptions, Testnet};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+const CHAIN: &str = "seqnet-validators";
+/// Heights before the join: two snapshots (every 10 blocks) behind.
+const JOIN_AT: u64 = 25;
+const STAKE: u64 = 20_000;
+/// Jailed past half of it: about 5 s of downtime at testnet block times.
+const DOWNTIME_WINDOW: u64 = 20;
+
+/// Waits until the app's view of the set on node `via` equals the set
+/// CometBFT reports at the same height (the app's view after block h is the
+/// set that signs h); returns it.
+async fn agreed_set(net: &mut Testnet, via: usize) -> anyhow::Result<Vec<(String, i64)>> {
+    let rpc = net.rpc(via)?;
+    let started = Instant::now();
+    loop {
+        let before = rpc.status().await?.height;
+        let app = net.app_validators(via).await?;
+        let after = rpc.status().await?.height;
+        if before == after {
+            let comet = rpc
+                .call(
+                    "validators",
+                    serde_json::json!({ "height": before.to_string() }),
+                )
+                .await?;
+            let mut comet: Vec<(String, i64)> = comet["validators"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| {
+                    Some((
+                        v["address"].as_str()?.to_uppercase(),
+                        v["voting_power"].as_str()?.parse().ok()?,
+                    ))
+                })
+                .collect();
+            comet.sort();
+            anyhow::ensure!(
+                app == comet,
+                "at height {before} the app holds {app:?}, CometBFT {comet:?}"
+            );
+            return Ok(app);
+        }
+        anyhow::ensure!(started.elapsed() < TIMEOUT, "no quiet height to compare at");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -> anyhow::Result<()>
+{
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_test_writer()
+        .try_init();
+    let (_guard, dir) = common::test_dir("seqnet-validators-")?;
+    let opts = InitOptions {
+        validators: 4,
+        rollups: 1,
+        base_port: seqnet_testnet::pick_free_base_port(5)?,
+        chain_id: CHAIN.into(),
+        downtime_window: DOWNTIME_WINDOW,
+        ..InitOptions::default()
+    };
+    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
+    net.start(TIMEOUT).await?;
+    let genesis_set = agreed_set(&mut net, 0).await?;
+    assert_eq!(genesis_set.len(), 4);
+    let root_block = fetch_block(&net.rpc(0)?, 2).await?;
+    let root = TrustRoot {
+        height: 2,
+        hash: root_block.hash().to_string(),
+    };
+
+    // Run a while, then join a 5th node by state sync.
+    net.wait_node_height(0, JOIN_AT, TIMEOUT).await?;
+    let (joined, took) = net.join(true, TIMEOUT).await?;
+    eprintln!(
+        "node{joined} joined by state sync in {:.1} s",
+        took.as_secs_f64()
+    );
+
+    // It stakes and becomes a validator at the next epoch boundary.
+    let staked_at = net.rpc(0)?.status().await?.height;
+    net.stake_validator(joined, STAKE, TIMEOUT).await?;
+    let new_address = net.consensus_address(joined)?;
+    let (height, set) = net
+        .wait_for_validators(0, "the new node in the set", TIMEOUT, |set| {
+            set.iter().any(|(a, p)| *a == new_address && *p == 20)
+        })
+        .await?;
+    eprintln!("node{joined} staked after height {staked_at}, validates at {height}: {set:?}");
+    anyhow::ensure!(
+        height <= staked_at + 10 + 10,
+        "joined the set only at {height}"
+    );
+    let set = agreed_set(&mut net, 0).await?;
+    anyhow::ensure!(set.len() == 5, "set {set:?}");
+    anyhow::ensure!(
+        agreed_set(&mut net, joined).await? == set,
+        "node{joined}'s view"
+    );
+    // The new validator signs: its votes are in the commits.
+    let tip = net.rpc(0)?.status().await?.height;
+    net.wait_node_height(0, tip + 3, TIMEOUT).await?;
+    let commit = net
+        .rpc(0)?
+        .call(
+            "commit",
+            serde_json::json!({ "height": (tip + 2).to_string() }),
+        )
+        .await?;
+    let signed = commit["signed_header"]["commit"]["signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| {
+            s["validator_address"].as_str().map(str::to_uppercase) == Some(new_address.clone())
+                && s["block_id_flag"].as_u64() == Some(2)
+        });
+    anyhow::ensure!(signed, "node{joined} did not sign block {}", tip + 2);
+
+    // One of the original four stops: the chain goes on, and it is jailed
+    // for downtime and leaves the set.
+    let stopped = 1;
+    let stopped_address = net.consensus_address(stopped)?;
+    net.stop_node(stopped)?;
+    let tip = net.rpc(0)?.status().await?.height;
+    net.wait_node_height(0, tip + 10, TIMEOUT).await?;
+    let (height, set) = net
+        .wait_for_validators(0, "the stopped validator to be jailed", TIMEOUT, |set| {
+            !set.iter().any(|(a, _)| *a == stopped_address)
+        })
+        .await?;
+    eprintln!("node{stopped} stopped after height {tip}, out of the set at {height}: {set:?}");
+    let registry = net.validator_registry(0).await?;
+    let record = registry
+        .validators
+        .iter()
+        .find(|v| hex::encode_upper(&v.consensus_address) == stopped_address)
+        .ok_or_else(|| anyhow::anyhow!("no record of node{stopped}"))?;
+    anyhow::ensure!(
+        record.status == pb::ValidatorStatus::Jailed as i32 && !record.tombstoned,
+        "node{stopped}'s record: {record:?}"
+    );
+    anyhow::ensure!(record.slashed > 0, "jailed without a slash: {record:?}");
+
+    // Another unbonds and leaves the set; the chain goes on with three.
+    let leaving = 2;
+    let leaving_address = net.consensus_address(leaving)?;
+    net.unbond_validator(leaving, TIMEOUT).await?;
+    let (height, set) = net
+        .wait_for_validators(0, "the unbonded validator to leave", TIMEOUT, |set| {
+            !set.iter().any(|(a, _)| *a == leaving_address)
+        })
+        .await?;
+    eprintln!("node{leaving} unbonded, out of the set at {height}: {set:?}");
+    anyhow::ensure!(set.len() == 3, "set {set:?}");
+    net.wait_node_height(0, height + 5, TIMEOUT).await?;
+    let set = agreed_set(&mut net, 0).await?;
+    let unbonding = net
+        .validator_registry(0)
+        .await?
+        .validators
+        .into_iter()
+        .find(|v| hex::encode_upper(&v.consensus_address) == leaving_address)
+        .ok_or_else(|| anyhow::anyhow!("no record of node{leaving}"))?;
+    anyhow::ensure!(
+        unbonding.status == pb::ValidatorStatus::Unbonding as i32,
+        "node{leaving}'s record: {unbonding:?}"
+    );
+
+    // Forced inclusion still holds with the new set: a request made now is
+    // included within its window.
+    let key = net
+        .key_path("rollup-1")
+        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
+    let mut signer = TxSigner::new(keys::load(&key)?, CHAIN);
+    signer.fees = net.manifest().fees.schedule();
+    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
+    signer.sync_nonce(&mut client).await?;
+    let wrapper_nonce = signer.next_nonce;
+    signer.next_nonce += 1;
+    let inner = signer.rollup_data(1, b"forced after the set changed".to_vec(), None);
+    signer.next_nonce = wrapper_nonce;
+    let wrapper = signer.force_include(inner.clone(), None);
+    client.force_include(&wrapper).await?;
+    let started = Instant::now();
+    let request = loop {
+        match client.forced_request(inner.hash()).await {
+            Ok(r) if r.status == pb::ForcedStatus::Included as i32 => break r,
+            Ok(r) if r.status != pb::ForcedStatus::Pending as i32 => {
+                anyhow::bail!("forced request ended {}: {}", r.status, r.failure)
+            }
+            _ => {}
+        }
+        anyhow::ensure!(started.elapsed() < TIMEOUT, "forced request never included");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    anyhow::ensure!(
+        request.included_height <= request.deadline,
+        "included at {} after its deadline {}",
+        request.included_height,
+        request.deadline
+    );
+
+    // A light client trusting height 2 (the genesis set) follows every
+    // change to the tip, and the app's set proven under a verified app hash
+    // is the set CometBFT signed that height with.
+    let nodes: Vec<CometRpc> = [0, 3, joined]
+        .iter()
+        .map(|i| net.rpc(*i))
+        .collect::<Result<_, _>>()?;
+    let mut light =
+        LightClient::open(nodes.clone(), CHAIN, &root, LightOptions::default(), None).await?;
+    let proof = pb::StateProof::decode(
+        nodes[1]
+            .abci_query(&format!("/state/meta/{}", hex::encode(b"validators")))
+            .await?
+            .as_slice(),
+    )?;
+    let header = loop {
+        match light.verify_to(proof.version + 1).await {
+            Ok(block) => break block.clone(),
+            Err(LightError::AllNodesFailed { .. }) => {
+                tokio::time::sleep(Duration::from_millis(300)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let value = proof
+        .value
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no validator set in state"))?;
+    state_proof::verify(
+        header.app_hash(),
+        Space::Meta,
+        &proof.key,
+        Some(&value),
+        &proof.proof,
+    )?;
+    let mut proven: Vec<(String, i64)> = pb::ValidatorSet::decode(value.as_slice())?
+        .validators
+        .iter()
+        .map(|v| (hex::encode_upper(&v.address), v.power))
+        .collect();
+    proven.sort();
+    let signers = nodes[0]
+        .call(
+            "validators",
+            serde_json::json!({ "height": proof.version.to_string() }),
+        )
+        .await?;
+    let mut signers: Vec<(String, i64)> = signers["validators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            Some((
+                v["address"].as_str()?.to_uppercase(),
+                v["voting_power"].as_str()?.parse().ok()?,
+            ))
+        })
+        .collect();
+    signers.sort();
+    anyhow::ensure!(
+        proven == signers,
+        "proven set {proven:?}, CometBFT's at {}: {signers:?}",
+        proof.version
+    );
+    anyhow::ensure!(proven == set, "the set moved again: {proven:?} vs {set:?}");
+    eprintln!(
+        "light client: root at 2 (4 validators) -> header {} verified; the app's set at {} proven under it: {proven:?}",
+        header.height(),
+        proof.version
+    );
+    net.stop();
+    Ok(())
+}
