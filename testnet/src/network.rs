@@ -160,6 +160,15 @@ impl Testnet {
     /// (light blocks from nodes 0 and 1), and block-syncs the rest; without,
     /// it block-syncs from genesis. Returns its index and when it started.
     pub async fn start_joining(&mut self, state_sync: bool) -> Result<(usize, Instant)> {
+        let index = self.add_joining(state_sync).await?;
+        let started = Instant::now();
+        self.start_node(index).await?;
+        Ok((index, started))
+    }
+
+    /// The first half of [`Testnet::start_joining`]: the node added, not
+    /// started. Returns its index.
+    pub(crate) async fn add_joining(&mut self, state_sync: bool) -> Result<usize> {
         if !self.is_running(0) {
             return Err(TestnetError::InvalidOption {
                 name: "testnet",
@@ -211,9 +220,7 @@ impl Testnet {
             sequencer: None,
             cometbft: None,
         });
-        let started = Instant::now();
-        self.start_node(node.index).await?;
-        Ok((node.index, started))
+        Ok(node.index)
     }
 
     /// Adds a node and starts it as [`Testnet::join`] does, and waits until

@@ -18,6 +18,31 @@ use crate::network::Testnet;
 const FEE_MARGIN: u64 = 10_000;
 
 impl Testnet {
+    /// A fault: starts a new node (block sync from genesis) that signs with
+    /// node `of`'s consensus key, so two processes vote as one validator, as
+    /// CometBFT's own end-to-end tests make a double-signer. The twin's
+    /// proposals leave out rollup 1's data (a censor fault), so while that
+    /// rollup has data waiting, the two propose different blocks when the
+    /// validator's turn comes and each prevotes its own: the other
+    /// validators report duplicate-vote evidence, and the app slashes and
+    /// tombstones the validator. Returns the new node's index.
+    pub async fn start_double_signer(&mut self, of: usize) -> Result<usize> {
+        let index = self.add_joining(false).await?;
+        let source = self
+            .dir()
+            .join(&self.node(of)?.cometbft_home)
+            .join("config/priv_validator_key.json");
+        let target = self
+            .dir()
+            .join(&self.node(index)?.cometbft_home)
+            .join("config/priv_validator_key.json");
+        std::fs::copy(&source, &target).map_err(|e| TestnetError::io(&target, e))?;
+        self.set_censor(index, &["rollup:1".to_string()])?;
+        self.start_node(index).await?;
+        tracing::warn!(node = index, of, "double-signer started");
+        Ok(index)
+    }
+
     /// Node `index`'s consensus key.
     pub fn consensus_key(&self, index: usize) -> Result<ed25519_dalek::SigningKey> {
         let node = self.node(index)?;

@@ -1,0 +1,124 @@
+//! A double-signing validator, end to end: four validators under a trickle
+//! of rollup data; a 5th process signs with node 3's consensus key (two
+//! nodes with one key, as CometBFT's own end-to-end tests make a
+//! double-signer; its proposals leave out the data, so the two propose
+//! different blocks at node 3's turn). The other validators see
+//! conflicting votes and commit duplicate-vote evidence; the app slashes
+//! node 3's stake, tombstones it and takes it out of the set, and the chain
+//! keeps committing with the other three.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use seqnet_rollup_client::{keys, RollupClient, TxSigner};
+use seqnet_testnet::{Binaries, InitOptions, Testnet};
+
+const TIMEOUT: Duration = Duration::from_secs(240);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_double_signer_is_slashed_tombstoned_and_removed() -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_test_writer()
+        .try_init();
+    let (_guard, dir) = common::test_dir("seqnet-double-sign-")?;
+    let opts = InitOptions {
+        validators: 4,
+        rollups: 1,
+        base_port: seqnet_testnet::pick_free_base_port(5)?,
+        chain_id: "seqnet-double-sign".into(),
+        ..InitOptions::default()
+    };
+    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
+    net.start(TIMEOUT).await?;
+    net.wait_node_height(0, 5, TIMEOUT).await?;
+
+    // Rollup 1 data in every block, so the twin's proposals (which leave
+    // it out) differ from the validator's own.
+    let key = net
+        .key_path("rollup-1")
+        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
+    let mut signer = TxSigner::new(keys::load(&key)?, net.manifest().chain_id.clone());
+    signer.fees = net.manifest().fees.schedule();
+    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
+    signer.sync_nonce(&mut client).await?;
+    let trickle = tokio::spawn(async move {
+        for item in 0u64.. {
+            let tx = signer.rollup_data(1, format!("item {item}").into_bytes(), None);
+            if client.submit(&tx).await.is_err() {
+                // A refused nonce: start again from the chain's.
+                let _ = signer.sync_nonce(&mut client).await;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+
+    let victim = 3;
+    let address = net.consensus_address(victim)?;
+    let twin = net.start_double_signer(victim).await?;
+    let started = Instant::now();
+    let record = loop {
+        let registry = net.validator_registry(0).await?;
+        let record = registry
+            .validators
+            .into_iter()
+            .find(|v| hex::encode_upper(&v.consensus_address) == address)
+            .ok_or_else(|| anyhow::anyhow!("no record of node{victim}"))?;
+        if record.tombstoned {
+            break record;
+        }
+        anyhow::ensure!(
+            started.elapsed() < TIMEOUT,
+            "node{victim} and its twin node{twin} were not caught double-signing in {} s",
+            TIMEOUT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let height = net.rpc(0)?.status().await?.height;
+    eprintln!(
+        "node{victim} tombstoned by height {height}, {:.1} s after its twin started: stake {} (slashed {})",
+        started.elapsed().as_secs_f64(),
+        record.stake,
+        record.slashed
+    );
+    anyhow::ensure!(
+        record.slashed == 10_000 * 500 / 10_000,
+        "slashed {}",
+        record.slashed
+    );
+    let (out_at, set) = net
+        .wait_for_validators(0, "the double-signer to leave the set", TIMEOUT, |set| {
+            !set.iter().any(|(a, _)| *a == address)
+        })
+        .await?;
+    eprintln!("out of the set at {out_at}: {set:?}");
+    anyhow::ensure!(set.len() == 3, "set {set:?}");
+    // The evidence is on chain: some block carries it.
+    let evidence_found = {
+        let mut found = None;
+        for h in (2..=height).rev() {
+            let block = net
+                .rpc(0)?
+                .call("block", serde_json::json!({ "height": h.to_string() }))
+                .await?;
+            let evidence = block
+                .pointer("/block/evidence/evidence")
+                .and_then(serde_json::Value::as_array)
+                .map_or(0, Vec::len);
+            if evidence > 0 {
+                found = Some(h);
+                break;
+            }
+        }
+        found
+    };
+    let evidence_at = evidence_found.ok_or_else(|| anyhow::anyhow!("no block carries evidence"))?;
+    eprintln!("duplicate-vote evidence committed in block {evidence_at}");
+    // The chain goes on without it (and without the twin).
+    trickle.abort();
+    net.stop_node(twin)?;
+    net.wait_node_height(0, out_at + 5, TIMEOUT).await?;
+    net.stop();
+    Ok(())
+}
