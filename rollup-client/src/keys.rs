@@ -118,6 +118,21 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
+/// Reads a key file in either format: a seqnet key file, or CometBFT's
+/// `priv_validator_key.json` (a genesis validator's operator account is its
+/// consensus key).
+pub fn load_any(path: &Path) -> Result<SigningKey, KeyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.contains("\"priv_key\"") {
+        load_consensus(path)
+    } else {
+        load(path)
+    }
+}
+
 /// Reads CometBFT's `priv_validator_key.json` (the consensus key a
 /// validator signs votes with): `priv_key.value` is base64 of the 32-byte
 /// seed and the public key; the public key must match `pub_key.value`.
@@ -211,6 +226,7 @@ mod tests {
             load_consensus(&path).expect("loads").to_bytes(),
             key.to_bytes()
         );
+        assert_eq!(load_any(&path).expect("loads").to_bytes(), key.to_bytes());
         let other = SigningKey::from_bytes(&[6; 32]).verifying_key().to_bytes();
         std::fs::write(&path, file(key.to_keypair_bytes().to_vec(), &other)).expect("write");
         assert!(load_consensus(&path)

@@ -131,6 +131,9 @@ enum Command {
     /// Provers: stake, leave, unjail, status.
     #[command(subcommand)]
     Prover(ProverCommand),
+    /// Validators: stake, leave, unjail, list.
+    #[command(subcommand)]
+    Validator(ValidatorCommand),
     /// Ordered (soft) and proven (hard) finality, and whether HEIGHT is proven.
     Finality {
         /// A height to ask about.
@@ -182,6 +185,50 @@ enum ProverCommand {
         /// The prover's key file, when no address is given.
         #[arg(long, env = "SEQNET_PROVER_KEY")]
         key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ValidatorCommand {
+    /// Lock stake from the key's balance (the operator's) as validator
+    /// stake for a consensus key (registers the validator, or adds to its
+    /// stake); the consensus key signs for the operator. It joins the set
+    /// at the next epoch boundary.
+    Register {
+        /// The operator's key file (pays the stake and the fee).
+        #[arg(long)]
+        key: PathBuf,
+        /// CometBFT's priv_validator_key.json of the validator's node.
+        #[arg(long)]
+        consensus_key: PathBuf,
+        #[arg(long)]
+        stake: u64,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// Leave the validator set at the end of the block; the stake returns
+    /// after the unbonding period.
+    Unbond {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// End a downtime jail term (allowed once validator_jail_period passed;
+    /// never after double-signing).
+    Unjail {
+        #[arg(long)]
+        key: PathBuf,
+        #[command(flatten)]
+        send: SendOptions,
+    },
+    /// The set that signed the last height, and every validator record
+    /// (read from a node's CometBFT RPC, ABCI queries `/validators` and
+    /// `/validator_registry`).
+    List {
+        /// CometBFT RPC address (host:port).
+        #[arg(long, env = "SEQNET_RPC", default_value = "127.0.0.1:26657")]
+        rpc: String,
     },
 }
 
@@ -389,6 +436,15 @@ fn proof_json(batch: &VerifiedBatch) -> Value {
     }
 }
 
+fn validator_status_name(status: i32) -> &'static str {
+    match pb::ValidatorStatus::try_from(status) {
+        Ok(pb::ValidatorStatus::Bonded) => "bonded",
+        Ok(pb::ValidatorStatus::Unbonding) => "unbonding",
+        Ok(pb::ValidatorStatus::Jailed) => "jailed",
+        _ => "unknown",
+    }
+}
+
 fn prover_status_name(status: i32) -> &'static str {
     match pb::ProverStatus::try_from(status) {
         Ok(pb::ProverStatus::Bonded) => "bonded",
@@ -474,7 +530,7 @@ impl App {
     }
 
     async fn signer(&mut self, key: &Path) -> anyhow::Result<TxSigner> {
-        let key = keys::load(key)?;
+        let key = keys::load_any(key)?;
         // The chain id (unless given) and the fee parameters come from the node.
         let status = self
             .client
@@ -833,6 +889,83 @@ impl App {
                 let mut signer = self.signer(&key).await?;
                 let tx = signer.unjail(send.fee);
                 self.send(&tx, &send).await?;
+            }
+            Command::Validator(ValidatorCommand::Register {
+                key,
+                consensus_key,
+                stake,
+                send,
+            }) => {
+                let consensus = keys::load_consensus(&consensus_key)?;
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.register_validator(&consensus, stake, send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Validator(ValidatorCommand::Unbond { key, send }) => {
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.unbond_validator(send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Validator(ValidatorCommand::Unjail { key, send }) => {
+                let mut signer = self.signer(&key).await?;
+                let tx = signer.unjail_validator(send.fee);
+                self.send(&tx, &send).await?;
+            }
+            Command::Validator(ValidatorCommand::List { rpc }) => {
+                let rpc = seqnet_rollup_client::cometbft::CometRpc::parse(&rpc)?;
+                let set = <pb::ValidatorSet as prost::Message>::decode(
+                    rpc.abci_query("/validators").await?.as_slice(),
+                )?;
+                let registry = <pb::ValidatorRegistry as prost::Message>::decode(
+                    rpc.abci_query("/validator_registry").await?.as_slice(),
+                )?;
+                let powers: std::collections::BTreeMap<&[u8], i64> = set
+                    .validators
+                    .iter()
+                    .map(|v| (v.address.as_slice(), v.power))
+                    .collect();
+                let rows: Vec<Value> = registry
+                    .validators
+                    .iter()
+                    .map(|v| {
+                        json!({
+                            "operator": hex::encode(&v.operator),
+                            "consensus_address": hex::encode_upper(&v.consensus_address),
+                            "stake": v.stake,
+                            "power": powers.get(v.consensus_address.as_slice()).copied().unwrap_or(0),
+                            "status": validator_status_name(v.status),
+                            "tombstoned": v.tombstoned,
+                            "jailed_until": v.jailed_until,
+                            "unbond_at": v.unbond_at,
+                            "missed": v.missed_count,
+                            "slashed": v.slashed,
+                        })
+                    })
+                    .collect();
+                let human = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} power {:>4} stake {:>12} {:<9}{} missed {} slashed {}",
+                            r["consensus_address"].as_str().unwrap_or_default(),
+                            r["power"],
+                            r["stake"],
+                            r["status"].as_str().unwrap_or_default(),
+                            if r["tombstoned"] == true {
+                                " (tombstoned)"
+                            } else {
+                                ""
+                            },
+                            r["missed"],
+                            r["slashed"],
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                self.print(
+                    json!({"validators": rows, "in_set": set.validators.len()}),
+                    || human,
+                );
             }
             Command::Prover(ProverCommand::Status { who, key }) => {
                 let address = match (who, key) {

@@ -37,6 +37,12 @@
 //!   started ([`Testnet::join`]); `state_sync = true` restores the
 //!   validators' latest snapshot, else it block-syncs from genesis. Process
 //!   mode only (the compose test leaves it out).
+//! - `stake`: node `node` stakes `stake` as a validator (its consensus key
+//!   is its operator, funded by the faucet; [`Testnet::stake_validator`]):
+//!   a new validator joins the set at the next epoch boundary, an existing
+//!   one's power changes there. Process mode only.
+//! - `unbond`: node `node`'s validator unbonds and leaves the set
+//!   ([`Testnet::unbond_validator`]). Process mode only.
 //!
 //! Recovery time of a perturbation: from the moment the node is restored
 //! (started, resumed, reconnected) until its height reaches the highest
@@ -266,6 +272,18 @@ pub enum PerturbationKind {
     Disconnect,
     Wipe,
     Join,
+    Stake,
+    Unbond,
+}
+
+impl PerturbationKind {
+    /// Kinds only a process-mode testnet carries out.
+    pub fn process_only(self) -> bool {
+        matches!(
+            self,
+            PerturbationKind::Join | PerturbationKind::Stake | PerturbationKind::Unbond
+        )
+    }
 }
 
 /// One `[[perturbation]]`.
@@ -285,6 +303,8 @@ pub struct PerturbationSection {
     /// block sync from genesis).
     #[serde(default)]
     pub state_sync: bool,
+    /// `stake` only: the stake to add.
+    pub stake: Option<u64>,
 }
 
 fn default_perturbation_secs() -> u64 {
@@ -413,8 +433,23 @@ impl Scenario {
             }
         }
         for p in &self.perturbations {
+            if (p.kind == PerturbationKind::Stake) != p.stake.is_some_and(|s| s > 0) {
+                return Err(invalid(
+                    "perturbation.stake",
+                    format!("{:?} node {}", p.kind, p.node),
+                    "a stake perturbation needs stake > 0, and only it takes one",
+                ));
+            }
             if p.kind == PerturbationKind::Join {
                 // checked above
+            } else if matches!(p.kind, PerturbationKind::Stake | PerturbationKind::Unbond) {
+                if p.node >= next_joined {
+                    return Err(invalid(
+                        "perturbation.node",
+                        p.node,
+                        format!("want a validator or a joined node, 0..{next_joined}"),
+                    ));
+                }
             } else if p.node >= self.validators.len() {
                 return Err(invalid(
                     "perturbation.node",
@@ -765,14 +800,16 @@ impl Target<'_> {
             }
             (Target::Process(_), PerturbationKind::Wipe) => "SIGKILL, wipe, start",
             (Target::Process(_), PerturbationKind::Join) => "add a node, start, sync",
-            (Target::Compose { .. }, PerturbationKind::Join) => "not supported",
+            (Target::Process(_), PerturbationKind::Stake) => "RegisterValidator",
+            (Target::Process(_), PerturbationKind::Unbond) => "UnbondValidator",
+            (Target::Compose { .. }, k) if k.process_only() => "not supported",
             (Target::Compose { .. }, PerturbationKind::Kill) => "docker kill, start",
             (Target::Compose { .. }, PerturbationKind::Restart) => "docker stop, start",
             (Target::Compose { .. }, PerturbationKind::Pause) => "docker pause, unpause",
             (Target::Compose { .. }, PerturbationKind::Disconnect) => {
                 "docker network disconnect, connect"
             }
-            (Target::Compose { .. }, PerturbationKind::Wipe) => "docker kill, wipe, start",
+            (Target::Compose { .. }, _) => "docker kill, wipe, start",
         }
     }
 
@@ -807,6 +844,15 @@ impl Target<'_> {
                     wipe_dirs(net.dir(), net.manifest(), p.node)?;
                     tokio::time::sleep(hold).await;
                 }
+                PerturbationKind::Stake => {
+                    let stake = p.stake.unwrap_or(0);
+                    net.stake_validator(p.node, stake, hold.max(STAKE_TX_TIMEOUT))
+                        .await?;
+                }
+                PerturbationKind::Unbond => {
+                    net.unbond_validator(p.node, hold.max(STAKE_TX_TIMEOUT))
+                        .await?;
+                }
                 PerturbationKind::Join => {
                     let (index, _) = net.start_joining(p.state_sync).await?;
                     if index != p.node {
@@ -818,11 +864,11 @@ impl Target<'_> {
                     }
                 }
             },
-            Target::Compose { .. } if p.kind == PerturbationKind::Join => {
+            Target::Compose { .. } if p.kind.process_only() => {
                 return Err(invalid(
                     "perturbation",
-                    "join",
-                    "joins run in process mode only",
+                    format!("{:?}", p.kind),
+                    "joins, stakes and unbonds run in process mode only",
                 ));
             }
             Target::Compose { dir, manifest } => {
@@ -840,7 +886,8 @@ impl Target<'_> {
                         crate::compose::docker(&["kill", &container])?;
                         wipe_dirs(dir, manifest, p.node)?;
                     }
-                    PerturbationKind::Join => {}
+                    PerturbationKind::Join | PerturbationKind::Stake | PerturbationKind::Unbond => {
+                    }
                 }
                 if p.kind != PerturbationKind::Restart {
                     tokio::time::sleep(hold).await;
@@ -858,14 +905,19 @@ impl Target<'_> {
                 PerturbationKind::Disconnect if net.manifest().netns.is_some() => {
                     net.set_connected(p.node, true)
                 }
-                // Started by `apply`; it syncs on its own.
-                PerturbationKind::Join => Ok(()),
+                // Started by `apply`; it syncs on its own. Stake changes
+                // take no node down.
+                PerturbationKind::Join | PerturbationKind::Stake | PerturbationKind::Unbond => {
+                    Ok(())
+                }
                 _ => net.start_node(p.node).await,
             },
             Target::Compose { manifest, .. } => {
                 let container = crate::compose::container_name(manifest, p.node)?;
                 match p.kind {
-                    PerturbationKind::Join => Ok(()),
+                    PerturbationKind::Join | PerturbationKind::Stake | PerturbationKind::Unbond => {
+                        Ok(())
+                    }
                     PerturbationKind::Pause => crate::compose::docker(&["unpause", &container]),
                     PerturbationKind::Disconnect => {
                         crate::compose::set_connected(manifest, p.node, true)
@@ -900,6 +952,9 @@ impl Target<'_> {
         }
     }
 }
+
+/// How long a stake or unbond perturbation waits for its transaction.
+const STAKE_TX_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Applies one perturbation and measures the node's recovery.
 pub async fn perturb(

@@ -59,9 +59,7 @@ async fn compose_scenario() -> anyhow::Result<()> {
     // The CI scenario (load, forced requests, kill, pause, disconnect, wipe)
     // with the validators in containers; its join runs in process mode only.
     let mut scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
-    scenario
-        .perturbations
-        .retain(|p| p.kind != seqnet_testnet::scenario::PerturbationKind::Join);
+    scenario.perturbations.retain(|p| !p.kind.process_only());
     let tmp = tempfile::Builder::new()
         .prefix("seqnet-compose-")
         .tempdir()?;

@@ -3,7 +3,7 @@
 //! killed (-9) and restarted, node2 paused and resumed, node3 disconnected
 //! (its own network namespace when run as root) and reconnected, node1
 //! restarted with wiped state (block sync), a 5th node joining by state
-//! sync. Every node must recover (the joined one: catch up), the
+//! sync and staking as a validator. Every node must recover (the joined one: catch up), the
 //! invariant checker must pass and the aggregator must have submitted
 //! aggregates. Prints each perturbation's recovery time.
 
@@ -22,6 +22,7 @@ async fn ci_scenario_recovers_and_passes_the_checker() -> anyhow::Result<()> {
         scenario::PerturbationKind::Pause,
         scenario::PerturbationKind::Disconnect,
         scenario::PerturbationKind::Join,
+        scenario::PerturbationKind::Stake,
     ] {
         assert!(kinds.contains(&kind), "ci.toml lacks {kind:?}");
     }

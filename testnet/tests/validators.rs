@@ -298,6 +298,80 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
         header.height(),
         proof.version
     );
+
+    // The operators' CLI: node 4's validator adds stake, signing with its
+    // CometBFT key file; `validator list` shows every record.
+    let cli = std::env::var_os("SEQNET_BIN_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
+        })
+        .map(|dir| dir.join("seqnet"))
+        .ok_or_else(|| anyhow::anyhow!("no directory for the seqnet binary"))?;
+    let pv = net
+        .dir()
+        .join(&net.node(joined)?.cometbft_home)
+        .join("config/priv_validator_key.json")
+        .to_string_lossy()
+        .to_string();
+    let grpc = net.grpc_url(0)?;
+    let seqnet = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let output = std::process::Command::new(&cli)
+            .args(["--node", &grpc, "--json"])
+            .args(args)
+            .output()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cli.display()))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "seqnet {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+        let last = stdout.lines().last().unwrap_or("{}");
+        Ok(serde_json::from_str(last)?)
+    };
+    seqnet(&[
+        "validator",
+        "register",
+        "--key",
+        &pv,
+        "--consensus-key",
+        &pv,
+        "--stake",
+        "5000",
+        "--wait",
+        "60",
+    ])?;
+    let rpc = net.manifest().nodes[0].rpc_addr();
+    let listed = seqnet(&["validator", "list", "--rpc", &rpc])?;
+    eprintln!("seqnet validator list: {listed}");
+    let status_of = |address: &str| {
+        listed["validators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["consensus_address"] == address)
+            .map(|v| (v["status"].clone(), v["stake"].clone()))
+    };
+    anyhow::ensure!(
+        status_of(&new_address)
+            == Some((
+                serde_json::json!("bonded"),
+                serde_json::json!(STAKE + 5_000)
+            )),
+        "node{joined}: {:?}",
+        status_of(&new_address)
+    );
+    anyhow::ensure!(
+        status_of(&stopped_address).map(|s| s.0) == Some(serde_json::json!("jailed")),
+        "node{stopped}"
+    );
+    anyhow::ensure!(
+        status_of(&leaving_address).map(|s| s.0) == Some(serde_json::json!("unbonding")),
+        "node{leaving}"
+    );
     net.stop();
     Ok(())
 }
