@@ -27,10 +27,14 @@
 //! 127.0.0.1 with the same numbers as in process mode. So `status`,
 //! `check`, the load generator and `seqnet` work unchanged against a
 //! compose network. Logs go to the node directories as in process mode.
+//! [`start_joining`] adds a node (not a validator) to a running compose
+//! testnet as a container of its own, by state sync or block sync.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use seqnet_rollup_client::cometbft::CometRpc;
 
 use crate::binaries::Binaries;
 use crate::error::{Result, TestnetError};
@@ -442,6 +446,79 @@ pub async fn up(
         )?;
     }
     Ok(())
+}
+
+/// Adds a node that is not a validator ([`crate::init::add_node`]) to the
+/// running compose testnet in `dir` and starts its container, without
+/// waiting: with `state_sync` it restores the validators' latest snapshot,
+/// trusting node 0's current header (light blocks from nodes 0 and 1 at
+/// their container addresses), else it block-syncs from genesis. Returns its
+/// index and when it started.
+pub async fn start_joining(dir: &Path, state_sync: bool) -> Result<(usize, Instant)> {
+    let manifest = Manifest::load(dir)?;
+    let node0 = CometRpc::new(manifest.node(0)?.rpc_addr());
+    node0
+        .status()
+        .await
+        .map_err(|e| TestnetError::InvalidOption {
+            name: "testnet",
+            value: dir.display().to_string(),
+            reason: format!(
+                "node 0's container does not answer ({e}): join needs a running compose testnet \
+                 (`seqnet-testnet compose up`)"
+            ),
+        })?;
+    let trust = if state_sync {
+        let servers = manifest
+            .nodes
+            .iter()
+            .take(2)
+            .map(|n| format!("http://{}:{}", node_ip(&manifest, n.index), n.ports.rpc))
+            .collect();
+        Some(crate::network::state_sync_trust(&node0, servers).await?)
+    } else {
+        None
+    };
+    let cometbft = Binaries::locate()?.cometbft;
+    let node = crate::init::add_node(dir, &cometbft, trust.as_ref())?;
+    let manifest = Manifest::load(dir)?;
+    write(dir, &manifest)?;
+    let started = Instant::now();
+    run_compose(
+        dir,
+        &manifest,
+        &["up", "-d", "--no-build", &node.moniker],
+        DEFAULT_BASE_IMAGE,
+    )?;
+    Ok((node.index, started))
+}
+
+/// Waits until node `index` of a compose testnet has caught up: CometBFT
+/// no longer catching up, at most a block behind node 0.
+pub async fn wait_caught_up(
+    manifest: &Manifest,
+    index: usize,
+    started: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
+    let joined = CometRpc::new(manifest.node(index)?.rpc_addr());
+    let reference = CometRpc::new(manifest.node(0)?.rpc_addr());
+    loop {
+        // The new container's RPC needs a moment to come up.
+        if let (Ok(status), Ok(tip)) = (joined.status().await, reference.status().await) {
+            if !status.catching_up && status.height.saturating_add(1) >= tip.height {
+                return Ok(started.elapsed());
+            }
+        }
+        if started.elapsed() >= timeout {
+            return Err(TestnetError::Timeout {
+                what: format!("node{index}'s container to catch up"),
+                secs: timeout.as_secs(),
+                detail: String::new(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Stops and removes the containers and the network.

@@ -208,9 +208,10 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         timeout: u64,
     },
-    /// Add a node (not a validator) to a running testnet and wait until it
-    /// has caught up: by state sync from the validators' snapshots (every
-    /// 10 blocks), or by replaying every block (block sync).
+    /// Add a node (not a validator) to a running testnet (processes, or
+    /// containers after `compose up`: the node gets a container of its own)
+    /// and wait until it has caught up: by state sync from the validators'
+    /// snapshots (every 10 blocks), or by replaying every block (block sync).
     Join {
         #[command(flatten)]
         dir: DirArg,
@@ -646,7 +647,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut net = Testnet::open(&dir.dir)?.with_binaries(Binaries::locate()?);
             net.detach();
-            let (index, took) = net.join(state_sync, Duration::from_secs(timeout)).await?;
+            let timeout = Duration::from_secs(timeout);
+            let compose = !net.is_running(0)
+                && dir
+                    .dir
+                    .join(seqnet_testnet::compose::COMPOSE_FILE)
+                    .is_file();
+            let (index, took) = if compose {
+                // Node 0 runs in a container: the new node gets one too.
+                let (index, started) =
+                    seqnet_testnet::compose::start_joining(&dir.dir, state_sync).await?;
+                let manifest = Manifest::load(&dir.dir)?;
+                let took =
+                    seqnet_testnet::compose::wait_caught_up(&manifest, index, started, timeout)
+                        .await?;
+                (index, took)
+            } else {
+                net.join(state_sync, timeout).await?
+            };
             println!(
                 "node{index} joined by {} and caught up in {:.1} s",
                 if state_sync {

@@ -58,6 +58,42 @@ impl NodeProcesses {
 
 pub use crate::process::{AGGREGATOR_PROCESS, PROVER_PROCESS};
 
+/// What a node joining by state sync trusts: `rpc`'s header at its current
+/// height, with light blocks from `rpc_servers` (as the joining node
+/// reaches them).
+pub(crate) async fn state_sync_trust(
+    rpc: &CometRpc,
+    rpc_servers: Vec<String>,
+) -> Result<init::StateSyncTrust> {
+    let failed = |method: &str, reason: String| TestnetError::Rpc {
+        addr: rpc.addr().to_string(),
+        method: method.into(),
+        reason,
+    };
+    let height = rpc
+        .status()
+        .await
+        .map_err(|e| failed("status", e.to_string()))?
+        .height;
+    let commit = rpc
+        .call(
+            "commit",
+            serde_json::json!({ "height": height.to_string() }),
+        )
+        .await
+        .map_err(|e| failed("commit", e.to_string()))?;
+    let hash = commit
+        .pointer("/signed_header/commit/block_id/hash")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| failed("commit", format!("no block id hash for height {height}")))?
+        .to_string();
+    Ok(init::StateSyncTrust {
+        rpc_servers,
+        height,
+        hash,
+    })
+}
+
 /// A testnet directory plus the processes this value started or adopted.
 /// Dropping it stops every process it knows, unless [`Testnet::detach`] was called.
 pub struct Testnet {
@@ -181,36 +217,10 @@ impl Testnet {
         }
         let binaries = self.binaries()?;
         let trust = if state_sync {
-            let rpc = self.rpc(0)?;
-            let height = rpc
-                .status()
-                .await
-                .map_err(|e| self.rpc_error(0, "status", e))?
-                .height;
-            let commit = rpc
-                .call(
-                    "commit",
-                    serde_json::json!({ "height": height.to_string() }),
-                )
-                .await
-                .map_err(|e| self.rpc_error(0, "commit", e))?;
-            let hash = commit
-                .pointer("/signed_header/commit/block_id/hash")
-                .and_then(serde_json::Value::as_str)
-                .ok_or_else(|| TestnetError::Rpc {
-                    addr: self.rpc_url(0).unwrap_or_default(),
-                    method: "commit".into(),
-                    reason: format!("no block id hash for height {height}"),
-                })?
-                .to_string();
             let servers = (0..self.node_count().min(2))
                 .map(|i| self.rpc_url(i))
                 .collect::<Result<Vec<_>>>()?;
-            Some(init::StateSyncTrust {
-                rpc_servers: servers,
-                height,
-                hash,
-            })
+            Some(state_sync_trust(&self.rpc(0)?, servers).await?)
         } else {
             None
         };

@@ -35,8 +35,9 @@
 //! - `join`: a new node that is not a validator (`node` = the index it
 //!   gets: after the validators, joins in schedule order) is added and
 //!   started ([`Testnet::join`]); `state_sync = true` restores the
-//!   validators' latest snapshot, else it block-syncs from genesis. Process
-//!   mode only (the compose test leaves it out).
+//!   validators' latest snapshot, else it block-syncs from genesis. In
+//!   compose mode the node is a container of its own
+//!   ([`crate::compose::start_joining`]).
 //! - `stake`: node `node` stakes `stake` as a validator (its consensus key
 //!   is its operator, funded by the faucet; [`Testnet::stake_validator`]):
 //!   a new validator joins the set at the next epoch boundary, an existing
@@ -279,10 +280,7 @@ pub enum PerturbationKind {
 impl PerturbationKind {
     /// Kinds only a process-mode testnet carries out.
     pub fn process_only(self) -> bool {
-        matches!(
-            self,
-            PerturbationKind::Join | PerturbationKind::Stake | PerturbationKind::Unbond
-        )
+        matches!(self, PerturbationKind::Stake | PerturbationKind::Unbond)
     }
 }
 
@@ -752,10 +750,7 @@ pub enum Target<'a> {
     /// Processes on this machine.
     Process(&'a mut Testnet),
     /// docker compose containers (see [`crate::compose`]).
-    Compose {
-        dir: &'a Path,
-        manifest: &'a Manifest,
-    },
+    Compose { dir: &'a Path, manifest: Manifest },
 }
 
 impl Target<'_> {
@@ -802,7 +797,10 @@ impl Target<'_> {
             (Target::Process(_), PerturbationKind::Join) => "add a node, start, sync",
             (Target::Process(_), PerturbationKind::Stake) => "RegisterValidator",
             (Target::Process(_), PerturbationKind::Unbond) => "UnbondValidator",
-            (Target::Compose { .. }, k) if k.process_only() => "not supported",
+            (Target::Compose { .. }, PerturbationKind::Join) => "add a container, start, sync",
+            (Target::Compose { .. }, PerturbationKind::Stake | PerturbationKind::Unbond) => {
+                "not supported"
+            }
             (Target::Compose { .. }, PerturbationKind::Kill) => "docker kill, start",
             (Target::Compose { .. }, PerturbationKind::Restart) => "docker stop, start",
             (Target::Compose { .. }, PerturbationKind::Pause) => "docker pause, unpause",
@@ -864,11 +862,22 @@ impl Target<'_> {
                     }
                 }
             },
+            Target::Compose { dir, manifest } if p.kind == PerturbationKind::Join => {
+                let (index, _) = crate::compose::start_joining(dir, p.state_sync).await?;
+                *manifest = Manifest::load(dir)?;
+                if index != p.node {
+                    return Err(invalid(
+                        "perturbation.node",
+                        p.node,
+                        format!("the joined node got index {index}"),
+                    ));
+                }
+            }
             Target::Compose { .. } if p.kind.process_only() => {
                 return Err(invalid(
                     "perturbation",
                     format!("{:?}", p.kind),
-                    "joins, stakes and unbonds run in process mode only",
+                    "stakes and unbonds run in process mode only",
                 ));
             }
             Target::Compose { dir, manifest } => {
@@ -1126,15 +1135,7 @@ pub async fn run_compose(
 ) -> Result<ScenarioReport> {
     crate::compose::up(dir, binaries, base_image, Duration::from_secs(300)).await?;
     let manifest = Manifest::load(dir)?;
-    let report = drive(
-        dir,
-        scenario,
-        &mut Target::Compose {
-            dir,
-            manifest: &manifest,
-        },
-    )
-    .await;
+    let report = drive(dir, scenario, &mut Target::Compose { dir, manifest }).await;
     if !keep_running {
         if let Err(e) = crate::compose::down(dir) {
             tracing::warn!("compose down: {e}");

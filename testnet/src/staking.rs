@@ -81,8 +81,7 @@ impl Testnet {
         let grpc = |e| TestnetError::grpc(&url, e);
         let chain_id = self.manifest().chain_id.clone();
         let fees = self.manifest().fees.schedule();
-        let operator =
-            TxSigner::new(self.consensus_key(index)?, chain_id.clone()).with_fees(fees.clone());
+        let operator = TxSigner::new(self.consensus_key(index)?, chain_id.clone()).with_fees(fees);
         let balance = client
             .account(operator.address())
             .await

@@ -5,8 +5,9 @@
 //! `docker-compose.yml`), `compose up` (the host's binaries copied into the
 //! image), blocks on every container, the demo rollups' load from its own
 //! container ordered, the invariant checker, `compose down`;
-//! then the whole CI scenario (load, kill, pause, network disconnect, wipe)
-//! in containers, through the checker.
+//! then the whole CI scenario (load, kill, pause, network disconnect, wipe,
+//! a node joining by state sync in a container of its own) in containers,
+//! through the checker.
 //!
 //! Runs only with `SEQNET_COMPOSE_TEST=1` (`make compose-test`, a separate
 //! step of `.ci/run`): it installs packages and starts a daemon.
@@ -56,8 +57,9 @@ async fn compose_scenario() -> anyhow::Result<()> {
         .trim()
         .to_string();
 
-    // The CI scenario (load, forced requests, kill, pause, disconnect, wipe)
-    // with the validators in containers; its join runs in process mode only.
+    // The CI scenario (load, forced requests, kill, pause, disconnect, wipe,
+    // a node joining by state sync) with the validators in containers; its
+    // stake runs in process mode only.
     let mut scenario = Scenario::load(&root.join("manifests/ci.toml"))?;
     scenario.perturbations.retain(|p| !p.kind.process_only());
     let tmp = tempfile::Builder::new()
@@ -65,7 +67,8 @@ async fn compose_scenario() -> anyhow::Result<()> {
         .tempdir()?;
     let dir = tmp.path().join("net");
     let binaries = Binaries::locate()?;
-    let base_port = seqnet_testnet::pick_free_base_port(scenario.validators.len())?;
+    // The joining node takes the next block of ports.
+    let base_port = seqnet_testnet::pick_free_base_port(scenario.validators.len() + 1)?;
     let manifest = scenario::init(&dir, &scenario, Some(base_port), false, &binaries)?;
     assert!(dir.join(compose::COMPOSE_FILE).is_file());
 
