@@ -98,10 +98,7 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read(path)?;
     let file: KeyFile = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     let secret =
         hex::decode(file.secret_key.trim()).map_err(|e| invalid(format!("secret_key: {e}")))?;
@@ -118,15 +115,18 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyError> {
     Ok(key)
 }
 
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 /// Reads a key file in either format: a seqnet key file, or CometBFT's
 /// `priv_validator_key.json` (a genesis validator's operator account is its
 /// consensus key).
 pub fn load_any(path: &Path) -> Result<SigningKey, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if text.contains("\"priv_key\"") {
+    if read(path)?.contains("\"priv_key\"") {
         load_consensus(path)
     } else {
         load(path)
@@ -142,10 +142,7 @@ pub fn load_consensus(path: &Path) -> Result<SigningKey, KeyError> {
         path: path.to_path_buf(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read(path)?;
     let file: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
     let field = |pointer: &str| -> Result<Vec<u8>, KeyError> {

@@ -750,7 +750,11 @@ pub enum Target<'a> {
     /// Processes on this machine.
     Process(&'a mut Testnet),
     /// docker compose containers (see [`crate::compose`]).
-    Compose { dir: &'a Path, manifest: Manifest },
+    Compose {
+        dir: &'a Path,
+        /// Reloaded after a join.
+        manifest: Box<Manifest>,
+    },
 }
 
 impl Target<'_> {
@@ -864,7 +868,7 @@ impl Target<'_> {
             },
             Target::Compose { dir, manifest } if p.kind == PerturbationKind::Join => {
                 let (index, _) = crate::compose::start_joining(dir, p.state_sync).await?;
-                *manifest = Manifest::load(dir)?;
+                **manifest = Manifest::load(dir)?;
                 if index != p.node {
                     return Err(invalid(
                         "perturbation.node",
@@ -1135,6 +1139,7 @@ pub async fn run_compose(
 ) -> Result<ScenarioReport> {
     crate::compose::up(dir, binaries, base_image, Duration::from_secs(300)).await?;
     let manifest = Manifest::load(dir)?;
+    let manifest = Box::new(manifest);
     let report = drive(dir, scenario, &mut Target::Compose { dir, manifest }).await;
     if !keep_running {
         if let Err(e) = crate::compose::down(dir) {

@@ -154,13 +154,22 @@ impl Testnet {
         Ok(())
     }
 
-    /// CometBFT's validator set for the height after node `via`'s last
-    /// committed one (what `/validators` without a height answers): that
-    /// height and each validator's (upper-case hex address, power).
-    pub async fn cometbft_validators(&self, via: usize) -> Result<(u64, Vec<(String, i64)>)> {
+    /// CometBFT's validator set at `height`, as node `via` reports it
+    /// (none: the height after its last committed one, what `/validators`
+    /// without a height answers): that height and each validator's
+    /// (upper-case hex address, power), sorted.
+    pub async fn cometbft_validators(
+        &self,
+        via: usize,
+        height: Option<u64>,
+    ) -> Result<(u64, Vec<(String, i64)>)> {
+        let mut params = serde_json::json!({ "per_page": "100" });
+        if let Some(height) = height {
+            params["height"] = serde_json::json!(height.to_string());
+        }
         let value = self
             .rpc(via)?
-            .call("validators", serde_json::json!({ "per_page": "100" }))
+            .call("validators", params)
             .await
             .map_err(|e| self.rpc_error(via, "validators", e))?;
         let height = value
@@ -239,7 +248,7 @@ impl Testnet {
     ) -> Result<(u64, Vec<(String, i64)>)> {
         let started = std::time::Instant::now();
         loop {
-            let (height, set) = self.cometbft_validators(via).await?;
+            let (height, set) = self.cometbft_validators(via, None).await?;
             if done(&set) {
                 self.wait_node_height(via, height, timeout).await?;
                 return Ok((height, set));

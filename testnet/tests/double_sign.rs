@@ -12,26 +12,19 @@ mod common;
 use std::time::{Duration, Instant};
 
 use seqnet_rollup_client::{keys, RollupClient, TxSigner};
-use seqnet_testnet::{Binaries, InitOptions, Testnet};
+use seqnet_testnet::InitOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_double_signer_is_slashed_tombstoned_and_removed() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_test_writer()
-        .try_init();
-    let (_guard, dir) = common::test_dir("seqnet-double-sign-")?;
     let opts = InitOptions {
         validators: 4,
         rollups: 1,
-        base_port: seqnet_testnet::pick_free_base_port(5)?,
         chain_id: "seqnet-double-sign".into(),
         ..InitOptions::default()
     };
-    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
-    net.start(TIMEOUT).await?;
+    let (_guard, mut net) = common::start_testnet("seqnet-double-sign-", 1, opts, TIMEOUT).await?;
     net.wait_node_height(0, 5, TIMEOUT).await?;
 
     // Rollup 1 data in every block, so the twin's proposals (which leave

@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use seqnet_rollup_client::{keys, RollupClient, TxSigner};
-use seqnet_testnet::{Binaries, InitOptions, Testnet};
+use seqnet_testnet::InitOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 /// Heights before the joins: two snapshots (every 10 blocks) behind.
@@ -22,20 +22,13 @@ const JOIN_AT: u64 = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_by_state_sync_and_by_block_sync() -> anyhow::Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_test_writer()
-        .try_init();
-    let (_guard, dir) = common::test_dir("seqnet-join-")?;
     let opts = InitOptions {
         validators: 4,
         rollups: 1,
-        base_port: seqnet_testnet::pick_free_base_port(6)?,
         chain_id: "seqnet-join".into(),
         ..InitOptions::default()
     };
-    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
-    net.start(TIMEOUT).await?;
+    let (_guard, mut net) = common::start_testnet("seqnet-join-", 2, opts, TIMEOUT).await?;
 
     // Rollup data in most blocks, so the snapshots hold more than genesis.
     let key = net

@@ -14,6 +14,8 @@
 //! behind the tip (many heights per block) and at the tip with data in every
 //! block (how far it trails).
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -240,15 +242,7 @@ async fn light_client_skips_to_the_tip_and_refuses_what_it_cannot_trust() -> any
     }
 
     // The CLI's verified read: the account and the header it checked against.
-    let cli = std::env::var_os("SEQNET_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
-        })
-        .map(|dir| dir.join("seqnet"))
-        .ok_or_else(|| anyhow::anyhow!("no directory for the seqnet binary"))?;
+    let cli = common::seqnet_cli()?;
     let output = std::process::Command::new(&cli)
         .arg("--node")
         .arg(net.manifest().nodes[1].grpc_url())

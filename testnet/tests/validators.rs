@@ -20,7 +20,7 @@ use seqnet_proto::pb;
 use seqnet_proto::state_proof::{self, Space};
 use seqnet_rollup_client::light::{fetch_block, LightClient, LightError, LightOptions, TrustRoot};
 use seqnet_rollup_client::{keys, RollupClient, TxSigner};
-use seqnet_testnet::{Binaries, CometRpc, InitOptions, Testnet};
+use seqnet_testnet::{CometRpc, InitOptions, Testnet};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 const CHAIN: &str = "seqnet-validators";
@@ -41,24 +41,7 @@ async fn agreed_set(net: &mut Testnet, via: usize) -> anyhow::Result<Vec<(String
         let app = net.app_validators(via).await?;
         let after = rpc.status().await?.height;
         if before == after {
-            let comet = rpc
-                .call(
-                    "validators",
-                    serde_json::json!({ "height": before.to_string() }),
-                )
-                .await?;
-            let mut comet: Vec<(String, i64)> = comet["validators"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| {
-                    Some((
-                        v["address"].as_str()?.to_uppercase(),
-                        v["voting_power"].as_str()?.parse().ok()?,
-                    ))
-                })
-                .collect();
-            comet.sort();
+            let (_, comet) = net.cometbft_validators(via, Some(before)).await?;
             anyhow::ensure!(
                 app == comet,
                 "at height {before} the app holds {app:?}, CometBFT {comet:?}"
@@ -73,21 +56,14 @@ async fn agreed_set(net: &mut Testnet, via: usize) -> anyhow::Result<Vec<(String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -> anyhow::Result<()>
 {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_test_writer()
-        .try_init();
-    let (_guard, dir) = common::test_dir("seqnet-validators-")?;
     let opts = InitOptions {
         validators: 4,
         rollups: 1,
-        base_port: seqnet_testnet::pick_free_base_port(5)?,
         chain_id: CHAIN.into(),
         downtime_window: DOWNTIME_WINDOW,
         ..InitOptions::default()
     };
-    let mut net = Testnet::init(&dir.join("net"), &opts, Binaries::locate()?)?;
-    net.start(TIMEOUT).await?;
+    let (_guard, mut net) = common::start_testnet("seqnet-validators-", 1, opts, TIMEOUT).await?;
     let genesis_set = agreed_set(&mut net, 0).await?;
     assert_eq!(genesis_set.len(), 4);
     let root_block = fetch_block(&net.rpc(0)?, 2).await?;
@@ -269,24 +245,7 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
         .map(|v| (hex::encode_upper(&v.address), v.power))
         .collect();
     proven.sort();
-    let signers = nodes[0]
-        .call(
-            "validators",
-            serde_json::json!({ "height": proof.version.to_string() }),
-        )
-        .await?;
-    let mut signers: Vec<(String, i64)> = signers["validators"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            Some((
-                v["address"].as_str()?.to_uppercase(),
-                v["voting_power"].as_str()?.parse().ok()?,
-            ))
-        })
-        .collect();
-    signers.sort();
+    let (_, signers) = net.cometbft_validators(0, Some(proof.version)).await?;
     anyhow::ensure!(
         proven == signers,
         "proven set {proven:?}, CometBFT's at {}: {signers:?}",
@@ -301,15 +260,7 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
 
     // The operators' CLI: node 4's validator adds stake, signing with its
     // CometBFT key file; `validator list` shows every record.
-    let cli = std::env::var_os("SEQNET_BIN_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|p| p.parent()?.parent().map(|d| d.to_path_buf()))
-        })
-        .map(|dir| dir.join("seqnet"))
-        .ok_or_else(|| anyhow::anyhow!("no directory for the seqnet binary"))?;
+    let cli = common::seqnet_cli()?;
     let pv = net
         .dir()
         .join(&net.node(joined)?.cometbft_home)

@@ -195,6 +195,17 @@ fn planned_record<'p>(
         .ok_or(ExecError::Overflow("validator record"))
 }
 
+/// The signer's planned validator record, which must exist.
+fn existing_record<'p>(
+    state: &StateDelta,
+    plan: &'p mut TxPlan,
+) -> Result<&'p mut pb::ValidatorRecord, ExecError> {
+    let operator = plan.signer();
+    planned_record(state, plan)?
+        .as_mut()
+        .ok_or(ExecError::ValidatorUnknown(operator))
+}
+
 /// `RegisterValidator { consensus_key, stake }` (its key signature is
 /// checked with the transaction's signatures): a new validator, or more
 /// stake for one.
@@ -296,12 +307,8 @@ impl ActionHandler for UnbondValidator {
         ctx: &TxContext<'_>,
         plan: &mut TxPlan,
     ) -> Result<(), ExecError> {
-        let operator = plan.signer();
-        let height = plan.height;
-        let record = planned_record(state, plan)?;
-        let existing = record
-            .as_mut()
-            .ok_or(ExecError::ValidatorUnknown(operator))?;
+        let (operator, height) = (plan.signer(), plan.height);
+        let existing = existing_record(state, plan)?;
         if existing.status == pb::ValidatorStatus::Unbonding as i32 {
             return Err(state_error(
                 operator,
@@ -338,12 +345,8 @@ impl ActionHandler for UnjailValidator {
         _ctx: &TxContext<'_>,
         plan: &mut TxPlan,
     ) -> Result<(), ExecError> {
-        let operator = plan.signer();
-        let height = plan.height;
-        let record = planned_record(state, plan)?;
-        let existing = record
-            .as_mut()
-            .ok_or(ExecError::ValidatorUnknown(operator))?;
+        let (operator, height) = (plan.signer(), plan.height);
+        let existing = existing_record(state, plan)?;
         if existing.tombstoned {
             return Err(state_error(
                 operator,
