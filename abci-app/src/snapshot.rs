@@ -15,6 +15,7 @@
 //! chunks, so CometBFT can fetch them from several peers.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use seqnet_proto::sha256;
 
@@ -339,16 +340,52 @@ impl Restore {
     }
 }
 
+/// How long a snapshot a peer listed or fetched from is kept past its
+/// turn: a joining node lists snapshots, picks one after CometBFT's
+/// discovery time and fetches its chunks one by one; deleting it meanwhile
+/// would leave that node asking for chunks nobody has.
+pub const SERVED_GRACE: Duration = Duration::from_secs(60);
+
 /// Snapshots kept as files: `<dir>/<height>/chunk-<i>` and
 /// `<dir>/<height>/manifest` (`height u64 BE || chunk hashes`), each
 /// snapshot written under a temporary name and renamed when complete.
 pub struct SnapshotDir {
     root: PathBuf,
+    /// When a peer last listed or fetched from each snapshot (local
+    /// bookkeeping, never part of the state).
+    served: std::sync::Mutex<std::collections::BTreeMap<u64, Instant>>,
+    grace: Duration,
 }
 
 impl SnapshotDir {
     pub fn new(root: impl Into<PathBuf>) -> SnapshotDir {
-        SnapshotDir { root: root.into() }
+        SnapshotDir::with_grace(root, SERVED_GRACE)
+    }
+
+    /// As [`SnapshotDir::new`], keeping served snapshots for `grace`.
+    pub fn with_grace(root: impl Into<PathBuf>, grace: Duration) -> SnapshotDir {
+        SnapshotDir {
+            root: root.into(),
+            served: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            grace,
+        }
+    }
+
+    /// Marks the snapshot at `height` as in use by a peer now.
+    pub fn served(&self, height: u64) {
+        if let Ok(mut served) = self.served.lock() {
+            served.insert(height, Instant::now());
+        }
+    }
+
+    /// Whether a peer listed or fetched from the snapshot at `height`
+    /// within the grace period.
+    fn in_use(&self, height: u64) -> bool {
+        self.served
+            .lock()
+            .ok()
+            .and_then(|served| served.get(&height).copied())
+            .is_some_and(|at| at.elapsed() < self.grace)
     }
 
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
@@ -358,7 +395,8 @@ impl SnapshotDir {
         }
     }
 
-    /// Writes a snapshot; keeps only the `keep_recent` highest.
+    /// Writes a snapshot; keeps only the `keep_recent` highest, and older
+    /// ones a peer listed or fetched from within the grace period.
     pub fn save(
         &self,
         manifest: &Manifest,
@@ -386,8 +424,14 @@ impl SnapshotDir {
         let mut heights: Vec<u64> = self.list()?.iter().map(|m| m.height).collect();
         heights.sort_unstable_by(|a, b| b.cmp(a));
         for old in heights.into_iter().skip(keep_recent.max(1)) {
+            if self.in_use(old) {
+                continue;
+            }
             let path = self.root.join(old.to_string());
             std::fs::remove_dir_all(&path).map_err(Self::io(&path))?;
+            if let Ok(mut served) = self.served.lock() {
+                served.remove(&old);
+            }
         }
         Ok(())
     }
@@ -665,6 +709,38 @@ mod tests {
         assert_eq!(files.chunk(6, 3).expect("chunk"), Some(chunks[3].clone()));
         assert_eq!(files.chunk(2, 0).expect("chunk"), None);
         assert_eq!(files.chunk(6, 999).expect("chunk"), None);
+    }
+
+    /// A snapshot a peer is restoring from outlives its turn for the grace
+    /// period, then goes like the others.
+    #[test]
+    fn a_served_snapshot_is_kept_while_a_peer_may_need_it() {
+        let (_src_dir, src, _) = source();
+        let (manifest, chunks) = export_in(&src, 2, 200).expect("export");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |height| Manifest {
+            height,
+            ..manifest.clone()
+        };
+        let heights = |files: &SnapshotDir| -> Vec<u64> {
+            files
+                .list()
+                .expect("list")
+                .iter()
+                .map(|m| m.height)
+                .collect()
+        };
+        let files = SnapshotDir::with_grace(dir.path().join("kept"), Duration::from_secs(3600));
+        files.save(&at(2), &chunks, 1).expect("save");
+        files.served(2);
+        files.save(&at(4), &chunks, 1).expect("save");
+        files.save(&at(6), &chunks, 1).expect("save");
+        assert_eq!(heights(&files), vec![6, 2]);
+        let files = SnapshotDir::with_grace(dir.path().join("expired"), Duration::ZERO);
+        files.save(&at(2), &chunks, 1).expect("save");
+        files.served(2);
+        files.save(&at(4), &chunks, 1).expect("save");
+        assert_eq!(heights(&files), vec![4]);
     }
 
     proptest! {

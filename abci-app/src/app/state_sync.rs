@@ -17,7 +17,8 @@ pub(super) struct SnapshotSettings {
     pub dir: SnapshotDir,
     /// Blocks between snapshots (a snapshot at every multiple).
     pub interval: u64,
-    /// Snapshots kept on disk (older ones are deleted).
+    /// Snapshots kept on disk (older ones are deleted, unless a peer
+    /// listed or fetched from them within [`snapshot::SERVED_GRACE`]).
     pub keep_recent: usize,
 }
 
@@ -99,6 +100,10 @@ impl SeqnetApp {
             tracing::warn!(%error, "cannot list snapshots");
             Vec::new()
         });
+        // A peer may pick any of them and fetch its chunks from us later.
+        for m in &manifests {
+            settings.dir.served(m.height);
+        }
         abci::ResponseListSnapshots {
             snapshots: manifests
                 .iter()
@@ -119,13 +124,15 @@ impl SeqnetApp {
     ) -> abci::ResponseLoadSnapshotChunk {
         let settings = lock(&self.shared.snapshots).clone();
         let chunk = match settings {
-            Some(s) if request.format == snapshot::FORMAT => s
-                .dir
-                .chunk(request.height, request.chunk)
-                .unwrap_or_else(|error| {
-                    tracing::warn!(%error, "cannot read a snapshot chunk");
-                    None
-                }),
+            Some(s) if request.format == snapshot::FORMAT => {
+                s.dir.served(request.height);
+                s.dir
+                    .chunk(request.height, request.chunk)
+                    .unwrap_or_else(|error| {
+                        tracing::warn!(%error, "cannot read a snapshot chunk");
+                        None
+                    })
+            }
             _ => None,
         };
         abci::ResponseLoadSnapshotChunk {
