@@ -40,6 +40,10 @@ pub const PROOF_VERIFICATION: &str = "seqnet_proof_verification_seconds";
 pub const PROOF_SUBMISSIONS: &str = "seqnet_proof_submissions_total";
 pub const PROVER_STREAMS: &str = "seqnet_prover_streams";
 pub const JOBS_DELIVERED: &str = "seqnet_prover_jobs_delivered_total";
+pub const VALIDATORS: &str = "seqnet_validators";
+pub const VALIDATOR_POWER: &str = "seqnet_validator_power";
+pub const VALIDATORS_JAILED: &str = "seqnet_validators_jailed_total";
+pub const VALIDATORS_SLASHED: &str = "seqnet_validators_slashed_total";
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -73,6 +77,10 @@ pub struct Metrics {
     pub proof_verification: prometheus::Histogram,
     pub proof_submissions: IntCounterVec,
     pub prover_streams: IntGauge,
+    pub validators: IntGauge,
+    pub validator_power: IntGauge,
+    pub validators_jailed: IntCounter,
+    pub validators_slashed: IntCounter,
     pub jobs_delivered: IntCounter,
 }
 
@@ -162,6 +170,16 @@ impl Metrics {
                 "Open proof jobs that missed at least one deadline",
             )?,
             jobs_opened: IntCounter::new(JOBS_OPENED, "Proof jobs opened")?,
+            validators: IntGauge::new(VALIDATORS, "Validators in the set that signs the height")?,
+            validator_power: IntGauge::new(VALIDATOR_POWER, "Total voting power of that set")?,
+            validators_jailed: IntCounter::new(
+                VALIDATORS_JAILED,
+                "Validators jailed for missing votes (downtime)",
+            )?,
+            validators_slashed: IntCounter::new(
+                VALIDATORS_SLASHED,
+                "Validators slashed and tombstoned for double-signing (evidence)",
+            )?,
             jobs_reassigned: IntCounter::new(
                 JOBS_REASSIGNED,
                 "Proof jobs moved to a back-up prover after a missed deadline",
@@ -227,6 +245,10 @@ impl Metrics {
         r.register(Box::new(metrics.jobs_open.clone()))?;
         r.register(Box::new(metrics.jobs_late.clone()))?;
         r.register(Box::new(metrics.jobs_opened.clone()))?;
+        r.register(Box::new(metrics.validators.clone()))?;
+        r.register(Box::new(metrics.validator_power.clone()))?;
+        r.register(Box::new(metrics.validators_jailed.clone()))?;
+        r.register(Box::new(metrics.validators_slashed.clone()))?;
         r.register(Box::new(metrics.jobs_reassigned.clone()))?;
         r.register(Box::new(metrics.jobs_proven.clone()))?;
         r.register(Box::new(metrics.jobs_pending.clone()))?;
@@ -320,6 +342,16 @@ impl Observer for NodeObserver {
         self.metrics
             .transitions_dropped
             .inc_by(summary.transitions_dropped);
+        self.metrics.validators.set(gauge(summary.validators));
+        self.metrics
+            .validator_power
+            .set(gauge(summary.validator_power));
+        self.metrics
+            .validators_jailed
+            .inc_by(summary.validators_jailed);
+        self.metrics
+            .validators_slashed
+            .inc_by(summary.validators_slashed);
         self.committed.send_replace(summary.height);
     }
 }
@@ -347,6 +379,8 @@ mod tests {
         summary.jobs_open = 2;
         summary.jobs_late = 1;
         summary.jobs_reassigned = 1;
+        summary.validators = 5;
+        summary.validators_jailed = 1;
         observer.block_committed(&summary);
         observer.proposal_rejected(8, "missing_forced", "omits a forced tx");
         observer.check_tx(Code::NonceGap, false);
@@ -361,6 +395,8 @@ mod tests {
         assert!(text.contains("seqnet_proven_height 4"), "{text}");
         assert!(text.contains("seqnet_proving_lag_blocks 3"), "{text}");
         assert!(text.contains("seqnet_proof_jobs_late 1"), "{text}");
+        assert!(text.contains("seqnet_validators 5"), "{text}");
+        assert!(text.contains("seqnet_validators_jailed_total 1"), "{text}");
         assert!(
             text.contains("seqnet_proof_jobs_reassigned_total 1"),
             "{text}"

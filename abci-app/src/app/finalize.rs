@@ -286,6 +286,15 @@ impl SeqnetApp {
         summary.proven_height = proving.proven_height;
         block_events.extend(proving.events);
         let validators = crate::validators::end_block(delta, params, height, &input.votes)?;
+        let count = |kind: &str| {
+            let n = validators.events.iter().filter(|e| e.kind == kind).count();
+            u64::try_from(n).unwrap_or(u64::MAX)
+        };
+        summary.validators_jailed = count("validator_jailed");
+        summary.validators_slashed = count("validator_slashed");
+        summary.validators = u64::try_from(validators.set.validators.len()).unwrap_or(u64::MAX);
+        summary.validator_power =
+            u64::try_from(crate::validators::total_power(&validators.set)).unwrap_or(0);
         block_events.extend(validators.events);
         summary.forced_pending =
             u64::try_from(delta.forced_queue()?.pending.len()).unwrap_or(u64::MAX);

@@ -93,6 +93,13 @@ pub struct BlockSummary {
     pub jobs_late: u64,
     /// Highest height whose jobs (and all below) are proven, after this block.
     pub proven_height: u64,
+    /// The validator set that signs this height: its size and total power.
+    pub validators: u64,
+    pub validator_power: u64,
+    /// Validators jailed for downtime and slashed for double-signing in
+    /// this block.
+    pub validators_jailed: u64,
+    pub validators_slashed: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
