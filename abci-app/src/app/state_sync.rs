@@ -12,6 +12,15 @@ use tendermint_proto::v0_38::abci;
 use super::{lock, SeqnetApp};
 use crate::snapshot::{self, Manifest, Restore, SnapshotDir, SnapshotError};
 
+/// A snapshot is listed only once this many blocks are committed above it.
+/// A node restored from the snapshot at `S` block-syncs from `S + 1` and
+/// needs blocks `S + 1` and `S + 2` (the second's commit checks the first)
+/// before CometBFT lets it switch to consensus; CometBFT's block pool knows
+/// its peers' heights only as of connecting (it asks again every 10 s), so a
+/// snapshot at the peers' height then cost a joining node a 10 s wait. Three
+/// leaves a block of slack for a peer that committed one more meanwhile.
+pub(super) const LIST_AFTER_BLOCKS: u64 = 3;
+
 /// Where and how often this node takes snapshots.
 pub(super) struct SnapshotSettings {
     pub dir: SnapshotDir,
@@ -92,14 +101,23 @@ impl SeqnetApp {
         }
     }
 
+    /// The snapshots a peer may restore: every kept one at least
+    /// [`LIST_AFTER_BLOCKS`] below the last committed height.
     pub(super) fn snapshots_listed(&self) -> abci::ResponseListSnapshots {
         let Some(settings) = lock(&self.shared.snapshots).clone() else {
             return abci::ResponseListSnapshots::default();
         };
-        let manifests = settings.dir.list().unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot list snapshots");
-            Vec::new()
-        });
+        let last = lock(&self.shared.consensus).last_height;
+        let manifests: Vec<Manifest> = settings
+            .dir
+            .list()
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "cannot list snapshots");
+                Vec::new()
+            })
+            .into_iter()
+            .filter(|m| m.height.saturating_add(LIST_AFTER_BLOCKS) <= last)
+            .collect();
         // A peer may pick any of them and fetch its chunks from us later.
         for m in &manifests {
             settings.dir.served(m.height);
