@@ -2,7 +2,8 @@
 //! to end: four genesis validators; a 5th node joins by state sync after
 //! the chain has run a while, stakes (`RegisterValidator`, signed by its
 //! CometBFT consensus key for its operator) and becomes a validator at the
-//! next epoch boundary, in CometBFT's set and in the app's own view alike.
+//! next epoch boundary, in CometBFT's set and in the app's own view alike,
+//! signing blocks whose app hash it computed like node 0.
 //! Then one of the original four is stopped: the chain keeps committing, and
 //! the stopped validator is jailed for downtime and leaves the set. Another
 //! unbonds and leaves it. A forced-inclusion request made after the changes
@@ -119,6 +120,22 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
                 && s["block_id_flag"].as_u64() == Some(2)
         });
     anyhow::ensure!(signed, "node{joined} did not sign block {}", tip + 2);
+    // And it executes blocks to the same app hash as node 0.
+    net.wait_node_height(joined, tip + 3, TIMEOUT).await?;
+    let app_hash = |commit: serde_json::Value| {
+        commit["signed_header"]["header"]["app_hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let at_height = serde_json::json!({ "height": (tip + 3).to_string() });
+    let ours = app_hash(net.rpc(joined)?.call("commit", at_height.clone()).await?);
+    let theirs = app_hash(net.rpc(0)?.call("commit", at_height).await?);
+    anyhow::ensure!(
+        !ours.is_empty() && ours == theirs,
+        "app hash at {}: node{joined} {ours}, node0 {theirs}",
+        tip + 3
+    );
 
     // One of the original four stops: the chain goes on, and it is jailed
     // for downtime and leaves the set.
