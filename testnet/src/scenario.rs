@@ -1407,6 +1407,44 @@ mod tests {
         let err = Scenario::from_toml(path, &join(1, "kill", "state_sync = true\n"))
             .expect_err("kill syncs");
         assert!(err.to_string().contains("only a join"), "{err}");
+        // A stake takes an amount (and only it does), for a validator or a
+        // node joined before it.
+        assert!(Scenario::from_toml(
+            path,
+            &join(
+                1,
+                "stake",
+                "stake = 5000
+"
+            )
+        )
+        .is_ok());
+        assert!(Scenario::from_toml(path, &join(0, "unbond", "")).is_ok());
+        for (node, kind, extra) in [
+            (1, "stake", ""),
+            (
+                1,
+                "stake",
+                "stake = 0
+",
+            ),
+            (
+                1,
+                "unbond",
+                "stake = 5
+",
+            ),
+            (
+                2,
+                "stake",
+                "stake = 5000
+",
+            ),
+        ] {
+            let err = Scenario::from_toml(path, &join(node, kind, extra))
+                .expect_err("a bad stake perturbation");
+            assert!(err.to_string().contains("perturbation."), "{err}");
+        }
     }
 
     #[test]
