@@ -506,7 +506,7 @@ pub async fn wait_caught_up(
     loop {
         // The new container's RPC needs a moment to come up.
         if let (Ok(status), Ok(tip)) = (joined.status().await, reference.status().await) {
-            if !status.catching_up && status.height.saturating_add(1) >= tip.height {
+            if crate::network::caught_up(&status, tip.height) {
                 return Ok(started.elapsed());
             }
         }

@@ -772,20 +772,26 @@ pub fn set_layout(dir: &Path, netns: Option<NetnsLayout>) -> Result<Manifest> {
         let _ = std::fs::remove_file(dir.join(&node.cometbft_home).join("config/addrbook.json"));
         let path = dir.join(&node.sequencer_config);
         let mut table = read_toml(&path)?;
-        let p = node.ports;
-        let host = &node.host;
-        for (section, key, value) in [
-            ("abci", "listen", format!("{host}:{}", p.abci)),
-            ("grpc", "listen", format!("{host}:{}", p.grpc)),
-            ("metrics", "listen", format!("{host}:{}", p.metrics)),
-            ("cometbft", "rpc", format!("http://{host}:{}", p.rpc)),
-        ] {
-            set(&mut table, Some(section), key, value);
-        }
+        set_sequencer_addresses(&mut table, node);
         write_toml(&path, &table)?;
     }
     manifest.save(dir)?;
     Ok(manifest)
+}
+
+/// Points a `sequencer.toml` at `node`'s own addresses: its ABCI, gRPC and
+/// metrics listeners and its CometBFT's RPC.
+fn set_sequencer_addresses(table: &mut toml::Table, node: &NodeManifest) {
+    let p = node.ports;
+    let host = &node.host;
+    for (section, key, value) in [
+        ("abci", "listen", format!("{host}:{}", p.abci)),
+        ("grpc", "listen", format!("{host}:{}", p.grpc)),
+        ("metrics", "listen", format!("{host}:{}", p.metrics)),
+        ("cometbft", "rpc", format!("http://{host}:{}", p.rpc)),
+    ] {
+        set(table, Some(section), key, value);
+    }
 }
 
 /// Rewrites the node's `config.toml` for the testnet: addresses, peers,
@@ -972,32 +978,7 @@ pub fn add_node(
     write_toml(&home.join("config/config.toml"), &config)?;
 
     let mut sequencer = read_toml(&dir.join(&source.sequencer_config))?;
-    let host = &node.host;
-    let p = node.ports;
-    set(
-        &mut sequencer,
-        Some("abci"),
-        "listen",
-        format!("{host}:{}", p.abci),
-    );
-    set(
-        &mut sequencer,
-        Some("grpc"),
-        "listen",
-        format!("{host}:{}", p.grpc),
-    );
-    set(
-        &mut sequencer,
-        Some("metrics"),
-        "listen",
-        format!("{host}:{}", p.metrics),
-    );
-    set(
-        &mut sequencer,
-        Some("cometbft"),
-        "rpc",
-        format!("http://{host}:{}", p.rpc),
-    );
+    set_sequencer_addresses(&mut sequencer, &node);
     write_toml(&dir.join(&node.sequencer_config), &sequencer)?;
 
     manifest.nodes.push(node.clone());

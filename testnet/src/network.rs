@@ -58,6 +58,12 @@ impl NodeProcesses {
 
 pub use crate::process::{AGGREGATOR_PROCESS, PROVER_PROCESS};
 
+/// Whether a joining node with `status` has caught up with a network whose
+/// tip is `tip`: CometBFT no longer catching up, and at most a block behind.
+pub(crate) fn caught_up(status: &seqnet_rollup_client::cometbft::NodeStatus, tip: u64) -> bool {
+    !status.catching_up && status.height.saturating_add(1) >= tip
+}
+
 /// What a node joining by state sync trusts: `rpc`'s header at its current
 /// height, with light blocks from `rpc_servers` (as the joining node
 /// reaches them).
@@ -257,8 +263,6 @@ impl Testnet {
             .map_err(|e| self.rpc_error(0, "status", e))?
             .height;
         self.wait_node_height(node.index, tip, timeout).await?;
-        // Caught up: CometBFT no longer catching up, and at most a block
-        // behind node 0.
         let joined = self.rpc(node.index)?;
         let reference = self.rpc(0)?;
         loop {
@@ -271,7 +275,7 @@ impl Testnet {
                 .await
                 .map_err(|e| self.rpc_error(0, "status", e))?
                 .height;
-            if !status.catching_up && status.height.saturating_add(1) >= tip {
+            if caught_up(&status, tip) {
                 return Ok(started.elapsed());
             }
             if started.elapsed() >= timeout {

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use prost::Message;
-use seqnet_proto::{pb, Action, Address};
+use seqnet_proto::{pb, Action};
 use seqnet_rollup_client::{keys, RollupClient, TxSigner};
 
 use crate::error::{Result, TestnetError};
@@ -223,17 +223,28 @@ impl Testnet {
             .map_err(|e| self.rpc_error(via, "abci_query /validator_registry", e))
     }
 
+    /// Node `index`'s validator record, as node `via` holds it.
+    pub async fn validator_record(
+        &self,
+        via: usize,
+        index: usize,
+    ) -> Result<Option<pb::ValidatorRecord>> {
+        let key = self.consensus_key(index)?.verifying_key().to_bytes();
+        let address = seqnet_proto::inclusion::validator_address(&key);
+        Ok(self
+            .validator_registry(via)
+            .await?
+            .validators
+            .into_iter()
+            .find(|v| v.consensus_address == address))
+    }
+
     /// Node `index`'s consensus address as CometBFT prints it.
     pub fn consensus_address(&self, index: usize) -> Result<String> {
         let key = self.consensus_key(index)?;
         Ok(hex::encode_upper(
             seqnet_proto::inclusion::validator_address(&key.verifying_key().to_bytes()),
         ))
-    }
-
-    /// Node `index`'s operator account (its consensus key's address).
-    pub fn operator_address(&self, index: usize) -> Result<Address> {
-        Ok(keys::address(&self.consensus_key(index)?))
     }
 
     /// Waits until CometBFT's set for the next height (as node `via`

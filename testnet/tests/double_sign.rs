@@ -11,7 +11,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use seqnet_rollup_client::{keys, RollupClient, TxSigner};
 use seqnet_testnet::InitOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -29,13 +28,7 @@ async fn a_double_signer_is_slashed_tombstoned_and_removed() -> anyhow::Result<(
 
     // Rollup 1 data in every block, so the twin's proposals (which leave
     // it out) differ from the validator's own.
-    let key = net
-        .key_path("rollup-1")
-        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
-    let mut signer = TxSigner::new(keys::load(&key)?, net.manifest().chain_id.clone());
-    signer.fees = net.manifest().fees.schedule();
-    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
-    signer.sync_nonce(&mut client).await?;
+    let (mut signer, mut client) = common::rollup_signer(&net).await?;
     let trickle = tokio::spawn(async move {
         for item in 0u64.. {
             let tx = signer.rollup_data(1, format!("item {item}").into_bytes(), None);
@@ -52,11 +45,9 @@ async fn a_double_signer_is_slashed_tombstoned_and_removed() -> anyhow::Result<(
     let twin = net.start_double_signer(victim).await?;
     let started = Instant::now();
     let record = loop {
-        let registry = net.validator_registry(0).await?;
-        let record = registry
-            .validators
-            .into_iter()
-            .find(|v| hex::encode_upper(&v.consensus_address) == address)
+        let record = net
+            .validator_record(0, victim)
+            .await?
             .ok_or_else(|| anyhow::anyhow!("no record of node{victim}"))?;
         if record.tombstoned {
             break record;

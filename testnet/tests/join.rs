@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use seqnet_rollup_client::{keys, RollupClient, TxSigner};
+use seqnet_rollup_client::RollupClient;
 use seqnet_testnet::InitOptions;
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -31,13 +31,7 @@ async fn nodes_join_by_state_sync_and_by_block_sync() -> anyhow::Result<()> {
     let (_guard, mut net) = common::start_testnet("seqnet-join-", 2, opts, TIMEOUT).await?;
 
     // Rollup data in most blocks, so the snapshots hold more than genesis.
-    let key = net
-        .key_path("rollup-1")
-        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
-    let mut signer = TxSigner::new(keys::load(&key)?, net.manifest().chain_id.clone());
-    signer.fees = net.manifest().fees.schedule();
-    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
-    signer.sync_nonce(&mut client).await?;
+    let (mut signer, mut client) = common::rollup_signer(&net).await?;
     let started = Instant::now();
     for item in 0u64.. {
         let tx = signer.rollup_data(1, format!("item {item}").into_bytes(), None);

@@ -20,7 +20,6 @@ use prost::Message;
 use seqnet_proto::pb;
 use seqnet_proto::state_proof::{self, Space};
 use seqnet_rollup_client::light::{fetch_block, LightClient, LightError, LightOptions, TrustRoot};
-use seqnet_rollup_client::{keys, RollupClient, TxSigner};
 use seqnet_testnet::{CometRpc, InitOptions, Testnet};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -150,11 +149,9 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
         })
         .await?;
     eprintln!("node{stopped} stopped after height {tip}, out of the set at {height}: {set:?}");
-    let registry = net.validator_registry(0).await?;
-    let record = registry
-        .validators
-        .iter()
-        .find(|v| hex::encode_upper(&v.consensus_address) == stopped_address)
+    let record = net
+        .validator_record(0, stopped)
+        .await?
         .ok_or_else(|| anyhow::anyhow!("no record of node{stopped}"))?;
     anyhow::ensure!(
         record.status == pb::ValidatorStatus::Jailed as i32 && !record.tombstoned,
@@ -176,11 +173,8 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
     net.wait_node_height(0, height + 5, TIMEOUT).await?;
     let set = agreed_set(&mut net, 0).await?;
     let unbonding = net
-        .validator_registry(0)
+        .validator_record(0, leaving)
         .await?
-        .validators
-        .into_iter()
-        .find(|v| hex::encode_upper(&v.consensus_address) == leaving_address)
         .ok_or_else(|| anyhow::anyhow!("no record of node{leaving}"))?;
     anyhow::ensure!(
         unbonding.status == pb::ValidatorStatus::Unbonding as i32,
@@ -189,13 +183,7 @@ async fn a_node_stakes_and_validates_a_stopped_one_is_jailed_another_unbonds() -
 
     // Forced inclusion still holds with the new set: a request made now is
     // included within its window.
-    let key = net
-        .key_path("rollup-1")
-        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
-    let mut signer = TxSigner::new(keys::load(&key)?, CHAIN);
-    signer.fees = net.manifest().fees.schedule();
-    let mut client = RollupClient::new(vec![net.grpc_url(0)?])?;
-    signer.sync_nonce(&mut client).await?;
+    let (mut signer, mut client) = common::rollup_signer(&net).await?;
     let wrapper_nonce = signer.next_nonce;
     signer.next_nonce += 1;
     let inner = signer.rollup_data(1, b"forced after the set changed".to_vec(), None);

@@ -286,12 +286,8 @@ impl SeqnetApp {
         summary.proven_height = proving.proven_height;
         block_events.extend(proving.events);
         let validators = crate::validators::end_block(delta, params, height, &input.votes)?;
-        let count = |kind: &str| {
-            let n = validators.events.iter().filter(|e| e.kind == kind).count();
-            u64::try_from(n).unwrap_or(u64::MAX)
-        };
-        summary.validators_jailed = count("validator_jailed");
-        summary.validators_slashed = count("validator_slashed");
+        summary.validators_jailed = validators.jailed;
+        summary.validators_slashed = validators.slashed;
         summary.validators = u64::try_from(validators.set.validators.len()).unwrap_or(u64::MAX);
         summary.validator_power =
             u64::try_from(crate::validators::total_power(&validators.set)).unwrap_or(0);

@@ -413,6 +413,9 @@ pub(crate) struct ValidatorBlock {
     pub updates: Vec<pb::Validator>,
     /// `validators()` after this block: the set that signs this height.
     pub set: pb::ValidatorSet,
+    /// Validators slashed for evidence, and jailed for downtime, here.
+    pub slashed: u64,
+    pub jailed: u64,
     pub events: Vec<Event>,
 }
 
@@ -456,6 +459,7 @@ pub(crate) fn end_block(
             record.status = pb::ValidatorStatus::Jailed as i32;
         }
         changed = true;
+        out.slashed = out.slashed.saturating_add(1);
         out.events.push(Event {
             kind: "validator_slashed",
             attributes: vec![
@@ -492,6 +496,7 @@ pub(crate) fn end_block(
                 let missed = record.missed_count;
                 record.missed.clear();
                 record.missed_count = 0;
+                out.jailed = out.jailed.saturating_add(1);
                 out.events.push(Event {
                     kind: "validator_jailed",
                     attributes: vec![

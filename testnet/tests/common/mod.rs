@@ -57,3 +57,24 @@ pub fn seqnet_cli() -> anyhow::Result<PathBuf> {
         .map(|dir| dir.join("seqnet"))
         .ok_or_else(|| anyhow::anyhow!("no directory for the seqnet binary"))
 }
+
+/// A signer for rollup 1's owner (`rollup-1` key, the testnet's fees) with
+/// its nonce synced, and a client of node 0 to send through.
+pub async fn rollup_signer(
+    net: &Testnet,
+) -> anyhow::Result<(
+    seqnet_rollup_client::TxSigner,
+    seqnet_rollup_client::RollupClient,
+)> {
+    let key = net
+        .key_path("rollup-1")
+        .ok_or_else(|| anyhow::anyhow!("no rollup-1 key"))?;
+    let mut signer = seqnet_rollup_client::TxSigner::new(
+        seqnet_rollup_client::keys::load(&key)?,
+        net.manifest().chain_id.clone(),
+    );
+    signer.fees = net.manifest().fees.schedule();
+    let mut client = seqnet_rollup_client::RollupClient::new(vec![net.grpc_url(0)?])?;
+    signer.sync_nonce(&mut client).await?;
+    Ok((signer, client))
+}
